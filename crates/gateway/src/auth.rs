@@ -1,0 +1,127 @@
+//! From the `[auth]` configuration to a protected resource and the layer that guards `/mcp`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::Response;
+use axum::middleware::Next;
+use mcpgate_guard::{
+    Audience, BearerAuthLayer, ClaimRules, ClientAuth, ClientId, IntrospectionVerifier, JwksOptions, JwtVerifier,
+    Principal, ProtectedResource, ResourceUrl, Scope, StaticTokens, Subject, TokenVerifier, bearer_token,
+};
+
+use crate::config::{AuthMode, Config, IntrospectionAuthMethod};
+
+/// How `/mcp` is guarded.
+pub enum Guard {
+    /// Nothing (`none`).
+    Open,
+    /// A bearer header must be present; it is not checked here (`passthrough`).
+    PresenceOnly,
+    /// Tokens are verified.
+    Verify(Arc<dyn TokenVerifier>),
+}
+
+/// The protected resource as configured.
+pub fn protected_resource(config: &Config) -> Result<ProtectedResource, String> {
+    let base = config.public_url();
+    let resource = ResourceUrl::parse(&format!("{}/mcp", base.as_str().trim_end_matches('/'))).map_err(|e| format!("public_url: {e}"))?;
+    let mut pr = ProtectedResource::new(resource).resource_name("mcpgate");
+    let servers = if config.auth.authorization_servers.is_empty() {
+        config.auth.issuer_url.iter().cloned().collect()
+    } else {
+        config.auth.authorization_servers.clone()
+    };
+    for server in servers {
+        pr = pr.authorization_server(server);
+    }
+    let advertised = config.auth.scopes_supported.as_ref().unwrap_or(&config.auth.required_scopes);
+    Ok(pr.scopes_supported(advertised.iter().map(Scope::new)))
+}
+
+/// Builds the guard for the configured mode.
+pub fn guard(config: &Config, resource: &ProtectedResource) -> Result<Guard, String> {
+    let auth = &config.auth;
+    let rules = || {
+        let audiences = if auth.audience.is_empty() {
+            vec![Audience::from(resource.resource())]
+        } else {
+            auth.audience.iter().map(Audience::new).collect()
+        };
+        ClaimRules { issuer: auth.issuer_url.clone(), audiences, leeway: auth.leeway, require_exp: true }
+    };
+    let cache_capacity = 10_000;
+    Ok(match auth.mode {
+        AuthMode::None => Guard::Open,
+        AuthMode::Passthrough => Guard::PresenceOnly,
+        AuthMode::Static => {
+            let tokens = auth.static_tokens.iter().map(|t| {
+                let mut p = Principal::builder(Subject::new(&t.subject)).scopes(t.scopes.iter().map(Scope::new));
+                if let Some(c) = &t.client_id {
+                    p = p.client_id(ClientId::new(c));
+                }
+                (t.token.expose().to_owned(), p.build())
+            });
+            Guard::Verify(Arc::new(StaticTokens::new(tokens)))
+        }
+        AuthMode::Jwt => {
+            let allowed = crate::config::validate_algorithms(&auth.algorithms)?;
+            let mut builder = JwtVerifier::builder(rules())
+                .algorithms(allowed)
+                .max_token_bytes(auth.max_token_bytes)
+                .cache(cache_capacity, auth.cache_ttl);
+            if let Some(url) = &auth.jwks_uri {
+                let options = JwksOptions {
+                    min_refresh_interval: auth.jwks_refresh_interval,
+                    max_age: auth.jwks_max_age,
+                    ..JwksOptions::default()
+                };
+                builder = builder.jwks(url.clone(), options);
+            } else if let Some(path) = &auth.jwt_public_key {
+                let pem = std::fs::read(path).map_err(|e| format!("auth.jwt_public_key: cannot read `{}`: {e}", path.display()))?;
+                builder = builder.public_key_pem(pem);
+            } else if let Some(secret) = &auth.hmac_secret {
+                builder = builder.hmac_secret(secret.expose().as_bytes().to_vec());
+            }
+            Guard::Verify(Arc::new(builder.build().map_err(|e| format!("auth: {e}"))?))
+        }
+        AuthMode::Introspection => {
+            let url = auth.introspection_url.clone().ok_or("auth.introspection_url: required")?;
+            let client_id = auth.introspection_client_id.clone().unwrap_or_default();
+            let client_secret = auth.introspection_client_secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
+            let client_auth = match auth.introspection_auth_method {
+                IntrospectionAuthMethod::ClientSecretBasic => ClientAuth::Basic { client_id, client_secret },
+                IntrospectionAuthMethod::ClientSecretPost => ClientAuth::Post { client_id, client_secret },
+            };
+            let verifier = IntrospectionVerifier::builder(url, client_auth, rules())
+                .timeout(auth.introspection_timeout)
+                .max_token_bytes(auth.max_token_bytes)
+                .cache(cache_capacity, auth.cache_ttl.min(std::time::Duration::from_secs(60)))
+                .build()?;
+            Guard::Verify(Arc::new(verifier))
+        }
+        AuthMode::Issuer => return Err("auth.mode: `issuer` is not available in this release".into()),
+    })
+}
+
+/// The layer that verifies tokens for `/mcp`.
+pub fn layer(verifier: Arc<dyn TokenVerifier>, resource: &ProtectedResource, config: &Config) -> BearerAuthLayer {
+    BearerAuthLayer::from_arc(verifier, resource).required_scopes(config.auth.required_scopes.iter().map(Scope::new))
+}
+
+/// Where challenges point, for the `passthrough` middleware.
+#[derive(Clone)]
+pub struct PresenceState {
+    /// The metadata URL.
+    pub resource_metadata: String,
+}
+
+/// `passthrough`: refuse requests without a well-formed bearer header (with the same
+/// challenges as the verifying modes); the token itself is the upstream's to check.
+pub async fn require_presence(State(state): State<Arc<PresenceState>>, request: Request, next: Next) -> Response<Body> {
+    match bearer_token(request.headers(), request.uri()) {
+        Ok(_) => next.run(request).await,
+        Err(denial) => denial.into_response(&state.resource_metadata, &[]).map(Body::from),
+    }
+}

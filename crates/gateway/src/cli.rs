@@ -1,0 +1,121 @@
+//! Command-line interface. Flags override `MCPGATE_*` variables, which override the
+//! configuration file, which overrides the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use figment::value::Value;
+
+use crate::config::Overrides;
+
+/// mcpgate: OAuth 2.1 in front of MCP servers.
+#[derive(Debug, Parser)]
+#[command(name = "mcpgate", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve: put the upstream MCP server behind authentication.
+    Serve(ServeArgs),
+    /// Print the effective configuration (secrets masked); exit non-zero naming every problem.
+    CheckConfig(ServeArgs),
+    /// Run a demo MCP server behind the gateway with a development token (not for production).
+    Quickstart(QuickstartArgs),
+    /// Print the configuration reference: `markdown` (docs/configuration.md), `toml`
+    /// (mcpgate.example.toml) or `env` (.env.example).
+    #[command(hide = true)]
+    ConfigReference {
+        /// Which form.
+        #[arg(value_parser = ["markdown", "toml", "env"], default_value = "markdown")]
+        format: String,
+    },
+}
+
+/// Settings shared by `serve` and `check-config`. Each has an `MCPGATE_*` variable and a
+/// configuration-file key; see docs/configuration.md.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Configuration file (default: ./mcpgate.toml if present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to bind [env: MCPGATE_LISTEN] [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The URL clients use; the protected resource is <public-url>/mcp [env: MCPGATE_PUBLIC_URL].
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Upstream Streamable HTTP endpoint [env: MCPGATE_UPSTREAM_URL].
+    #[arg(long, value_name = "URL")]
+    pub upstream_url: Option<String>,
+    /// none | passthrough | static | jwt | introspection [env: MCPGATE_AUTH_MODE] [default: jwt].
+    #[arg(long = "auth", value_name = "MODE")]
+    pub auth_mode: Option<String>,
+    /// Authorization server issuer: advertised and checked as `iss` [env: MCPGATE_AUTH_ISSUER_URL].
+    #[arg(long, value_name = "URL")]
+    pub issuer_url: Option<String>,
+    /// JWKS location for `jwt` mode [env: MCPGATE_AUTH_JWKS_URI].
+    #[arg(long, value_name = "URL")]
+    pub jwks_uri: Option<String>,
+    /// PEM file with a static verification key for `jwt` mode [env: MCPGATE_AUTH_JWT_PUBLIC_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub jwt_public_key: Option<String>,
+    /// Accepted `aud` (comma-separated); default the resource URL [env: MCPGATE_AUTH_AUDIENCE].
+    #[arg(long, value_name = "AUD")]
+    pub audience: Option<String>,
+    /// Comma-separated scopes every request needs [env: MCPGATE_AUTH_REQUIRED_SCOPES].
+    #[arg(long, value_name = "SCOPES")]
+    pub required_scopes: Option<String>,
+    /// RFC 7662 endpoint for `introspection` mode [env: MCPGATE_AUTH_INTROSPECTION_URL].
+    #[arg(long, value_name = "URL")]
+    pub introspection_url: Option<String>,
+    /// Where the embedded store and keys live [env: MCPGATE_DATA_DIR].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// Allow development-only settings (static tokens); loud warning [env: MCPGATE_DEV].
+    #[arg(long)]
+    pub dev: bool,
+}
+
+impl ServeArgs {
+    /// The flags that were given, as configuration keys.
+    pub fn overrides(&self) -> Overrides {
+        let mut out: Overrides = Vec::new();
+        let mut put = |key: &'static str, value: &Option<String>| {
+            if let Some(v) = value {
+                out.push((key, Value::from(v.clone())));
+            }
+        };
+        put("listen", &self.listen);
+        put("public_url", &self.public_url);
+        put("upstream.url", &self.upstream_url);
+        put("auth.mode", &self.auth_mode);
+        put("auth.issuer_url", &self.issuer_url);
+        put("auth.jwks_uri", &self.jwks_uri);
+        put("auth.jwt_public_key", &self.jwt_public_key);
+        put("auth.audience", &self.audience);
+        put("auth.required_scopes", &self.required_scopes);
+        put("auth.introspection_url", &self.introspection_url);
+        put("data_dir", &self.data_dir);
+        if self.dev {
+            out.push(("dev", Value::from(true)));
+        }
+        out
+    }
+}
+
+/// `quickstart` options.
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// The URL clients use (default: http://<listen>).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<url::Url>,
+}

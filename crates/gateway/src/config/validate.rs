@@ -1,0 +1,288 @@
+//! Everything about a configuration that can be checked before starting: each rule names the
+//! key it is about and says how to fix it. All problems are reported at once.
+
+use std::str::FromStr;
+
+use base64::Engine as _;
+use http::HeaderName;
+use mcpgate_guard::{Algorithm, ResourceUrl, Scope};
+
+use super::{AuthMode, Config, ConfigError};
+
+pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut err = |key: &str, problem: String| errors.push(ConfigError::new(key, problem));
+
+    // Where we are.
+    match &config.public_url {
+        Some(url) => {
+            if !matches!(url.scheme(), "http" | "https") {
+                err("public_url", format!("scheme must be http or https, not `{}`", url.scheme()));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                err("public_url", "must not have a query or fragment".into());
+            }
+            if url.host_str().is_none() {
+                err("public_url", "must have a host".into());
+            }
+        }
+        None if !config.listen.ip().is_loopback() => err(
+            "public_url",
+            format!(
+                "required when listen ({}) is not a loopback address: clients must be told the URL they reach the gateway at",
+                config.listen
+            ),
+        ),
+        None => {}
+    }
+    if let Err(e) = ResourceUrl::parse(config.public_url().as_str()) {
+        err("public_url", e.to_string());
+    }
+
+    // Upstream.
+    match &config.upstream.url {
+        None => err("upstream.url", "required: the MCP server to put behind the gateway (e.g. --upstream-url http://127.0.0.1:3000/mcp)".into()),
+        Some(url) if !matches!(url.scheme(), "http" | "https") => {
+            err("upstream.url", format!("scheme must be http or https, not `{}`", url.scheme()))
+        }
+        Some(_) => {}
+    }
+    for (key, value) in [
+        ("upstream.connect_timeout", config.upstream.connect_timeout),
+        ("upstream.timeout", config.upstream.timeout),
+        ("upstream.idle_timeout", config.upstream.idle_timeout),
+        ("auth.introspection_timeout", config.auth.introspection_timeout),
+        ("session.max_age", config.session.max_age),
+    ] {
+        if value.is_zero() {
+            err(key, "must be longer than zero".into());
+        }
+    }
+    for (name, value) in &config.upstream.headers {
+        let key = format!("upstream.headers.{name}");
+        if HeaderName::from_str(name).is_err() {
+            err(&key, "is not a valid header name".into());
+        }
+        if let Err(problem) = interpolate(value.expose()) {
+            err(&key, problem);
+        }
+    }
+    let reserved = ["authorization", "host", "content-length", "transfer-encoding", "connection", "mcp-session-id"];
+    for name in &config.upstream.forward_headers {
+        match HeaderName::from_str(name) {
+            Err(_) => err("upstream.forward_headers", format!("`{name}` is not a valid header name")),
+            Ok(h) if reserved.contains(&h.as_str()) => err(
+                "upstream.forward_headers",
+                format!("`{name}` cannot be forwarded this way (use upstream.forward_token for Authorization)"),
+            ),
+            Ok(_) => {}
+        }
+    }
+    let identity = &config.upstream.identity_headers;
+    for (key, name) in [
+        ("upstream.identity_headers.subject", &identity.subject),
+        ("upstream.identity_headers.client_id", &identity.client_id),
+        ("upstream.identity_headers.scopes", &identity.scopes),
+    ] {
+        let Some(name) = name else { continue };
+        match HeaderName::from_str(name) {
+            Err(_) => err(key, format!("`{name}` is not a valid header name")),
+            Ok(h) if reserved.contains(&h.as_str()) || h.as_str().starts_with("mcp-") => {
+                err(key, format!("`{name}` is reserved; choose another name such as X-Forwarded-User"))
+            }
+            Ok(h) if config.upstream.forward_headers.iter().any(|f| f.eq_ignore_ascii_case(h.as_str())) => err(
+                key,
+                format!("`{name}` is also in upstream.forward_headers: a client could then set the identity itself"),
+            ),
+            Ok(_) => {}
+        }
+    }
+
+    // Authentication.
+    let auth = &config.auth;
+    let needs_issuer = |err: &mut dyn FnMut(&str, String), mode: &str| {
+        if auth.issuer_url.is_none() {
+            err(
+                "auth.issuer_url",
+                format!(
+                    "required in `{mode}` mode: it is advertised to clients as the authorization server and checked as the token's `iss`"
+                ),
+            );
+        }
+    };
+    match auth.mode {
+        AuthMode::None if !config.listen.ip().is_loopback() => err(
+            "auth.mode",
+            format!("`none` is only allowed when listen is a loopback address (listen is {})", config.listen),
+        ),
+        AuthMode::None | AuthMode::Passthrough => {}
+        AuthMode::Static => {
+            if !config.dev {
+                err("auth.mode", "`static` tokens are for development only: start with --dev (MCPGATE_DEV=true) to allow them".into());
+            }
+            if auth.static_tokens.is_empty() {
+                err("auth.static_tokens", "`static` mode needs at least one token".into());
+            }
+            for (i, t) in auth.static_tokens.iter().enumerate() {
+                let key = format!("auth.static_tokens[{i}]");
+                if t.token.expose().is_empty() || t.token.expose().contains(char::is_whitespace) {
+                    err(&key, "token must be non-empty and contain no whitespace".into());
+                }
+                if t.subject.is_empty() {
+                    err(&key, "subject must not be empty".into());
+                }
+                for scope in &t.scopes {
+                    if let Err(e) = Scope::parse(scope) {
+                        err(&key, e.to_string());
+                    }
+                }
+            }
+        }
+        AuthMode::Jwt => {
+            needs_issuer(&mut err, "jwt");
+            let sources = [auth.jwks_uri.is_some(), auth.jwt_public_key.is_some(), auth.hmac_secret.is_some()];
+            match sources.iter().filter(|s| **s).count() {
+                0 => err(
+                    "auth.jwks_uri",
+                    "`jwt` mode needs a key source: auth.jwks_uri, auth.jwt_public_key or auth.hmac_secret".into(),
+                ),
+                1 => {}
+                _ => err("auth.jwks_uri", "give only one of auth.jwks_uri, auth.jwt_public_key, auth.hmac_secret".into()),
+            }
+            if let Some(path) = &auth.jwt_public_key {
+                match std::fs::read(path) {
+                    Err(e) => err("auth.jwt_public_key", format!("cannot read `{}`: {e}", path.display())),
+                    Ok(pem) => {
+                        if let Err(e) = mcpgate_guard::VerificationKey::from_pem(&pem, &mcpgate_guard::ALL_ALGORITHMS) {
+                            err("auth.jwt_public_key", format!("`{}`: {e}", path.display()));
+                        }
+                    }
+                }
+            }
+            if let Some(secret) = &auth.hmac_secret
+                && secret.expose().len() < 32
+            {
+                err("auth.hmac_secret", format!("is {} bytes; at least 32 are required", secret.expose().len()));
+            }
+            if let Some(url) = &auth.jwks_uri
+                && !matches!(url.scheme(), "http" | "https")
+            {
+                err("auth.jwks_uri", format!("scheme must be http or https, not `{}`", url.scheme()));
+            }
+        }
+        AuthMode::Introspection => {
+            needs_issuer(&mut err, "introspection");
+            if auth.introspection_url.is_none() {
+                err("auth.introspection_url", "required in `introspection` mode".into());
+            }
+            if auth.introspection_client_id.as_deref().unwrap_or_default().is_empty() {
+                err("auth.introspection_client_id", "required in `introspection` mode".into());
+            }
+            if auth.introspection_client_secret.is_none() {
+                err("auth.introspection_client_secret", "required in `introspection` mode".into());
+            }
+        }
+        AuthMode::Issuer => err(
+            "auth.mode",
+            "`issuer` (the built-in authorization server) is not available in this release; use `jwt` or `introspection` with your identity provider".into(),
+        ),
+    }
+    if auth.forward_token_misused(config) {
+        err("upstream.forward_token", "only applies in `jwt` and `introspection` modes".into());
+    }
+    if auth.mode == AuthMode::Jwt
+        && let Err(problem) = algorithms(&auth.algorithms)
+    {
+        err("auth.algorithms", problem);
+    }
+    for scope in auth.required_scopes.iter().chain(auth.scopes_supported.iter().flatten()) {
+        if let Err(e) = Scope::parse(scope) {
+            err(if auth.required_scopes.contains(scope) { "auth.required_scopes" } else { "auth.scopes_supported" }, e.to_string());
+        }
+    }
+    if auth.audience.iter().any(String::is_empty) {
+        err("auth.audience", "entries must not be empty".into());
+    }
+    if auth.max_token_bytes == 0 {
+        err("auth.max_token_bytes", "must be greater than zero".into());
+    }
+
+    // Sessions and HTTP.
+    if let Some(key) = &config.session.key
+        && let Err(problem) = session_key(key.expose())
+    {
+        err("session.key", problem);
+    }
+    for origin in &config.http.allowed_origins {
+        match url::Url::parse(origin) {
+            Ok(u) if origin != "null" && u.host_str().is_some() && matches!(u.scheme(), "http" | "https") => {}
+            _ if origin == "null" => {}
+            _ => err("http.allowed_origins", format!("`{origin}` is not an origin such as https://app.example.com")),
+        }
+    }
+    for host in &config.http.allowed_hosts {
+        if host.is_empty() || host.contains(['/', ' ']) {
+            err("http.allowed_hosts", format!("`{host}` is not a host or host:port"));
+        }
+    }
+    if config.http.max_body_bytes == 0 {
+        err("http.max_body_bytes", "must be greater than zero".into());
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+        err("log.level", format!("`{}` is not a valid filter: {e}", config.log.level));
+    }
+
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+impl super::AuthConfig {
+    fn forward_token_misused(&self, config: &Config) -> bool {
+        config.upstream.forward_token && !matches!(self.mode, AuthMode::Jwt | AuthMode::Introspection)
+    }
+}
+
+/// Parses the algorithm allow-list (empty: all).
+pub(crate) fn algorithms(names: &[String]) -> Result<Vec<Algorithm>, String> {
+    if names.is_empty() {
+        return Ok(mcpgate_guard::ALL_ALGORITHMS.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| {
+            Algorithm::from_str(n).map_err(|_| {
+                format!("`{n}` is not a supported algorithm (RS256/384/512, PS256/384/512, ES256/384, EdDSA, HS256/384/512)")
+            })
+        })
+        .collect()
+}
+
+/// Decodes a session key: 32 bytes, base64 (standard or URL-safe).
+pub(crate) fn session_key(value: &str) -> Result<[u8; 32], String> {
+    let engines = [base64::engine::general_purpose::STANDARD, base64::engine::general_purpose::URL_SAFE];
+    let bytes = engines
+        .iter()
+        .find_map(|e| e.decode(value.trim()).ok())
+        .or_else(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value.trim()).ok())
+        .ok_or("is not base64; make one with `openssl rand -base64 32`")?;
+    bytes.try_into().map_err(|b: Vec<u8>| format!("is {} bytes; it must be exactly 32", b.len()))
+}
+
+/// Replaces `${VAR}` with the gateway's environment variable `VAR`.
+pub(crate) fn interpolate(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or("has an unterminated `${`")?;
+        let name = &after[..end];
+        if name.is_empty() {
+            return Err("has an empty `${}`".into());
+        }
+        let resolved = std::env::var(name).map_err(|_| format!("refers to environment variable {name}, which is not set"))?;
+        out.push_str(&resolved);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}

@@ -1,0 +1,364 @@
+//! `/mcp`: the MCP-aware forwarding of Streamable HTTP, for both protocol generations on one
+//! endpoint.
+//!
+//! - Session-based revisions (2025-03-26 … 2025-11-25): `initialize` opens a session upstream;
+//!   the gateway hands the client a sealed id ([`crate::session`]) bound to the subject, and
+//!   swaps it back for the upstream's id on every later request, GET stream and DELETE.
+//! - The stateless revision (2026-07-28): no sessions; the mirrored `Mcp-Method` / `Mcp-Name`
+//!   / `MCP-Protocol-Version` headers are checked against the body ([`modern`]); GET and
+//!   DELETE get 405.
+//!
+//! Bodies are forwarded byte for byte; responses (JSON or SSE) are streamed back as they
+//! arrive. A client that goes away mid-request cancels it upstream.
+
+pub mod message;
+pub mod modern;
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
+use axum::response::IntoResponse;
+use mcpgate_guard::Principal;
+use serde_json::value::RawValue;
+
+use crate::session::{Owner, SessionSealer};
+use crate::upstream::http::{HttpUpstream, UpstreamError, is_event_stream};
+use message::{HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Kind, Message, PARSE_ERROR, SESSION_NOT_FOUND, Unreadable};
+
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// What the client's `Authorization` header becomes upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenForwarding {
+    /// Removed (the default: no token passthrough).
+    Strip,
+    /// Passed unchanged (`passthrough` mode, or `forward_token`).
+    Forward,
+}
+
+/// Header names that describe the verified principal upstream.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityHeaders {
+    /// Subject.
+    pub subject: Option<HeaderName>,
+    /// Client id.
+    pub client_id: Option<HeaderName>,
+    /// Scopes, space-separated.
+    pub scopes: Option<HeaderName>,
+}
+
+/// Everything `/mcp` needs.
+pub struct Gateway {
+    /// The upstream.
+    pub upstream: HttpUpstream,
+    /// Seals session ids.
+    pub sessions: SessionSealer,
+    /// Whether the client's token goes upstream.
+    pub token: TokenForwarding,
+    /// Identity headers to add.
+    pub identity: IdentityHeaders,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("upstream", &self.upstream).field("token", &self.token).finish_non_exhaustive()
+    }
+}
+
+type Who = Option<axum::Extension<Arc<Principal>>>;
+
+fn owner(who: &Who) -> Owner {
+    match who {
+        Some(axum::Extension(p)) => Owner::of(p),
+        None => Owner::anonymous(),
+    }
+}
+
+impl Gateway {
+    /// Headers for an upstream request: the forwarded client headers, the operator's, the
+    /// identity headers and, when configured, the client's token.
+    fn upstream_headers(&self, incoming: &HeaderMap, who: &Who) -> HeaderMap {
+        let mut headers = self.upstream.forwarded_headers(incoming);
+        if self.token == TokenForwarding::Forward
+            && let Some(auth) = incoming.get(header::AUTHORIZATION)
+        {
+            headers.insert(header::AUTHORIZATION, auth.clone());
+        }
+        if let Some(axum::Extension(p)) = who {
+            let id = &self.identity;
+            let mut put = |name: &Option<HeaderName>, value: &str| {
+                if let Some(name) = name {
+                    match HeaderValue::from_bytes(value.as_bytes()) {
+                        Ok(v) => {
+                            headers.insert(name.clone(), v);
+                        }
+                        Err(_) => tracing::warn!(header = %name, "identity value cannot be sent as a header; left out"),
+                    }
+                }
+            };
+            put(&id.subject, p.subject.as_str());
+            if let Some(client) = &p.client_id {
+                put(&id.client_id, client.as_str());
+            }
+            put(&id.scopes, &p.scopes.to_space_delimited());
+        }
+        headers
+    }
+
+    /// Opens the client's session id, or says why not (logged; answered as 404).
+    fn open_session(&self, presented: &HeaderValue, who: &Who) -> Option<HeaderValue> {
+        let presented = presented.to_str().ok()?;
+        match self.sessions.open(owner(who), presented) {
+            Ok(upstream) => HeaderValue::from_str(&upstream).ok(),
+            Err(e) => {
+                let subject = who.as_ref().map(|axum::Extension(p)| p.subject.to_string());
+                tracing::warn!(target: "mcpgate::session", reason = %e, subject, "session id refused");
+                None
+            }
+        }
+    }
+}
+
+/// `POST /mcp`.
+pub async fn post(State(gw): State<Arc<Gateway>>, who: Who, headers: HeaderMap, body: Bytes) -> Response<Body> {
+    let message = match Message::parse(&body) {
+        Ok(m) => m,
+        Err(Unreadable::Parse) => {
+            return message::error_response(StatusCode::BAD_REQUEST, None, PARSE_ERROR, "Parse error: the body is not JSON");
+        }
+        Err(Unreadable::Batch) => {
+            return message::error_response(
+                StatusCode::BAD_REQUEST,
+                None,
+                INVALID_REQUEST,
+                "Invalid Request: JSON-RPC batches are not supported (removed in MCP 2025-06-18)",
+            );
+        }
+        Err(Unreadable::Invalid(id)) => {
+            return message::error_response(StatusCode::BAD_REQUEST, id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC message");
+        }
+    };
+    let stateless = modern::is_stateless(&message, &headers);
+    let mut upstream_headers = gw.upstream_headers(&headers, &who);
+
+    if stateless {
+        if let Err(modern::Mismatch(why)) = modern::check_headers(&message, &headers) {
+            tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = why, "header mismatch");
+            return message::error_response(StatusCode::BAD_REQUEST, message.id, HEADER_MISMATCH, &format!("Header mismatch: {why}"));
+        }
+        // No sessions in this revision: a session id from the client means nothing upstream.
+    } else if let Some(presented) = headers.get(SESSION_HEADER) {
+        match gw.open_session(presented, &who) {
+            Some(upstream_id) => {
+                upstream_headers.insert(SESSION_HEADER, upstream_id);
+            }
+            None => return session_not_found(message.id),
+        }
+    }
+
+    let initialize = !stateless && message.kind == Kind::Request && message.method.as_deref() == Some("initialize");
+    let id: Option<Box<RawValue>> = message.id.map(ToOwned::to_owned);
+    // A legacy request whose client disconnects is cancelled upstream explicitly; in the
+    // stateless revision closing the connection is the cancellation.
+    let cancel = match (&id, stateless, message.kind, upstream_headers.get(SESSION_HEADER)) {
+        (Some(id), false, Kind::Request, Some(session)) => {
+            Some(CancelOnDrop::new(Arc::clone(&gw), id.clone(), session.clone(), upstream_headers.clone()))
+        }
+        _ => None,
+    };
+    let method = message.method.as_deref().map(str::to_owned);
+    drop(message);
+
+    let response = match gw.upstream.send(Method::POST, upstream_headers, Some(body)).await {
+        Ok(r) => r,
+        Err(e) => return upstream_failure(&e, id.as_deref(), method.as_deref()),
+    };
+    let session = if initialize { SessionIssue::Seal(owner(&who)) } else { SessionIssue::None };
+    relay(&gw, response, session, cancel, id.as_deref())
+}
+
+/// `GET /mcp`: the legacy revisions' server-to-client stream.
+pub async fn get(State(gw): State<Arc<Gateway>>, who: Who, headers: HeaderMap) -> Response<Body> {
+    if modern::header_version(&headers).is_some_and(modern::is_stateless_version) {
+        return method_not_allowed();
+    }
+    let Some(presented) = headers.get(SESSION_HEADER) else {
+        // Only sessions have a stream; without one there is nothing to listen to.
+        return method_not_allowed();
+    };
+    let Some(upstream_id) = gw.open_session(presented, &who) else {
+        return session_not_found(None);
+    };
+    let mut upstream_headers = gw.upstream_headers(&headers, &who);
+    upstream_headers.insert(SESSION_HEADER, upstream_id);
+    match gw.upstream.send(Method::GET, upstream_headers, None).await {
+        Ok(response) => relay(&gw, response, SessionIssue::None, None, None),
+        Err(e) => upstream_failure(&e, None, Some("GET stream")),
+    }
+}
+
+/// `DELETE /mcp`: ends a legacy session.
+pub async fn delete(State(gw): State<Arc<Gateway>>, who: Who, headers: HeaderMap) -> Response<Body> {
+    if modern::header_version(&headers).is_some_and(modern::is_stateless_version) {
+        return method_not_allowed();
+    }
+    let Some(presented) = headers.get(SESSION_HEADER) else {
+        return message::text_response(StatusCode::BAD_REQUEST, "Bad Request: Mcp-Session-Id header is required");
+    };
+    let Some(upstream_id) = gw.open_session(presented, &who) else {
+        return session_not_found(None);
+    };
+    let mut upstream_headers = gw.upstream_headers(&headers, &who);
+    upstream_headers.insert(SESSION_HEADER, upstream_id);
+    match gw.upstream.send(Method::DELETE, upstream_headers, None).await {
+        Ok(response) => relay(&gw, response, SessionIssue::None, None, None),
+        Err(e) => upstream_failure(&e, None, Some("DELETE")),
+    }
+}
+
+enum SessionIssue {
+    None,
+    Seal(Owner),
+}
+
+fn relay(
+    gw: &Gateway,
+    response: reqwest::Response,
+    session: SessionIssue,
+    mut cancel: Option<CancelOnDrop>,
+    id: Option<&RawValue>,
+) -> Response<Body> {
+    let status = response.status();
+    if matches!(status, reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN) && gw.token == TokenForwarding::Strip {
+        // The upstream refused the gateway's own credentials: a configuration problem on our
+        // side, not something the client can fix by re-authorizing.
+        tracing::error!(target: "mcpgate::proxy", %status, "upstream refused the gateway's request; check upstream.headers");
+        return message::error_response(StatusCode::BAD_GATEWAY, id, INTERNAL_ERROR, "The upstream MCP server refused the gateway");
+    }
+    let mut headers = HttpUpstream::returned_headers(&response, gw.token == TokenForwarding::Forward);
+    if let SessionIssue::Seal(owner) = session
+        && let Some(upstream_id) = response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok())
+    {
+        match gw.sessions.seal(owner, upstream_id).and_then(|s| HeaderValue::from_str(&s).ok()) {
+            Some(sealed) => {
+                headers.insert(SESSION_HEADER, sealed);
+            }
+            None => {
+                tracing::error!(target: "mcpgate::proxy", "upstream session id is unusable (too long)");
+                return message::error_response(StatusCode::BAD_GATEWAY, id, INTERNAL_ERROR, "The upstream MCP server sent an unusable session id");
+            }
+        }
+    }
+    let streaming = is_event_stream(response.headers());
+    let body_stream = gw.upstream.body_stream(response);
+    let body = match cancel.as_mut() {
+        Some(_) if streaming => {
+            let guard = cancel.take();
+            Body::from_stream(guarded(body_stream, guard))
+        }
+        _ => {
+            // A JSON response: it is complete once it arrives; nothing to cancel.
+            if let Some(c) = cancel.as_mut() {
+                c.disarm();
+            }
+            Body::from_stream(body_stream)
+        }
+    };
+    let mut out = Response::new(body);
+    *out.status_mut() = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    *out.headers_mut() = headers;
+    out
+}
+
+/// Passes `stream` on; if it is dropped before it ends (the client went away), the guard
+/// cancels the request upstream.
+fn guarded<S>(stream: S, guard: Option<CancelOnDrop>) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send
+where
+    S: futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+{
+    use futures::StreamExt;
+    futures::stream::unfold((Box::pin(stream), guard), |(mut stream, mut guard)| async move {
+        match stream.next().await {
+            Some(item) => Some((item, (stream, guard))),
+            None => {
+                if let Some(g) = guard.as_mut() {
+                    g.disarm();
+                }
+                None
+            }
+        }
+    })
+}
+
+/// Sends `notifications/cancelled` upstream for a legacy request whose client went away
+/// before its response arrived.
+struct CancelOnDrop {
+    gw: Arc<Gateway>,
+    id: Box<RawValue>,
+    headers: HeaderMap,
+    armed: bool,
+}
+
+impl CancelOnDrop {
+    fn new(gw: Arc<Gateway>, id: Box<RawValue>, session: HeaderValue, mut headers: HeaderMap) -> Self {
+        headers.insert(SESSION_HEADER, session);
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        headers.remove("mcp-method");
+        headers.remove("mcp-name");
+        headers.remove("last-event-id");
+        CancelOnDrop { gw, id, headers, armed: true }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{},"reason":"client disconnected"}}}}"#,
+            self.id.get()
+        );
+        let gw = Arc::clone(&self.gw);
+        let headers = std::mem::take(&mut self.headers);
+        runtime.spawn(async move {
+            match gw.upstream.send(Method::POST, headers, Some(Bytes::from(body))).await {
+                Ok(_) => tracing::debug!(target: "mcpgate::proxy", "client went away; request cancelled upstream"),
+                Err(e) => tracing::debug!(target: "mcpgate::proxy", error = %e, "could not cancel upstream request"),
+            }
+        });
+    }
+}
+
+fn upstream_failure(e: &UpstreamError, id: Option<&RawValue>, what: Option<&str>) -> Response<Body> {
+    tracing::error!(target: "mcpgate::proxy", error = %e, request = what, "upstream request failed");
+    let (status, text) = match e {
+        UpstreamError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "The upstream MCP server is unreachable"),
+        UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "The upstream MCP server did not answer in time"),
+    };
+    match id {
+        Some(id) => message::error_response(status, Some(id), INTERNAL_ERROR, text),
+        None => message::text_response(status, text),
+    }
+}
+
+fn session_not_found(id: Option<&RawValue>) -> Response<Body> {
+    match id {
+        Some(id) => message::error_response(StatusCode::NOT_FOUND, Some(id), SESSION_NOT_FOUND, "Session not found"),
+        None => message::text_response(StatusCode::NOT_FOUND, "Not Found: Session not found"),
+    }
+}
+
+fn method_not_allowed() -> Response<Body> {
+    let mut r = message::text_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    r.into_response()
+}

@@ -1,0 +1,213 @@
+//! The router, built in one place, and the server's life: bind, serve, shut down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::{self, Guard, PresenceState};
+use crate::config::{AuthMode, Config, interpolate, session_key};
+use crate::dns_rebinding::{self, HostPolicy};
+use crate::health::{self, Health};
+use crate::proxy::{self, Gateway, IdentityHeaders, TokenForwarding};
+use crate::session::SessionSealer;
+use crate::upstream::http::{HttpUpstream, HttpUpstreamOptions};
+
+/// A gateway ready to serve: the router and what start-up should report.
+pub struct Prepared {
+    /// The application.
+    pub router: Router,
+    /// The verifier, to warm up before serving.
+    pub verifier: Option<Arc<dyn mcpgate_guard::TokenVerifier>>,
+    /// The protected resource URL.
+    pub resource: String,
+}
+
+/// Builds the application from a validated configuration.
+pub fn prepare(config: &Config) -> Result<Prepared, String> {
+    let resource = auth::protected_resource(config)?;
+    let guard = auth::guard(config, &resource)?;
+
+    let upstream_url = config.upstream.url.clone().ok_or("upstream.url: required")?;
+    let mut extra_headers = axum::http::HeaderMap::new();
+    for (name, value) in &config.upstream.headers {
+        let key = format!("upstream.headers.{name}");
+        let value = interpolate(value.expose()).map_err(|p| format!("{key}: {p}"))?;
+        let name = HeaderName::try_from(name.as_str()).map_err(|_| format!("{key}: not a valid header name"))?;
+        let mut value = HeaderValue::try_from(value).map_err(|_| format!("{key}: not a valid header value"))?;
+        value.set_sensitive(true);
+        extra_headers.insert(name, value);
+    }
+    let forward_extra = config
+        .upstream
+        .forward_headers
+        .iter()
+        .map(|h| HeaderName::try_from(h.as_str()).map_err(|_| format!("upstream.forward_headers: `{h}` is not a header name")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let upstream = HttpUpstream::new(HttpUpstreamOptions {
+        url: upstream_url,
+        extra_headers,
+        forward_extra,
+        connect_timeout: config.upstream.connect_timeout,
+        response_timeout: config.upstream.timeout,
+        idle_timeout: config.upstream.idle_timeout,
+    })?;
+
+    let sessions = match &config.session.key {
+        Some(key) => SessionSealer::new(&session_key(key.expose()).map_err(|p| format!("session.key: {p}"))?, config.session.max_age),
+        None => {
+            tracing::warn!(
+                "session.key is not set: a random key was generated. Sessions end when this process does, and replicas cannot share them. Set session.key (openssl rand -base64 32) for production."
+            );
+            SessionSealer::random(config.session.max_age)
+        }
+    };
+    let header = |name: &Option<String>| name.as_deref().and_then(|n| HeaderName::try_from(n).ok());
+    let identity = IdentityHeaders {
+        subject: header(&config.upstream.identity_headers.subject),
+        client_id: header(&config.upstream.identity_headers.client_id),
+        scopes: header(&config.upstream.identity_headers.scopes),
+    };
+    let token = match config.auth.mode {
+        AuthMode::Passthrough => TokenForwarding::Forward,
+        AuthMode::Jwt | AuthMode::Introspection if config.upstream.forward_token => TokenForwarding::Forward,
+        _ => TokenForwarding::Strip,
+    };
+    let verifier = match &guard {
+        Guard::Verify(v) => Some(Arc::clone(v)),
+        _ => None,
+    };
+    let gateway = Arc::new(Gateway { upstream, sessions, token, identity });
+    let health = Arc::new(Health::new(Arc::clone(&gateway), verifier.clone()));
+
+    let mut mcp = Router::new()
+        .route("/mcp", axum::routing::post(proxy::post).get(proxy::get).delete(proxy::delete))
+        .with_state(Arc::clone(&gateway));
+    mcp = match guard {
+        Guard::Open => mcp,
+        Guard::PresenceOnly => {
+            let state = Arc::new(PresenceState { resource_metadata: resource.metadata_url().to_string() });
+            mcp.route_layer(axum::middleware::from_fn_with_state(state, auth::require_presence))
+        }
+        Guard::Verify(v) => mcp.route_layer(auth::layer(v, &resource, config)),
+    };
+    mcp = mcp.layer(DefaultBodyLimit::max(config.http.max_body_bytes));
+
+    let metadata = Arc::new(resource.clone());
+    let mut wellknown = Router::new();
+    for path in resource.well_known_paths() {
+        let metadata = Arc::clone(&metadata);
+        wellknown = wellknown.route(&path, get(move || async move { metadata.response().map(Body::from) }));
+    }
+
+    let policy = Arc::new(HostPolicy::new(
+        &config.public_url(),
+        config.listen.ip().is_loopback(),
+        &config.http.allowed_hosts,
+        &config.http.allowed_origins,
+    ));
+    let cors = cors_layer(config);
+    let app = Router::new()
+        .merge(mcp)
+        .merge(wellknown)
+        .fallback(not_found)
+        .layer(cors)
+        .layer(axum::middleware::from_fn_with_state(policy, dns_rebinding::enforce));
+    // Health routes sit outside the Host check: probes reach pods by IP.
+    let ops = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(health);
+    let app = ops.merge(app);
+
+    // Behind a reverse proxy that keeps a path prefix (`https://example.com/team-a/mcp`), the
+    // same routes answer under the prefix too.
+    let prefix = config.public_url().path().trim_end_matches('/').to_owned();
+    let router = if prefix.is_empty() { app } else { Router::new().nest(&prefix, app.clone()).merge(app) };
+    Ok(Prepared { router, verifier, resource: resource.resource().to_string() })
+}
+
+fn cors_layer(config: &Config) -> CorsLayer {
+    let mut origins: Vec<HeaderValue> = vec![];
+    let public = config.public_url().origin().ascii_serialization();
+    if let Ok(v) = HeaderValue::from_str(&public) {
+        origins.push(v);
+    }
+    for o in &config.http.allowed_origins {
+        if let Ok(v) = HeaderValue::from_str(o.trim_end_matches('/')) {
+            origins.push(v);
+        }
+    }
+    let loopback = config.public_url().host_str().is_some_and(|h| h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()));
+    let allow = AllowOrigin::predicate(move |origin, _| {
+        origins.contains(origin)
+            || (loopback
+                && origin.to_str().ok().and_then(|o| url::Url::parse(o).ok()).is_some_and(|u| {
+                    u.host_str().is_some_and(|h| h == "localhost" || h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
+                }))
+    });
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("mcp-protocol-version"),
+            HeaderName::from_static("mcp-session-id"),
+            HeaderName::from_static("mcp-method"),
+            HeaderName::from_static("mcp-name"),
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::WWW_AUTHENTICATE, HeaderName::from_static("mcp-session-id")])
+        .max_age(Duration::from_secs(600))
+}
+
+async fn not_found() -> Response {
+    crate::proxy::message::text_response(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// Serves until SIGINT/SIGTERM, then lets requests finish for up to `grace`.
+pub async fn serve(listener: TcpListener, router: Router, grace: Duration) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
+        let _ = stop_rx.await;
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => return result,
+        _ = shutdown_signal() => {}
+    }
+    tracing::info!("shutting down: no new connections; waiting up to {grace:?} for requests in flight");
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!("requests still open after {grace:?}; closing them");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

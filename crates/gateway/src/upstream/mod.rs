@@ -1,0 +1,3 @@
+//! The MCP servers the gateway fronts.
+
+pub mod http;

@@ -1,0 +1,183 @@
+//! Keys fetched from a JWKS URL: cached, refreshed when they grow old or when a token names a
+//! `kid` that is not known yet (at most once per configured interval, so that a stream of
+//! tokens with made-up `kid`s cannot hammer the identity provider), and kept in service when
+//! the JWKS host is briefly down.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::Jwk;
+use serde::Deserialize;
+use url::Url;
+
+use crate::keys::{VerificationKey, keys_from_jwks};
+
+/// How a [`JwksSource`] fetches and refreshes.
+#[derive(Debug, Clone)]
+pub struct JwksOptions {
+    /// Minimum time between two fetches triggered by unknown `kid`s.
+    pub min_refresh_interval: Duration,
+    /// Age after which keys are refreshed in the background.
+    pub max_age: Duration,
+    /// Timeout of one fetch.
+    pub timeout: Duration,
+    /// Largest JWKS document accepted.
+    pub max_bytes: usize,
+}
+
+impl Default for JwksOptions {
+    fn default() -> Self {
+        JwksOptions {
+            min_refresh_interval: Duration::from_secs(30),
+            max_age: Duration::from_secs(600),
+            timeout: Duration::from_secs(5),
+            max_bytes: 1024 * 1024,
+        }
+    }
+}
+
+pub(crate) struct KeySet {
+    pub(crate) keys: Vec<VerificationKey>,
+    fetched_at: Instant,
+}
+
+/// A JWKS URL and the keys last fetched from it.
+pub struct JwksSource {
+    url: Url,
+    client: reqwest::Client,
+    allowed: Vec<Algorithm>,
+    options: JwksOptions,
+    current: ArcSwapOption<KeySet>,
+    /// Serializes fetches and remembers when the last one started.
+    last_attempt: tokio::sync::Mutex<Option<Instant>>,
+    refreshing: AtomicBool,
+}
+
+impl std::fmt::Debug for JwksSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwksSource").field("url", &self.url.as_str()).finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct RawJwkSet {
+    keys: Vec<serde_json::Value>,
+}
+
+impl JwksSource {
+    /// A source for `url`. Nothing is fetched until [`JwksSource::refresh`] or the first token.
+    pub fn new(url: Url, client: reqwest::Client, allowed: &[Algorithm], options: JwksOptions) -> Self {
+        JwksSource {
+            url,
+            client,
+            allowed: allowed.to_vec(),
+            options,
+            current: ArcSwapOption::empty(),
+            last_attempt: tokio::sync::Mutex::new(None),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
+    /// The keys currently in service, if any were ever loaded. Keys older than the maximum
+    /// age are refreshed in the background while the old ones keep serving.
+    pub(crate) fn keys(self: &Arc<Self>) -> Option<Arc<KeySet>> {
+        let keys = self.current.load_full();
+        if let Some(set) = &keys
+            && set.fetched_at.elapsed() > self.options.max_age
+        {
+            self.refresh_in_background();
+        }
+        keys
+    }
+
+    /// Whether keys have been loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    fn refresh_in_background(self: &Arc<Self>) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = Arc::clone(self);
+        handle.spawn(async move {
+            let _ = me.refresh().await;
+            me.refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Fetches the key set now, unless a fetch started less than the minimum interval ago
+    /// (then returns `Ok(false)`). On failure the keys in service stay in service.
+    pub async fn refresh(&self) -> Result<bool, String> {
+        let mut last = self.last_attempt.lock().await;
+        if last.is_some_and(|t| t.elapsed() < self.options.min_refresh_interval) {
+            return Ok(false);
+        }
+        *last = Some(Instant::now());
+        match self.fetch().await {
+            Ok(keys) => {
+                tracing::info!(target: "mcpgate::jwks", url = %self.url, keys = keys.len(), "JWKS loaded");
+                self.current.store(Some(Arc::new(KeySet { keys, fetched_at: Instant::now() })));
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(target: "mcpgate::jwks", url = %self.url, error = %e, kept = self.is_loaded(), "JWKS fetch failed");
+                Err(e)
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<Vec<VerificationKey>, String> {
+        let response = self
+            .client
+            .get(self.url.clone())
+            .header(http::header::ACCEPT, "application/json, application/jwk-set+json")
+            .timeout(self.options.timeout)
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {}", e.without_url()))?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP status {}", response.status()));
+        }
+        let body = read_limited(response, self.options.max_bytes).await?;
+        let raw: RawJwkSet = serde_json::from_slice(&body).map_err(|e| format!("not a JWK Set: {e}"))?;
+        let jwks: Vec<Jwk> = raw
+            .keys
+            .into_iter()
+            .filter_map(|v| match serde_json::from_value::<Jwk>(v) {
+                Ok(jwk) => Some(jwk),
+                Err(e) => {
+                    tracing::warn!(target: "mcpgate::jwks", error = %e, "skipping a JWK that cannot be parsed");
+                    None
+                }
+            })
+            .collect();
+        let (keys, skipped) = keys_from_jwks(&jsonwebtoken::jwk::JwkSet { keys: jwks }, &self.allowed);
+        for e in skipped {
+            tracing::warn!(target: "mcpgate::jwks", error = %e, "skipping a JWK");
+        }
+        if keys.is_empty() {
+            return Err("the JWK Set has no usable signing key".into());
+        }
+        Ok(keys)
+    }
+}
+
+/// Reads a response body, refusing more than `max` bytes.
+pub(crate) async fn read_limited(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    if response.content_length().is_some_and(|len| len as usize > max) {
+        return Err(format!("response larger than {max} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading body: {}", e.without_url()))? {
+        if body.len() + chunk.len() > max {
+            return Err(format!("response larger than {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

@@ -1,0 +1,351 @@
+//! JWT access tokens: signature with keys from a JWKS URL, a static PEM key or an HMAC
+//! secret; then issuer, audience, expiry and not-before ([`ClaimRules`]).
+//!
+//! ```no_run
+//! use mcpgate_guard::{Audience, ClaimRules, JwtVerifier, JwksOptions};
+//!
+//! let mut rules = ClaimRules::for_audience(Audience::new("https://mcp.example.com/mcp"));
+//! rules.issuer = Some("https://login.example.com/realms/acme".into());
+//! let verifier = JwtVerifier::builder(rules)
+//!     .jwks("https://login.example.com/realms/acme/protocol/openid-connect/certs".parse().unwrap(), JwksOptions::default())
+//!     .build()
+//!     .unwrap();
+//! ```
+//!
+//! Order of checks, cheapest and safest first: size (before any parsing), shape, the verified
+//! cache, the header's algorithm against the allow-list of the configured keys, key lookup by
+//! `kid` (one JWKS refresh for an unknown `kid`), signature, claims.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, decode, decode_header};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::claims::ClaimRules;
+use crate::error::{Malformed, Rejection, TokenError};
+use crate::jwks::{JwksOptions, JwksSource};
+use crate::keys::{ALL_ALGORITHMS, KeyError, VerificationKey};
+use crate::verifier::{BoxFuture, TokenVerifier, VerifiedCache, VerifyResult, digest};
+
+/// Default largest token accepted, in bytes.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+enum Keys {
+    Static(Vec<VerificationKey>),
+    Jwks(Arc<JwksSource>),
+}
+
+/// Verifies JWT access tokens.
+pub struct JwtVerifier {
+    keys: Keys,
+    allowed: Vec<Algorithm>,
+    rules: ClaimRules,
+    max_token_bytes: usize,
+    cache: VerifiedCache,
+    cache_ttl: Duration,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = match &self.keys {
+            Keys::Static(k) => format!("{} static key(s)", k.len()),
+            Keys::Jwks(src) => format!("{src:?}"),
+        };
+        f.debug_struct("JwtVerifier")
+            .field("keys", &keys)
+            .field("allowed", &self.allowed)
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`JwtVerifier`].
+#[must_use]
+pub struct JwtVerifierBuilder {
+    rules: ClaimRules,
+    allowed: Vec<Algorithm>,
+    source: Option<KeySource>,
+    max_token_bytes: usize,
+    cache_capacity: u64,
+    cache_ttl: Duration,
+    client: Option<reqwest::Client>,
+}
+
+enum KeySource {
+    Jwks(Url, JwksOptions),
+    Pem(Vec<u8>),
+    Hmac(Vec<u8>),
+}
+
+/// A verifier that cannot be built as configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtConfigError {
+    /// No key source was given.
+    #[error("no key source: give a JWKS URL, a PEM public key or an HMAC secret")]
+    NoKeySource,
+    /// The key cannot be used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The algorithm allow-list is empty.
+    #[error("the algorithm allow-list is empty")]
+    NoAlgorithms,
+    /// The HTTP client for JWKS could not be built.
+    #[error("HTTP client: {0}")]
+    Client(String),
+}
+
+impl JwtVerifierBuilder {
+    /// Fetches keys from a JWKS URL.
+    pub fn jwks(mut self, url: Url, options: JwksOptions) -> Self {
+        self.source = Some(KeySource::Jwks(url, options));
+        self
+    }
+
+    /// Verifies with one static public key (PEM).
+    pub fn public_key_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.source = Some(KeySource::Pem(pem.into()));
+        self
+    }
+
+    /// Verifies with a shared HMAC secret.
+    pub fn hmac_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.source = Some(KeySource::Hmac(secret.into()));
+        self
+    }
+
+    /// Restricts the algorithms accepted (intersected with what the key type allows).
+    pub fn algorithms(mut self, allowed: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.allowed = allowed.into_iter().collect();
+        self
+    }
+
+    /// Largest token accepted; longer ones are refused before any parsing.
+    pub fn max_token_bytes(mut self, max: usize) -> Self {
+        self.max_token_bytes = max;
+        self
+    }
+
+    /// Keeps up to `capacity` verified tokens for at most `ttl` (never past their `exp`).
+    /// A zero capacity or ttl disables the cache.
+    pub fn cache(mut self, capacity: u64, ttl: Duration) -> Self {
+        self.cache_capacity = capacity;
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// The HTTP client used for the JWKS URL.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Builds the verifier. Static keys are parsed now; a JWKS is fetched on
+    /// [`TokenVerifier::warm_up`] or the first token.
+    pub fn build(self) -> Result<JwtVerifier, JwtConfigError> {
+        if self.allowed.is_empty() {
+            return Err(JwtConfigError::NoAlgorithms);
+        }
+        let keys = match self.source.ok_or(JwtConfigError::NoKeySource)? {
+            KeySource::Pem(pem) => Keys::Static(vec![VerificationKey::from_pem(&pem, &self.allowed)?]),
+            KeySource::Hmac(secret) => Keys::Static(vec![VerificationKey::from_hmac_secret(&secret, &self.allowed)?]),
+            KeySource::Jwks(url, options) => {
+                let client = match self.client {
+                    Some(c) => c,
+                    None => reqwest::Client::builder()
+                        .connect_timeout(options.timeout)
+                        .build()
+                        .map_err(|e| JwtConfigError::Client(e.to_string()))?,
+                };
+                Keys::Jwks(Arc::new(JwksSource::new(url, client, &self.allowed, options)))
+            }
+        };
+        Ok(JwtVerifier {
+            keys,
+            allowed: self.allowed,
+            rules: self.rules,
+            max_token_bytes: self.max_token_bytes,
+            cache: VerifiedCache::new(self.cache_capacity, self.cache_ttl),
+            cache_ttl: self.cache_ttl,
+        })
+    }
+}
+
+impl JwtVerifier {
+    /// Starts a verifier that applies `rules` to every authentic token.
+    pub fn builder(rules: ClaimRules) -> JwtVerifierBuilder {
+        JwtVerifierBuilder {
+            rules,
+            allowed: ALL_ALGORITHMS.to_vec(),
+            source: None,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            cache_capacity: 10_000,
+            cache_ttl: Duration::from_secs(300),
+            client: None,
+        }
+    }
+
+    /// The JWKS source, when keys come from one.
+    pub fn jwks(&self) -> Option<&Arc<JwksSource>> {
+        match &self.keys {
+            Keys::Jwks(src) => Some(src),
+            Keys::Static(_) => None,
+        }
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<Map<String, Value>, Rejection> {
+        let header = decode_header(token).map_err(|e| header_error(token, &e))?;
+        if !self.allowed.contains(&header.alg) {
+            return Err(TokenError::AlgorithmNotAllowed(format!("{:?}", header.alg)).into());
+        }
+        match &self.keys {
+            Keys::Static(keys) => verify_with(keys, header.kid.as_deref(), header.alg, token),
+            Keys::Jwks(source) => {
+                let mut refreshed = false;
+                loop {
+                    let set = match source.keys() {
+                        Some(set) => set,
+                        None => {
+                            source.refresh().await.map_err(|e| TokenError::Unavailable(format!("JWKS: {e}")))?;
+                            refreshed = true;
+                            source.keys().ok_or_else(|| TokenError::Unavailable("JWKS not loaded".into()))?
+                        }
+                    };
+                    match verify_with(&set.keys, header.kid.as_deref(), header.alg, token) {
+                        // A kid we have never seen may be a freshly rotated key: refetch once.
+                        Err(r) if matches!(r.reason, TokenError::UnknownKey(_)) && !refreshed => {
+                            refreshed = true;
+                            match source.refresh().await {
+                                Ok(true) => continue,
+                                Ok(false) | Err(_) => return Err(r),
+                            }
+                        }
+                        other => return other,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn verify_with(
+    keys: &[VerificationKey],
+    kid: Option<&str>,
+    alg: Algorithm,
+    token: &str,
+) -> Result<Map<String, Value>, Rejection> {
+    let mut candidates = keys.iter().filter(|k| match (kid, &k.kid) {
+        (Some(wanted), Some(have)) => wanted == have,
+        // A token without kid is tried against every key; a key without kid (static
+        // keys) accepts any kid.
+        _ => true,
+    });
+    let mut tried_any = false;
+    let mut alg_refused = false;
+    let mut last = None;
+    for key in &mut candidates {
+        if !key.algorithms.contains(&alg) {
+            alg_refused = true;
+            continue;
+        }
+        tried_any = true;
+        match decode::<Map<String, Value>>(token, &key.key, &key.validation) {
+            Ok(data) => return Ok(data.claims),
+            Err(e) => {
+                let err = map_error(e.kind());
+                if err != TokenError::BadSignature {
+                    return Err(err.into());
+                }
+                last = Some(err);
+            }
+        }
+    }
+    match (tried_any, kid) {
+        (true, _) => Err(last.unwrap_or(TokenError::BadSignature).into()),
+        (false, _) if alg_refused => Err(TokenError::AlgorithmNotAllowed(format!("{alg:?}")).into()),
+        (false, Some(kid)) => Err(TokenError::UnknownKey(kid.to_owned()).into()),
+        (false, None) => Err(TokenError::NoMatchingKey.into()),
+    }
+}
+
+fn map_error(kind: &ErrorKind) -> TokenError {
+    match kind {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+            TokenError::AlgorithmNotAllowed("mismatch".into())
+        }
+        ErrorKind::Base64(_) => TokenError::Malformed(Malformed::Base64),
+        ErrorKind::Json(_) | ErrorKind::Utf8(_) => TokenError::Malformed(Malformed::Json),
+        ErrorKind::InvalidToken => TokenError::Malformed(Malformed::SegmentCount(0)),
+        // Key problems (a JWK whose numbers do not make a valid key) end as a failed
+        // signature: nothing about such a token can be trusted.
+        _ => TokenError::BadSignature,
+    }
+}
+
+/// Explains a header that jsonwebtoken refused. When the header is readable JSON with an
+/// `alg` jsonwebtoken does not know (`none`, for instance), say so: that is an attack worth
+/// naming in the log.
+fn header_error(token: &str, err: &jsonwebtoken::errors::Error) -> Rejection {
+    let segment = token.split('.').next().unwrap_or_default();
+    let alg = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
+        .map(|header| header.get("alg").and_then(Value::as_str).map(str::to_owned));
+    match alg {
+        Some(Some(alg)) => TokenError::AlgorithmNotAllowed(alg).into(),
+        Some(None) => TokenError::Malformed(Malformed::Json).into(),
+        None => map_error(err.kind()).into(),
+    }
+}
+
+/// Checks size and shape before anything else touches the token.
+pub(crate) fn precheck(token: &str, max: usize) -> Result<(), TokenError> {
+    if token.len() > max {
+        return Err(TokenError::TooLarge { len: token.len(), max });
+    }
+    if token.is_empty() {
+        return Err(TokenError::Malformed(Malformed::Empty));
+    }
+    let segments = token.split('.').count();
+    if segments != 3 {
+        return Err(TokenError::Malformed(Malformed::SegmentCount(segments)));
+    }
+    Ok(())
+}
+
+impl TokenVerifier for JwtVerifier {
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, VerifyResult> {
+        Box::pin(async move {
+            precheck(token, self.max_token_bytes)?;
+            let key = digest(token);
+            if let Some(principal) = self.cache.get(&key) {
+                return Ok(principal);
+            }
+            let claims = self.verify_uncached(token).await?;
+            let principal = Arc::new(self.rules.check(claims, SystemTime::now())?);
+            self.cache.insert(key, Arc::clone(&principal), self.cache_ttl);
+            Ok(principal)
+        })
+    }
+
+    fn is_ready(&self) -> bool {
+        match &self.keys {
+            Keys::Static(_) => true,
+            Keys::Jwks(source) => source.is_loaded(),
+        }
+    }
+
+    fn warm_up(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            match &self.keys {
+                Keys::Static(_) => Ok(()),
+                Keys::Jwks(source) => source.refresh().await.map(|_| ()),
+            }
+        })
+    }
+}
