@@ -415,7 +415,12 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Figment {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        figment = figment.merge(Toml::file_exact(file.unwrap_or(Path::new("mcpgate.toml"))));
+        match file {
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            // The default file is optional.
+            None if Path::new("mcpgate.toml").is_file() => figment = figment.merge(Toml::file_exact("mcpgate.toml")),
+            None => {}
+        }
         figment = figment.merge(settings::env_provider(env));
         for (key, value) in overrides {
             figment = figment.merge(Serialized::default(key, value));
