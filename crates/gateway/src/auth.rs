@@ -7,8 +7,9 @@ use axum::extract::{Request, State};
 use axum::http::Response;
 use axum::middleware::Next;
 use mcpgate_guard::{
-    Audience, BearerAuthLayer, ClaimRules, ClientAuth, ClientId, IntrospectionVerifier, JwksOptions, JwtVerifier,
-    Principal, ProtectedResource, ResourceUrl, Scope, StaticTokens, Subject, TokenVerifier, bearer_token,
+    Audience, BearerAuthLayer, ClaimRules, ClientAuth, ClientId, IntrospectionVerifier,
+    JwksOptions, JwtVerifier, Principal, ProtectedResource, ResourceUrl, Scope, StaticTokens,
+    Subject, TokenVerifier, bearer_token,
 };
 
 use crate::config::{AuthMode, Config, IntrospectionAuthMethod};
@@ -26,7 +27,8 @@ pub enum Guard {
 /// The protected resource as configured.
 pub fn protected_resource(config: &Config) -> Result<ProtectedResource, String> {
     let base = config.public_url();
-    let resource = ResourceUrl::parse(&format!("{}/mcp", base.as_str().trim_end_matches('/'))).map_err(|e| format!("public_url: {e}"))?;
+    let resource = ResourceUrl::parse(&format!("{}/mcp", base.as_str().trim_end_matches('/')))
+        .map_err(|e| format!("public_url: {e}"))?;
     let mut pr = ProtectedResource::new(resource).resource_name("mcpgate");
     let servers = if config.auth.authorization_servers.is_empty() {
         config.auth.issuer_url.iter().cloned().collect()
@@ -36,7 +38,11 @@ pub fn protected_resource(config: &Config) -> Result<ProtectedResource, String> 
     for server in servers {
         pr = pr.authorization_server(server);
     }
-    let advertised = config.auth.scopes_supported.as_ref().unwrap_or(&config.auth.required_scopes);
+    let advertised = config
+        .auth
+        .scopes_supported
+        .as_ref()
+        .unwrap_or(&config.auth.required_scopes);
     Ok(pr.scopes_supported(advertised.iter().map(Scope::new)))
 }
 
@@ -49,7 +55,12 @@ pub fn guard(config: &Config, resource: &ProtectedResource) -> Result<Guard, Str
         } else {
             auth.audience.iter().map(Audience::new).collect()
         };
-        ClaimRules { issuer: auth.issuer_url.clone(), audiences, leeway: auth.leeway, require_exp: true }
+        ClaimRules {
+            issuer: auth.issuer_url.clone(),
+            audiences,
+            leeway: auth.leeway,
+            require_exp: true,
+        }
     };
     let cache_capacity = 10_000;
     Ok(match auth.mode {
@@ -57,7 +68,8 @@ pub fn guard(config: &Config, resource: &ProtectedResource) -> Result<Guard, Str
         AuthMode::Passthrough => Guard::PresenceOnly,
         AuthMode::Static => {
             let tokens = auth.static_tokens.iter().map(|t| {
-                let mut p = Principal::builder(Subject::new(&t.subject)).scopes(t.scopes.iter().map(Scope::new));
+                let mut p = Principal::builder(Subject::new(&t.subject))
+                    .scopes(t.scopes.iter().map(Scope::new));
                 if let Some(c) = &t.client_id {
                     p = p.client_id(ClientId::new(c));
                 }
@@ -79,7 +91,9 @@ pub fn guard(config: &Config, resource: &ProtectedResource) -> Result<Guard, Str
                 };
                 builder = builder.jwks(url.clone(), options);
             } else if let Some(path) = &auth.jwt_public_key {
-                let pem = std::fs::read(path).map_err(|e| format!("auth.jwt_public_key: cannot read `{}`: {e}", path.display()))?;
+                let pem = std::fs::read(path).map_err(|e| {
+                    format!("auth.jwt_public_key: cannot read `{}`: {e}", path.display())
+                })?;
                 builder = builder.public_key_pem(pem);
             } else if let Some(secret) = &auth.hmac_secret {
                 builder = builder.hmac_secret(secret.expose().as_bytes().to_vec());
@@ -87,27 +101,50 @@ pub fn guard(config: &Config, resource: &ProtectedResource) -> Result<Guard, Str
             Guard::Verify(Arc::new(builder.build().map_err(|e| format!("auth: {e}"))?))
         }
         AuthMode::Introspection => {
-            let url = auth.introspection_url.clone().ok_or("auth.introspection_url: required")?;
+            let url = auth
+                .introspection_url
+                .clone()
+                .ok_or("auth.introspection_url: required")?;
             let client_id = auth.introspection_client_id.clone().unwrap_or_default();
-            let client_secret = auth.introspection_client_secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
+            let client_secret = auth
+                .introspection_client_secret
+                .as_ref()
+                .map(|s| s.expose().to_owned())
+                .unwrap_or_default();
             let client_auth = match auth.introspection_auth_method {
-                IntrospectionAuthMethod::ClientSecretBasic => ClientAuth::Basic { client_id, client_secret },
-                IntrospectionAuthMethod::ClientSecretPost => ClientAuth::Post { client_id, client_secret },
+                IntrospectionAuthMethod::ClientSecretBasic => ClientAuth::Basic {
+                    client_id,
+                    client_secret,
+                },
+                IntrospectionAuthMethod::ClientSecretPost => ClientAuth::Post {
+                    client_id,
+                    client_secret,
+                },
             };
             let verifier = IntrospectionVerifier::builder(url, client_auth, rules())
                 .timeout(auth.introspection_timeout)
                 .max_token_bytes(auth.max_token_bytes)
-                .cache(cache_capacity, auth.cache_ttl.min(std::time::Duration::from_secs(60)))
+                .cache(
+                    cache_capacity,
+                    auth.cache_ttl.min(std::time::Duration::from_secs(60)),
+                )
                 .build()?;
             Guard::Verify(Arc::new(verifier))
         }
-        AuthMode::Issuer => return Err("auth.mode: `issuer` is not available in this release".into()),
+        AuthMode::Issuer => {
+            return Err("auth.mode: `issuer` is not available in this release".into());
+        }
     })
 }
 
 /// The layer that verifies tokens for `/mcp`.
-pub fn layer(verifier: Arc<dyn TokenVerifier>, resource: &ProtectedResource, config: &Config) -> BearerAuthLayer {
-    BearerAuthLayer::from_arc(verifier, resource).required_scopes(config.auth.required_scopes.iter().map(Scope::new))
+pub fn layer(
+    verifier: Arc<dyn TokenVerifier>,
+    resource: &ProtectedResource,
+    config: &Config,
+) -> BearerAuthLayer {
+    BearerAuthLayer::from_arc(verifier, resource)
+        .required_scopes(config.auth.required_scopes.iter().map(Scope::new))
 }
 
 /// Where challenges point, for the `passthrough` middleware.
@@ -119,9 +156,15 @@ pub struct PresenceState {
 
 /// `passthrough`: refuse requests without a well-formed bearer header (with the same
 /// challenges as the verifying modes); the token itself is the upstream's to check.
-pub async fn require_presence(State(state): State<Arc<PresenceState>>, request: Request, next: Next) -> Response<Body> {
+pub async fn require_presence(
+    State(state): State<Arc<PresenceState>>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
     match bearer_token(request.headers(), request.uri()) {
         Ok(_) => next.run(request).await,
-        Err(denial) => denial.into_response(&state.resource_metadata, &[]).map(Body::from),
+        Err(denial) => denial
+            .into_response(&state.resource_metadata, &[])
+            .map(Body::from),
     }
 }

@@ -6,9 +6,10 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    GetPromptRequestParams, GetPromptResponse, GetPromptResult, ListPromptsResult, ListResourcesResult,
-    PaginatedRequestParams, Prompt, PromptArgument, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, Resource, ResourceContents, Role, ServerCapabilities, ServerConfig,
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, ListPromptsResult,
+    ListResourcesResult, PaginatedRequestParams, Prompt, PromptArgument, PromptMessage,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, Role, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -45,7 +46,9 @@ pub struct Demo {
 #[tool_router]
 impl Demo {
     fn new() -> Self {
-        Demo { tool_router: Self::tool_router() }
+        Demo {
+            tool_router: Self::tool_router(),
+        }
     }
 
     #[tool(description = "Send the text back unchanged")]
@@ -58,9 +61,15 @@ impl Demo {
         (a + b).to_string()
     }
 
-    #[tool(description = "Say who the gateway says is calling (the verified subject, never the token)")]
+    #[tool(
+        description = "Say who the gateway says is calling (the verified subject, never the token)"
+    )]
     fn whoami(&self, Extension(parts): Extension<http::request::Parts>) -> String {
-        match parts.headers.get(SUBJECT_HEADER).and_then(|v| v.to_str().ok()) {
+        match parts
+            .headers
+            .get(SUBJECT_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
             Some(subject) => format!("You are {subject}, verified by mcpgate."),
             None => "The gateway did not say who you are.".to_owned(),
         }
@@ -70,8 +79,14 @@ impl Demo {
 #[tool_handler]
 impl ServerHandler for Demo {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().enable_prompts().build())
-            .with_instructions("A demo MCP server behind mcpgate. Try the whoami tool.")
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
+        .with_instructions("A demo MCP server behind mcpgate. Try the whoami tool.")
     }
 
     async fn list_resources(
@@ -80,7 +95,9 @@ impl ServerHandler for Demo {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         Ok(ListResourcesResult::with_all_items(vec![
-            Resource::new(README_URI, "readme").with_description("About this demo").with_mime_type("text/plain"),
+            Resource::new(README_URI, "readme")
+                .with_description("About this demo")
+                .with_mime_type("text/plain"),
         ]))
     }
 
@@ -90,7 +107,10 @@ impl ServerHandler for Demo {
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         if request.uri != README_URI {
-            return Err(ErrorData::invalid_params("Resource not found", Some(serde_json::json!({ "uri": request.uri }))));
+            return Err(ErrorData::invalid_params(
+                "Resource not found",
+                Some(serde_json::json!({ "uri": request.uri })),
+            ));
         }
         let text = "This MCP server has no access control of its own. mcpgate sits in front of it and lets \
                     through only requests with a valid token.";
@@ -102,8 +122,14 @@ impl ServerHandler for Demo {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let arg = PromptArgument::new("name").with_description("Who to greet").with_required(true);
-        Ok(ListPromptsResult::with_all_items(vec![Prompt::new("greet", Some("Write a short greeting"), Some(vec![arg]))]))
+        let arg = PromptArgument::new("name")
+            .with_description("Who to greet")
+            .with_required(true);
+        Ok(ListPromptsResult::with_all_items(vec![Prompt::new(
+            "greet",
+            Some("Write a short greeting"),
+            Some(vec![arg]),
+        )]))
     }
 
     async fn get_prompt(
@@ -114,8 +140,17 @@ impl ServerHandler for Demo {
         if request.name != "greet" {
             return Err(ErrorData::invalid_params("Prompt not found", None));
         }
-        let name = request.arguments.as_ref().and_then(|a| a.get("name")).and_then(|v| v.as_str()).unwrap_or("there");
-        Ok(GetPromptResult::new(vec![PromptMessage::new_text(Role::User, format!("Write a one-line greeting for {name}."))]).into())
+        let name = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("name"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("there");
+        Ok(GetPromptResult::new(vec![PromptMessage::new_text(
+            Role::User,
+            format!("Write a one-line greeting for {name}."),
+        )])
+        .into())
     }
 }
 
@@ -128,7 +163,9 @@ pub async fn start(stop: CancellationToken) -> std::io::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/mcp", listener.local_addr()?);
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await;
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
     });
     Ok(url)
 }

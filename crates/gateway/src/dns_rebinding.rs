@@ -29,10 +29,18 @@ pub struct HostPolicy {
 
 impl HostPolicy {
     /// Builds the policy for a gateway reached at `public_url`.
-    pub fn new(public_url: &Url, listen_loopback: bool, extra_hosts: &[String], extra_origins: &[String]) -> Self {
+    pub fn new(
+        public_url: &Url,
+        listen_loopback: bool,
+        extra_hosts: &[String],
+        extra_origins: &[String],
+    ) -> Self {
         let mut hosts = Vec::new();
         if let Some(host) = public_url.host_str() {
-            hosts.push((host.to_ascii_lowercase(), public_url.port_or_known_default()));
+            hosts.push((
+                host.to_ascii_lowercase(),
+                public_url.port_or_known_default(),
+            ));
         }
         for entry in extra_hosts {
             hosts.push(split_host_port(&entry.to_ascii_lowercase()));
@@ -40,7 +48,12 @@ impl HostPolicy {
         let mut origins = vec![public_url.origin().ascii_serialization()];
         origins.extend(extra_origins.iter().map(|o| normalize_origin(o)));
         let public_is_loopback = public_url.host_str().is_some_and(is_loopback_name);
-        HostPolicy { hosts, loopback_hosts: listen_loopback, origins, loopback_origins: public_is_loopback }
+        HostPolicy {
+            hosts,
+            loopback_hosts: listen_loopback,
+            origins,
+            loopback_origins: public_is_loopback,
+        }
     }
 
     fn host_allowed(&self, host: &str, default_port: u16) -> bool {
@@ -49,7 +62,9 @@ impl HostPolicy {
             return true;
         }
         let port = port.unwrap_or(default_port);
-        self.hosts.iter().any(|(allowed, allowed_port)| *allowed == name && allowed_port.is_none_or(|p| p == port))
+        self.hosts.iter().any(|(allowed, allowed_port)| {
+            *allowed == name && allowed_port.is_none_or(|p| p == port)
+        })
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {
@@ -58,19 +73,29 @@ impl HostPolicy {
             return true;
         }
         self.loopback_origins
-            && Url::parse(&origin).ok().is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(is_loopback_name))
+            && Url::parse(&origin).ok().is_some_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(is_loopback_name)
+            })
     }
 
     /// Checks a request's headers.
-    pub fn check(&self, headers: &HeaderMap, uri_authority: Option<&str>) -> Result<(), &'static str> {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or(uri_authority);
+    pub fn check(
+        &self,
+        headers: &HeaderMap,
+        uri_authority: Option<&str>,
+    ) -> Result<(), &'static str> {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(uri_authority);
         match host {
             Some(h) if self.host_allowed(h, 80) || self.host_allowed(h, 443) => {}
             _ => return Err("Forbidden: Host header is not allowed"),
         }
         let mut origins = headers.get_all(header::ORIGIN).iter();
         if let Some(origin) = origins.next() {
-            let ok = origins.next().is_none() && origin.to_str().is_ok_and(|o| self.origin_allowed(o));
+            let ok =
+                origins.next().is_none() && origin.to_str().is_ok_and(|o| self.origin_allowed(o));
             if !ok {
                 return Err("Forbidden: Origin is not allowed");
             }
@@ -83,14 +108,19 @@ fn normalize_origin(origin: &str) -> String {
     if origin == "null" {
         return origin.to_owned();
     }
-    Url::parse(origin).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| origin.to_owned())
+    Url::parse(origin)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| origin.to_owned())
 }
 
 fn split_host_port(value: &str) -> (String, Option<u16>) {
     if let Some(rest) = value.strip_prefix('[') {
         // [v6]:port
         return match rest.split_once(']') {
-            Some((addr, tail)) => (format!("[{addr}]"), tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+            Some((addr, tail)) => (
+                format!("[{addr}]"),
+                tail.strip_prefix(':').and_then(|p| p.parse().ok()),
+            ),
             None => (value.to_owned(), None),
         };
     }
@@ -105,11 +135,16 @@ fn split_host_port(value: &str) -> (String, Option<u16>) {
 
 fn is_loopback_name(name: &str) -> bool {
     let name = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The middleware.
-pub async fn enforce(State(policy): State<Arc<HostPolicy>>, request: Request, next: Next) -> Response<Body> {
+pub async fn enforce(
+    State(policy): State<Arc<HostPolicy>>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
     let authority = request.uri().authority().map(|a| a.as_str().to_owned());
     match policy.check(request.headers(), authority.as_deref()) {
         Ok(()) => next.run(request).await,
@@ -132,7 +167,12 @@ mod tests {
     use axum::http::HeaderValue;
 
     fn policy(public: &str, loopback: bool) -> HostPolicy {
-        HostPolicy::new(&Url::parse(public).unwrap(), loopback, &["internal.svc:8080".into()], &["https://app.example.com".into()])
+        HostPolicy::new(
+            &Url::parse(public).unwrap(),
+            loopback,
+            &["internal.svc:8080".into()],
+            &["https://app.example.com".into()],
+        )
     }
 
     fn headers(host: &str, origin: Option<&str>) -> HeaderMap {
@@ -147,29 +187,65 @@ mod tests {
     #[test]
     fn tr_03_evil_host_and_origin_are_rejected() {
         let p = policy("http://127.0.0.1:8080", true);
-        assert!(p.check(&headers("evil.example.com", Some("http://evil.example.com")), None).is_err());
+        assert!(
+            p.check(
+                &headers("evil.example.com", Some("http://evil.example.com")),
+                None
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn tr_03_loopback_host_and_origin_are_accepted() {
         let p = policy("http://127.0.0.1:8080", true);
-        assert!(p.check(&headers("127.0.0.1:8080", Some("http://127.0.0.1:8080")), None).is_ok());
-        assert!(p.check(&headers("localhost:9999", Some("http://localhost:6274")), None).is_ok());
+        assert!(
+            p.check(
+                &headers("127.0.0.1:8080", Some("http://127.0.0.1:8080")),
+                None
+            )
+            .is_ok()
+        );
+        assert!(
+            p.check(
+                &headers("localhost:9999", Some("http://localhost:6274")),
+                None
+            )
+            .is_ok()
+        );
         assert!(p.check(&headers("[::1]:8080", None), None).is_ok());
     }
 
     #[test]
     fn tr_01_bad_origin_with_good_host_is_rejected() {
         let p = policy("https://mcp.example.com", false);
-        assert!(p.check(&headers("mcp.example.com", Some("https://evil.example.com")), None).is_err());
+        assert!(
+            p.check(
+                &headers("mcp.example.com", Some("https://evil.example.com")),
+                None
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn public_host_default_port_and_extras_are_accepted() {
         let p = policy("https://mcp.example.com", false);
-        assert!(p.check(&headers("mcp.example.com", Some("https://mcp.example.com")), None).is_ok());
+        assert!(
+            p.check(
+                &headers("mcp.example.com", Some("https://mcp.example.com")),
+                None
+            )
+            .is_ok()
+        );
         assert!(p.check(&headers("MCP.example.com:443", None), None).is_ok());
-        assert!(p.check(&headers("internal.svc:8080", Some("https://app.example.com")), None).is_ok());
+        assert!(
+            p.check(
+                &headers("internal.svc:8080", Some("https://app.example.com")),
+                None
+            )
+            .is_ok()
+        );
         assert!(p.check(&headers("internal.svc:9090", None), None).is_err());
         assert!(p.check(&headers("localhost", None), None).is_err());
     }
@@ -177,7 +253,13 @@ mod tests {
     #[test]
     fn loopback_origins_are_not_trusted_for_a_public_gateway() {
         let p = policy("https://mcp.example.com", false);
-        assert!(p.check(&headers("mcp.example.com", Some("http://localhost:3000")), None).is_err());
+        assert!(
+            p.check(
+                &headers("mcp.example.com", Some("http://localhost:3000")),
+                None
+            )
+            .is_err()
+        );
     }
 
     #[test]

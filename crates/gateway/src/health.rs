@@ -25,7 +25,11 @@ pub struct Health {
 impl Health {
     /// Readiness for `gateway` and `verifier`.
     pub fn new(gateway: Arc<Gateway>, verifier: Option<Arc<dyn TokenVerifier>>) -> Self {
-        Health { gateway, verifier, last: Mutex::new(None) }
+        Health {
+            gateway,
+            verifier,
+            last: Mutex::new(None),
+        }
     }
 
     async fn upstream_reachable(&self) -> bool {
@@ -51,7 +55,11 @@ pub async fn readyz(State(health): State<Arc<Health>>) -> Response {
     let upstream = health.upstream_reachable().await;
     let keys = health.verifier.as_ref().is_none_or(|v| v.is_ready());
     let ready = upstream && keys;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "checks": { "upstream": upstream, "keys": keys },

@@ -23,7 +23,10 @@ use crate::config::{AuthMode, Config};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
@@ -84,10 +87,9 @@ fn warnings(config: &Config) -> Vec<String> {
         _ => {}
     }
     if config.upstream.forward_token {
-        out.push("upstream.forward_token = true: clients' tokens are forwarded to the upstream.".into());
-    }
-    if config.session.key.is_none() {
-        out.push("session.key is not set: a random key will be generated at start.".into());
+        out.push(
+            "upstream.forward_token = true: clients' tokens are forwarded to the upstream.".into(),
+        );
     }
     out
 }
@@ -126,7 +128,10 @@ pub async fn run(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     tracing::info!(
         listen = %local,
         resource = %prepared.resource,

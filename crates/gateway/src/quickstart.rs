@@ -51,7 +51,10 @@ pub async fn run(args: QuickstartArgs) -> ExitCode {
     match std::net::TcpListener::bind(config.listen) {
         Ok(l) => drop(l),
         Err(e) => {
-            eprintln!("mcpgate: cannot listen on {}: {e}. Try `mcpgate quickstart --listen 127.0.0.1:8081`.", config.listen);
+            eprintln!(
+                "mcpgate: cannot listen on {}: {e}. Try `mcpgate quickstart --listen 127.0.0.1:8081`.",
+                config.listen
+            );
             return ExitCode::FAILURE;
         }
     }
@@ -64,8 +67,13 @@ pub async fn run(args: QuickstartArgs) -> ExitCode {
 
 fn dev_token() -> String {
     let mut bytes = [0u8; 24];
-    SystemRandom::new().fill(&mut bytes).expect("system randomness");
-    format!("mcpgate-dev-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("system randomness");
+    format!(
+        "mcpgate-dev-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 fn banner(url: &str, token: &str) -> String {

@@ -35,13 +35,19 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     let resource = auth::protected_resource(config)?;
     let guard = auth::guard(config, &resource)?;
 
-    let upstream_url = config.upstream.url.clone().ok_or("upstream.url: required")?;
+    let upstream_url = config
+        .upstream
+        .url
+        .clone()
+        .ok_or("upstream.url: required")?;
     let mut extra_headers = axum::http::HeaderMap::new();
     for (name, value) in &config.upstream.headers {
         let key = format!("upstream.headers.{name}");
         let value = interpolate(value.expose()).map_err(|p| format!("{key}: {p}"))?;
-        let name = HeaderName::try_from(name.as_str()).map_err(|_| format!("{key}: not a valid header name"))?;
-        let mut value = HeaderValue::try_from(value).map_err(|_| format!("{key}: not a valid header value"))?;
+        let name = HeaderName::try_from(name.as_str())
+            .map_err(|_| format!("{key}: not a valid header name"))?;
+        let mut value =
+            HeaderValue::try_from(value).map_err(|_| format!("{key}: not a valid header value"))?;
         value.set_sensitive(true);
         extra_headers.insert(name, value);
     }
@@ -49,7 +55,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         .upstream
         .forward_headers
         .iter()
-        .map(|h| HeaderName::try_from(h.as_str()).map_err(|_| format!("upstream.forward_headers: `{h}` is not a header name")))
+        .map(|h| {
+            HeaderName::try_from(h.as_str())
+                .map_err(|_| format!("upstream.forward_headers: `{h}` is not a header name"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let upstream = HttpUpstream::new(HttpUpstreamOptions {
         url: upstream_url,
@@ -61,7 +70,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     })?;
 
     let sessions = match &config.session.key {
-        Some(key) => SessionSealer::new(&session_key(key.expose()).map_err(|p| format!("session.key: {p}"))?, config.session.max_age),
+        Some(key) => SessionSealer::new(
+            &session_key(key.expose()).map_err(|p| format!("session.key: {p}"))?,
+            config.session.max_age,
+        ),
         None => {
             tracing::warn!(
                 "session.key is not set: a random key was generated. Sessions end when this process does, and replicas cannot share them. Set session.key (openssl rand -base64 32) for production."
@@ -77,24 +89,41 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     };
     let token = match config.auth.mode {
         AuthMode::Passthrough => TokenForwarding::Forward,
-        AuthMode::Jwt | AuthMode::Introspection if config.upstream.forward_token => TokenForwarding::Forward,
+        AuthMode::Jwt | AuthMode::Introspection if config.upstream.forward_token => {
+            TokenForwarding::Forward
+        }
         _ => TokenForwarding::Strip,
     };
     let verifier = match &guard {
         Guard::Verify(v) => Some(Arc::clone(v)),
         _ => None,
     };
-    let gateway = Arc::new(Gateway { upstream, sessions, token, identity });
+    let gateway = Arc::new(Gateway {
+        upstream,
+        sessions,
+        token,
+        identity,
+    });
     let health = Arc::new(Health::new(Arc::clone(&gateway), verifier.clone()));
 
     let mut mcp = Router::new()
-        .route("/mcp", axum::routing::post(proxy::post).get(proxy::get).delete(proxy::delete))
+        .route(
+            "/mcp",
+            axum::routing::post(proxy::post)
+                .get(proxy::get)
+                .delete(proxy::delete),
+        )
         .with_state(Arc::clone(&gateway));
     mcp = match guard {
         Guard::Open => mcp,
         Guard::PresenceOnly => {
-            let state = Arc::new(PresenceState { resource_metadata: resource.metadata_url().to_string() });
-            mcp.route_layer(axum::middleware::from_fn_with_state(state, auth::require_presence))
+            let state = Arc::new(PresenceState {
+                resource_metadata: resource.metadata_url().to_string(),
+            });
+            mcp.route_layer(axum::middleware::from_fn_with_state(
+                state,
+                auth::require_presence,
+            ))
         }
         Guard::Verify(v) => mcp.route_layer(auth::layer(v, &resource, config)),
     };
@@ -104,7 +133,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     let mut wellknown = Router::new();
     for path in resource.well_known_paths() {
         let metadata = Arc::clone(&metadata);
-        wellknown = wellknown.route(&path, get(move || async move { metadata.response().map(Body::from) }));
+        wellknown = wellknown.route(
+            &path,
+            get(move || async move { metadata.response().map(Body::from) }),
+        );
     }
 
     let policy = Arc::new(HostPolicy::new(
@@ -119,7 +151,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         .merge(wellknown)
         .fallback(not_found)
         .layer(cors)
-        .layer(axum::middleware::from_fn_with_state(policy, dns_rebinding::enforce));
+        .layer(axum::middleware::from_fn_with_state(
+            policy,
+            dns_rebinding::enforce,
+        ));
     // Health routes sit outside the Host check: probes reach pods by IP.
     let ops = Router::new()
         .route("/healthz", get(health::healthz))
@@ -130,8 +165,16 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     // Behind a reverse proxy that keeps a path prefix (`https://example.com/team-a/mcp`), the
     // same routes answer under the prefix too.
     let prefix = config.public_url().path().trim_end_matches('/').to_owned();
-    let router = if prefix.is_empty() { app } else { Router::new().nest(&prefix, app.clone()).merge(app) };
-    Ok(Prepared { router, verifier, resource: resource.resource().to_string() })
+    let router = if prefix.is_empty() {
+        app
+    } else {
+        Router::new().nest(&prefix, app.clone()).merge(app)
+    };
+    Ok(Prepared {
+        router,
+        verifier,
+        resource: resource.resource().to_string(),
+    })
 }
 
 fn cors_layer(config: &Config) -> CorsLayer {
@@ -145,13 +188,26 @@ fn cors_layer(config: &Config) -> CorsLayer {
             origins.push(v);
         }
     }
-    let loopback = config.public_url().host_str().is_some_and(|h| h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()));
+    let loopback = config.public_url().host_str().is_some_and(|h| {
+        h == "localhost"
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
     let allow = AllowOrigin::predicate(move |origin, _| {
         origins.contains(origin)
             || (loopback
-                && origin.to_str().ok().and_then(|o| url::Url::parse(o).ok()).is_some_and(|u| {
-                    u.host_str().is_some_and(|h| h == "localhost" || h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
-                }))
+                && origin
+                    .to_str()
+                    .ok()
+                    .and_then(|o| url::Url::parse(o).ok())
+                    .is_some_and(|u| {
+                        u.host_str().is_some_and(|h| {
+                            h == "localhost"
+                                || h.trim_matches(['[', ']'])
+                                    .parse::<std::net::IpAddr>()
+                                    .is_ok_and(|ip| ip.is_loopback())
+                        })
+                    }))
     });
     CorsLayer::new()
         .allow_origin(allow)
@@ -166,7 +222,10 @@ fn cors_layer(config: &Config) -> CorsLayer {
             HeaderName::from_static("mcp-name"),
             HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers([header::WWW_AUTHENTICATE, HeaderName::from_static("mcp-session-id")])
+        .expose_headers([
+            header::WWW_AUTHENTICATE,
+            HeaderName::from_static("mcp-session-id"),
+        ])
         .max_age(Duration::from_secs(600))
 }
 
@@ -177,15 +236,18 @@ async fn not_found() -> Response {
 /// Serves until SIGINT/SIGTERM, then lets requests finish for up to `grace`.
 pub async fn serve(listener: TcpListener, router: Router, grace: Duration) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
-        let _ = stop_rx.await;
-    });
+    let server =
+        axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        });
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => return result,
         _ = shutdown_signal() => {}
     }
-    tracing::info!("shutting down: no new connections; waiting up to {grace:?} for requests in flight");
+    tracing::info!(
+        "shutting down: no new connections; waiting up to {grace:?} for requests in flight"
+    );
     let _ = stop_tx.send(());
     match tokio::time::timeout(grace, server).await {
         Ok(result) => result,
@@ -200,7 +262,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

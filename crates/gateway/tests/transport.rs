@@ -42,7 +42,10 @@ fn stateless_call(id: u64, name: &str) -> String {
 
 /// The JSON-RPC message in a JSON or SSE body.
 async fn message(response: reqwest::Response) -> Value {
-    let sse = response.headers().get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
+    let sse = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
     let text = response.text().await.unwrap();
     if !sse {
         return serde_json::from_str(&text).unwrap();
@@ -66,7 +69,10 @@ async fn tr_18_matching_stateless_headers_pass() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers().get("mcp-session-id").is_none(), "no sessions in 2026-07-28");
+    assert!(
+        r.headers().get("mcp-session-id").is_none(),
+        "no sessions in 2026-07-28"
+    );
     assert_eq!(message(r).await["result"]["content"][0]["text"], "x");
 }
 
@@ -85,13 +91,22 @@ async fn tr_18_name_header_that_disagrees_with_the_body_is_rejected_before_the_u
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], -32020);
     assert_eq!(body["id"], 6);
-    assert_eq!(u.observed.calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        u.observed.calls.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
 }
 
 #[tokio::test]
 async fn tr_18_missing_method_header_is_rejected() {
     let (_u, gw) = open(Mode::Sessions).await;
-    let r = post(&gw).header("mcp-protocol-version", "2026-07-28").header("mcp-name", "echo").body(stateless_call(7, "echo")).send().await.unwrap();
+    let r = post(&gw)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-name", "echo")
+        .body(stateless_call(7, "echo"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], -32020);
 }
@@ -116,7 +131,12 @@ async fn tr_21_get_and_delete_are_405_for_the_stateless_revision() {
     let (_u, gw) = open(Mode::Sessions).await;
     let http = reqwest::Client::new();
     for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
-        let r = http.request(method.clone(), &gw.mcp).header("mcp-protocol-version", "2026-07-28").send().await.unwrap();
+        let r = http
+            .request(method.clone(), &gw.mcp)
+            .header("mcp-protocol-version", "2026-07-28")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 405, "{method}");
         assert_eq!(r.headers()["allow"], "POST");
     }
@@ -129,10 +149,23 @@ async fn server_discover_passes_through() {
         "io.modelcontextprotocol/protocolVersion":"2026-07-28",
         "io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},
         "io.modelcontextprotocol/clientCapabilities":{}}}});
-    let r = post(&gw).header("mcp-protocol-version", "2026-07-28").header("mcp-method", "server/discover").body(body.to_string()).send().await.unwrap();
+    let r = post(&gw)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "server/discover")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let m = message(r).await;
-    assert!(m["result"]["supportedVersions"].as_array().unwrap().iter().any(|v| v == "2026-07-28"), "{m}");
+    assert!(
+        m["result"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "2026-07-28"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -141,27 +174,61 @@ async fn tr_14_legacy_session_lifecycle_with_get_stream_and_delete() {
     let init = post(&gw).body(INIT).send().await.unwrap();
     assert_eq!(init.status(), 200);
     assert_eq!(init.headers()["x-accel-buffering"], "no");
-    let session = init.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(session.bytes().all(|b| (0x21..=0x7e).contains(&b)));
     let _ = init.bytes().await;
-    let with_session = |b: reqwest::RequestBuilder| b.header("mcp-session-id", &session).header("mcp-protocol-version", "2025-11-25");
-    let r = with_session(post(&gw)).body(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).send().await.unwrap();
+    let with_session = |b: reqwest::RequestBuilder| {
+        b.header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+    };
+    let r = with_session(post(&gw))
+        .body(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     // The GET stream opens and stays open.
-    let get = with_session(reqwest::Client::new().get(&gw.mcp).header("accept", "text/event-stream")).send().await.unwrap();
+    let get = with_session(
+        reqwest::Client::new()
+            .get(&gw.mcp)
+            .header("accept", "text/event-stream"),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(get.status(), 200);
-    assert!(get.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        get.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     drop(get);
-    let del = with_session(reqwest::Client::new().delete(&gw.mcp)).send().await.unwrap();
+    let del = with_session(reqwest::Client::new().delete(&gw.mcp))
+        .send()
+        .await
+        .unwrap();
     assert!(del.status().is_success());
-    let after = with_session(post(&gw)).body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#).send().await.unwrap();
+    let after = with_session(post(&gw))
+        .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(after.status(), 404);
 }
 
 #[tokio::test]
 async fn tr_13_legacy_request_without_session_gets_the_upstream_400() {
     let (_u, gw) = open(Mode::Sessions).await;
-    let r = post(&gw).header("mcp-protocol-version", "2025-11-25").body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#).send().await.unwrap();
+    let r = post(&gw)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 }
 
@@ -171,20 +238,38 @@ async fn malformed_bodies_get_json_rpc_errors() {
     let r = post(&gw).body("{not json").send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], -32700);
-    let r = post(&gw).body(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).send().await.unwrap();
+    let r = post(&gw)
+        .body(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], -32600);
-    let r = post(&gw).body(r#"{"jsonrpc":"2.0","id":11}"#).send().await.unwrap();
+    let r = post(&gw)
+        .body(r#"{"jsonrpc":"2.0","id":11}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
-    assert_eq!((body["error"]["code"].clone(), body["id"].clone()), (json!(-32600), json!(11)));
+    assert_eq!(
+        (body["error"]["code"].clone(), body["id"].clone()),
+        (json!(-32600), json!(11))
+    );
 }
 
 #[tokio::test]
 async fn oversized_body_is_413() {
     let upstream = TestUpstream::start(Mode::Sessions).await;
-    let gw = Gateway::start(&["--auth", "none", "--upstream-url", &upstream.url], &[("MCPGATE_HTTP_MAX_BODY_BYTES", "1024")]).await;
-    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(2000));
+    let gw = Gateway::start(
+        &["--auth", "none", "--upstream-url", &upstream.url],
+        &[("MCPGATE_HTTP_MAX_BODY_BYTES", "1024")],
+    )
+    .await;
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(2000)
+    );
     let r = post(&gw).body(big).send().await.unwrap();
     assert_eq!(r.status(), 413);
 }
@@ -199,7 +284,11 @@ async fn upstream_down_gives_502_with_the_request_id() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["id"], 1);
     assert_eq!(body["error"]["code"], -32603);
-    let r = reqwest::Client::new().get(format!("{}/readyz", gw.base)).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/readyz", gw.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
 }
 
@@ -208,7 +297,11 @@ async fn slow_upstream_gives_504() {
     // A listener that accepts and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/mcp", silent.local_addr().unwrap());
-    let gw = Gateway::start(&["--auth", "none", "--upstream-url", &url], &[("MCPGATE_UPSTREAM_TIMEOUT", "1s")]).await;
+    let gw = Gateway::start(
+        &["--auth", "none", "--upstream-url", &url],
+        &[("MCPGATE_UPSTREAM_TIMEOUT", "1s")],
+    )
+    .await;
     let r = post(&gw).body(INIT).send().await.unwrap();
     assert_eq!(r.status(), 504);
     assert_eq!(r.json::<Value>().await.unwrap()["id"], 1);
@@ -218,15 +311,36 @@ async fn slow_upstream_gives_504() {
 #[tokio::test]
 async fn tr_03_foreign_host_and_origin_are_refused_before_anything_else() {
     let (_u, gw) = open(Mode::Sessions).await;
-    let r = post(&gw).header("host", "evil.example.com").header("origin", "http://evil.example.com").body(INIT).send().await.unwrap();
+    let r = post(&gw)
+        .header("host", "evil.example.com")
+        .header("origin", "http://evil.example.com")
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = post(&gw).header("origin", "http://evil.example.com").body(INIT).send().await.unwrap();
+    let r = post(&gw)
+        .header("origin", "http://evil.example.com")
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403, "a bad Origin alone is refused");
     let good_origin = format!("http://127.0.0.1:{}", gw.port);
-    let r = post(&gw).header("origin", &good_origin).body(INIT).send().await.unwrap();
+    let r = post(&gw)
+        .header("origin", &good_origin)
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // Health probes come by IP and are not refused.
-    let r = reqwest::Client::new().get(format!("{}/healthz", gw.base)).header("host", "10.1.2.3:8080").send().await.unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthz", gw.base))
+        .header("host", "10.1.2.3:8080")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -235,34 +349,70 @@ async fn tr_01_dns_rebinding_is_refused_with_auth_on_too() {
     let upstream = TestUpstream::start(Mode::Sessions).await;
     let gw = Gateway::start(
         &["--auth", "static", "--dev", "--upstream-url", &upstream.url],
-        &[("MCPGATE_AUTH_STATIC_TOKENS", r#"[{token="t0k3n", subject="alice"}]"#)],
+        &[(
+            "MCPGATE_AUTH_STATIC_TOKENS",
+            r#"[{token="t0k3n", subject="alice"}]"#,
+        )],
     )
     .await;
-    let r = post(&gw).bearer_auth("t0k3n").header("origin", "http://evil.example.com").body(INIT).send().await.unwrap();
-    assert_eq!(r.status(), 403, "403 from the Origin check, not 401 from auth");
+    let r = post(&gw)
+        .bearer_auth("t0k3n")
+        .header("origin", "http://evil.example.com")
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "403 from the Origin check, not 401 from auth"
+    );
 }
 
 #[tokio::test]
 async fn tr_20_client_disconnect_cancels_the_upstream_request() {
     let (u, gw) = open(Mode::Sessions).await;
     let init = post(&gw).body(INIT).send().await.unwrap();
-    let session = init.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let _ = init.bytes().await;
-    let with_session = |b: reqwest::RequestBuilder| b.header("mcp-session-id", &session).header("mcp-protocol-version", "2025-11-25");
-    with_session(post(&gw)).body(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).send().await.unwrap();
+    let with_session = |b: reqwest::RequestBuilder| {
+        b.header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+    };
+    with_session(post(&gw))
+        .body(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        .send()
+        .await
+        .unwrap();
     let call = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"slow","arguments":{"millis":30000}}}"#;
     let r = with_session(post(&gw)).body(call).send().await.unwrap();
     assert_eq!(r.status(), 200);
     // Wait until the upstream is working on it, then walk away.
     let started = std::time::Instant::now();
-    while u.observed.slow_started.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+    while u
+        .observed
+        .slow_started
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
         assert!(started.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(r);
     let started = std::time::Instant::now();
-    while u.observed.cancelled.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(started.elapsed() < Duration::from_secs(10), "upstream request was not cancelled");
+    while u
+        .observed
+        .cancelled
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "upstream request was not cancelled"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -285,8 +435,15 @@ async fn progress_notifications_stream_through_before_the_result() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
-    let messages: Vec<Value> = text.lines().filter_map(|l| l.strip_prefix("data:")).filter_map(|d| serde_json::from_str(d.trim()).ok()).collect();
-    let progress = messages.iter().filter(|m| m["method"] == "notifications/progress").count();
+    let messages: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect();
+    let progress = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .count();
     assert_eq!(progress, 3, "{text}");
     assert_eq!(messages.last().unwrap()["id"], 2);
 }
@@ -294,12 +451,30 @@ async fn progress_notifications_stream_through_before_the_result() {
 #[tokio::test]
 async fn passthrough_requires_a_bearer_and_forwards_it() {
     let upstream = TestUpstream::start(Mode::StatelessJson).await;
-    let gw = Gateway::start(&["--auth", "passthrough", "--upstream-url", &upstream.url], &[]).await;
+    let gw = Gateway::start(
+        &["--auth", "passthrough", "--upstream-url", &upstream.url],
+        &[],
+    )
+    .await;
     let r = post(&gw).body(INIT).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("resource_metadata="));
-    let c = common::client(&gw.mcp, Some("opaque-upstream-token"), common::Generation::Legacy).await.unwrap();
-    let result = c.call_tool(rmcp::model::CallToolRequestParams::new("headers")).await.unwrap();
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("resource_metadata=")
+    );
+    let c = common::client(
+        &gw.mcp,
+        Some("opaque-upstream-token"),
+        common::Generation::Legacy,
+    )
+    .await
+    .unwrap();
+    let result = c
+        .call_tool(rmcp::model::CallToolRequestParams::new("headers"))
+        .await
+        .unwrap();
     let seen: Value = serde_json::from_str(&common::text_of(&result)).unwrap();
     assert_eq!(seen["authorization"], "Bearer opaque-upstream-token");
     let _ = c.cancel().await;

@@ -80,7 +80,9 @@ impl Denial {
                 _ => "The access token is not valid for this resource",
             },
             Denial::InsufficientScope(_) => "The access token lacks a required scope",
-            Denial::Unavailable => "The access token cannot be checked right now; try again shortly",
+            Denial::Unavailable => {
+                "The access token cannot be checked right now; try again shortly"
+            }
         }
     }
 
@@ -125,13 +127,20 @@ impl Denial {
     /// The full response: status, challenge and JSON body.
     pub fn into_response(self, resource_metadata: &str, required: &[Scope]) -> Response<Bytes> {
         let body = match self.error_code() {
-            Some(code) => serde_json::json!({ "error": code, "error_description": self.description() }),
-            None => serde_json::json!({ "error": "unauthorized", "error_description": self.description() }),
+            Some(code) => {
+                serde_json::json!({ "error": code, "error_description": self.description() })
+            }
+            None => {
+                serde_json::json!({ "error": "unauthorized", "error_description": self.description() })
+            }
         };
         let mut response = Response::new(Bytes::from(body.to_string()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = self.challenge(resource_metadata, required) {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
@@ -182,8 +191,13 @@ mod tests {
 
     #[test]
     fn missing_token_challenge_names_required_scopes() {
-        let h = Denial::MissingToken.challenge(PRM, &[Scope::new("a"), Scope::new("b")]).unwrap();
-        assert_eq!(h, format!("Bearer resource_metadata=\"{PRM}\", scope=\"a b\"").as_str());
+        let h = Denial::MissingToken
+            .challenge(PRM, &[Scope::new("a"), Scope::new("b")])
+            .unwrap();
+        assert_eq!(
+            h,
+            format!("Bearer resource_metadata=\"{PRM}\", scope=\"a b\"").as_str()
+        );
     }
 
     #[test]
@@ -197,8 +211,13 @@ mod tests {
 
     #[test]
     fn body_does_not_reveal_the_precise_reason() {
-        let r = Denial::InvalidToken(TokenError::WrongIssuer { found: "https://evil".into() }.into())
-            .into_response(PRM, &[]);
+        let r = Denial::InvalidToken(
+            TokenError::WrongIssuer {
+                found: "https://evil".into(),
+            }
+            .into(),
+        )
+        .into_response(PRM, &[]);
         let body = String::from_utf8(r.body().to_vec()).unwrap();
         assert!(!body.contains("evil") && !body.contains("issuer"), "{body}");
     }

@@ -26,7 +26,12 @@ pub struct ClaimRules {
 impl ClaimRules {
     /// Rules for one audience, `exp` required, 30 s leeway, no issuer check.
     pub fn for_audience(audience: Audience) -> Self {
-        ClaimRules { issuer: None, audiences: vec![audience], leeway: Duration::from_secs(30), require_exp: true }
+        ClaimRules {
+            issuer: None,
+            audiences: vec![audience],
+            leeway: Duration::from_secs(30),
+            require_exp: true,
+        }
     }
 
     /// Checks `claims` and turns them into a [`Principal`].
@@ -34,8 +39,13 @@ impl ClaimRules {
     /// Time checks come first, then issuer and audience, so that the log names the most
     /// actionable reason; the rejection carries the subject and client when the claims name
     /// them.
-    pub fn check(&self, claims: Map<String, Value>, now: SystemTime) -> Result<Principal, Rejection> {
-        let principal = Principal::from_claims(claims).map_err(|e| Rejection::from(TokenError::from(e)))?;
+    pub fn check(
+        &self,
+        claims: Map<String, Value>,
+        now: SystemTime,
+    ) -> Result<Principal, Rejection> {
+        let principal =
+            Principal::from_claims(claims).map_err(|e| Rejection::from(TokenError::from(e)))?;
         let known = |reason: TokenError| Rejection {
             reason,
             subject: Some(principal.subject.clone()),
@@ -58,7 +68,11 @@ impl ClaimRules {
         if let Some(expected) = &self.issuer {
             match &principal.issuer {
                 Some(found) if found == expected => {}
-                Some(found) => return Err(known(TokenError::WrongIssuer { found: found.clone() })),
+                Some(found) => {
+                    return Err(known(TokenError::WrongIssuer {
+                        found: found.clone(),
+                    }));
+                }
                 None => return Err(known(ClaimsError::Missing("iss").into())),
             }
         }
@@ -71,7 +85,9 @@ impl ClaimRules {
                 .iter()
                 .any(|presented| self.audiences.iter().any(|aud| aud.matches(presented)));
             if !accepted {
-                return Err(known(TokenError::WrongAudience { found: principal.audience.clone() }));
+                return Err(known(TokenError::WrongAudience {
+                    found: principal.audience.clone(),
+                }));
             }
         }
         Ok(principal)
@@ -95,7 +111,10 @@ mod tests {
     }
 
     fn check(v: Value) -> Result<Principal, Rejection> {
-        rules().check(v.as_object().unwrap().clone(), UNIX_EPOCH + Duration::from_secs(NOW))
+        rules().check(
+            v.as_object().unwrap().clone(),
+            UNIX_EPOCH + Duration::from_secs(NOW),
+        )
     }
 
     fn good() -> Value {
@@ -127,42 +146,62 @@ mod tests {
     fn missing_exp_is_refused() {
         let mut v = good();
         v.as_object_mut().unwrap().remove("exp");
-        assert_eq!(check(v).unwrap_err().reason, TokenError::Claims(ClaimsError::Missing("exp")));
+        assert_eq!(
+            check(v).unwrap_err().reason,
+            TokenError::Claims(ClaimsError::Missing("exp"))
+        );
     }
 
     #[test]
     fn exp_as_string_is_refused() {
         let mut v = good();
         v["exp"] = json!("tomorrow");
-        assert_eq!(check(v).unwrap_err().reason, TokenError::Claims(ClaimsError::Invalid("exp", "not a number")));
+        assert_eq!(
+            check(v).unwrap_err().reason,
+            TokenError::Claims(ClaimsError::Invalid("exp", "not a number"))
+        );
     }
 
     #[test]
     fn future_nbf_is_refused() {
         let mut v = good();
         v["nbf"] = json!(NOW + 31);
-        assert!(matches!(check(v).unwrap_err().reason, TokenError::NotYetValid { .. }));
+        assert!(matches!(
+            check(v).unwrap_err().reason,
+            TokenError::NotYetValid { .. }
+        ));
     }
 
     #[test]
     fn wrong_issuer_is_refused() {
         let mut v = good();
         v["iss"] = json!("https://evil.example");
-        assert_eq!(check(v).unwrap_err().reason, TokenError::WrongIssuer { found: "https://evil.example".into() });
+        assert_eq!(
+            check(v).unwrap_err().reason,
+            TokenError::WrongIssuer {
+                found: "https://evil.example".into()
+            }
+        );
     }
 
     #[test]
     fn missing_issuer_is_refused_when_one_is_configured() {
         let mut v = good();
         v.as_object_mut().unwrap().remove("iss");
-        assert_eq!(check(v).unwrap_err().reason, TokenError::Claims(ClaimsError::Missing("iss")));
+        assert_eq!(
+            check(v).unwrap_err().reason,
+            TokenError::Claims(ClaimsError::Missing("iss"))
+        );
     }
 
     #[test]
     fn wrong_audience_is_refused() {
         let mut v = good();
         v["aud"] = json!(["https://other.example/mcp"]);
-        assert!(matches!(check(v).unwrap_err().reason, TokenError::WrongAudience { .. }));
+        assert!(matches!(
+            check(v).unwrap_err().reason,
+            TokenError::WrongAudience { .. }
+        ));
     }
 
     #[test]
@@ -176,6 +215,9 @@ mod tests {
     fn missing_audience_is_refused() {
         let mut v = good();
         v.as_object_mut().unwrap().remove("aud");
-        assert_eq!(check(v).unwrap_err().reason, TokenError::Claims(ClaimsError::Missing("aud")));
+        assert_eq!(
+            check(v).unwrap_err().reason,
+            TokenError::Claims(ClaimsError::Missing("aud"))
+        );
     }
 }

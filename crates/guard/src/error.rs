@@ -124,7 +124,11 @@ impl Rejection {
 
 impl From<TokenError> for Rejection {
     fn from(reason: TokenError) -> Self {
-        Rejection { reason, subject: None, client_id: None }
+        Rejection {
+            reason,
+            subject: None,
+            client_id: None,
+        }
     }
 }
 

@@ -137,7 +137,10 @@ impl IntrospectionVerifierBuilder {
                 .map_err(|e| format!("HTTP client: {e}"))?,
         };
         let cache = (self.cache_capacity > 0 && !self.cache_ttl.is_zero()).then(|| {
-            moka::future::Cache::builder().max_capacity(self.cache_capacity).expire_after(UntilDeadline).build()
+            moka::future::Cache::builder()
+                .max_capacity(self.cache_capacity)
+                .expire_after(UntilDeadline)
+                .build()
         });
         Ok(IntrospectionVerifier {
             url: self.url,
@@ -181,34 +184,53 @@ impl IntrospectionVerifier {
     }
 
     async fn introspect(&self, token: &str) -> Result<Arc<Principal>, Rejection> {
-        let mut form: Vec<(&str, &str)> = vec![("token", token), ("token_type_hint", "access_token")];
-        let mut request = self.client.post(self.url.clone()).header(http::header::ACCEPT, "application/json");
+        let mut form: Vec<(&str, &str)> =
+            vec![("token", token), ("token_type_hint", "access_token")];
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .header(http::header::ACCEPT, "application/json");
         match &self.auth {
-            ClientAuth::Basic { client_id, client_secret } => {
+            ClientAuth::Basic {
+                client_id,
+                client_secret,
+            } => {
                 // RFC 6749 §2.3.1: both parts form-urlencoded before Basic encoding.
                 let id = form_urlencode(client_id);
                 let secret = form_urlencode(client_secret);
                 request = request.basic_auth(id, Some(secret));
             }
-            ClientAuth::Post { client_id, client_secret } => {
+            ClientAuth::Post {
+                client_id,
+                client_secret,
+            } => {
                 form.push(("client_id", client_id));
                 form.push(("client_secret", client_secret));
             }
-            ClientAuth::Header(value) => request = request.header(http::header::AUTHORIZATION, value),
+            ClientAuth::Header(value) => {
+                request = request.header(http::header::AUTHORIZATION, value)
+            }
         }
-        let unavailable = |why: String| Rejection::from(TokenError::Unavailable(format!("introspection: {why}")));
+        let unavailable =
+            |why: String| Rejection::from(TokenError::Unavailable(format!("introspection: {why}")));
         let exchange = async {
-            let response = request.form(&form).send().await.map_err(|e| unavailable(e.without_url().to_string()))?;
+            let response = request
+                .form(&form)
+                .send()
+                .await
+                .map_err(|e| unavailable(e.without_url().to_string()))?;
             if !response.status().is_success() {
                 return Err(unavailable(format!("HTTP status {}", response.status())));
             }
-            read_limited(response, 256 * 1024).await.map_err(unavailable)
+            read_limited(response, 256 * 1024)
+                .await
+                .map_err(unavailable)
         };
         let body = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| unavailable(format!("no answer within {:?}", self.timeout)))??;
-        let answer: Map<String, Value> =
-            serde_json::from_slice(&body).map_err(|_| unavailable("response is not a JSON object".into()))?;
+        let answer: Map<String, Value> = serde_json::from_slice(&body)
+            .map_err(|_| unavailable("response is not a JSON object".into()))?;
         match answer.get("active") {
             Some(Value::Bool(true)) => {}
             Some(Value::Bool(false)) | None => return Err(TokenError::Inactive.into()),
@@ -226,7 +248,11 @@ impl TokenVerifier for IntrospectionVerifier {
     fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, VerifyResult> {
         Box::pin(async move {
             if token.len() > self.max_token_bytes {
-                return Err(TokenError::TooLarge { len: token.len(), max: self.max_token_bytes }.into());
+                return Err(TokenError::TooLarge {
+                    len: token.len(),
+                    max: self.max_token_bytes,
+                }
+                .into());
             }
             if token.is_empty() {
                 return Err(TokenError::Malformed(Malformed::Empty).into());

@@ -58,7 +58,9 @@ pub struct JwksSource {
 
 impl std::fmt::Debug for JwksSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwksSource").field("url", &self.url.as_str()).finish_non_exhaustive()
+        f.debug_struct("JwksSource")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,7 +71,12 @@ struct RawJwkSet {
 
 impl JwksSource {
     /// A source for `url`. Nothing is fetched until [`JwksSource::refresh`] or the first token.
-    pub fn new(url: Url, client: reqwest::Client, allowed: &[Algorithm], options: JwksOptions) -> Self {
+    pub fn new(
+        url: Url,
+        client: reqwest::Client,
+        allowed: &[Algorithm],
+        options: JwksOptions,
+    ) -> Self {
         JwksSource {
             url,
             client,
@@ -99,7 +106,9 @@ impl JwksSource {
     }
 
     fn refresh_in_background(self: &Arc<Self>) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         if self.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -121,7 +130,10 @@ impl JwksSource {
         match self.fetch().await {
             Ok(keys) => {
                 tracing::info!(target: "mcpgate::jwks", url = %self.url, keys = keys.len(), "JWKS loaded");
-                self.current.store(Some(Arc::new(KeySet { keys, fetched_at: Instant::now() })));
+                self.current.store(Some(Arc::new(KeySet {
+                    keys,
+                    fetched_at: Instant::now(),
+                })));
                 Ok(true)
             }
             Err(e) => {
@@ -135,7 +147,10 @@ impl JwksSource {
         let response = self
             .client
             .get(self.url.clone())
-            .header(http::header::ACCEPT, "application/json, application/jwk-set+json")
+            .header(
+                http::header::ACCEPT,
+                "application/json, application/jwk-set+json",
+            )
             .timeout(self.options.timeout)
             .send()
             .await
@@ -144,7 +159,8 @@ impl JwksSource {
             return Err(format!("HTTP status {}", response.status()));
         }
         let body = read_limited(response, self.options.max_bytes).await?;
-        let raw: RawJwkSet = serde_json::from_slice(&body).map_err(|e| format!("not a JWK Set: {e}"))?;
+        let raw: RawJwkSet =
+            serde_json::from_slice(&body).map_err(|e| format!("not a JWK Set: {e}"))?;
         let jwks: Vec<Jwk> = raw
             .keys
             .into_iter()
@@ -156,7 +172,8 @@ impl JwksSource {
                 }
             })
             .collect();
-        let (keys, skipped) = keys_from_jwks(&jsonwebtoken::jwk::JwkSet { keys: jwks }, &self.allowed);
+        let (keys, skipped) =
+            keys_from_jwks(&jsonwebtoken::jwk::JwkSet { keys: jwks }, &self.allowed);
         for e in skipped {
             tracing::warn!(target: "mcpgate::jwks", error = %e, "skipping a JWK");
         }
@@ -168,12 +185,22 @@ impl JwksSource {
 }
 
 /// Reads a response body, refusing more than `max` bytes.
-pub(crate) async fn read_limited(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
-    if response.content_length().is_some_and(|len| len as usize > max) {
+pub(crate) async fn read_limited(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, String> {
+    if response
+        .content_length()
+        .is_some_and(|len| len as usize > max)
+    {
         return Err(format!("response larger than {max} bytes"));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading body: {}", e.without_url()))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading body: {}", e.without_url()))?
+    {
         if body.len() + chunk.len() > max {
             return Err(format!("response larger than {max} bytes"));
         }

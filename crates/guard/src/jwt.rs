@@ -150,8 +150,13 @@ impl JwtVerifierBuilder {
             return Err(JwtConfigError::NoAlgorithms);
         }
         let keys = match self.source.ok_or(JwtConfigError::NoKeySource)? {
-            KeySource::Pem(pem) => Keys::Static(vec![VerificationKey::from_pem(&pem, &self.allowed)?]),
-            KeySource::Hmac(secret) => Keys::Static(vec![VerificationKey::from_hmac_secret(&secret, &self.allowed)?]),
+            KeySource::Pem(pem) => {
+                Keys::Static(vec![VerificationKey::from_pem(&pem, &self.allowed)?])
+            }
+            KeySource::Hmac(secret) => Keys::Static(vec![VerificationKey::from_hmac_secret(
+                &secret,
+                &self.allowed,
+            )?]),
             KeySource::Jwks(url, options) => {
                 let client = match self.client {
                     Some(c) => c,
@@ -160,7 +165,12 @@ impl JwtVerifierBuilder {
                         .build()
                         .map_err(|e| JwtConfigError::Client(e.to_string()))?,
                 };
-                Keys::Jwks(Arc::new(JwksSource::new(url, client, &self.allowed, options)))
+                Keys::Jwks(Arc::new(JwksSource::new(
+                    url,
+                    client,
+                    &self.allowed,
+                    options,
+                )))
             }
         };
         Ok(JwtVerifier {
@@ -209,9 +219,14 @@ impl JwtVerifier {
                     let set = match source.keys() {
                         Some(set) => set,
                         None => {
-                            source.refresh().await.map_err(|e| TokenError::Unavailable(format!("JWKS: {e}")))?;
+                            source
+                                .refresh()
+                                .await
+                                .map_err(|e| TokenError::Unavailable(format!("JWKS: {e}")))?;
                             refreshed = true;
-                            source.keys().ok_or_else(|| TokenError::Unavailable("JWKS not loaded".into()))?
+                            source
+                                .keys()
+                                .ok_or_else(|| TokenError::Unavailable("JWKS not loaded".into()))?
                         }
                     };
                     match verify_with(&set.keys, header.kid.as_deref(), header.alg, token) {
@@ -265,7 +280,9 @@ fn verify_with(
     }
     match (tried_any, kid) {
         (true, _) => Err(last.unwrap_or(TokenError::BadSignature).into()),
-        (false, _) if alg_refused => Err(TokenError::AlgorithmNotAllowed(format!("{alg:?}")).into()),
+        (false, _) if alg_refused => {
+            Err(TokenError::AlgorithmNotAllowed(format!("{alg:?}")).into())
+        }
         (false, Some(kid)) => Err(TokenError::UnknownKey(kid.to_owned()).into()),
         (false, None) => Err(TokenError::NoMatchingKey.into()),
     }
@@ -274,9 +291,9 @@ fn verify_with(
 fn map_error(kind: &ErrorKind) -> TokenError {
     match kind {
         ErrorKind::InvalidSignature => TokenError::BadSignature,
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
-            TokenError::AlgorithmNotAllowed("mismatch".into())
-        }
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm => TokenError::AlgorithmNotAllowed("mismatch".into()),
         ErrorKind::Base64(_) => TokenError::Malformed(Malformed::Base64),
         ErrorKind::Json(_) | ErrorKind::Utf8(_) => TokenError::Malformed(Malformed::Json),
         ErrorKind::InvalidToken => TokenError::Malformed(Malformed::SegmentCount(0)),
@@ -306,7 +323,10 @@ fn header_error(token: &str, err: &jsonwebtoken::errors::Error) -> Rejection {
 /// Checks size and shape before anything else touches the token.
 pub(crate) fn precheck(token: &str, max: usize) -> Result<(), TokenError> {
     if token.len() > max {
-        return Err(TokenError::TooLarge { len: token.len(), max });
+        return Err(TokenError::TooLarge {
+            len: token.len(),
+            max,
+        });
     }
     if token.is_empty() {
         return Err(TokenError::Malformed(Malformed::Empty));
@@ -328,7 +348,8 @@ impl TokenVerifier for JwtVerifier {
             }
             let claims = self.verify_uncached(token).await?;
             let principal = Arc::new(self.rules.check(claims, SystemTime::now())?);
-            self.cache.insert(key, Arc::clone(&principal), self.cache_ttl);
+            self.cache
+                .insert(key, Arc::clone(&principal), self.cache_ttl);
             Ok(principal)
         })
     }

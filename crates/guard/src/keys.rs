@@ -77,10 +77,16 @@ impl VerificationKey {
         candidates: &[Algorithm],
         allowed: &[Algorithm],
     ) -> Result<Self, KeyError> {
-        let algorithms: Vec<Algorithm> =
-            candidates.iter().copied().filter(|a| allowed.contains(a)).collect();
+        let algorithms: Vec<Algorithm> = candidates
+            .iter()
+            .copied()
+            .filter(|a| allowed.contains(a))
+            .collect();
         if algorithms.is_empty() {
-            return Err(KeyError::NoAlgorithm { family: family_name(candidates), allowed: allowed.to_vec() });
+            return Err(KeyError::NoAlgorithm {
+                family: family_name(candidates),
+                allowed: allowed.to_vec(),
+            });
         }
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms.clone();
@@ -89,23 +95,29 @@ impl VerificationKey {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
-        Ok(VerificationKey { kid, key, algorithms, validation })
+        Ok(VerificationKey {
+            kid,
+            key,
+            algorithms,
+            validation,
+        })
     }
 
     /// A static public key in PEM form (SPKI or PKCS#1 RSA; SPKI EC P-256/P-384; SPKI
     /// Ed25519).
     pub fn from_pem(pem: &[u8], allowed: &[Algorithm]) -> Result<Self, KeyError> {
-        let (key, candidates): (DecodingKey, &[Algorithm]) = if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
-            (k, RSA)
-        } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
-            // The curve decides between ES256 and ES384; a signature made for the other curve
-            // simply fails to verify.
-            (k, EC)
-        } else if let Ok(k) = DecodingKey::from_ed_pem(pem) {
-            (k, ED)
-        } else {
-            return Err(KeyError::UnreadablePem);
-        };
+        let (key, candidates): (DecodingKey, &[Algorithm]) =
+            if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
+                (k, RSA)
+            } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
+                // The curve decides between ES256 and ES384; a signature made for the other curve
+                // simply fails to verify.
+                (k, EC)
+            } else if let Ok(k) = DecodingKey::from_ed_pem(pem) {
+                (k, ED)
+            } else {
+                return Err(KeyError::UnreadablePem);
+            };
         Self::new(None, key, candidates, allowed)
     }
 
@@ -120,8 +132,14 @@ impl VerificationKey {
     /// A key from a JWK Set. Symmetric (`oct`) keys are refused: a JWKS is public.
     pub fn from_jwk(jwk: &Jwk, allowed: &[Algorithm]) -> Result<Self, KeyError> {
         let kid = jwk.common.key_id.clone();
-        let unusable = |reason: &str| KeyError::UnusableJwk { kid: kid.clone(), reason: reason.to_owned() };
-        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption) | Some(PublicKeyUse::Other(_))) {
+        let unusable = |reason: &str| KeyError::UnusableJwk {
+            kid: kid.clone(),
+            reason: reason.to_owned(),
+        };
+        if matches!(
+            jwk.common.public_key_use,
+            Some(PublicKeyUse::Encryption) | Some(PublicKeyUse::Other(_))
+        ) {
             return Err(unusable("`use` is not `sig`"));
         }
         let by_type: &[Algorithm] = match &jwk.algorithm {
@@ -132,12 +150,15 @@ impl VerificationKey {
                 _ => return Err(unusable("unsupported curve")),
             },
             AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => ED,
-            AlgorithmParameters::OctetKey(_) => return Err(unusable("symmetric keys are not accepted from a JWKS")),
+            AlgorithmParameters::OctetKey(_) => {
+                return Err(unusable("symmetric keys are not accepted from a JWKS"));
+            }
             _ => return Err(unusable("unsupported key type")),
         };
         let candidates: Vec<Algorithm> = match &jwk.common.key_algorithm {
             Some(alg) => {
-                let alg = Algorithm::from_str(&alg.to_string()).map_err(|_| unusable("unsupported `alg`"))?;
+                let alg = Algorithm::from_str(&alg.to_string())
+                    .map_err(|_| unusable("unsupported `alg`"))?;
                 if !by_type.contains(&alg) {
                     return Err(unusable("`alg` does not fit the key type"));
                 }
@@ -172,7 +193,10 @@ fn family_name(candidates: &[Algorithm]) -> &'static str {
 }
 
 /// The usable keys of a JWK Set, and what was skipped.
-pub(crate) fn keys_from_jwks(set: &JwkSet, allowed: &[Algorithm]) -> (Vec<VerificationKey>, Vec<KeyError>) {
+pub(crate) fn keys_from_jwks(
+    set: &JwkSet,
+    allowed: &[Algorithm],
+) -> (Vec<VerificationKey>, Vec<KeyError>) {
     let mut keys = Vec::new();
     let mut skipped = Vec::new();
     for jwk in &set.keys {

@@ -87,7 +87,10 @@ impl<S> Layer<S> for BearerAuthLayer {
     type Service = BearerAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BearerAuth { inner, shared: Arc::clone(&self.shared) }
+        BearerAuth {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 
@@ -100,7 +103,9 @@ pub struct BearerAuth<S> {
 
 impl<S> std::fmt::Debug for BearerAuth<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BearerAuth").field("resource_metadata", &self.shared.resource_metadata).finish_non_exhaustive()
+        f.debug_struct("BearerAuth")
+            .field("resource_metadata", &self.shared.resource_metadata)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,14 +118,18 @@ pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, De
     if let Some(query) = uri.query()
         && url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "access_token")
     {
-        return Err(Denial::InvalidRequest("Access tokens are not accepted in the query string"));
+        return Err(Denial::InvalidRequest(
+            "Access tokens are not accepted in the query string",
+        ));
     }
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let value = values.next().ok_or(Denial::MissingToken)?;
     if values.next().is_some() {
         return Err(Denial::InvalidRequest("More than one Authorization header"));
     }
-    let value = value.to_str().map_err(|_| Denial::InvalidRequest("Malformed Authorization header"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| Denial::InvalidRequest("Malformed Authorization header"))?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Denial::MissingToken);
@@ -129,7 +138,10 @@ pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, De
     if token.is_empty() {
         return Err(Denial::InvalidRequest("Empty bearer token"));
     }
-    if token.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+    if token
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
         return Err(Denial::InvalidRequest("Malformed bearer token"));
     }
     Ok(token)
@@ -161,21 +173,28 @@ where
                     req.extensions_mut().insert(principal);
                     inner.call(req).await
                 }
-                Err(denial) => {
-                    Ok(denial.into_response(&shared.resource_metadata, &shared.required).map(ResBody::from))
-                }
+                Err(denial) => Ok(denial
+                    .into_response(&shared.resource_metadata, &shared.required)
+                    .map(ResBody::from)),
             }
         })
     }
 }
 
-async fn authenticate(shared: &Shared, headers: &HeaderMap, uri: &Uri) -> Result<Arc<Principal>, Denial> {
+async fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Arc<Principal>, Denial> {
     let token = bearer_token(headers, uri).inspect_err(|denial| log_denial(denial, uri))?;
     let principal = match shared.verifier.verify(token).await {
         Ok(p) => p,
         Err(rejection) => {
-            let denial =
-                if rejection.is_unavailable() { Denial::Unavailable } else { Denial::InvalidToken(rejection.clone()) };
+            let denial = if rejection.is_unavailable() {
+                Denial::Unavailable
+            } else {
+                Denial::InvalidToken(rejection.clone())
+            };
             tracing::info!(
                 target: "mcpgate::auth",
                 reason = %rejection.reason,
@@ -235,23 +254,38 @@ mod tests {
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {
-        assert_eq!(bearer_token(&headers(&["bEaReR abc"]), &uri("/mcp")).unwrap(), "abc");
+        assert_eq!(
+            bearer_token(&headers(&["bEaReR abc"]), &uri("/mcp")).unwrap(),
+            "abc"
+        );
     }
 
     #[test]
     fn missing_header_is_missing_token() {
-        assert!(matches!(bearer_token(&headers(&[]), &uri("/mcp")), Err(Denial::MissingToken)));
+        assert!(matches!(
+            bearer_token(&headers(&[]), &uri("/mcp")),
+            Err(Denial::MissingToken)
+        ));
     }
 
     #[test]
     fn basic_scheme_counts_as_no_bearer_credentials() {
-        assert!(matches!(bearer_token(&headers(&["Basic YTpi"]), &uri("/mcp")), Err(Denial::MissingToken)));
+        assert!(matches!(
+            bearer_token(&headers(&["Basic YTpi"]), &uri("/mcp")),
+            Err(Denial::MissingToken)
+        ));
     }
 
     #[test]
     fn empty_bearer_is_invalid_request() {
-        assert!(matches!(bearer_token(&headers(&["Bearer "]), &uri("/mcp")), Err(Denial::InvalidRequest(_))));
-        assert!(matches!(bearer_token(&headers(&["Bearer"]), &uri("/mcp")), Err(Denial::InvalidRequest(_))));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer "]), &uri("/mcp")),
+            Err(Denial::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer"]), &uri("/mcp")),
+            Err(Denial::InvalidRequest(_))
+        ));
     }
 
     #[test]
@@ -272,6 +306,9 @@ mod tests {
 
     #[test]
     fn token_with_inner_space_is_invalid_request() {
-        assert!(matches!(bearer_token(&headers(&["Bearer a b"]), &uri("/mcp")), Err(Denial::InvalidRequest(_))));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer a b"]), &uri("/mcp")),
+            Err(Denial::InvalidRequest(_))
+        ));
     }
 }

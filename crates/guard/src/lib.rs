@@ -57,7 +57,9 @@ pub use jwt::{DEFAULT_MAX_TOKEN_BYTES, JwtConfigError, JwtVerifier, JwtVerifierB
 pub use keys::{ALL_ALGORITHMS, KeyError, VerificationKey};
 pub use layer::{BearerAuth, BearerAuthLayer, bearer_token};
 pub use metadata::{ProtectedResource, ProtectedResourceMetadata};
-pub use principal::{ClaimsError, ClientId, InvalidScope, Principal, PrincipalBuilder, Scope, Scopes, Subject};
+pub use principal::{
+    ClaimsError, ClientId, InvalidScope, Principal, PrincipalBuilder, Scope, Scopes, Subject,
+};
 pub use resource::{Audience, InvalidResourceUrl, PRM_WELL_KNOWN, ResourceUrl};
 pub use static_tokens::StaticTokens;
 pub use verifier::{BoxFuture, TokenVerifier, VerifyResult};

@@ -82,7 +82,10 @@ impl ProtectedResource {
     /// (the MCP authorization spec, 2026-07-28).
     #[must_use]
     pub fn scopes_supported(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
-        self.scopes_supported = scopes.into_iter().filter(|s| s.as_str() != "offline_access").collect();
+        self.scopes_supported = scopes
+            .into_iter()
+            .filter(|s| s.as_str() != "offline_access")
+            .collect();
         self
     }
 
@@ -128,8 +131,17 @@ impl ProtectedResource {
     /// forwards), and the root form. Deduplicated, in that order.
     pub fn well_known_paths(&self) -> Vec<String> {
         let path = self.resource.path();
-        let last = path.rsplit('/').next().filter(|s| !s.is_empty()).map(|s| format!("/{s}")).unwrap_or_default();
-        let mut paths = vec![format!("{PRM_WELL_KNOWN}{path}"), format!("{PRM_WELL_KNOWN}{last}"), PRM_WELL_KNOWN.to_owned()];
+        let last = path
+            .rsplit('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("/{s}"))
+            .unwrap_or_default();
+        let mut paths = vec![
+            format!("{PRM_WELL_KNOWN}{path}"),
+            format!("{PRM_WELL_KNOWN}{last}"),
+            PRM_WELL_KNOWN.to_owned(),
+        ];
         let mut seen = std::collections::HashSet::new();
         paths.retain(|p| seen.insert(p.clone()));
         paths
@@ -141,9 +153,18 @@ impl ProtectedResource {
         let body = serde_json::to_vec(&self.document()).unwrap_or_default();
         let mut response = http::Response::new(Bytes::from(body));
         let headers = response.headers_mut();
-        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-        headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("public, max-age=3600"));
-        headers.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, http::HeaderValue::from_static("*"));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("public, max-age=3600"),
+        );
+        headers.insert(
+            http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            http::HeaderValue::from_static("*"),
+        );
         response
     }
 }
@@ -177,7 +198,10 @@ mod tests {
         let r = ProtectedResource::new(ResourceUrl::parse("https://a.example/mcp").unwrap());
         assert_eq!(
             r.well_known_paths(),
-            ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"]
+            [
+                "/.well-known/oauth-protected-resource/mcp",
+                "/.well-known/oauth-protected-resource"
+            ]
         );
     }
 
@@ -186,6 +210,9 @@ mod tests {
         let r = ProtectedResource::new(ResourceUrl::parse("https://a.example/mcp").unwrap());
         let json = serde_json::to_value(r.document()).unwrap();
         assert!(json.get("authorization_servers").is_none());
-        assert_eq!(json["bearer_methods_supported"], serde_json::json!(["header"]));
+        assert_eq!(
+            json["bearer_methods_supported"],
+            serde_json::json!(["header"])
+        );
     }
 }

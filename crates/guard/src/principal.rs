@@ -102,7 +102,11 @@ impl Scopes {
 
     /// Splits a space-delimited `scope` string (RFC 6749 §3.3). Empty parts are skipped.
     pub fn from_space_delimited(value: &str) -> Self {
-        value.split(' ').filter(|s| !s.is_empty()).map(Scope::new).collect()
+        value
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(Scope::new)
+            .collect()
     }
 
     /// Whether `scope` is granted.
@@ -112,7 +116,10 @@ impl Scopes {
 
     /// The scopes of `required` that are not granted, in the order given.
     pub fn missing<'a>(&self, required: &'a [Scope]) -> Vec<&'a Scope> {
-        required.iter().filter(|s| !self.contains(s.as_str())).collect()
+        required
+            .iter()
+            .filter(|s| !self.contains(s.as_str()))
+            .collect()
     }
 
     /// Iterates over the scopes.
@@ -241,8 +248,16 @@ impl Principal {
                 .iter()
                 .map(|v| v.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()
-                .ok_or(ClaimsError::Invalid("aud", "not a string or an array of strings"))?,
-            Some(_) => return Err(ClaimsError::Invalid("aud", "not a string or an array of strings")),
+                .ok_or(ClaimsError::Invalid(
+                    "aud",
+                    "not a string or an array of strings",
+                ))?,
+            Some(_) => {
+                return Err(ClaimsError::Invalid(
+                    "aud",
+                    "not a string or an array of strings",
+                ));
+            }
         };
         let issuer = match claims.get("iss") {
             None => None,
@@ -250,7 +265,15 @@ impl Principal {
             Some(_) => return Err(ClaimsError::Invalid("iss", "not a string")),
         };
         let expires_at = numeric_date(&claims, "exp")?.map(to_system_time);
-        Ok(Principal { subject, client_id, scopes, audience, expires_at, issuer, claims })
+        Ok(Principal {
+            subject,
+            client_id,
+            scopes,
+            audience,
+            expires_at,
+            issuer,
+            claims,
+        })
     }
 }
 
@@ -271,7 +294,9 @@ pub(crate) fn numeric_date(
 }
 
 fn to_system_time(secs: u64) -> SystemTime {
-    UNIX_EPOCH.checked_add(Duration::from_secs(secs)).unwrap_or(UNIX_EPOCH)
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 /// A claim set that cannot describe a principal.
@@ -412,7 +437,11 @@ mod tests {
     fn missing_lists_only_absent_scopes_in_order() {
         let granted = Scopes::from_space_delimited("a c");
         let required = [Scope::new("a"), Scope::new("b"), Scope::new("d")];
-        let missing: Vec<_> = granted.missing(&required).into_iter().map(Scope::as_str).collect();
+        let missing: Vec<_> = granted
+            .missing(&required)
+            .into_iter()
+            .map(Scope::as_str)
+            .collect();
         assert_eq!(missing, ["b", "d"]);
     }
 }

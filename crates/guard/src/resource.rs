@@ -156,7 +156,10 @@ impl fmt::Debug for Audience {
 
 fn canonical_url(value: &str) -> Option<String> {
     // Only absolute http(s) URLs get URL semantics; `api://x` or `my-api` stay opaque.
-    if !(value.len() > 8 && (value[..7].eq_ignore_ascii_case("http://") || value[..8].eq_ignore_ascii_case("https://"))) {
+    if !(value.len() > 8
+        && (value[..7].eq_ignore_ascii_case("http://")
+            || value[..8].eq_ignore_ascii_case("https://")))
+    {
         return None;
     }
     let mut url = Url::parse(value).ok()?;

@@ -18,14 +18,19 @@ pub struct StaticTokens {
 
 impl std::fmt::Debug for StaticTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticTokens").field("count", &self.tokens.len()).finish()
+        f.debug_struct("StaticTokens")
+            .field("count", &self.tokens.len())
+            .finish()
     }
 }
 
 impl StaticTokens {
     /// Builds the table from `(token, principal)` pairs.
     pub fn new(entries: impl IntoIterator<Item = (String, Principal)>) -> Self {
-        let tokens = entries.into_iter().map(|(token, p)| (digest(&token), Arc::new(p))).collect();
+        let tokens = entries
+            .into_iter()
+            .map(|(token, p)| (digest(&token), Arc::new(p)))
+            .collect();
         StaticTokens { tokens }
     }
 
@@ -45,7 +50,10 @@ impl TokenVerifier for StaticTokens {
         let result = if token.is_empty() {
             Err(TokenError::Malformed(Malformed::Empty).into())
         } else {
-            self.tokens.get(&digest(token)).cloned().ok_or_else(|| TokenError::UnknownToken.into())
+            self.tokens
+                .get(&digest(token))
+                .cloned()
+                .ok_or_else(|| TokenError::UnknownToken.into())
         };
         Box::pin(std::future::ready(result))
     }
@@ -57,21 +65,38 @@ mod tests {
     use crate::principal::Subject;
 
     fn verifier() -> StaticTokens {
-        StaticTokens::new([("tok-alice".to_string(), Principal::builder(Subject::new("alice")).build())])
+        StaticTokens::new([(
+            "tok-alice".to_string(),
+            Principal::builder(Subject::new("alice")).build(),
+        )])
     }
 
     #[tokio::test]
     async fn configured_token_yields_its_principal() {
-        assert_eq!(verifier().verify("tok-alice").await.unwrap().subject.as_str(), "alice");
+        assert_eq!(
+            verifier()
+                .verify("tok-alice")
+                .await
+                .unwrap()
+                .subject
+                .as_str(),
+            "alice"
+        );
     }
 
     #[tokio::test]
     async fn unknown_token_is_refused() {
-        assert_eq!(verifier().verify("tok-alicf").await.unwrap_err().reason, TokenError::UnknownToken);
+        assert_eq!(
+            verifier().verify("tok-alicf").await.unwrap_err().reason,
+            TokenError::UnknownToken
+        );
     }
 
     #[tokio::test]
     async fn empty_token_is_malformed() {
-        assert_eq!(verifier().verify("").await.unwrap_err().reason, TokenError::Malformed(Malformed::Empty));
+        assert_eq!(
+            verifier().verify("").await.unwrap_err().reason,
+            TokenError::Malformed(Malformed::Empty)
+        );
     }
 }

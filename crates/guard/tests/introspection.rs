@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use mcpgate_guard::{Audience, ClaimRules, ClientAuth, IntrospectionVerifier, TokenError, TokenVerifier};
+use mcpgate_guard::{
+    Audience, ClaimRules, ClientAuth, IntrospectionVerifier, TokenError, TokenVerifier,
+};
 use mcpgate_testkit::FakeIdp;
 use mcpgate_testkit::idp::{INTROSPECTION_CLIENT_ID, INTROSPECTION_CLIENT_SECRET};
 use mcpgate_testkit::keys::now;
@@ -22,7 +24,10 @@ fn verifier(idp: &FakeIdp, auth: ClientAuth) -> IntrospectionVerifier {
 }
 
 fn basic() -> ClientAuth {
-    ClientAuth::Basic { client_id: INTROSPECTION_CLIENT_ID.into(), client_secret: INTROSPECTION_CLIENT_SECRET.into() }
+    ClientAuth::Basic {
+        client_id: INTROSPECTION_CLIENT_ID.into(),
+        client_secret: INTROSPECTION_CLIENT_SECRET.into(),
+    }
 }
 
 fn active(aud: &str) -> serde_json::Value {
@@ -38,7 +43,11 @@ async fn active_token_is_accepted_and_cached() {
     assert_eq!(p.subject.as_str(), "bob");
     assert!(p.scopes.contains("mcp"));
     v.verify("opaque-1").await.unwrap();
-    assert_eq!(idp.introspection_hits(), 1, "the second check is served from the cache");
+    assert_eq!(
+        idp.introspection_hits(),
+        1,
+        "the second check is served from the cache"
+    );
 }
 
 #[tokio::test]
@@ -47,7 +56,11 @@ async fn concurrent_checks_of_one_token_share_one_call() {
     idp.set_introspection("opaque-1", active(AUD));
     idp.set_delay(Duration::from_millis(100));
     let v = verifier(&idp, basic());
-    let (a, b, c) = tokio::join!(v.verify("opaque-1"), v.verify("opaque-1"), v.verify("opaque-1"));
+    let (a, b, c) = tokio::join!(
+        v.verify("opaque-1"),
+        v.verify("opaque-1"),
+        v.verify("opaque-1")
+    );
     assert!(a.is_ok() && b.is_ok() && c.is_ok());
     assert_eq!(idp.introspection_hits(), 1);
 }
@@ -57,8 +70,14 @@ async fn inactive_token_is_refused() {
     let idp = FakeIdp::start(json!({"keys": []})).await;
     idp.set_introspection("revoked", json!({"active": false}));
     let v = verifier(&idp, basic());
-    assert_eq!(v.verify("revoked").await.unwrap_err().reason, TokenError::Inactive);
-    assert_eq!(v.verify("never-issued").await.unwrap_err().reason, TokenError::Inactive);
+    assert_eq!(
+        v.verify("revoked").await.unwrap_err().reason,
+        TokenError::Inactive
+    );
+    assert_eq!(
+        v.verify("never-issued").await.unwrap_err().reason,
+        TokenError::Inactive
+    );
 }
 
 #[tokio::test]
@@ -77,7 +96,14 @@ async fn expired_answer_is_refused() {
     let mut answer = active(AUD);
     answer["exp"] = json!(now() - 3600);
     idp.set_introspection("old", answer);
-    assert!(matches!(verifier(&idp, basic()).verify("old").await.unwrap_err().reason, TokenError::Expired { .. }));
+    assert!(matches!(
+        verifier(&idp, basic())
+            .verify("old")
+            .await
+            .unwrap_err()
+            .reason,
+        TokenError::Expired { .. }
+    ));
 }
 
 #[tokio::test]
@@ -85,7 +111,10 @@ async fn endpoint_down_fails_closed() {
     let idp = FakeIdp::start(json!({"keys": []})).await;
     idp.set_introspection("opaque-1", active(AUD));
     idp.set_down(true);
-    let err = verifier(&idp, basic()).verify("opaque-1").await.unwrap_err();
+    let err = verifier(&idp, basic())
+        .verify("opaque-1")
+        .await
+        .unwrap_err();
     assert!(matches!(err.reason, TokenError::Unavailable(_)));
 }
 
@@ -95,8 +124,13 @@ async fn endpoint_unreachable_fails_closed() {
     let url = format!("http://{}/introspect", listener.local_addr().unwrap());
     drop(listener);
     let rules = ClaimRules::for_audience(Audience::new(AUD));
-    let v = IntrospectionVerifier::builder(url.parse().unwrap(), basic(), rules).build().unwrap();
-    assert!(matches!(v.verify("t").await.unwrap_err().reason, TokenError::Unavailable(_)));
+    let v = IntrospectionVerifier::builder(url.parse().unwrap(), basic(), rules)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        v.verify("t").await.unwrap_err().reason,
+        TokenError::Unavailable(_)
+    ));
 }
 
 #[tokio::test]
@@ -105,7 +139,10 @@ async fn slow_endpoint_times_out_and_fails_closed() {
     idp.set_introspection("opaque-1", active(AUD));
     idp.set_delay(Duration::from_secs(3));
     let started = std::time::Instant::now();
-    let err = verifier(&idp, basic()).verify("opaque-1").await.unwrap_err();
+    let err = verifier(&idp, basic())
+        .verify("opaque-1")
+        .await
+        .unwrap_err();
     assert!(matches!(err.reason, TokenError::Unavailable(_)));
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -114,14 +151,26 @@ async fn slow_endpoint_times_out_and_fails_closed() {
 async fn wrong_client_credentials_fail_closed() {
     let idp = FakeIdp::start(json!({"keys": []})).await;
     idp.set_introspection("opaque-1", active(AUD));
-    let v = verifier(&idp, ClientAuth::Basic { client_id: INTROSPECTION_CLIENT_ID.into(), client_secret: "wrong".into() });
-    assert!(matches!(v.verify("opaque-1").await.unwrap_err().reason, TokenError::Unavailable(_)));
+    let v = verifier(
+        &idp,
+        ClientAuth::Basic {
+            client_id: INTROSPECTION_CLIENT_ID.into(),
+            client_secret: "wrong".into(),
+        },
+    );
+    assert!(matches!(
+        v.verify("opaque-1").await.unwrap_err().reason,
+        TokenError::Unavailable(_)
+    ));
 }
 
 #[tokio::test]
 async fn oversized_token_is_not_sent() {
     let idp = FakeIdp::start(json!({"keys": []})).await;
     let v = verifier(&idp, basic());
-    assert!(matches!(v.verify(&"x".repeat(9000)).await.unwrap_err().reason, TokenError::TooLarge { .. }));
+    assert!(matches!(
+        v.verify(&"x".repeat(9000)).await.unwrap_err().reason,
+        TokenError::TooLarge { .. }
+    ));
     assert_eq!(idp.introspection_hits(), 0);
 }

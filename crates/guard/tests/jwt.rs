@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Header};
 use mcpgate_guard::{
-    Audience, ClaimRules, ClaimsError, JwksOptions, JwtVerifier, Malformed, TokenError, TokenVerifier,
+    Audience, ClaimRules, ClaimsError, JwksOptions, JwtVerifier, Malformed, TokenError,
+    TokenVerifier,
 };
 use mcpgate_testkit::keys::{b64, claims, jwks, now};
 use mcpgate_testkit::{FakeIdp, TestKey};
@@ -35,25 +36,41 @@ fn without(mut v: Value, key: &str) -> Value {
 }
 
 fn pem_verifier(key: &TestKey) -> JwtVerifier {
-    JwtVerifier::builder(rules()).public_key_pem(key.public_pem.as_bytes()).build().unwrap()
+    JwtVerifier::builder(rules())
+        .public_key_pem(key.public_pem.as_bytes())
+        .build()
+        .unwrap()
 }
 
 async fn reason(verifier: &JwtVerifier, token: &str) -> TokenError {
-    verifier.verify(token).await.expect_err("token must be refused").reason
+    verifier
+        .verify(token)
+        .await
+        .expect_err("token must be refused")
+        .reason
 }
 
 fn fast_jwks() -> JwksOptions {
-    JwksOptions { min_refresh_interval: Duration::from_millis(200), ..JwksOptions::default() }
+    JwksOptions {
+        min_refresh_interval: Duration::from_millis(200),
+        ..JwksOptions::default()
+    }
 }
 
 async fn jwks_verifier(idp: &FakeIdp, options: JwksOptions) -> JwtVerifier {
-    JwtVerifier::builder(rules()).jwks(idp.jwks_url().parse().unwrap(), options).build().unwrap()
+    JwtVerifier::builder(rules())
+        .jwks(idp.jwks_url().parse().unwrap(), options)
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn rs256_token_from_static_pem_is_accepted_with_its_claims() {
     let key = TestKey::rsa(1, "k1");
-    let p = pem_verifier(&key).verify(&key.sign(&good_claims())).await.unwrap();
+    let p = pem_verifier(&key)
+        .verify(&key.sign(&good_claims()))
+        .await
+        .unwrap();
     assert_eq!(p.subject.as_str(), "alice");
     assert_eq!(p.client_id.as_ref().unwrap().as_str(), "test-client");
     assert!(p.scopes.contains("mcp:write"));
@@ -66,7 +83,14 @@ async fn rs256_token_from_static_pem_is_accepted_with_its_claims() {
 #[tokio::test]
 async fn es256_and_eddsa_tokens_are_accepted() {
     for key in [TestKey::ec("e1"), TestKey::ed("d1")] {
-        assert!(pem_verifier(&key).verify(&key.sign(&good_claims())).await.is_ok(), "{:?}", key.alg);
+        assert!(
+            pem_verifier(&key)
+                .verify(&key.sign(&good_claims()))
+                .await
+                .is_ok(),
+            "{:?}",
+            key.alg
+        );
     }
 }
 
@@ -74,13 +98,21 @@ async fn es256_and_eddsa_tokens_are_accepted() {
 async fn hs256_token_with_the_shared_secret_is_accepted() {
     let secret = b"0123456789abcdef0123456789abcdef";
     let key = TestKey::hmac("h", secret);
-    let v = JwtVerifier::builder(rules()).hmac_secret(secret.to_vec()).build().unwrap();
+    let v = JwtVerifier::builder(rules())
+        .hmac_secret(secret.to_vec())
+        .build()
+        .unwrap();
     assert!(v.verify(&key.sign(&good_claims())).await.is_ok());
 }
 
 #[tokio::test]
 async fn short_hmac_secret_is_refused_at_build() {
-    assert!(JwtVerifier::builder(rules()).hmac_secret(b"short".to_vec()).build().is_err());
+    assert!(
+        JwtVerifier::builder(rules())
+            .hmac_secret(b"short".to_vec())
+            .build()
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -89,41 +121,65 @@ async fn expired_token_is_refused() {
     let token = key.sign(&with(good_claims(), "exp", json!(now() - 120)));
     let err = pem_verifier(&key).verify(&token).await.unwrap_err();
     assert!(matches!(err.reason, TokenError::Expired { .. }));
-    assert_eq!(err.subject.unwrap().as_str(), "alice", "the log learns whose token it was");
+    assert_eq!(
+        err.subject.unwrap().as_str(),
+        "alice",
+        "the log learns whose token it was"
+    );
 }
 
 #[tokio::test]
 async fn token_not_yet_valid_is_refused() {
     let key = TestKey::rsa(1, "k1");
     let token = key.sign(&with(good_claims(), "nbf", json!(now() + 3600)));
-    assert!(matches!(reason(&pem_verifier(&key), &token).await, TokenError::NotYetValid { .. }));
+    assert!(matches!(
+        reason(&pem_verifier(&key), &token).await,
+        TokenError::NotYetValid { .. }
+    ));
 }
 
 #[tokio::test]
 async fn token_without_exp_is_refused() {
     let key = TestKey::rsa(1, "k1");
     let token = key.sign(&without(good_claims(), "exp"));
-    assert_eq!(reason(&pem_verifier(&key), &token).await, TokenError::Claims(ClaimsError::Missing("exp")));
+    assert_eq!(
+        reason(&pem_verifier(&key), &token).await,
+        TokenError::Claims(ClaimsError::Missing("exp"))
+    );
 }
 
 #[tokio::test]
 async fn wrong_issuer_is_refused() {
     let key = TestKey::rsa(1, "k1");
     let token = key.sign(&with(good_claims(), "iss", json!("https://evil.example")));
-    assert!(matches!(reason(&pem_verifier(&key), &token).await, TokenError::WrongIssuer { .. }));
+    assert!(matches!(
+        reason(&pem_verifier(&key), &token).await,
+        TokenError::WrongIssuer { .. }
+    ));
 }
 
 #[tokio::test]
 async fn wrong_audience_is_refused() {
     let key = TestKey::rsa(1, "k1");
-    let token = key.sign(&with(good_claims(), "aud", json!(["https://other.example/mcp"])));
-    assert!(matches!(reason(&pem_verifier(&key), &token).await, TokenError::WrongAudience { .. }));
+    let token = key.sign(&with(
+        good_claims(),
+        "aud",
+        json!(["https://other.example/mcp"]),
+    ));
+    assert!(matches!(
+        reason(&pem_verifier(&key), &token).await,
+        TokenError::WrongAudience { .. }
+    ));
 }
 
 #[tokio::test]
 async fn audience_array_naming_this_resource_is_accepted() {
     let key = TestKey::rsa(1, "k1");
-    let token = key.sign(&with(good_claims(), "aud", json!(["https://other.example", AUD])));
+    let token = key.sign(&with(
+        good_claims(),
+        "aud",
+        json!(["https://other.example", AUD]),
+    ));
     assert!(pem_verifier(&key).verify(&token).await.is_ok());
 }
 
@@ -133,7 +189,10 @@ async fn alg_none_is_refused() {
     let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
     let payload = b64(good_claims().to_string().as_bytes());
     let token = format!("{header}.{payload}.");
-    assert_eq!(reason(&pem_verifier(&key), &token).await, TokenError::AlgorithmNotAllowed("none".into()));
+    assert_eq!(
+        reason(&pem_verifier(&key), &token).await,
+        TokenError::AlgorithmNotAllowed("none".into())
+    );
 }
 
 #[tokio::test]
@@ -141,20 +200,33 @@ async fn hs256_signed_with_the_rsa_public_key_is_refused() {
     // Algorithm confusion: the attacker knows the public key and uses it as an HMAC secret.
     let rsa = TestKey::rsa(1, "k1");
     let forged = TestKey::hmac("k1", rsa.public_pem.as_bytes()).sign(&good_claims());
-    assert!(matches!(reason(&pem_verifier(&rsa), &forged).await, TokenError::AlgorithmNotAllowed(_)));
+    assert!(matches!(
+        reason(&pem_verifier(&rsa), &forged).await,
+        TokenError::AlgorithmNotAllowed(_)
+    ));
 }
 
 #[tokio::test]
 async fn algorithm_outside_the_configured_allow_list_is_refused() {
     let key = TestKey::rsa(1, "k1");
-    let v = JwtVerifier::builder(rules()).public_key_pem(key.public_pem.as_bytes()).algorithms([Algorithm::PS256]).build().unwrap();
-    assert!(matches!(reason(&v, &key.sign(&good_claims())).await, TokenError::AlgorithmNotAllowed(_)));
+    let v = JwtVerifier::builder(rules())
+        .public_key_pem(key.public_pem.as_bytes())
+        .algorithms([Algorithm::PS256])
+        .build()
+        .unwrap();
+    assert!(matches!(
+        reason(&v, &key.sign(&good_claims())).await,
+        TokenError::AlgorithmNotAllowed(_)
+    ));
 }
 
 #[tokio::test]
 async fn token_signed_by_another_key_is_refused() {
     let token = TestKey::rsa(2, "k1").sign(&good_claims());
-    assert_eq!(reason(&pem_verifier(&TestKey::rsa(1, "k1")), &token).await, TokenError::BadSignature);
+    assert_eq!(
+        reason(&pem_verifier(&TestKey::rsa(1, "k1")), &token).await,
+        TokenError::BadSignature
+    );
 }
 
 #[tokio::test]
@@ -162,9 +234,14 @@ async fn tampered_payload_is_refused() {
     let key = TestKey::rsa(1, "k1");
     let token = key.sign(&good_claims());
     let parts: Vec<&str> = token.split('.').collect();
-    let evil = b64(with(good_claims(), "sub", json!("admin")).to_string().as_bytes());
+    let evil = b64(with(good_claims(), "sub", json!("admin"))
+        .to_string()
+        .as_bytes());
     let tampered = format!("{}.{}.{}", parts[0], evil, parts[2]);
-    assert_eq!(reason(&pem_verifier(&key), &tampered).await, TokenError::BadSignature);
+    assert_eq!(
+        reason(&pem_verifier(&key), &tampered).await,
+        TokenError::BadSignature
+    );
 }
 
 #[tokio::test]
@@ -175,30 +252,61 @@ async fn tampered_signature_is_refused() {
     let mut sig = sig.to_owned().into_bytes();
     sig[10] = if sig[10] == b'A' { b'B' } else { b'A' };
     let tampered = format!("{rest}.{}", String::from_utf8(sig).unwrap());
-    assert_eq!(reason(&pem_verifier(&key), &tampered).await, TokenError::BadSignature);
+    assert_eq!(
+        reason(&pem_verifier(&key), &tampered).await,
+        TokenError::BadSignature
+    );
 }
 
 #[tokio::test]
 async fn malformed_tokens_are_refused_as_malformed() {
     let v = pem_verifier(&TestKey::rsa(1, "k1"));
-    assert_eq!(reason(&v, "abc").await, TokenError::Malformed(Malformed::SegmentCount(1)));
-    assert_eq!(reason(&v, "a.b.c.d").await, TokenError::Malformed(Malformed::SegmentCount(4)));
-    assert_eq!(reason(&v, "").await, TokenError::Malformed(Malformed::Empty));
-    assert!(matches!(reason(&v, "!!!.@@@.###").await, TokenError::Malformed(_)));
+    assert_eq!(
+        reason(&v, "abc").await,
+        TokenError::Malformed(Malformed::SegmentCount(1))
+    );
+    assert_eq!(
+        reason(&v, "a.b.c.d").await,
+        TokenError::Malformed(Malformed::SegmentCount(4))
+    );
+    assert_eq!(
+        reason(&v, "").await,
+        TokenError::Malformed(Malformed::Empty)
+    );
+    assert!(matches!(
+        reason(&v, "!!!.@@@.###").await,
+        TokenError::Malformed(_)
+    ));
     let not_json = format!("{}.{}.{}", b64(b"not json"), b64(b"{}"), b64(b"sig"));
-    assert!(matches!(reason(&v, &not_json).await, TokenError::Malformed(_)));
+    assert!(matches!(
+        reason(&v, &not_json).await,
+        TokenError::Malformed(_)
+    ));
     let header = b64(br#"{"alg":"RS256","typ":"JWT"}"#);
     let bad_payload = format!("{header}.{}.{}", b64(b"[1,2"), b64(b"sig"));
-    assert!(matches!(reason(&v, &bad_payload).await, TokenError::Malformed(_) | TokenError::BadSignature));
+    assert!(matches!(
+        reason(&v, &bad_payload).await,
+        TokenError::Malformed(_) | TokenError::BadSignature
+    ));
 }
 
 #[tokio::test]
 async fn oversized_token_is_refused_before_parsing() {
-    let v = JwtVerifier::builder(rules()).public_key_pem(TestKey::rsa(1, "k1").public_pem.as_bytes()).max_token_bytes(100).build().unwrap();
+    let v = JwtVerifier::builder(rules())
+        .public_key_pem(TestKey::rsa(1, "k1").public_pem.as_bytes())
+        .max_token_bytes(100)
+        .build()
+        .unwrap();
     let token = "x".repeat(101);
-    assert_eq!(reason(&v, &token).await, TokenError::TooLarge { len: 101, max: 100 });
+    assert_eq!(
+        reason(&v, &token).await,
+        TokenError::TooLarge { len: 101, max: 100 }
+    );
     let default = pem_verifier(&TestKey::rsa(1, "k1"));
-    assert!(matches!(reason(&default, &"a.b.c".repeat(2000)).await, TokenError::TooLarge { .. }));
+    assert!(matches!(
+        reason(&default, &"a.b.c".repeat(2000)).await,
+        TokenError::TooLarge { .. }
+    ));
 }
 
 #[tokio::test]
@@ -208,7 +316,10 @@ async fn verified_token_is_cached_but_never_past_exp() {
     let token = key.sign(&with(good_claims(), "exp", json!(now() + 2)));
     let a = v.verify(&token).await.unwrap();
     let b = v.verify(&token).await.unwrap();
-    assert!(std::sync::Arc::ptr_eq(&a, &b), "second check is served from the cache");
+    assert!(
+        std::sync::Arc::ptr_eq(&a, &b),
+        "second check is served from the cache"
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     // Past exp the cache no longer answers; the full check runs (and the leeway still allows it).
     let c = v.verify(&token).await.unwrap();
@@ -230,11 +341,21 @@ async fn jwks_keys_verify_and_are_fetched_once() {
 async fn unknown_kid_triggers_one_refetch_then_is_refused() {
     let key = TestKey::rsa(1, "k1");
     let idp = FakeIdp::start(jwks(&[&key])).await;
-    let v = jwks_verifier(&idp, JwksOptions { min_refresh_interval: Duration::from_secs(60), ..JwksOptions::default() }).await;
+    let v = jwks_verifier(
+        &idp,
+        JwksOptions {
+            min_refresh_interval: Duration::from_secs(60),
+            ..JwksOptions::default()
+        },
+    )
+    .await;
     v.warm_up().await.unwrap();
     assert_eq!(idp.jwks_hits(), 1);
     let stranger = TestKey::rsa(2, "unknown").sign(&good_claims());
-    assert_eq!(reason(&v, &stranger).await, TokenError::UnknownKey("unknown".into()));
+    assert_eq!(
+        reason(&v, &stranger).await,
+        TokenError::UnknownKey("unknown".into())
+    );
     // A flood of made-up kids does not hammer the identity provider.
     for i in 0..5 {
         let t = TestKey::rsa(2, &format!("made-up-{i}")).sign(&good_claims());
@@ -259,7 +380,14 @@ async fn rotated_key_is_picked_up_through_the_unknown_kid_refetch() {
 async fn cached_keys_keep_serving_while_the_jwks_host_is_down() {
     let key = TestKey::rsa(1, "k1");
     let idp = FakeIdp::start(jwks(&[&key])).await;
-    let v = jwks_verifier(&idp, JwksOptions { max_age: Duration::from_millis(50), ..fast_jwks() }).await;
+    let v = jwks_verifier(
+        &idp,
+        JwksOptions {
+            max_age: Duration::from_millis(50),
+            ..fast_jwks()
+        },
+    )
+    .await;
     v.warm_up().await.unwrap();
     idp.set_down(true);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -267,7 +395,9 @@ async fn cached_keys_keep_serving_while_the_jwks_host_is_down() {
     let fresh_token = key.sign(&with(good_claims(), "jti", json!("a")));
     v.verify(&fresh_token).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    v.verify(&key.sign(&with(good_claims(), "jti", json!("b")))).await.unwrap();
+    v.verify(&key.sign(&with(good_claims(), "jti", json!("b"))))
+        .await
+        .unwrap();
     assert!(v.is_ready());
 }
 
@@ -279,7 +409,10 @@ async fn no_keys_and_jwks_down_fails_closed_as_unavailable() {
     let v = jwks_verifier(&idp, fast_jwks()).await;
     assert!(v.warm_up().await.is_err());
     assert!(!v.is_ready());
-    assert!(matches!(reason(&v, &key.sign(&good_claims())).await, TokenError::Unavailable(_)));
+    assert!(matches!(
+        reason(&v, &key.sign(&good_claims())).await,
+        TokenError::Unavailable(_)
+    ));
 }
 
 #[tokio::test]
@@ -292,7 +425,10 @@ async fn kid_of_one_key_with_the_algorithm_of_another_is_refused() {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some("shared".into());
     let token = ec.sign_with_header(&header, &good_claims());
-    assert!(matches!(reason(&v, &token).await, TokenError::AlgorithmNotAllowed(_)));
+    assert!(matches!(
+        reason(&v, &token).await,
+        TokenError::AlgorithmNotAllowed(_)
+    ));
 }
 
 #[tokio::test]

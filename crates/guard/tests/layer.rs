@@ -8,24 +8,39 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use http_body_util::BodyExt;
 use mcpgate_guard::{
-    BearerAuthLayer, Principal, ProtectedResource, ResourceUrl, Scope, StaticTokens, Subject, TokenError,
+    BearerAuthLayer, Principal, ProtectedResource, ResourceUrl, Scope, StaticTokens, Subject,
+    TokenError,
 };
 use tower::ServiceExt;
 
 const PRM: &str = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
 
 fn app(required: &[&str]) -> Router {
-    let resource = ProtectedResource::new(ResourceUrl::parse("https://mcp.example.com/mcp").unwrap());
+    let resource =
+        ProtectedResource::new(ResourceUrl::parse("https://mcp.example.com/mcp").unwrap());
     let verifier = StaticTokens::new([
-        ("reader".to_string(), Principal::builder(Subject::new("alice")).scopes([Scope::new("read")]).build()),
+        (
+            "reader".to_string(),
+            Principal::builder(Subject::new("alice"))
+                .scopes([Scope::new("read")])
+                .build(),
+        ),
         (
             "writer".to_string(),
-            Principal::builder(Subject::new("bob")).scopes([Scope::new("read"), Scope::new("write")]).build(),
+            Principal::builder(Subject::new("bob"))
+                .scopes([Scope::new("read"), Scope::new("write")])
+                .build(),
         ),
     ]);
     Router::new()
-        .route("/mcp", post(|Extension(p): Extension<Arc<Principal>>| async move { p.subject.to_string() }))
-        .layer(BearerAuthLayer::new(verifier, &resource).required_scopes(required.iter().map(|s| Scope::new(*s))))
+        .route(
+            "/mcp",
+            post(|Extension(p): Extension<Arc<Principal>>| async move { p.subject.to_string() }),
+        )
+        .layer(
+            BearerAuthLayer::new(verifier, &resource)
+                .required_scopes(required.iter().map(|s| Scope::new(*s))),
+        )
 }
 
 async fn send(app: Router, auth: &[&str], uri: &str) -> (StatusCode, Option<String>, String) {
@@ -35,8 +50,20 @@ async fn send(app: Router, auth: &[&str], uri: &str) -> (StatusCode, Option<Stri
     }
     let response = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
     let status = response.status();
-    let challenge = response.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned());
-    let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let challenge = response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
     (status, challenge, body)
 }
 
@@ -51,13 +78,19 @@ async fn rs_21_valid_token_reaches_the_service_with_its_principal() {
 async fn rs_03_missing_token_gets_resource_metadata_challenge_without_error() {
     let (status, challenge, _) = send(app(&[]), &[], "/mcp").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(challenge.unwrap(), format!("Bearer resource_metadata=\"{PRM}\""));
+    assert_eq!(
+        challenge.unwrap(),
+        format!("Bearer resource_metadata=\"{PRM}\"")
+    );
 }
 
 #[tokio::test]
 async fn rs_22_missing_token_challenge_names_required_scopes() {
     let (_, challenge, _) = send(app(&["read"]), &[], "/mcp").await;
-    assert_eq!(challenge.unwrap(), format!("Bearer resource_metadata=\"{PRM}\", scope=\"read\""));
+    assert_eq!(
+        challenge.unwrap(),
+        format!("Bearer resource_metadata=\"{PRM}\", scope=\"read\"")
+    );
 }
 
 #[tokio::test]
@@ -72,8 +105,14 @@ async fn rs_21_unknown_token_gets_invalid_token() {
     let (status, challenge, body) = send(app(&[]), &["Bearer guess"], "/mcp").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let challenge = challenge.unwrap();
-    assert!(challenge.contains("error=\"invalid_token\"") && challenge.contains(PRM), "{challenge}");
-    assert!(body.contains("invalid_token") && !body.contains("guess"), "{body}");
+    assert!(
+        challenge.contains("error=\"invalid_token\"") && challenge.contains(PRM),
+        "{challenge}"
+    );
+    assert!(
+        body.contains("invalid_token") && !body.contains("guess"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -87,9 +126,15 @@ async fn rs_23_missing_scope_gets_403_insufficient_scope() {
     let (status, challenge, _) = send(app(&["read", "write"]), &["Bearer reader"], "/mcp").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let challenge = challenge.unwrap();
-    assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
     assert!(challenge.contains("scope=\"read write\""), "{challenge}");
-    assert!(challenge.contains(&format!("resource_metadata=\"{PRM}\"")), "{challenge}");
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{PRM}\"")),
+        "{challenge}"
+    );
     let (status, _, _) = send(app(&["read", "write"]), &["Bearer writer"], "/mcp").await;
     assert_eq!(status, StatusCode::OK);
 }
@@ -119,12 +164,18 @@ async fn rs_27_token_in_query_string_is_refused() {
 async fn verifier_unavailable_gets_503_not_401() {
     struct Down;
     impl mcpgate_guard::TokenVerifier for Down {
-        fn verify<'a>(&'a self, _: &'a str) -> mcpgate_guard::BoxFuture<'a, mcpgate_guard::VerifyResult> {
+        fn verify<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> mcpgate_guard::BoxFuture<'a, mcpgate_guard::VerifyResult> {
             Box::pin(async { Err(TokenError::Unavailable("down".into()).into()) })
         }
     }
-    let resource = ProtectedResource::new(ResourceUrl::parse("https://mcp.example.com/mcp").unwrap());
-    let app = Router::new().route("/mcp", post(|| async { "never" })).layer(BearerAuthLayer::new(Down, &resource));
+    let resource =
+        ProtectedResource::new(ResourceUrl::parse("https://mcp.example.com/mcp").unwrap());
+    let app = Router::new()
+        .route("/mcp", post(|| async { "never" }))
+        .layer(BearerAuthLayer::new(Down, &resource));
     let (status, challenge, body) = send(app, &["Bearer x"], "/mcp").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(challenge.is_none());

@@ -76,7 +76,11 @@ impl FakeIdp {
 
     /// Sets what introspection answers for `token` (unknown tokens get `active: false`).
     pub fn set_introspection(&self, token: &str, answer: Value) {
-        self.state.tokens.lock().unwrap().insert(token.to_owned(), answer);
+        self.state
+            .tokens
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), answer);
     }
 
     /// Makes every answer wait this long.
@@ -105,7 +109,10 @@ async fn pause(state: &IdpState) -> Option<Response> {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    state.down.load(Ordering::SeqCst).then(|| StatusCode::SERVICE_UNAVAILABLE.into_response())
+    state
+        .down
+        .load(Ordering::SeqCst)
+        .then(|| StatusCode::SERVICE_UNAVAILABLE.into_response())
 }
 
 async fn serve_jwks(State(state): State<Arc<IdpState>>) -> Response {
@@ -127,20 +134,45 @@ async fn introspect(
         return r;
     }
     if !client_authenticated(&headers) {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"error":"invalid_client"}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error":"invalid_client"})),
+        )
+            .into_response();
     }
     let token = form.get("token").cloned().unwrap_or_default();
-    let answer = state.tokens.lock().unwrap().get(&token).cloned().unwrap_or_else(|| json!({"active": false}));
+    let answer = state
+        .tokens
+        .lock()
+        .unwrap()
+        .get(&token)
+        .cloned()
+        .unwrap_or_else(|| json!({"active": false}));
     Json(answer).into_response()
 }
 
 fn client_authenticated(headers: &HeaderMap) -> bool {
     use base64::Engine as _;
-    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else { return false };
-    let Some(encoded) = value.strip_prefix("Basic ") else { return false };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else { return false };
-    let Ok(text) = String::from_utf8(decoded) else { return false };
-    let Some((id, secret)) = text.split_once(':') else { return false };
-    let decode = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
-    decode(id).as_deref() == Some(INTROSPECTION_CLIENT_ID) && decode(secret).as_deref() == Some(INTROSPECTION_CLIENT_SECRET)
+    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(encoded) = value.strip_prefix("Basic ") else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+        return false;
+    };
+    let Ok(text) = String::from_utf8(decoded) else {
+        return false;
+    };
+    let Some((id, secret)) = text.split_once(':') else {
+        return false;
+    };
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    decode(id).as_deref() == Some(INTROSPECTION_CLIENT_ID)
+        && decode(secret).as_deref() == Some(INTROSPECTION_CLIENT_SECRET)
 }

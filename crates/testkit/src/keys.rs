@@ -35,7 +35,13 @@ impl TestKey {
         let mut jwk = Jwk::from_encoding_key(&encoding, alg).expect("jwk from key");
         jwk.common.key_id = Some(kid.to_owned());
         jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
-        TestKey { kid: kid.to_owned(), alg, encoding, jwk, public_pem: public.to_owned() }
+        TestKey {
+            kid: kid.to_owned(),
+            alg,
+            encoding,
+            jwk,
+            public_pem: public.to_owned(),
+        }
     }
 
     /// RSA key number `n` (1 to 3) signing RS256.
@@ -50,12 +56,22 @@ impl TestKey {
 
     /// The P-256 key signing ES256.
     pub fn ec(kid: &str) -> Self {
-        Self::from_pem(kid, Algorithm::ES256, key_file!("ec1.pem"), key_file!("ec1.pub.pem"))
+        Self::from_pem(
+            kid,
+            Algorithm::ES256,
+            key_file!("ec1.pem"),
+            key_file!("ec1.pub.pem"),
+        )
     }
 
     /// The Ed25519 key signing EdDSA.
     pub fn ed(kid: &str) -> Self {
-        Self::from_pem(kid, Algorithm::EdDSA, key_file!("ed1.pem"), key_file!("ed1.pub.pem"))
+        Self::from_pem(
+            kid,
+            Algorithm::EdDSA,
+            key_file!("ed1.pem"),
+            key_file!("ed1.pub.pem"),
+        )
     }
 
     /// An HMAC secret signing HS256.
@@ -86,12 +102,18 @@ impl TestKey {
 
 /// A JWK Set document for `keys`.
 pub fn jwks(keys: &[&TestKey]) -> Value {
-    serde_json::to_value(JwkSet { keys: keys.iter().map(|k| k.jwk.clone()).collect() }).expect("jwks json")
+    serde_json::to_value(JwkSet {
+        keys: keys.iter().map(|k| k.jwk.clone()).collect(),
+    })
+    .expect("jwks json")
 }
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Standard claims for `subject`: issuer, audience, scopes, a 10-minute lifetime.

@@ -12,7 +12,7 @@ use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     GetPromptRequestParams, GetPromptResponse, GetPromptResult, ListPromptsResult,
     ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptArgument,
-    PromptMessage, ReadResourceRequestParams, Resource, ReadResourceResponse, ReadResourceResult,
+    PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
     ResourceContents, Role, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
@@ -69,7 +69,10 @@ pub struct TestServer {
 impl TestServer {
     /// A handler that records into `observed`.
     pub fn new(observed: Arc<Observed>) -> Self {
-        TestServer { observed, tool_router: Self::tool_router() }
+        TestServer {
+            observed,
+            tool_router: Self::tool_router(),
+        }
     }
 
     #[tool(description = "Returns its message")]
@@ -90,13 +93,22 @@ impl TestServer {
         let map: serde_json::Map<String, serde_json::Value> = parts
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned().into()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned().into(),
+                )
+            })
             .collect();
         serde_json::Value::Object(map).to_string()
     }
 
     #[tool(description = "Waits, then answers; records cancellation")]
-    async fn slow(&self, Parameters(SlowArgs { millis }): Parameters<SlowArgs>, ctx: RequestContext<RoleServer>) -> String {
+    async fn slow(
+        &self,
+        Parameters(SlowArgs { millis }): Parameters<SlowArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> String {
         self.observed.calls.fetch_add(1, Ordering::SeqCst);
         self.observed.slow_started.fetch_add(1, Ordering::SeqCst);
         tokio::select! {
@@ -109,13 +121,20 @@ impl TestServer {
     }
 
     #[tool(description = "Sends progress notifications, then answers")]
-    async fn progress(&self, Parameters(ProgressArgs { steps }): Parameters<ProgressArgs>, ctx: RequestContext<RoleServer>) -> String {
+    async fn progress(
+        &self,
+        Parameters(ProgressArgs { steps }): Parameters<ProgressArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> String {
         self.observed.calls.fetch_add(1, Ordering::SeqCst);
         if let Some(token) = ctx.meta.get_progress_token() {
             for i in 1..=steps {
                 let _ = ctx
                     .peer
-                    .notify_progress(ProgressNotificationParam::new(token.clone(), f64::from(i)).with_total(f64::from(steps)))
+                    .notify_progress(
+                        ProgressNotificationParam::new(token.clone(), f64::from(i))
+                            .with_total(f64::from(steps)),
+                    )
                     .await;
             }
         }
@@ -126,8 +145,14 @@ impl TestServer {
 #[tool_handler]
 impl ServerHandler for TestServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().enable_prompts().build())
-            .with_instructions("mcpgate test upstream")
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
+        .with_instructions("mcpgate test upstream")
     }
 
     async fn list_resources(
@@ -135,7 +160,10 @@ impl ServerHandler for TestServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(vec![Resource::new("test://hello", "hello")]))
+        Ok(ListResourcesResult::with_all_items(vec![Resource::new(
+            "test://hello",
+            "hello",
+        )]))
     }
 
     async fn read_resource(
@@ -144,7 +172,11 @@ impl ServerHandler for TestServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         if request.uri == "test://hello" {
-            Ok(ReadResourceResult::new(vec![ResourceContents::text("hello, world", "test://hello")]).into())
+            Ok(ReadResourceResult::new(vec![ResourceContents::text(
+                "hello, world",
+                "test://hello",
+            )])
+            .into())
         } else {
             Err(ErrorData::resource_not_found("no such resource", None))
         }
@@ -156,7 +188,11 @@ impl ServerHandler for TestServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let arg = PromptArgument::new("name").with_required(true);
-        Ok(ListPromptsResult::with_all_items(vec![Prompt::new("greet", Some("Greets someone"), Some(vec![arg]))]))
+        Ok(ListPromptsResult::with_all_items(vec![Prompt::new(
+            "greet",
+            Some("Greets someone"),
+            Some(vec![arg]),
+        )]))
     }
 
     async fn get_prompt(
@@ -174,7 +210,11 @@ impl ServerHandler for TestServer {
             .and_then(|v| v.as_str())
             .unwrap_or("stranger")
             .to_owned();
-        Ok(GetPromptResult::new(vec![PromptMessage::new_text(Role::User, format!("Say hello to {name}"))]).into())
+        Ok(GetPromptResult::new(vec![PromptMessage::new_text(
+            Role::User,
+            format!("Say hello to {name}"),
+        )])
+        .into())
     }
 }
 
@@ -212,17 +252,20 @@ impl TestUpstream {
             .with_json_response(mode == Mode::StatelessJson)
             .with_cancellation_token(ct.clone());
         let for_factory = Arc::clone(&observed);
-        let service: StreamableHttpService<TestServer, LocalSessionManager> = StreamableHttpService::new(
-            move || Ok(TestServer::new(Arc::clone(&for_factory))),
-            Default::default(),
-            config,
-        );
+        let service: StreamableHttpService<TestServer, LocalSessionManager> =
+            StreamableHttpService::new(
+                move || Ok(TestServer::new(Arc::clone(&for_factory))),
+                Default::default(),
+                config,
+            );
         let router = axum::Router::new().nest_service("/mcp", service);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/mcp", listener.local_addr().unwrap());
         let shutdown = ct.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
         });
         TestUpstream { url, observed, ct }
     }

@@ -304,19 +304,29 @@ impl Default for AuthConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { key: None, max_age: Duration::from_secs(24 * 3600) }
+        SessionConfig {
+            key: None,
+            max_age: Duration::from_secs(24 * 3600),
+        }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { allowed_hosts: Vec::new(), allowed_origins: Vec::new(), max_body_bytes: 4 * 1024 * 1024 }
+        HttpConfig {
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: LogFormat::Text, level: "info".into() }
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
@@ -331,7 +341,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub(crate) fn new(key: &str, problem: impl Into<String>) -> Self {
-        ConfigError { key: key.to_owned(), problem: problem.into() }
+        ConfigError {
+            key: key.to_owned(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -370,7 +383,11 @@ impl std::fmt::Display for LoadError {
                         },
                         _ => String::new(),
                     };
-                    let key = if key.is_empty() { "configuration".to_owned() } else { key };
+                    let key = if key.is_empty() {
+                        "configuration".to_owned()
+                    } else {
+                        key
+                    };
                     write!(f, "{key}: {}{origin}", err.kind)?;
                 }
                 Ok(())
@@ -399,7 +416,9 @@ impl Config {
             && !path.is_file()
         {
             let problem = format!("file `{}` does not exist or is not a file", path.display());
-            return Err(LoadError::Invalid(vec![ConfigError::new("config", problem)]));
+            return Err(LoadError::Invalid(vec![ConfigError::new(
+                "config", problem,
+            )]));
         }
         let config = Self::figment(file, overrides, std::env::vars())
             .extract::<Config>()
@@ -418,7 +437,9 @@ impl Config {
         match file {
             Some(path) => figment = figment.merge(Toml::file_exact(path)),
             // The default file is optional.
-            None if Path::new("mcpgate.toml").is_file() => figment = figment.merge(Toml::file_exact("mcpgate.toml")),
+            None if Path::new("mcpgate.toml").is_file() => {
+                figment = figment.merge(Toml::file_exact("mcpgate.toml"))
+            }
             None => {}
         }
         figment = figment.merge(settings::env_provider(env));
@@ -432,7 +453,8 @@ impl Config {
     pub fn public_url(&self) -> Url {
         match &self.public_url {
             Some(url) => url.clone(),
-            None => Url::parse(&format!("http://{}", self.listen)).expect("a socket address makes a URL"),
+            None => Url::parse(&format!("http://{}", self.listen))
+                .expect("a socket address makes a URL"),
         }
     }
 
@@ -452,15 +474,28 @@ mod tests {
     use figment::value::Value;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
-    fn extract(file: Option<&str>, overrides: Overrides, vars: &[(&str, &str)]) -> Result<Config, LoadError> {
-        let dir = std::env::temp_dir().join(format!("mcpgate-cfg-{}-{}", std::process::id(), rand_suffix()));
+    fn extract(
+        file: Option<&str>,
+        overrides: Overrides,
+        vars: &[(&str, &str)],
+    ) -> Result<Config, LoadError> {
+        let dir = std::env::temp_dir().join(format!(
+            "mcpgate-cfg-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("mcpgate.toml");
         std::fs::write(&path, file.unwrap_or("")).unwrap();
-        let result = Config::figment(Some(&path), overrides, env(vars)).extract::<Config>().map_err(|e| LoadError::Parse(Box::new(e)));
+        let result = Config::figment(Some(&path), overrides, env(vars))
+            .extract::<Config>()
+            .map_err(|e| LoadError::Parse(Box::new(e)));
         let _ = std::fs::remove_dir_all(&dir);
         result
     }
@@ -473,13 +508,27 @@ mod tests {
 
     #[test]
     fn flag_beats_environment_beats_file_beats_default() {
-        let file = "listen = \"127.0.0.1:1000\"\n[auth]\nmode = \"none\"\nissuer_url = \"https://file\"\n";
+        let file =
+            "listen = \"127.0.0.1:1000\"\n[auth]\nmode = \"none\"\nissuer_url = \"https://file\"\n";
         let c = extract(Some(file), vec![], &[]).unwrap();
         assert_eq!(c.listen.port(), 1000);
-        let c = extract(Some(file), vec![], &[("MCPGATE_LISTEN", "127.0.0.1:2000"), ("MCPGATE_AUTH_ISSUER_URL", "https://env")]).unwrap();
+        let c = extract(
+            Some(file),
+            vec![],
+            &[
+                ("MCPGATE_LISTEN", "127.0.0.1:2000"),
+                ("MCPGATE_AUTH_ISSUER_URL", "https://env"),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.listen.port(), 2000);
         assert_eq!(c.auth.issuer_url.as_deref(), Some("https://env"));
-        let c = extract(Some(file), vec![("listen", Value::from("127.0.0.1:3000"))], &[("MCPGATE_LISTEN", "127.0.0.1:2000")]).unwrap();
+        let c = extract(
+            Some(file),
+            vec![("listen", Value::from("127.0.0.1:3000"))],
+            &[("MCPGATE_LISTEN", "127.0.0.1:2000")],
+        )
+        .unwrap();
         assert_eq!(c.listen.port(), 3000);
         assert_eq!(c.auth.mode, AuthMode::None);
         let c = extract(None, vec![], &[]).unwrap();
@@ -491,7 +540,11 @@ mod tests {
         let c = extract(
             None,
             vec![],
-            &[("MCPGATE_AUTH_REQUIRED_SCOPES", "mcp:read, mcp:write"), ("MCPGATE_AUTH_LEEWAY", "45s"), ("MCPGATE_UPSTREAM_TIMEOUT", "10")],
+            &[
+                ("MCPGATE_AUTH_REQUIRED_SCOPES", "mcp:read, mcp:write"),
+                ("MCPGATE_AUTH_LEEWAY", "45s"),
+                ("MCPGATE_UPSTREAM_TIMEOUT", "10"),
+            ],
         )
         .unwrap();
         assert_eq!(c.auth.required_scopes, ["mcp:read", "mcp:write"]);
@@ -505,7 +558,10 @@ mod tests {
             None,
             vec![],
             &[
-                ("MCPGATE_AUTH_STATIC_TOKENS", r#"[{token="abc", subject="alice", scopes=["mcp"]}]"#),
+                (
+                    "MCPGATE_AUTH_STATIC_TOKENS",
+                    r#"[{token="abc", subject="alice", scopes=["mcp"]}]"#,
+                ),
                 ("MCPGATE_UPSTREAM_HEADERS", r#"{X-Api-Key="k"}"#),
             ],
         )
@@ -517,16 +573,25 @@ mod tests {
 
     #[test]
     fn bad_value_names_the_key_and_the_variable() {
-        let err = extract(None, vec![], &[("MCPGATE_AUTH_MODE", "magic")]).unwrap_err().to_string();
+        let err = extract(None, vec![], &[("MCPGATE_AUTH_MODE", "magic")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("auth.mode"), "{err}");
         assert!(err.contains("MCPGATE_AUTH_MODE"), "{err}");
-        let err = extract(None, vec![], &[("MCPGATE_AUTH_LEEWAY", "soon")]).unwrap_err().to_string();
-        assert!(err.contains("auth.leeway") && err.contains("not a duration"), "{err}");
+        let err = extract(None, vec![], &[("MCPGATE_AUTH_LEEWAY", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth.leeway") && err.contains("not a duration"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_file_key_is_an_error_naming_it() {
-        let err = extract(Some("[auth]\nmod = \"jwt\"\n"), vec![], &[]).unwrap_err().to_string();
+        let err = extract(Some("[auth]\nmod = \"jwt\"\n"), vec![], &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mod"), "{err}");
     }
 
@@ -539,7 +604,12 @@ mod tests {
     }
 
     fn problems(c: &Config) -> Vec<String> {
-        c.validate().err().unwrap_or_default().into_iter().map(|e| e.key).collect()
+        c.validate()
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.key)
+            .collect()
     }
 
     #[test]
@@ -568,7 +638,12 @@ mod tests {
     fn static_mode_needs_dev() {
         let mut c = valid_jwt();
         c.auth.mode = AuthMode::Static;
-        c.auth.static_tokens = vec![StaticTokenConfig { token: Secret::new("t"), subject: "a".into(), client_id: None, scopes: vec![] }];
+        c.auth.static_tokens = vec![StaticTokenConfig {
+            token: Secret::new("t"),
+            subject: "a".into(),
+            client_id: None,
+            scopes: vec![],
+        }];
         assert_eq!(problems(&c), ["auth.mode"]);
         c.dev = true;
         assert!(problems(&c).is_empty());
@@ -601,7 +676,10 @@ mod tests {
     #[test]
     fn header_value_referring_to_a_missing_variable_is_named() {
         let mut c = valid_jwt();
-        c.upstream.headers.insert("X-Key".into(), Secret::new("${MCPGATE_SURELY_UNSET_VARIABLE}"));
+        c.upstream.headers.insert(
+            "X-Key".into(),
+            Secret::new("${MCPGATE_SURELY_UNSET_VARIABLE}"),
+        );
         assert_eq!(problems(&c), ["upstream.headers.X-Key"]);
     }
 
@@ -609,8 +687,13 @@ mod tests {
     fn secrets_never_print() {
         let mut c = valid_jwt();
         c.auth.hmac_secret = Some(Secret::new("super-secret-value-super-secret-value"));
-        c.upstream.headers.insert("X-Key".into(), Secret::new("header-secret"));
+        c.upstream
+            .headers
+            .insert("X-Key".into(), Secret::new("header-secret"));
         let printed = toml::to_string(&c).unwrap() + &format!("{c:?}");
-        assert!(!printed.contains("super-secret") && !printed.contains("header-secret"), "{printed}");
+        assert!(
+            !printed.contains("super-secret") && !printed.contains("header-secret"),
+            "{printed}"
+        );
     }
 }

@@ -23,12 +23,29 @@ pub struct Setting {
     pub secret: bool,
 }
 
-const fn s(key: &'static str, flag: Option<&'static str>, kind: &'static str, doc: &'static str) -> Setting {
-    Setting { key, flag, doc, kind, secret: false }
+const fn s(
+    key: &'static str,
+    flag: Option<&'static str>,
+    kind: &'static str,
+    doc: &'static str,
+) -> Setting {
+    Setting {
+        key,
+        flag,
+        doc,
+        kind,
+        secret: false,
+    }
 }
 
 const fn secret(key: &'static str, kind: &'static str, doc: &'static str) -> Setting {
-    Setting { key, flag: None, doc, kind, secret: true }
+    Setting {
+        key,
+        flag: None,
+        doc,
+        kind,
+        secret: true,
+    }
 }
 
 /// The table.
@@ -40,15 +57,30 @@ pub const SETTINGS: &[Setting] = &[
         "URL",
         "The URL clients use (scheme, host, port and any path prefix a reverse proxy adds). The protected resource is `<public_url>/mcp`. Default: `http://<listen>`; required when `listen` is not a loopback address.",
     ),
-    s("data_dir", Some("--data-dir"), "path", "Where the embedded store and keys live."),
+    s(
+        "data_dir",
+        Some("--data-dir"),
+        "path",
+        "Where the embedded store and keys live.",
+    ),
     s(
         "dev",
         Some("--dev"),
         "bool",
         "Allow development-only settings (static tokens). Prints a loud warning at start.",
     ),
-    s("upstream.url", Some("--upstream-url"), "URL", "The upstream MCP server's Streamable HTTP endpoint."),
-    s("upstream.connect_timeout", None, "duration", "Time allowed to connect to the upstream."),
+    s(
+        "upstream.url",
+        Some("--upstream-url"),
+        "URL",
+        "The upstream MCP server's Streamable HTTP endpoint.",
+    ),
+    s(
+        "upstream.connect_timeout",
+        None,
+        "duration",
+        "Time allowed to connect to the upstream.",
+    ),
     s(
         "upstream.timeout",
         None,
@@ -78,7 +110,12 @@ pub const SETTINGS: &[Setting] = &[
         "header name",
         "Header that carries the verified subject upstream (e.g. `X-Forwarded-User`). Unset: not sent. Client-sent headers of that name are always removed.",
     ),
-    s("upstream.identity_headers.client_id", None, "header name", "Header that carries the verified client id upstream."),
+    s(
+        "upstream.identity_headers.client_id",
+        None,
+        "header name",
+        "Header that carries the verified client id upstream.",
+    ),
     s(
         "upstream.identity_headers.scopes",
         None,
@@ -109,14 +146,23 @@ pub const SETTINGS: &[Setting] = &[
         "list",
         "Authorization servers advertised in the metadata. Default: `auth.issuer_url`.",
     ),
-    s("auth.jwks_uri", Some("--jwks-uri"), "URL", "JWKS location (`jwt` mode)."),
+    s(
+        "auth.jwks_uri",
+        Some("--jwks-uri"),
+        "URL",
+        "JWKS location (`jwt` mode).",
+    ),
     s(
         "auth.jwt_public_key",
         Some("--jwt-public-key"),
         "path",
         "PEM file with a static verification key: RSA, EC P-256/P-384 or Ed25519 (`jwt` mode).",
     ),
-    secret("auth.hmac_secret", "string", "Shared HMAC secret, at least 32 bytes (`jwt` mode, HS256/384/512)."),
+    secret(
+        "auth.hmac_secret",
+        "string",
+        "Shared HMAC secret, at least 32 bytes (`jwt` mode, HS256/384/512).",
+    ),
     s(
         "auth.algorithms",
         None,
@@ -141,7 +187,12 @@ pub const SETTINGS: &[Setting] = &[
         "list",
         "Scopes advertised in the metadata. Default: `auth.required_scopes`. `offline_access` is never advertised.",
     ),
-    s("auth.leeway", None, "duration", "Allowed clock skew when checking `exp` and `nbf`."),
+    s(
+        "auth.leeway",
+        None,
+        "duration",
+        "Allowed clock skew when checking `exp` and `nbf`.",
+    ),
     s(
         "auth.max_token_bytes",
         None,
@@ -172,8 +223,17 @@ pub const SETTINGS: &[Setting] = &[
         "URL",
         "RFC 7662 introspection endpoint (`introspection` mode).",
     ),
-    s("auth.introspection_client_id", None, "string", "Client id the gateway uses at the introspection endpoint."),
-    secret("auth.introspection_client_secret", "string", "Client secret the gateway uses at the introspection endpoint."),
+    s(
+        "auth.introspection_client_id",
+        None,
+        "string",
+        "Client id the gateway uses at the introspection endpoint.",
+    ),
+    secret(
+        "auth.introspection_client_secret",
+        "string",
+        "Client secret the gateway uses at the introspection endpoint.",
+    ),
     s(
         "auth.introspection_auth_method",
         None,
@@ -214,9 +274,19 @@ pub const SETTINGS: &[Setting] = &[
         "list",
         "Extra accepted `Origin` values (e.g. `https://app.example.com`). The public URL's origin is always accepted; requests without `Origin` are not affected.",
     ),
-    s("http.max_body_bytes", None, "integer", "Largest request body accepted (413 beyond)."),
+    s(
+        "http.max_body_bytes",
+        None,
+        "integer",
+        "Largest request body accepted (413 beyond).",
+    ),
     s("log.format", None, "`text`, `json`", "Log format."),
-    s("log.level", None, "filter", "Log filter, e.g. `info` or `mcpgate=debug,info`. `RUST_LOG` overrides it."),
+    s(
+        "log.level",
+        None,
+        "filter",
+        "Log filter, e.g. `info` or `mcpgate=debug,info`. `RUST_LOG` overrides it.",
+    ),
 ];
 
 /// The environment variable of a key: `MCPGATE_` and the key in upper case with `_` for `.`.
@@ -312,7 +382,11 @@ pub fn reference_markdown() -> String {
     );
     for setting in SETTINGS {
         let flag = setting.flag.map(|f| format!("`{f}`")).unwrap_or_default();
-        let secret = if setting.secret { " **Secret**: masked when printed." } else { "" };
+        let secret = if setting.secret {
+            " **Secret**: masked when printed."
+        } else {
+            ""
+        };
         out.push_str(&format!(
             "| `{}` | `{}` | {} | {} | {} ({}).{} |\n",
             setting.key,
@@ -345,7 +419,10 @@ pub fn toml_example() -> String {
         if !table.is_empty() {
             out.push_str(&format!("\n[{table}]\n"));
         }
-        for setting in SETTINGS.iter().filter(|s| s.key.rsplit_once('.').map_or("", |(t, _)| t) == table) {
+        for setting in SETTINGS
+            .iter()
+            .filter(|s| s.key.rsplit_once('.').map_or("", |(t, _)| t) == table)
+        {
             let name = setting.key.rsplit('.').next().unwrap_or(setting.key);
             out.push('\n');
             for line in wrap(setting.doc, 96) {
@@ -401,7 +478,11 @@ mod tests {
         match value {
             serde_json::Value::Object(map) if SETTINGS.iter().all(|s| s.key != prefix) => {
                 for (k, v) in map {
-                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     leaves(&key, v, out);
                 }
             }
@@ -412,14 +493,28 @@ mod tests {
     #[test]
     fn every_config_field_has_exactly_one_setting() {
         let mut keys = Vec::new();
-        leaves("", &serde_json::to_value(Config::default()).unwrap(), &mut keys);
+        leaves(
+            "",
+            &serde_json::to_value(Config::default()).unwrap(),
+            &mut keys,
+        );
         let table: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
         for key in &keys {
-            assert!(table.contains(&key.as_str()), "config field `{key}` has no entry in SETTINGS");
+            assert!(
+                table.contains(&key.as_str()),
+                "config field `{key}` has no entry in SETTINGS"
+            );
         }
         for key in &table {
-            assert!(keys.iter().any(|k| k == key), "SETTINGS entry `{key}` is not a config field");
-            assert_eq!(table.iter().filter(|k| *k == key).count(), 1, "`{key}` is listed twice");
+            assert!(
+                keys.iter().any(|k| k == key),
+                "SETTINGS entry `{key}` is not a config field"
+            );
+            assert_eq!(
+                table.iter().filter(|k| *k == key).count(),
+                1,
+                "`{key}` is listed twice"
+            );
         }
     }
 
@@ -462,20 +557,42 @@ mod tests {
         let uncommented: String = toml_example()
             .lines()
             .map(|line| match line.strip_prefix("# ") {
-                Some(rest) if rest.contains(" = ") && !rest.ends_with(" = \"\"") && rest.split(' ').next().is_some_and(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) => rest.to_owned(),
+                Some(rest)
+                    if rest.contains(" = ")
+                        && !rest.ends_with(" = \"\"")
+                        && rest.split(' ').next().is_some_and(|k| {
+                            k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        }) =>
+                {
+                    rest.to_owned()
+                }
                 _ => line.to_owned(),
             })
             .map(|l| l + "\n")
             .collect();
-        let figment = figment::Figment::from(figment::providers::Serialized::defaults(Config::default()))
-            .merge(<figment::providers::Toml as figment::providers::Format>::string(&uncommented));
-        figment.extract::<Config>().expect("the example file is valid");
+        let figment =
+            figment::Figment::from(figment::providers::Serialized::defaults(Config::default()))
+                .merge(
+                    <figment::providers::Toml as figment::providers::Format>::string(&uncommented),
+                );
+        figment
+            .extract::<Config>()
+            .expect("the example file is valid");
     }
 
     #[test]
     fn secrets_are_marked() {
-        for key in ["auth.hmac_secret", "auth.introspection_client_secret", "session.key", "auth.static_tokens", "upstream.headers"] {
-            assert!(SETTINGS.iter().any(|s| s.key == key && s.secret), "{key} must be secret");
+        for key in [
+            "auth.hmac_secret",
+            "auth.introspection_client_secret",
+            "session.key",
+            "auth.static_tokens",
+            "upstream.headers",
+        ] {
+            assert!(
+                SETTINGS.iter().any(|s| s.key == key && s.secret),
+                "{key} must be secret"
+            );
         }
     }
 }

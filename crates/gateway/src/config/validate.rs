@@ -17,7 +17,10 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
     match &config.public_url {
         Some(url) => {
             if !matches!(url.scheme(), "http" | "https") {
-                err("public_url", format!("scheme must be http or https, not `{}`", url.scheme()));
+                err(
+                    "public_url",
+                    format!("scheme must be http or https, not `{}`", url.scheme()),
+                );
             }
             if url.query().is_some() || url.fragment().is_some() {
                 err("public_url", "must not have a query or fragment".into());
@@ -51,7 +54,10 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
         ("upstream.connect_timeout", config.upstream.connect_timeout),
         ("upstream.timeout", config.upstream.timeout),
         ("upstream.idle_timeout", config.upstream.idle_timeout),
-        ("auth.introspection_timeout", config.auth.introspection_timeout),
+        (
+            "auth.introspection_timeout",
+            config.auth.introspection_timeout,
+        ),
         ("session.max_age", config.session.max_age),
     ] {
         if value.is_zero() {
@@ -67,13 +73,25 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
             err(&key, problem);
         }
     }
-    let reserved = ["authorization", "host", "content-length", "transfer-encoding", "connection", "mcp-session-id"];
+    let reserved = [
+        "authorization",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "mcp-session-id",
+    ];
     for name in &config.upstream.forward_headers {
         match HeaderName::from_str(name) {
-            Err(_) => err("upstream.forward_headers", format!("`{name}` is not a valid header name")),
+            Err(_) => err(
+                "upstream.forward_headers",
+                format!("`{name}` is not a valid header name"),
+            ),
             Ok(h) if reserved.contains(&h.as_str()) => err(
                 "upstream.forward_headers",
-                format!("`{name}` cannot be forwarded this way (use upstream.forward_token for Authorization)"),
+                format!(
+                    "`{name}` cannot be forwarded this way (use upstream.forward_token for Authorization)"
+                ),
             ),
             Ok(_) => {}
         }
@@ -87,13 +105,24 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
         let Some(name) = name else { continue };
         match HeaderName::from_str(name) {
             Err(_) => err(key, format!("`{name}` is not a valid header name")),
-            Ok(h) if reserved.contains(&h.as_str()) || h.as_str().starts_with("mcp-") => {
-                err(key, format!("`{name}` is reserved; choose another name such as X-Forwarded-User"))
-            }
-            Ok(h) if config.upstream.forward_headers.iter().any(|f| f.eq_ignore_ascii_case(h.as_str())) => err(
+            Ok(h) if reserved.contains(&h.as_str()) || h.as_str().starts_with("mcp-") => err(
                 key,
-                format!("`{name}` is also in upstream.forward_headers: a client could then set the identity itself"),
+                format!("`{name}` is reserved; choose another name such as X-Forwarded-User"),
             ),
+            Ok(h)
+                if config
+                    .upstream
+                    .forward_headers
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(h.as_str())) =>
+            {
+                err(
+                    key,
+                    format!(
+                        "`{name}` is also in upstream.forward_headers: a client could then set the identity itself"
+                    ),
+                )
+            }
             Ok(_) => {}
         }
     }
@@ -188,16 +217,30 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
         ),
     }
     if auth.forward_token_misused(config) {
-        err("upstream.forward_token", "only applies in `jwt` and `introspection` modes".into());
+        err(
+            "upstream.forward_token",
+            "only applies in `jwt` and `introspection` modes".into(),
+        );
     }
     if auth.mode == AuthMode::Jwt
         && let Err(problem) = algorithms(&auth.algorithms)
     {
         err("auth.algorithms", problem);
     }
-    for scope in auth.required_scopes.iter().chain(auth.scopes_supported.iter().flatten()) {
+    for scope in auth
+        .required_scopes
+        .iter()
+        .chain(auth.scopes_supported.iter().flatten())
+    {
         if let Err(e) = Scope::parse(scope) {
-            err(if auth.required_scopes.contains(scope) { "auth.required_scopes" } else { "auth.scopes_supported" }, e.to_string());
+            err(
+                if auth.required_scopes.contains(scope) {
+                    "auth.required_scopes"
+                } else {
+                    "auth.scopes_supported"
+                },
+                e.to_string(),
+            );
         }
     }
     if auth.audience.iter().any(String::is_empty) {
@@ -215,29 +258,46 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
     }
     for origin in &config.http.allowed_origins {
         match url::Url::parse(origin) {
-            Ok(u) if origin != "null" && u.host_str().is_some() && matches!(u.scheme(), "http" | "https") => {}
+            Ok(u)
+                if origin != "null"
+                    && u.host_str().is_some()
+                    && matches!(u.scheme(), "http" | "https") => {}
             _ if origin == "null" => {}
-            _ => err("http.allowed_origins", format!("`{origin}` is not an origin such as https://app.example.com")),
+            _ => err(
+                "http.allowed_origins",
+                format!("`{origin}` is not an origin such as https://app.example.com"),
+            ),
         }
     }
     for host in &config.http.allowed_hosts {
         if host.is_empty() || host.contains(['/', ' ']) {
-            err("http.allowed_hosts", format!("`{host}` is not a host or host:port"));
+            err(
+                "http.allowed_hosts",
+                format!("`{host}` is not a host or host:port"),
+            );
         }
     }
     if config.http.max_body_bytes == 0 {
         err("http.max_body_bytes", "must be greater than zero".into());
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
-        err("log.level", format!("`{}` is not a valid filter: {e}", config.log.level));
+        err(
+            "log.level",
+            format!("`{}` is not a valid filter: {e}", config.log.level),
+        );
     }
 
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 impl super::AuthConfig {
     fn forward_token_misused(&self, config: &Config) -> bool {
-        config.upstream.forward_token && !matches!(self.mode, AuthMode::Jwt | AuthMode::Introspection)
+        config.upstream.forward_token
+            && !matches!(self.mode, AuthMode::Jwt | AuthMode::Introspection)
     }
 }
 
@@ -258,13 +318,22 @@ pub(crate) fn algorithms(names: &[String]) -> Result<Vec<Algorithm>, String> {
 
 /// Decodes a session key: 32 bytes, base64 (standard or URL-safe).
 pub(crate) fn session_key(value: &str) -> Result<[u8; 32], String> {
-    let engines = [base64::engine::general_purpose::STANDARD, base64::engine::general_purpose::URL_SAFE];
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+    ];
     let bytes = engines
         .iter()
         .find_map(|e| e.decode(value.trim()).ok())
-        .or_else(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value.trim()).ok())
+        .or_else(|| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(value.trim())
+                .ok()
+        })
         .ok_or("is not base64; make one with `openssl rand -base64 32`")?;
-    bytes.try_into().map_err(|b: Vec<u8>| format!("is {} bytes; it must be exactly 32", b.len()))
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("is {} bytes; it must be exactly 32", b.len()))
 }
 
 /// Replaces `${VAR}` with the gateway's environment variable `VAR`.
@@ -279,7 +348,8 @@ pub(crate) fn interpolate(value: &str) -> Result<String, String> {
         if name.is_empty() {
             return Err("has an empty `${}`".into());
         }
-        let resolved = std::env::var(name).map_err(|_| format!("refers to environment variable {name}, which is not set"))?;
+        let resolved = std::env::var(name)
+            .map_err(|_| format!("refers to environment variable {name}, which is not set"))?;
         out.push_str(&resolved);
         rest = &after[end + 1..];
     }

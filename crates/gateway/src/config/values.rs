@@ -78,17 +78,23 @@ pub mod duration {
                 f.write_str("a duration such as \"30s\", \"5m\" or a number of seconds")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-                humantime::parse_duration(v.trim())
-                    .map_err(|e| E::custom(format!("`{v}` is not a duration ({e}); write e.g. \"30s\" or \"5m\"")))
+                humantime::parse_duration(v.trim()).map_err(|e| {
+                    E::custom(format!(
+                        "`{v}` is not a duration ({e}); write e.g. \"30s\" or \"5m\""
+                    ))
+                })
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
                 Ok(Duration::from_secs(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-                u64::try_from(v).map(Duration::from_secs).map_err(|_| E::custom("a duration cannot be negative"))
+                u64::try_from(v)
+                    .map(Duration::from_secs)
+                    .map_err(|_| E::custom("a duration cannot be negative"))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-                Duration::try_from_secs_f64(v).map_err(|_| E::custom("not a valid number of seconds"))
+                Duration::try_from_secs_f64(v)
+                    .map_err(|_| E::custom("not a valid number of seconds"))
             }
         }
         d.deserialize_any(V)
@@ -109,7 +115,12 @@ pub mod list {
             Many(Vec<String>),
         }
         Ok(match Raw::deserialize(d)? {
-            Raw::One(s) => s.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            Raw::One(s) => s
+                .split([',', ' '])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
             Raw::Many(v) => v,
         })
     }

@@ -148,7 +148,11 @@ impl<'a> Message<'a> {
         };
         let id = envelope.id.filter(|raw| raw.get() != "null");
         let method = envelope.method.0;
-        let kind = match (&method, id, envelope.result.is_some() || envelope.error.is_some()) {
+        let kind = match (
+            &method,
+            id,
+            envelope.result.is_some() || envelope.error.is_some(),
+        ) {
             (Some(_), Some(_), _) => Kind::Request,
             (Some(_), None, _) => Kind::Notification,
             (None, Some(_), true) => Kind::Response,
@@ -168,13 +172,22 @@ impl<'a> Message<'a> {
 
 /// A JSON-RPC error response with `status`. `id` is echoed when known; MCP clients (and the
 /// schema) expect it whenever the request could be read.
-pub fn error_response(status: StatusCode, id: Option<&RawValue>, code: i64, message: &str) -> Response<Body> {
+pub fn error_response(
+    status: StatusCode,
+    id: Option<&RawValue>,
+    code: i64,
+    message: &str,
+) -> Response<Body> {
     let id = id.map(RawValue::get).unwrap_or("null");
     let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into());
-    let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#);
+    let body =
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#);
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -182,7 +195,10 @@ pub fn error_response(status: StatusCode, id: Option<&RawValue>, code: i64, mess
 pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut response = Response::new(Body::from(text));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -203,7 +219,8 @@ mod tests {
 
     #[test]
     fn notification_has_no_id() {
-        let m = Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        let m =
+            Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
         assert_eq!(m.kind, Kind::Notification);
     }
 
@@ -215,7 +232,10 @@ mod tests {
 
     #[test]
     fn escaped_strings_are_unescaped() {
-        let m = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a\"b"}}"#).unwrap();
+        let m = Message::parse(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a\"b"}}"#,
+        )
+        .unwrap();
         assert_eq!(m.name.as_deref(), Some("a\"b"));
     }
 
@@ -230,17 +250,34 @@ mod tests {
 
     #[test]
     fn garbage_batch_and_non_messages_are_told_apart() {
-        assert!(matches!(Message::parse(b"{not json"), Err(Unreadable::Parse)));
+        assert!(matches!(
+            Message::parse(b"{not json"),
+            Err(Unreadable::Parse)
+        ));
         assert!(matches!(Message::parse(b""), Err(Unreadable::Parse)));
-        assert!(matches!(Message::parse(br#"[{"jsonrpc":"2.0","method":"a"}]"#), Err(Unreadable::Batch)));
-        assert!(matches!(Message::parse(br#"{"jsonrpc":"2.0","id":3}"#), Err(Unreadable::Invalid(Some(_)))));
-        assert!(matches!(Message::parse(b"42"), Err(Unreadable::Invalid(None))));
+        assert!(matches!(
+            Message::parse(br#"[{"jsonrpc":"2.0","method":"a"}]"#),
+            Err(Unreadable::Batch)
+        ));
+        assert!(matches!(
+            Message::parse(br#"{"jsonrpc":"2.0","id":3}"#),
+            Err(Unreadable::Invalid(Some(_)))
+        ));
+        assert!(matches!(
+            Message::parse(b"42"),
+            Err(Unreadable::Invalid(None))
+        ));
     }
 
     #[test]
     fn error_response_echoes_the_raw_id() {
         let raw = RawValue::from_string("\"abc\"".into()).unwrap();
-        let r = error_response(StatusCode::BAD_REQUEST, Some(&raw), HEADER_MISMATCH, "x \"y\"");
+        let r = error_response(
+            StatusCode::BAD_REQUEST,
+            Some(&raw),
+            HEADER_MISMATCH,
+            "x \"y\"",
+        );
         assert_eq!(r.status(), 400);
     }
 }

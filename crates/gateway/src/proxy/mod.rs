@@ -25,7 +25,10 @@ use serde_json::value::RawValue;
 
 use crate::session::{Owner, SessionSealer};
 use crate::upstream::http::{HttpUpstream, UpstreamError, is_event_stream};
-use message::{HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Kind, Message, PARSE_ERROR, SESSION_NOT_FOUND, Unreadable};
+use message::{
+    HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Kind, Message, PARSE_ERROR,
+    SESSION_NOT_FOUND, Unreadable,
+};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -63,7 +66,10 @@ pub struct Gateway {
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("upstream", &self.upstream).field("token", &self.token).finish_non_exhaustive()
+        f.debug_struct("Gateway")
+            .field("upstream", &self.upstream)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,7 +100,9 @@ impl Gateway {
                         Ok(v) => {
                             headers.insert(name.clone(), v);
                         }
-                        Err(_) => tracing::warn!(header = %name, "identity value cannot be sent as a header; left out"),
+                        Err(_) => {
+                            tracing::warn!(header = %name, "identity value cannot be sent as a header; left out")
+                        }
                     }
                 }
             };
@@ -122,11 +130,21 @@ impl Gateway {
 }
 
 /// `POST /mcp`.
-pub async fn post(State(gw): State<Arc<Gateway>>, who: Who, headers: HeaderMap, body: Bytes) -> Response<Body> {
+pub async fn post(
+    State(gw): State<Arc<Gateway>>,
+    who: Who,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
     let message = match Message::parse(&body) {
         Ok(m) => m,
         Err(Unreadable::Parse) => {
-            return message::error_response(StatusCode::BAD_REQUEST, None, PARSE_ERROR, "Parse error: the body is not JSON");
+            return message::error_response(
+                StatusCode::BAD_REQUEST,
+                None,
+                PARSE_ERROR,
+                "Parse error: the body is not JSON",
+            );
         }
         Err(Unreadable::Batch) => {
             return message::error_response(
@@ -137,7 +155,12 @@ pub async fn post(State(gw): State<Arc<Gateway>>, who: Who, headers: HeaderMap, 
             );
         }
         Err(Unreadable::Invalid(id)) => {
-            return message::error_response(StatusCode::BAD_REQUEST, id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC message");
+            return message::error_response(
+                StatusCode::BAD_REQUEST,
+                id,
+                INVALID_REQUEST,
+                "Invalid Request: not a JSON-RPC message",
+            );
         }
     };
     let stateless = modern::is_stateless(&message, &headers);
@@ -146,7 +169,12 @@ pub async fn post(State(gw): State<Arc<Gateway>>, who: Who, headers: HeaderMap, 
     if stateless {
         if let Err(modern::Mismatch(why)) = modern::check_headers(&message, &headers) {
             tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = why, "header mismatch");
-            return message::error_response(StatusCode::BAD_REQUEST, message.id, HEADER_MISMATCH, &format!("Header mismatch: {why}"));
+            return message::error_response(
+                StatusCode::BAD_REQUEST,
+                message.id,
+                HEADER_MISMATCH,
+                &format!("Header mismatch: {why}"),
+            );
         }
         // No sessions in this revision: a session id from the client means nothing upstream.
     } else if let Some(presented) = headers.get(SESSION_HEADER) {
@@ -158,24 +186,42 @@ pub async fn post(State(gw): State<Arc<Gateway>>, who: Who, headers: HeaderMap, 
         }
     }
 
-    let initialize = !stateless && message.kind == Kind::Request && message.method.as_deref() == Some("initialize");
+    let initialize = !stateless
+        && message.kind == Kind::Request
+        && message.method.as_deref() == Some("initialize");
     let id: Option<Box<RawValue>> = message.id.map(ToOwned::to_owned);
     // A legacy request whose client disconnects is cancelled upstream explicitly; in the
     // stateless revision closing the connection is the cancellation.
-    let cancel = match (&id, stateless, message.kind, upstream_headers.get(SESSION_HEADER)) {
-        (Some(id), false, Kind::Request, Some(session)) => {
-            Some(CancelOnDrop::new(Arc::clone(&gw), id.clone(), session.clone(), upstream_headers.clone()))
-        }
+    let cancel = match (
+        &id,
+        stateless,
+        message.kind,
+        upstream_headers.get(SESSION_HEADER),
+    ) {
+        (Some(id), false, Kind::Request, Some(session)) => Some(CancelOnDrop::new(
+            Arc::clone(&gw),
+            id.clone(),
+            session.clone(),
+            upstream_headers.clone(),
+        )),
         _ => None,
     };
     let method = message.method.as_deref().map(str::to_owned);
     drop(message);
 
-    let response = match gw.upstream.send(Method::POST, upstream_headers, Some(body)).await {
+    let response = match gw
+        .upstream
+        .send(Method::POST, upstream_headers, Some(body))
+        .await
+    {
         Ok(r) => r,
         Err(e) => return upstream_failure(&e, id.as_deref(), method.as_deref()),
     };
-    let session = if initialize { SessionIssue::Seal(owner(&who)) } else { SessionIssue::None };
+    let session = if initialize {
+        SessionIssue::Seal(owner(&who))
+    } else {
+        SessionIssue::None
+    };
     relay(&gw, response, session, cancel, id.as_deref())
 }
 
@@ -200,19 +246,30 @@ pub async fn get(State(gw): State<Arc<Gateway>>, who: Who, headers: HeaderMap) -
 }
 
 /// `DELETE /mcp`: ends a legacy session.
-pub async fn delete(State(gw): State<Arc<Gateway>>, who: Who, headers: HeaderMap) -> Response<Body> {
+pub async fn delete(
+    State(gw): State<Arc<Gateway>>,
+    who: Who,
+    headers: HeaderMap,
+) -> Response<Body> {
     if modern::header_version(&headers).is_some_and(modern::is_stateless_version) {
         return method_not_allowed();
     }
     let Some(presented) = headers.get(SESSION_HEADER) else {
-        return message::text_response(StatusCode::BAD_REQUEST, "Bad Request: Mcp-Session-Id header is required");
+        return message::text_response(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        );
     };
     let Some(upstream_id) = gw.open_session(presented, &who) else {
         return session_not_found(None);
     };
     let mut upstream_headers = gw.upstream_headers(&headers, &who);
     upstream_headers.insert(SESSION_HEADER, upstream_id);
-    match gw.upstream.send(Method::DELETE, upstream_headers, None).await {
+    match gw
+        .upstream
+        .send(Method::DELETE, upstream_headers, None)
+        .await
+    {
         Ok(response) => relay(&gw, response, SessionIssue::None, None, None),
         Err(e) => upstream_failure(&e, None, Some("DELETE")),
     }
@@ -231,23 +288,45 @@ fn relay(
     id: Option<&RawValue>,
 ) -> Response<Body> {
     let status = response.status();
-    if matches!(status, reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN) && gw.token == TokenForwarding::Strip {
+    if matches!(
+        status,
+        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
+    ) && gw.token == TokenForwarding::Strip
+    {
         // The upstream refused the gateway's own credentials: a configuration problem on our
         // side, not something the client can fix by re-authorizing.
         tracing::error!(target: "mcpgate::proxy", %status, "upstream refused the gateway's request; check upstream.headers");
-        return message::error_response(StatusCode::BAD_GATEWAY, id, INTERNAL_ERROR, "The upstream MCP server refused the gateway");
+        return message::error_response(
+            StatusCode::BAD_GATEWAY,
+            id,
+            INTERNAL_ERROR,
+            "The upstream MCP server refused the gateway",
+        );
     }
-    let mut headers = HttpUpstream::returned_headers(&response, gw.token == TokenForwarding::Forward);
+    let mut headers =
+        HttpUpstream::returned_headers(&response, gw.token == TokenForwarding::Forward);
     if let SessionIssue::Seal(owner) = session
-        && let Some(upstream_id) = response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok())
+        && let Some(upstream_id) = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
     {
-        match gw.sessions.seal(owner, upstream_id).and_then(|s| HeaderValue::from_str(&s).ok()) {
+        match gw
+            .sessions
+            .seal(owner, upstream_id)
+            .and_then(|s| HeaderValue::from_str(&s).ok())
+        {
             Some(sealed) => {
                 headers.insert(SESSION_HEADER, sealed);
             }
             None => {
                 tracing::error!(target: "mcpgate::proxy", "upstream session id is unusable (too long)");
-                return message::error_response(StatusCode::BAD_GATEWAY, id, INTERNAL_ERROR, "The upstream MCP server sent an unusable session id");
+                return message::error_response(
+                    StatusCode::BAD_GATEWAY,
+                    id,
+                    INTERNAL_ERROR,
+                    "The upstream MCP server sent an unusable session id",
+                );
             }
         }
     }
@@ -274,22 +353,28 @@ fn relay(
 
 /// Passes `stream` on; if it is dropped before it ends (the client went away), the guard
 /// cancels the request upstream.
-fn guarded<S>(stream: S, guard: Option<CancelOnDrop>) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send
+fn guarded<S>(
+    stream: S,
+    guard: Option<CancelOnDrop>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send
 where
     S: futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
 {
     use futures::StreamExt;
-    futures::stream::unfold((Box::pin(stream), guard), |(mut stream, mut guard)| async move {
-        match stream.next().await {
-            Some(item) => Some((item, (stream, guard))),
-            None => {
-                if let Some(g) = guard.as_mut() {
-                    g.disarm();
+    futures::stream::unfold(
+        (Box::pin(stream), guard),
+        |(mut stream, mut guard)| async move {
+            match stream.next().await {
+                Some(item) => Some((item, (stream, guard))),
+                None => {
+                    if let Some(g) = guard.as_mut() {
+                        g.disarm();
+                    }
+                    None
                 }
-                None
             }
-        }
-    })
+        },
+    )
 }
 
 /// Sends `notifications/cancelled` upstream for a legacy request whose client went away
@@ -302,14 +387,30 @@ struct CancelOnDrop {
 }
 
 impl CancelOnDrop {
-    fn new(gw: Arc<Gateway>, id: Box<RawValue>, session: HeaderValue, mut headers: HeaderMap) -> Self {
+    fn new(
+        gw: Arc<Gateway>,
+        id: Box<RawValue>,
+        session: HeaderValue,
+        mut headers: HeaderMap,
+    ) -> Self {
         headers.insert(SESSION_HEADER, session);
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
         headers.remove("mcp-method");
         headers.remove("mcp-name");
         headers.remove("last-event-id");
-        CancelOnDrop { gw, id, headers, armed: true }
+        CancelOnDrop {
+            gw,
+            id,
+            headers,
+            armed: true,
+        }
     }
 
     fn disarm(&mut self) {
@@ -322,7 +423,9 @@ impl Drop for CancelOnDrop {
         if !self.armed {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let body = format!(
             r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{},"reason":"client disconnected"}}}}"#,
             self.id.get()
@@ -338,11 +441,21 @@ impl Drop for CancelOnDrop {
     }
 }
 
-fn upstream_failure(e: &UpstreamError, id: Option<&RawValue>, what: Option<&str>) -> Response<Body> {
+fn upstream_failure(
+    e: &UpstreamError,
+    id: Option<&RawValue>,
+    what: Option<&str>,
+) -> Response<Body> {
     tracing::error!(target: "mcpgate::proxy", error = %e, request = what, "upstream request failed");
     let (status, text) = match e {
-        UpstreamError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "The upstream MCP server is unreachable"),
-        UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "The upstream MCP server did not answer in time"),
+        UpstreamError::Unreachable(_) => (
+            StatusCode::BAD_GATEWAY,
+            "The upstream MCP server is unreachable",
+        ),
+        UpstreamError::Timeout(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "The upstream MCP server did not answer in time",
+        ),
     };
     match id {
         Some(id) => message::error_response(status, Some(id), INTERNAL_ERROR, text),
@@ -352,13 +465,19 @@ fn upstream_failure(e: &UpstreamError, id: Option<&RawValue>, what: Option<&str>
 
 fn session_not_found(id: Option<&RawValue>) -> Response<Body> {
     match id {
-        Some(id) => message::error_response(StatusCode::NOT_FOUND, Some(id), SESSION_NOT_FOUND, "Session not found"),
+        Some(id) => message::error_response(
+            StatusCode::NOT_FOUND,
+            Some(id),
+            SESSION_NOT_FOUND,
+            "Session not found",
+        ),
         None => message::text_response(StatusCode::NOT_FOUND, "Not Found: Session not found"),
     }
 }
 
 fn method_not_allowed() -> Response<Body> {
     let mut r = message::text_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
     r.into_response()
 }

@@ -24,7 +24,10 @@ pub fn is_stateless_version(version: &str) -> bool {
 
 /// The `MCP-Protocol-Version` header, if present and readable.
 pub fn header_version(headers: &HeaderMap) -> Option<&str> {
-    headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// What does not match, for the error message.
@@ -36,7 +39,11 @@ pub fn check_headers(message: &Message<'_>, headers: &HeaderMap) -> Result<(), M
     if let Some(meta) = &message.meta_version {
         match header_version(headers) {
             Some(h) if h == meta.as_ref() => {}
-            Some(_) => return Err(Mismatch("MCP-Protocol-Version header does not match _meta protocolVersion")),
+            Some(_) => {
+                return Err(Mismatch(
+                    "MCP-Protocol-Version header does not match _meta protocolVersion",
+                ));
+            }
             None => return Err(Mismatch("MCP-Protocol-Version header is required")),
         }
     }
@@ -46,8 +53,14 @@ pub fn check_headers(message: &Message<'_>, headers: &HeaderMap) -> Result<(), M
     let method = message.method.as_deref().unwrap_or_default();
     match mirrored(headers, "mcp-method")? {
         Some(h) if h == method => {}
-        Some(_) => return Err(Mismatch("Mcp-Method header does not match the body's method")),
-        None if message.kind == Kind::Request => return Err(Mismatch("Mcp-Method header is required")),
+        Some(_) => {
+            return Err(Mismatch(
+                "Mcp-Method header does not match the body's method",
+            ));
+        }
+        None if message.kind == Kind::Request => {
+            return Err(Mismatch("Mcp-Method header is required"));
+        }
         None => {}
     }
     let expected = match method {
@@ -66,17 +79,26 @@ pub fn check_headers(message: &Message<'_>, headers: &HeaderMap) -> Result<(), M
 /// one value, or a value that cannot be read, is a mismatch.
 fn mirrored(headers: &HeaderMap, name: &'static str) -> Result<Option<String>, Mismatch> {
     let mut values = headers.get_all(name).iter();
-    let Some(value) = values.next() else { return Ok(None) };
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
     if values.next().is_some() {
         return Err(Mismatch("a standard MCP header is repeated"));
     }
-    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| Mismatch("a standard MCP header is not UTF-8"))?.trim();
-    match text.strip_prefix("=?base64?").and_then(|rest| rest.strip_suffix("?=")) {
+    let text = std::str::from_utf8(value.as_bytes())
+        .map_err(|_| Mismatch("a standard MCP header is not UTF-8"))?
+        .trim();
+    match text
+        .strip_prefix("=?base64?")
+        .and_then(|rest| rest.strip_suffix("?="))
+    {
         Some(encoded) => {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded)
                 .map_err(|_| Mismatch("a standard MCP header has invalid base64"))?;
-            String::from_utf8(bytes).map(Some).map_err(|_| Mismatch("a standard MCP header is not UTF-8"))
+            String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| Mismatch("a standard MCP header is not UTF-8"))
         }
         None => Ok(Some(text.to_owned())),
     }
@@ -103,13 +125,20 @@ mod tests {
     }
 
     fn good() -> Vec<(&'static str, &'static str)> {
-        vec![("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "echo")]
+        vec![
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ]
     }
 
     #[test]
     fn tr_18_matching_headers_are_accepted() {
         let body = call("echo");
-        assert_eq!(check_headers(&Message::parse(&body).unwrap(), &headers(&good())), Ok(()));
+        assert_eq!(
+            check_headers(&Message::parse(&body).unwrap(), &headers(&good())),
+            Ok(())
+        );
     }
 
     #[test]
@@ -128,30 +157,50 @@ mod tests {
     #[test]
     fn tr_18_method_values_are_case_sensitive() {
         let body = call("echo");
-        let h = headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "TOOLS/CALL"), ("mcp-name", "echo")]);
+        let h = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "TOOLS/CALL"),
+            ("mcp-name", "echo"),
+        ]);
         assert!(check_headers(&Message::parse(&body).unwrap(), &h).is_err());
     }
 
     #[test]
     fn tr_18_surrounding_whitespace_is_ignored() {
         let body = call("echo");
-        let h = headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "  echo  ")]);
+        let h = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "  echo  "),
+        ]);
         assert_eq!(check_headers(&Message::parse(&body).unwrap(), &h), Ok(()));
     }
 
     #[test]
     fn tr_18_base64_sentinel_is_decoded_and_bad_base64_rejected() {
         let body = call("echo");
-        let h = headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "=?base64?ZWNobw==?=")]);
+        let h = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "=?base64?ZWNobw==?="),
+        ]);
         assert_eq!(check_headers(&Message::parse(&body).unwrap(), &h), Ok(()));
-        let h = headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "=?base64?ZW!!bw==?=")]);
+        let h = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "=?base64?ZW!!bw==?="),
+        ]);
         assert!(check_headers(&Message::parse(&body).unwrap(), &h).is_err());
     }
 
     #[test]
     fn tr_17_version_header_mismatch_is_rejected() {
         let body = call("echo");
-        let h = headers(&[("mcp-protocol-version", "2025-11-25"), ("mcp-method", "tools/call"), ("mcp-name", "echo")]);
+        let h = headers(&[
+            ("mcp-protocol-version", "2025-11-25"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ]);
         assert!(check_headers(&Message::parse(&body).unwrap(), &h).is_err());
     }
 

@@ -23,7 +23,13 @@ const FORWARDED: &[&str] = &[
 ];
 
 /// Upstream response headers that pass back to the client.
-const RETURNED: &[&str] = &["content-type", "cache-control", "allow", "retry-after", "mcp-protocol-version"];
+const RETURNED: &[&str] = &[
+    "content-type",
+    "cache-control",
+    "allow",
+    "retry-after",
+    "mcp-protocol-version",
+];
 
 /// How to reach the upstream.
 pub struct HttpUpstream {
@@ -37,7 +43,9 @@ pub struct HttpUpstream {
 
 impl std::fmt::Debug for HttpUpstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpUpstream").field("url", &self.url.as_str()).finish_non_exhaustive()
+        f.debug_struct("HttpUpstream")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -96,7 +104,10 @@ impl HttpUpstream {
         let mut out = HeaderMap::with_capacity(8);
         for (name, value) in incoming {
             let s = name.as_str();
-            if FORWARDED.contains(&s) || s.starts_with("mcp-param-") || self.forward_extra.contains(name) {
+            if FORWARDED.contains(&s)
+                || s.starts_with("mcp-param-")
+                || self.forward_extra.contains(name)
+            {
                 out.append(name.clone(), value.clone());
             }
         }
@@ -107,8 +118,16 @@ impl HttpUpstream {
     }
 
     /// Sends a request and waits for the response headers (at most `upstream.timeout`).
-    pub async fn send(&self, method: Method, headers: HeaderMap, body: Option<Bytes>) -> Result<reqwest::Response, UpstreamError> {
-        let mut request = self.client.request(method, self.url.clone()).headers(headers);
+    pub async fn send(
+        &self,
+        method: Method,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let mut request = self
+            .client
+            .request(method, self.url.clone())
+            .headers(headers);
         if let Some(body) = body {
             request = request.body(body);
         }
@@ -121,8 +140,15 @@ impl HttpUpstream {
 
     /// Whether the upstream answers HTTP at all (any status counts), for `/readyz`.
     pub async fn reachable(&self) -> bool {
-        let request = self.client.get(self.url.clone()).header(header::ACCEPT, "text/event-stream").headers(self.extra_headers.clone());
-        matches!(tokio::time::timeout(Duration::from_secs(2), request.send()).await, Ok(Ok(_)))
+        let request = self
+            .client
+            .get(self.url.clone())
+            .header(header::ACCEPT, "text/event-stream")
+            .headers(self.extra_headers.clone());
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), request.send()).await,
+            Ok(Ok(_))
+        )
     }
 
     /// The response headers that go back to the client (the session id is handled by the
@@ -137,14 +163,20 @@ impl HttpUpstream {
         }
         if is_event_stream(response.headers()) {
             // Tell reverse proxies (nginx) not to buffer the stream.
-            out.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+            out.insert(
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            );
         }
         out
     }
 
     /// The response body as a stream of chunks, passed on as they arrive. The stream ends with
     /// an error if the upstream is silent longer than `upstream.idle_timeout`.
-    pub fn body_stream(&self, response: reqwest::Response) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    pub fn body_stream(
+        &self,
+        response: reqwest::Response,
+    ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
         let idle = self.idle_timeout;
         futures::stream::unfold(Some(response.bytes_stream()), move |state| async move {
             let mut inner = state?;
@@ -152,7 +184,13 @@ impl HttpUpstream {
                 Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(inner))),
                 Ok(Some(Err(e))) => Some((Err(std::io::Error::other(describe(&e))), None)),
                 Ok(None) => None,
-                Err(_) => Some((Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "upstream stream idle")), None)),
+                Err(_) => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "upstream stream idle",
+                    )),
+                    None,
+                )),
             }
         })
     }
@@ -163,7 +201,11 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
 }
 
 fn describe(e: &reqwest::Error) -> String {

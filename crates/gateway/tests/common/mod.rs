@@ -13,7 +13,11 @@ use rmcp::{ClientServiceExt, RoleClient, ServiceExt};
 
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running gateway process, killed on drop.
@@ -43,7 +47,9 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
             cmd.env_remove(k);
         }
     }
-    cmd.args(args).envs(env.iter().copied()).current_dir(std::env::temp_dir());
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .current_dir(std::env::temp_dir());
     cmd
 }
 
@@ -59,23 +65,41 @@ impl Gateway {
 
     /// Starts `mcpgate ARGS` exactly as given (the caller chooses the port).
     pub async fn spawn(args: &[&str], env: &[(&str, &str)], port: u16) -> Gateway {
-        let log = std::env::temp_dir().join(format!("mcpgate-test-{port}-{}.log", std::process::id()));
+        let log =
+            std::env::temp_dir().join(format!("mcpgate-test-{port}-{}.log", std::process::id()));
         let file = std::fs::File::create(&log).unwrap();
-        let child = command(args, env).stdout(Stdio::null()).stderr(file).spawn().expect("mcpgate binary runs");
+        let child = command(args, env)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("mcpgate binary runs");
         let base = format!("http://127.0.0.1:{port}");
-        let mut gw = Gateway { child, mcp: format!("{base}/mcp"), base, port, log };
+        let mut gw = Gateway {
+            child,
+            mcp: format!("{base}/mcp"),
+            base,
+            port,
+            log,
+        };
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = gw.child.try_wait() {
-                panic!("mcpgate exited with {status} during start-up:\n{}", gw.log());
+                panic!(
+                    "mcpgate exited with {status} during start-up:\n{}",
+                    gw.log()
+                );
             }
             if let Ok(r) = client.get(format!("{}/healthz", gw.base)).send().await
                 && r.status().is_success()
             {
                 return gw;
             }
-            assert!(Instant::now() < deadline, "mcpgate did not start:\n{}", gw.log());
+            assert!(
+                Instant::now() < deadline,
+                "mcpgate did not start:\n{}",
+                gw.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -94,7 +118,11 @@ impl Gateway {
 /// Runs `mcpgate ARGS` to completion; returns (exit code, stdout, stderr).
 pub fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = command(args, env).output().expect("mcpgate binary runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Which protocol generation an rmcp client speaks.
@@ -107,7 +135,11 @@ pub enum Generation {
 }
 
 /// An rmcp client connected to `url` with `token`.
-pub async fn client(url: &str, token: Option<&str>, generation: Generation) -> Result<RunningService<RoleClient, ()>, String> {
+pub async fn client(
+    url: &str,
+    token: Option<&str>,
+    generation: Generation,
+) -> Result<RunningService<RoleClient, ()>, String> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
     if let Some(t) = token {
         config = config.auth_header(t.to_owned());
@@ -118,7 +150,9 @@ pub async fn client(url: &str, token: Option<&str>, generation: Generation) -> R
         Generation::Stateless => {
             ().serve_with_lifecycle(
                 transport,
-                rmcp::service::ClientLifecycleMode::Discover { preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28] },
+                rmcp::service::ClientLifecycleMode::Discover {
+                    preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+                },
             )
             .await
         }
@@ -129,7 +163,10 @@ pub async fn client(url: &str, token: Option<&str>, generation: Generation) -> R
 /// The text of the first content block of a tool result.
 pub fn text_of(result: &rmcp::model::CallToolResult) -> String {
     let value = serde_json::to_value(result).unwrap();
-    value["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+    value["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Arguments as a JSON object.

@@ -28,16 +28,17 @@ use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities, CompleteRequestParams,
-    CompleteResult, CompletionInfo, ContentBlock, CreateMessageRequest, CreateMessageRequestParams,
-    ElicitRequest, ElicitRequestParams, ElicitationSchema, GetPromptRequestParams, GetPromptResponse,
-    GetPromptResult, InputRequest, InputRequests, InputRequiredResult, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListRootsRequest, ListToolsResult,
-    LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam,
-    Prompt, PromptMessage, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities,
+    CompleteRequestParams, CompleteResult, CompletionInfo, ContentBlock, CreateMessageRequest,
+    CreateMessageRequestParams, ElicitRequest, ElicitRequestParams, ElicitationSchema,
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, InputRequest,
+    InputRequests, InputRequiredResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListRootsRequest, ListToolsResult, LoggingLevel,
+    LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam, Prompt,
+    PromptMessage, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
     ReadResourceResult, Resource, ResourceContents, ResourceTemplate, Role, SamplingMessage,
     ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams, Tool,
-    UnsubscribeRequestParams, Implementation,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -122,8 +123,14 @@ fn roots_input() -> InputRequest {
     InputRequest::ListRoots(ListRootsRequest::default())
 }
 
-fn input_required(requests: Vec<(&str, InputRequest)>, state: Option<String>) -> InputRequiredResult {
-    let map: InputRequests = requests.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+fn input_required(
+    requests: Vec<(&str, InputRequest)>,
+    state: Option<String>,
+) -> InputRequiredResult {
+    let map: InputRequests = requests
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
     InputRequiredResult::new(if map.is_empty() { None } else { Some(map) }, state)
 }
 
@@ -142,7 +149,10 @@ enum Answer<'a> {
 }
 
 /// Looks up `key` in `inputResponses`. A value that is not an object is a malformed retry.
-fn answer<'a>(responses: Option<&'a Map<String, Value>>, key: &str) -> Result<Answer<'a>, ErrorData> {
+fn answer<'a>(
+    responses: Option<&'a Map<String, Value>>,
+    key: &str,
+) -> Result<Answer<'a>, ErrorData> {
     let Some(value) = responses.and_then(|r| r.get(key)) else {
         return Ok(Answer::Missing);
     };
@@ -200,7 +210,11 @@ impl StateSealer {
     fn seal(&self, tool: &str, state: Value) -> String {
         let body = serde_json::to_vec(&json!({"for": tool, "state": state})).expect("json");
         let tag = hmac::sign(&self.key, &body);
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&body), URL_SAFE_NO_PAD.encode(tag.as_ref()))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&body),
+            URL_SAFE_NO_PAD.encode(tag.as_ref())
+        )
     }
 
     /// The state a retry carries, or -32602 when it was altered or issued for something else.
@@ -212,9 +226,15 @@ impl StateSealer {
         hmac::verify(&self.key, &body, &tag).map_err(|_| invalid())?;
         let mut value: Value = serde_json::from_slice(&body).map_err(|_| invalid())?;
         if value.get("for").and_then(Value::as_str) != Some(tool) {
-            return Err(ErrorData::invalid_params("requestState was issued for another request", None));
+            return Err(ErrorData::invalid_params(
+                "requestState was issued for another request",
+                None,
+            ));
         }
-        Ok(value.get_mut("state").map(Value::take).unwrap_or(Value::Null))
+        Ok(value
+            .get_mut("state")
+            .map(Value::take)
+            .unwrap_or(Value::Null))
     }
 }
 
@@ -234,14 +254,46 @@ fn tool(name: &str, description: &str, input_schema: Value) -> Tool {
 /// calls the first tool with no arguments).
 static TOOLS: LazyLock<Vec<Tool>> = LazyLock::new(|| {
     vec![
-        tool("test_simple_text", "Returns a simple text content block", no_args()),
-        tool("test_image_content", "Returns an image content block (1x1 PNG)", no_args()),
-        tool("test_audio_content", "Returns an audio content block (WAV)", no_args()),
-        tool("test_embedded_resource", "Returns an embedded text resource", no_args()),
-        tool("test_multiple_content_types", "Returns text, image and resource content together", no_args()),
-        tool("test_tool_with_logging", "Sends three log notifications while it runs", no_args()),
-        tool("test_error_handling", "Always returns a tool error (isError: true)", no_args()),
-        tool("test_tool_with_progress", "Reports progress 0, 50 and 100 of 100 before answering", no_args()),
+        tool(
+            "test_simple_text",
+            "Returns a simple text content block",
+            no_args(),
+        ),
+        tool(
+            "test_image_content",
+            "Returns an image content block (1x1 PNG)",
+            no_args(),
+        ),
+        tool(
+            "test_audio_content",
+            "Returns an audio content block (WAV)",
+            no_args(),
+        ),
+        tool(
+            "test_embedded_resource",
+            "Returns an embedded text resource",
+            no_args(),
+        ),
+        tool(
+            "test_multiple_content_types",
+            "Returns text, image and resource content together",
+            no_args(),
+        ),
+        tool(
+            "test_tool_with_logging",
+            "Sends three log notifications while it runs",
+            no_args(),
+        ),
+        tool(
+            "test_error_handling",
+            "Always returns a tool error (isError: true)",
+            no_args(),
+        ),
+        tool(
+            "test_tool_with_progress",
+            "Reports progress 0, 50 and 100 of 100 before answering",
+            no_args(),
+        ),
         tool(
             "test_sampling",
             "Asks the client's LLM (sampling/createMessage) and returns its answer",
@@ -252,20 +304,76 @@ static TOOLS: LazyLock<Vec<Tool>> = LazyLock::new(|| {
             "Asks the user (elicitation/create) for a username and email",
             json!({"type": "object", "properties": {"message": {"type": "string", "description": "Message shown to the user"}}, "required": ["message"]}),
         ),
-        tool("test_elicitation_sep1034_defaults", "Elicits a form whose fields all carry defaults (SEP-1034)", no_args()),
-        tool("test_elicitation_sep1330_enums", "Elicits a form with every enum style (SEP-1330)", no_args()),
-        tool("test_reconnection", "Answers after a short delay (SSE reconnection probe)", no_args()),
-        tool("test_missing_capability", "Needs the client's sampling capability; fails with -32021 without it", no_args()),
-        tool("test_streaming_elicitation", "Needs one elicitation answer; asks for it with an input_required result", no_args()),
-        tool("test_logging_tool", "Logs only when the request asks for a log level", no_args()),
-        tool("test_input_required_result_elicitation", "Multi-round-trip: asks for the user's name, then greets", no_args()),
-        tool("test_input_required_result_sampling", "Multi-round-trip: asks the client's LLM a question", no_args()),
-        tool("test_input_required_result_list_roots", "Multi-round-trip: asks for the client's roots", no_args()),
-        tool("test_input_required_result_request_state", "Multi-round-trip with a sealed requestState", no_args()),
-        tool("test_input_required_result_multiple_inputs", "Multi-round-trip with elicitation, sampling and roots at once", no_args()),
-        tool("test_input_required_result_multi_round", "Multi-round-trip over two rounds of input", no_args()),
-        tool("test_input_required_result_tampered_state", "Multi-round-trip that rejects an altered requestState", no_args()),
-        tool("test_input_required_result_capabilities", "Multi-round-trip that only asks for what the client declared", no_args()),
+        tool(
+            "test_elicitation_sep1034_defaults",
+            "Elicits a form whose fields all carry defaults (SEP-1034)",
+            no_args(),
+        ),
+        tool(
+            "test_elicitation_sep1330_enums",
+            "Elicits a form with every enum style (SEP-1330)",
+            no_args(),
+        ),
+        tool(
+            "test_reconnection",
+            "Answers after a short delay (SSE reconnection probe)",
+            no_args(),
+        ),
+        tool(
+            "test_missing_capability",
+            "Needs the client's sampling capability; fails with -32021 without it",
+            no_args(),
+        ),
+        tool(
+            "test_streaming_elicitation",
+            "Needs one elicitation answer; asks for it with an input_required result",
+            no_args(),
+        ),
+        tool(
+            "test_logging_tool",
+            "Logs only when the request asks for a log level",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_elicitation",
+            "Multi-round-trip: asks for the user's name, then greets",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_sampling",
+            "Multi-round-trip: asks the client's LLM a question",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_list_roots",
+            "Multi-round-trip: asks for the client's roots",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_request_state",
+            "Multi-round-trip with a sealed requestState",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_multiple_inputs",
+            "Multi-round-trip with elicitation, sampling and roots at once",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_multi_round",
+            "Multi-round-trip over two rounds of input",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_tampered_state",
+            "Multi-round-trip that rejects an altered requestState",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_capabilities",
+            "Multi-round-trip that only asks for what the client declared",
+            no_args(),
+        ),
         tool(
             "test_custom_header",
             "Echoes `value`, which the client also mirrors into the Mcp-Param-Value header (SEP-2243)",
@@ -303,35 +411,53 @@ static TOOLS: LazyLock<Vec<Tool>> = LazyLock::new(|| {
 
 static RESOURCES: LazyLock<Vec<Resource>> = LazyLock::new(|| {
     vec![
-        wire(json!({"uri": TEXT_RESOURCE, "name": "static-text", "title": "Static Text Resource",
-            "description": "A static text resource for testing", "mimeType": "text/plain"})),
-        wire(json!({"uri": BINARY_RESOURCE, "name": "static-binary", "title": "Static Binary Resource",
-            "description": "A static binary resource (image) for testing", "mimeType": "image/png"})),
-        wire(json!({"uri": WATCHED_RESOURCE, "name": "watched-resource", "title": "Watched Resource",
-            "description": "A resource that can be subscribed to", "mimeType": "text/plain"})),
+        wire(
+            json!({"uri": TEXT_RESOURCE, "name": "static-text", "title": "Static Text Resource",
+            "description": "A static text resource for testing", "mimeType": "text/plain"}),
+        ),
+        wire(
+            json!({"uri": BINARY_RESOURCE, "name": "static-binary", "title": "Static Binary Resource",
+            "description": "A static binary resource (image) for testing", "mimeType": "image/png"}),
+        ),
+        wire(
+            json!({"uri": WATCHED_RESOURCE, "name": "watched-resource", "title": "Watched Resource",
+            "description": "A resource that can be subscribed to", "mimeType": "text/plain"}),
+        ),
     ]
 });
 
 static TEMPLATES: LazyLock<Vec<ResourceTemplate>> = LazyLock::new(|| {
-    vec![wire(json!({"uriTemplate": "test://template/{id}/data", "name": "template", "title": "Resource Template",
-        "description": "A resource template with parameter substitution", "mimeType": "application/json"}))]
+    vec![wire(
+        json!({"uriTemplate": "test://template/{id}/data", "name": "template", "title": "Resource Template",
+        "description": "A resource template with parameter substitution", "mimeType": "application/json"}),
+    )]
 });
 
 static PROMPTS: LazyLock<Vec<Prompt>> = LazyLock::new(|| {
     vec![
-        wire(json!({"name": "test_simple_prompt", "title": "Simple Test Prompt",
-            "description": "A simple prompt without arguments"})),
-        wire(json!({"name": "test_prompt_with_arguments", "title": "Prompt With Arguments",
+        wire(
+            json!({"name": "test_simple_prompt", "title": "Simple Test Prompt",
+            "description": "A simple prompt without arguments"}),
+        ),
+        wire(
+            json!({"name": "test_prompt_with_arguments", "title": "Prompt With Arguments",
             "description": "A prompt with required arguments", "arguments": [
                 {"name": "arg1", "description": "First test argument", "required": true},
-                {"name": "arg2", "description": "Second test argument", "required": true}]})),
-        wire(json!({"name": "test_prompt_with_embedded_resource", "title": "Prompt With Embedded Resource",
+                {"name": "arg2", "description": "Second test argument", "required": true}]}),
+        ),
+        wire(
+            json!({"name": "test_prompt_with_embedded_resource", "title": "Prompt With Embedded Resource",
             "description": "A prompt that includes an embedded resource", "arguments": [
-                {"name": "resourceUri", "description": "URI of the resource to embed", "required": true}]})),
-        wire(json!({"name": "test_prompt_with_image", "title": "Prompt With Image",
-            "description": "A prompt that includes image content"})),
-        wire(json!({"name": "test_input_required_result_prompt", "title": "Prompt Needing Input",
-            "description": "Multi-round-trip prompt: asks the user for context before it is rendered"})),
+                {"name": "resourceUri", "description": "URI of the resource to embed", "required": true}]}),
+        ),
+        wire(
+            json!({"name": "test_prompt_with_image", "title": "Prompt With Image",
+            "description": "A prompt that includes image content"}),
+        ),
+        wire(
+            json!({"name": "test_input_required_result_prompt", "title": "Prompt Needing Input",
+            "description": "Multi-round-trip prompt: asks the user for context before it is rendered"}),
+        ),
     ]
 });
 
@@ -349,7 +475,10 @@ struct Fixture {
 
 impl Fixture {
     fn new(sealer: Arc<StateSealer>) -> Self {
-        Fixture { sealer, log_level: Arc::new(Mutex::new(None)) }
+        Fixture {
+            sealer,
+            log_level: Arc::new(Mutex::new(None)),
+        }
     }
 
     fn session_logs(&self, level: LoggingLevel) -> bool {
@@ -358,13 +487,18 @@ impl Fixture {
     }
 
     async fn log(&self, ctx: &RequestContext<RoleServer>, level: LoggingLevel, data: &str) {
-        let param = LoggingMessageNotificationParam::new(level, json!(data)).with_logger("conformance-upstream");
+        let param = LoggingMessageNotificationParam::new(level, json!(data))
+            .with_logger("conformance-upstream");
         if let Err(e) = ctx.peer.notify_logging_message(param).await {
             tracing::warn!("could not send a log notification: {e}");
         }
     }
 
-    async fn call(&self, request: CallToolRequestParams, ctx: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
+    async fn call(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.clone().unwrap_or_default();
         let responses = to_map(request.input_responses.as_ref());
         let responses = responses.as_ref();
@@ -372,24 +506,39 @@ impl Fixture {
         let name = request.name.as_ref();
         match name {
             "test_simple_text" => Ok(text_result("This is a simple text response for testing.")),
-            "test_image_content" => Ok(CallToolResult::success(vec![ContentBlock::image(PNG_1X1, "image/png")]).into()),
-            "test_audio_content" => Ok(CallToolResult::success(vec![ContentBlock::audio(WAV_TINY, "audio/wav")]).into()),
-            "test_embedded_resource" => Ok(CallToolResult::success(vec![ContentBlock::resource(ResourceContents::text(
-                "This is an embedded resource content.",
-                "test://embedded-resource",
-            ))])
+            "test_image_content" => {
+                Ok(CallToolResult::success(vec![ContentBlock::image(PNG_1X1, "image/png")]).into())
+            }
+            "test_audio_content" => Ok(CallToolResult::success(vec![ContentBlock::audio(
+                WAV_TINY,
+                "audio/wav",
+            )])
+            .into()),
+            "test_embedded_resource" => Ok(CallToolResult::success(vec![ContentBlock::resource(
+                ResourceContents::text(
+                    "This is an embedded resource content.",
+                    "test://embedded-resource",
+                ),
+            )])
             .into()),
             "test_multiple_content_types" => Ok(CallToolResult::success(vec![
                 ContentBlock::text("Multiple content types test:"),
                 ContentBlock::image(PNG_1X1, "image/png"),
                 ContentBlock::resource(
-                    ResourceContents::text(r#"{"test":"data","value":123}"#, "test://mixed-content-resource")
-                        .with_mime_type("application/json"),
+                    ResourceContents::text(
+                        r#"{"test":"data","value":123}"#,
+                        "test://mixed-content-resource",
+                    )
+                    .with_mime_type("application/json"),
                 ),
             ])
             .into()),
             "test_tool_with_logging" => {
-                let steps = ["Tool execution started", "Tool processing data", "Tool execution completed"];
+                let steps = [
+                    "Tool execution started",
+                    "Tool processing data",
+                    "Tool execution completed",
+                ];
                 for (i, step) in steps.into_iter().enumerate() {
                     if i > 0 {
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -427,14 +576,16 @@ impl Fixture {
             }
             "test_sampling" => {
                 let prompt = required_str(&args, "prompt")?;
-                let params = CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 100);
-                let result = ctx
-                    .peer
-                    .create_message(params)
-                    .await
-                    .map_err(|e| ErrorData::internal_error(format!("sampling failed: {e}"), None))?;
+                let params =
+                    CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 100);
+                let result = ctx.peer.create_message(params).await.map_err(|e| {
+                    ErrorData::internal_error(format!("sampling failed: {e}"), None)
+                })?;
                 let value = serde_json::to_value(&result).unwrap_or(Value::Null);
-                let text = value.pointer("/content/text").and_then(Value::as_str).map_or_else(|| value.to_string(), str::to_owned);
+                let text = value
+                    .pointer("/content/text")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| value.to_string(), str::to_owned);
                 Ok(text_result(format!("LLM response: {text}")))
             }
             "test_elicitation" => {
@@ -444,7 +595,10 @@ impl Fixture {
                     "email": {"type": "string", "description": "User's email address"}},
                     "required": ["username", "email"]});
                 let result = self.elicit(&ctx, message, schema).await?;
-                Ok(text_result(format!("User response: action={}, content={}", result.0, result.1)))
+                Ok(text_result(format!(
+                    "User response: action={}, content={}",
+                    result.0, result.1
+                )))
             }
             "test_elicitation_sep1034_defaults" => {
                 let schema = json!({"type": "object", "properties": {
@@ -453,8 +607,17 @@ impl Fixture {
                     "score": {"type": "number", "description": "User score", "default": 95.5},
                     "status": {"type": "string", "description": "User status", "enum": ["active", "inactive", "pending"], "default": "active"},
                     "verified": {"type": "boolean", "description": "Verification status", "default": true}}});
-                let result = self.elicit(&ctx, "Please review and update the form fields with defaults", schema).await?;
-                Ok(text_result(format!("Elicitation completed: action={}, content={}", result.0, result.1)))
+                let result = self
+                    .elicit(
+                        &ctx,
+                        "Please review and update the form fields with defaults",
+                        schema,
+                    )
+                    .await?;
+                Ok(text_result(format!(
+                    "Elicitation completed: action={}, content={}",
+                    result.0, result.1
+                )))
             }
             "test_elicitation_sep1330_enums" => {
                 let schema = json!({"type": "object", "properties": {
@@ -472,8 +635,13 @@ impl Fixture {
                             {"const": "value1", "title": "First Choice"},
                             {"const": "value2", "title": "Second Choice"},
                             {"const": "value3", "title": "Third Choice"}]}}}});
-                let result = self.elicit(&ctx, "Please pick from the enum fields", schema).await?;
-                Ok(text_result(format!("Elicitation completed: action={}, content={}", result.0, result.1)))
+                let result = self
+                    .elicit(&ctx, "Please pick from the enum fields", schema)
+                    .await?;
+                Ok(text_result(format!(
+                    "Elicitation completed: action={}, content={}",
+                    result.0, result.1
+                )))
             }
             "test_reconnection" => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -494,19 +662,31 @@ impl Fixture {
                     if let Some(text) = accepted_string(&a, "answer") {
                         return Ok(text_result(format!("You answered: {text}")));
                     }
-                    return Ok(input_required(vec![("answer", elicit_input("Please provide an answer", schema))], None).into());
+                    return Ok(input_required(
+                        vec![("answer", elicit_input("Please provide an answer", schema))],
+                        None,
+                    )
+                    .into());
                 }
-                let result = self.elicit(&ctx, "Please provide an answer", schema).await?;
-                Ok(text_result(format!("Elicitation completed: action={}, content={}", result.0, result.1)))
+                let result = self
+                    .elicit(&ctx, "Please provide an answer", schema)
+                    .await?;
+                Ok(text_result(format!(
+                    "Elicitation completed: action={}, content={}",
+                    result.0, result.1
+                )))
             }
             "test_logging_tool" => {
                 let wanted = if is_stateless_era(&ctx) {
-                    ctx.meta.log_level().is_some_and(|min| level_rank(LoggingLevel::Info) >= level_rank(min))
+                    ctx.meta
+                        .log_level()
+                        .is_some_and(|min| level_rank(LoggingLevel::Info) >= level_rank(min))
                 } else {
                     self.session_logs(LoggingLevel::Info)
                 };
                 if wanted {
-                    self.log(&ctx, LoggingLevel::Info, "test_logging_tool ran").await;
+                    self.log(&ctx, LoggingLevel::Info, "test_logging_tool ran")
+                        .await;
                 }
                 Ok(text_result("Logging tool finished"))
             }
@@ -515,7 +695,10 @@ impl Fixture {
                 match accepted_string(&a, "name") {
                     Some(user) => Ok(text_result(format!("Hello, {user}!"))),
                     None if matches!(a, Answer::Missing) => Ok(input_required(
-                        vec![("user_name", elicit_input("What is your name?", name_schema()))],
+                        vec![(
+                            "user_name",
+                            elicit_input("What is your name?", name_schema()),
+                        )],
                         None,
                     )
                     .into()),
@@ -530,7 +713,10 @@ impl Fixture {
                 match sampled_text(&a) {
                     Some(text) => Ok(text_result(format!("The model answered: {text}"))),
                     None => Ok(input_required(
-                        vec![("capital_question", sampling_input("What is the capital of France?", 100))],
+                        vec![(
+                            "capital_question",
+                            sampling_input("What is the capital of France?", 100),
+                        )],
                         None,
                     )
                     .into()),
@@ -543,16 +729,29 @@ impl Fixture {
                     None => Ok(input_required(vec![("client_roots", roots_input())], None).into()),
                 }
             }
-            "test_input_required_result_request_state" | "test_input_required_result_tampered_state" => {
+            "test_input_required_result_request_state"
+            | "test_input_required_result_tampered_state" => {
                 let confirm_schema = json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
                 let round_one = || {
                     let sealed = self.sealer.seal(name, json!({"round": 1}));
-                    Ok(input_required(vec![("confirm", elicit_input("Please confirm", confirm_schema.clone()))], Some(sealed)).into())
+                    Ok(input_required(
+                        vec![(
+                            "confirm",
+                            elicit_input("Please confirm", confirm_schema.clone()),
+                        )],
+                        Some(sealed),
+                    )
+                    .into())
                 };
-                let Some(state) = state else { return round_one() };
+                let Some(state) = state else {
+                    return round_one();
+                };
                 let opened = self.sealer.open(name, state)?;
                 if opened.get("round").and_then(Value::as_u64) != Some(1) {
-                    return Err(ErrorData::invalid_params("requestState names an unknown round", None));
+                    return Err(ErrorData::invalid_params(
+                        "requestState names an unknown round",
+                        None,
+                    ));
                 }
                 match answer(responses, "confirm")? {
                     Answer::Accepted(content) => {
@@ -607,12 +806,26 @@ impl Fixture {
             "test_input_required_result_multi_round" => {
                 let step1 = || {
                     let sealed = self.sealer.seal(name, json!({"round": 1}));
-                    Ok(input_required(vec![("step1", elicit_input("Step 1: What is your name?", name_schema()))], Some(sealed)).into())
+                    Ok(input_required(
+                        vec![(
+                            "step1",
+                            elicit_input("Step 1: What is your name?", name_schema()),
+                        )],
+                        Some(sealed),
+                    )
+                    .into())
                 };
                 let step2 = |user: &str| {
                     let sealed = self.sealer.seal(name, json!({"round": 2, "name": user}));
                     let schema = json!({"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]});
-                    Ok(input_required(vec![("step2", elicit_input("Step 2: What is your favorite color?", schema))], Some(sealed)).into())
+                    Ok(input_required(
+                        vec![(
+                            "step2",
+                            elicit_input("Step 2: What is your favorite color?", schema),
+                        )],
+                        Some(sealed),
+                    )
+                    .into())
                 };
                 let Some(state) = state else { return step1() };
                 let opened = self.sealer.open(name, state)?;
@@ -622,23 +835,38 @@ impl Fixture {
                         None => step1(),
                     },
                     Some(2) => {
-                        let user = opened.get("name").and_then(Value::as_str).unwrap_or("stranger").to_owned();
+                        let user = opened
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("stranger")
+                            .to_owned();
                         match accepted_string(&answer(responses, "step2")?, "color") {
-                            Some(color) => Ok(text_result(format!("{user}'s favorite color is {color}."))),
+                            Some(color) => {
+                                Ok(text_result(format!("{user}'s favorite color is {color}.")))
+                            }
                             None => step2(&user),
                         }
                     }
-                    _ => Err(ErrorData::invalid_params("requestState names an unknown round", None)),
+                    _ => Err(ErrorData::invalid_params(
+                        "requestState names an unknown round",
+                        None,
+                    )),
                 }
             }
             "test_input_required_result_capabilities" => {
                 let caps = client_caps(&ctx);
                 let mut requests = Vec::new();
                 if caps.elicitation.is_some() {
-                    requests.push(("user_name", elicit_input("What is your name?", name_schema())));
+                    requests.push((
+                        "user_name",
+                        elicit_input("What is your name?", name_schema()),
+                    ));
                 }
                 if caps.sampling.is_some() {
-                    requests.push(("capital_question", sampling_input("What is the capital of France?", 100)));
+                    requests.push((
+                        "capital_question",
+                        sampling_input("What is the capital of France?", 100),
+                    ));
                 }
                 if caps.roots.is_some() {
                     requests.push(("client_roots", roots_input()));
@@ -648,28 +876,50 @@ impl Fixture {
                         ClientCapabilities::builder().enable_elicitation().build(),
                     ));
                 }
-                let answered = requests.iter().any(|(key, _)| responses.is_some_and(|r| r.contains_key(*key)));
+                let answered = requests
+                    .iter()
+                    .any(|(key, _)| responses.is_some_and(|r| r.contains_key(*key)));
                 if answered {
                     return Ok(text_result("Received input for the declared capabilities"));
                 }
                 Ok(input_required(requests, None).into())
             }
-            "test_custom_header" => Ok(text_result(format!("Echo: {}", required_str(&args, "value")?))),
-            "json_schema_2020_12_tool" => Ok(text_result(format!("Received arguments: {}", Value::Object(args)))),
-            _ => Err(ErrorData::invalid_params(format!("Unknown tool: {name}"), Some(json!({"name": name})))),
+            "test_custom_header" => Ok(text_result(format!(
+                "Echo: {}",
+                required_str(&args, "value")?
+            ))),
+            "json_schema_2020_12_tool" => Ok(text_result(format!(
+                "Received arguments: {}",
+                Value::Object(args)
+            ))),
+            _ => Err(ErrorData::invalid_params(
+                format!("Unknown tool: {name}"),
+                Some(json!({"name": name})),
+            )),
         }
     }
 
     /// A legacy (server-to-client request) elicitation; returns the action and the content.
-    async fn elicit(&self, ctx: &RequestContext<RoleServer>, message: &str, schema: Value) -> Result<(String, String), ErrorData> {
+    async fn elicit(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        message: &str,
+        schema: Value,
+    ) -> Result<(String, String), ErrorData> {
         let result = ctx
             .peer
             .create_elicitation(elicitation(message, schema))
             .await
             .map_err(|e| ErrorData::internal_error(format!("elicitation failed: {e}"), None))?;
         let value = serde_json::to_value(&result).unwrap_or(Value::Null);
-        let action = value.get("action").and_then(Value::as_str).unwrap_or("unknown").to_owned();
-        let content = value.get("content").map_or_else(|| "null".to_owned(), Value::to_string);
+        let action = value
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned();
+        let content = value
+            .get("content")
+            .map_or_else(|| "null".to_owned(), Value::to_string);
         Ok((action, content))
     }
 }
@@ -682,19 +932,31 @@ fn required_str<'a>(args: &'a Map<String, Value>, key: &str) -> Result<&'a str, 
 
 /// The root URIs of a `roots/list` answer.
 fn roots_of(a: &Answer<'_>) -> Option<String> {
-    let (Answer::Other(obj) | Answer::Accepted(obj)) = a else { return None };
+    let (Answer::Other(obj) | Answer::Accepted(obj)) = a else {
+        return None;
+    };
     let roots = obj.get("roots")?.as_array()?;
-    Some(roots.iter().filter_map(|r| r.get("uri").and_then(Value::as_str)).collect::<Vec<_>>().join(", "))
+    Some(
+        roots
+            .iter()
+            .filter_map(|r| r.get("uri").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
 }
 
 impl ServerHandler for Fixture {
     fn get_info(&self) -> ServerConfig {
         // No subscribe/listChanged flags: subscriptions/listen is not implemented, and the
         // legacy resources/subscribe handlers below work without being advertised.
-        let capabilities: ServerCapabilities =
-            wire(json!({"tools": {}, "prompts": {}, "resources": {}, "logging": {}, "completions": {}}));
+        let capabilities: ServerCapabilities = wire(
+            json!({"tools": {}, "prompts": {}, "resources": {}, "logging": {}, "completions": {}}),
+        );
         ServerConfig::new(capabilities)
-            .with_server_info(Implementation::new("mcpgate-conformance-upstream", env!("CARGO_PKG_VERSION")))
+            .with_server_info(Implementation::new(
+                "mcpgate-conformance-upstream",
+                env!("CARGO_PKG_VERSION"),
+            ))
             .with_instructions("Fixture server for the MCP conformance suite")
     }
 
@@ -731,7 +993,9 @@ impl ServerHandler for Fixture {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(TEMPLATES.clone()))
+        Ok(ListResourceTemplatesResult::with_all_items(
+            TEMPLATES.clone(),
+        ))
     }
 
     async fn read_resource(
@@ -741,28 +1005,42 @@ impl ServerHandler for Fixture {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let uri = request.uri.as_str();
         let contents = match uri {
-            TEXT_RESOURCE => ResourceContents::text("This is the content of the static text resource.", uri),
+            TEXT_RESOURCE => {
+                ResourceContents::text("This is the content of the static text resource.", uri)
+            }
             BINARY_RESOURCE => ResourceContents::blob(PNG_1X1, uri).with_mime_type("image/png"),
             WATCHED_RESOURCE => ResourceContents::text("Watched resource content", uri),
             _ => match template_id(uri) {
                 Some(id) => ResourceContents::text(
-                    json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")}).to_string(),
+                    json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")})
+                        .to_string(),
                     uri,
                 )
                 .with_mime_type("application/json"),
                 None => {
-                    return Err(ErrorData::invalid_params("Resource not found", Some(json!({"uri": uri}))));
+                    return Err(ErrorData::invalid_params(
+                        "Resource not found",
+                        Some(json!({"uri": uri})),
+                    ));
                 }
             },
         };
         Ok(ReadResourceResult::new(vec![contents]).into())
     }
 
-    async fn subscribe(&self, _request: SubscribeRequestParams, _context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn subscribe(
+        &self,
+        _request: SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         Ok(())
     }
 
-    async fn unsubscribe(&self, _request: UnsubscribeRequestParams, _context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn unsubscribe(
+        &self,
+        _request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         Ok(())
     }
 
@@ -786,22 +1064,36 @@ impl ServerHandler for Fixture {
                 .and_then(|a| a.get(key))
                 .and_then(Value::as_str)
                 .map(str::to_owned)
-                .ok_or_else(|| ErrorData::invalid_params(format!("missing prompt argument `{key}`"), None))
+                .ok_or_else(|| {
+                    ErrorData::invalid_params(format!("missing prompt argument `{key}`"), None)
+                })
         };
         let messages = match request.name.as_str() {
-            "test_simple_prompt" => vec![PromptMessage::new_text(Role::User, "This is a simple prompt for testing.")],
+            "test_simple_prompt" => vec![PromptMessage::new_text(
+                Role::User,
+                "This is a simple prompt for testing.",
+            )],
             "test_prompt_with_arguments" => {
                 let (arg1, arg2) = (arg("arg1")?, arg("arg2")?);
-                vec![PromptMessage::new_text(Role::User, format!("Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"))]
+                vec![PromptMessage::new_text(
+                    Role::User,
+                    format!("Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"),
+                )]
             }
             "test_prompt_with_embedded_resource" => {
                 let uri = arg("resourceUri")?;
                 vec![
                     PromptMessage::new(
                         Role::User,
-                        ContentBlock::resource(ResourceContents::text("Embedded resource content for testing.", uri)),
+                        ContentBlock::resource(ResourceContents::text(
+                            "Embedded resource content for testing.",
+                            uri,
+                        )),
                     ),
-                    PromptMessage::new_text(Role::User, "Please process the embedded resource above."),
+                    PromptMessage::new_text(
+                        Role::User,
+                        "Please process the embedded resource above.",
+                    ),
                 ]
             }
             "test_prompt_with_image" => vec![
@@ -812,11 +1104,17 @@ impl ServerHandler for Fixture {
                 let responses = to_map(request.input_responses.as_ref());
                 let a = answer(responses.as_ref(), "user_context")?;
                 match accepted_string(&a, "context") {
-                    Some(context) => vec![PromptMessage::new_text(Role::User, format!("Answer using this context: {context}"))],
+                    Some(context) => vec![PromptMessage::new_text(
+                        Role::User,
+                        format!("Answer using this context: {context}"),
+                    )],
                     None => {
                         let schema = json!({"type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]});
                         return Ok(input_required(
-                            vec![("user_context", elicit_input("What context should the prompt use?", schema))],
+                            vec![(
+                                "user_context",
+                                elicit_input("What context should the prompt use?", schema),
+                            )],
                             None,
                         )
                         .into());
@@ -824,7 +1122,10 @@ impl ServerHandler for Fixture {
                 }
             }
             other => {
-                return Err(ErrorData::invalid_params(format!("Unknown prompt: {other}"), Some(json!({"name": other}))));
+                return Err(ErrorData::invalid_params(
+                    format!("Unknown prompt: {other}"),
+                    Some(json!({"name": other})),
+                ));
             }
         };
         Ok(GetPromptResult::new(messages).into())
@@ -835,10 +1136,16 @@ impl ServerHandler for Fixture {
         _request: CompleteRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        Ok(CompleteResult::new(wire::<CompletionInfo>(json!({"values": [], "total": 0, "hasMore": false}))))
+        Ok(CompleteResult::new(wire::<CompletionInfo>(
+            json!({"values": [], "total": 0, "hasMore": false}),
+        )))
     }
 
-    async fn set_level(&self, request: SetLevelRequestParams, _context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         *self.log_level.lock().expect("log level lock") = Some(request.level);
         Ok(())
     }
@@ -846,7 +1153,9 @@ impl ServerHandler for Fixture {
 
 /// `test://template/{id}/data` → `id`.
 fn template_id(uri: &str) -> Option<&str> {
-    let id = uri.strip_prefix("test://template/")?.strip_suffix("/data")?;
+    let id = uri
+        .strip_prefix("test://template/")?
+        .strip_suffix("/data")?;
     (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
@@ -860,7 +1169,10 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { listen: SocketAddr::from(([127, 0, 0, 1], 0)), loopback_hosts_only: false };
+    let mut args = Args {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        loopback_hosts_only: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -869,12 +1181,18 @@ fn parse_args() -> Result<Args, String> {
         };
         match flag.as_str() {
             "--listen" => {
-                let value = inline.or_else(|| it.next()).ok_or("--listen needs an address")?;
-                args.listen = value.parse().map_err(|e| format!("bad --listen address {value:?}: {e}"))?;
+                let value = inline
+                    .or_else(|| it.next())
+                    .ok_or("--listen needs an address")?;
+                args.listen = value
+                    .parse()
+                    .map_err(|e| format!("bad --listen address {value:?}: {e}"))?;
             }
             "--loopback-hosts-only" => args.loopback_hosts_only = true,
             "-h" | "--help" => {
-                println!("usage: conformance-upstream [--listen 127.0.0.1:PORT] [--loopback-hosts-only]");
+                println!(
+                    "usage: conformance-upstream [--listen 127.0.0.1:PORT] [--loopback-hosts-only]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -888,7 +1206,8 @@ async fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
     let args = match parse_args() {
@@ -908,8 +1227,11 @@ async fn main() {
         config = config.disable_allowed_hosts();
     }
     let sealer = Arc::new(StateSealer::new());
-    let service: StreamableHttpService<Fixture, LocalSessionManager> =
-        StreamableHttpService::new(move || Ok(Fixture::new(Arc::clone(&sealer))), Default::default(), config);
+    let service: StreamableHttpService<Fixture, LocalSessionManager> = StreamableHttpService::new(
+        move || Ok(Fixture::new(Arc::clone(&sealer))),
+        Default::default(),
+        config,
+    );
     let router = axum::Router::new().nest_service("/mcp", service);
 
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
@@ -931,9 +1253,11 @@ async fn main() {
         let _ = tokio::signal::ctrl_c().await;
         shutdown.cancel();
     });
-    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(ct.cancelled_owned()).await {
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(ct.cancelled_owned())
+        .await
+    {
         eprintln!("conformance-upstream: server error: {e}");
         std::process::exit(1);
     }
 }
-
