@@ -56,14 +56,20 @@ impl HostPolicy {
         }
     }
 
-    fn host_allowed(&self, host: &str, default_port: u16) -> bool {
-        let (name, port) = split_host_port(&host.to_ascii_lowercase());
-        if self.loopback_hosts && is_loopback_name(&name) {
+    /// Runs on every request: no allocation.
+    fn host_allowed(&self, host: &str) -> bool {
+        let (name, port) = split_host_port_ref(host);
+        if self.loopback_hosts && is_loopback_name(name) {
             return true;
         }
-        let port = port.unwrap_or(default_port);
         self.hosts.iter().any(|(allowed, allowed_port)| {
-            *allowed == name && allowed_port.is_none_or(|p| p == port)
+            allowed.eq_ignore_ascii_case(name)
+                && match (allowed_port, port) {
+                    (None, _) => true,
+                    (Some(a), Some(p)) => *a == p,
+                    // No port in Host: the scheme's default, whichever scheme the client used.
+                    (Some(a), None) => *a == 80 || *a == 443,
+                }
         })
     }
 
@@ -89,7 +95,7 @@ impl HostPolicy {
             .and_then(|h| h.to_str().ok())
             .or(uri_authority);
         match host {
-            Some(h) if self.host_allowed(h, 80) || self.host_allowed(h, 443) => {}
+            Some(h) if self.host_allowed(h) => {}
             _ => return Err("Forbidden: Host header is not allowed"),
         }
         let mut origins = headers.get_all(header::ORIGIN).iter();
@@ -111,6 +117,27 @@ fn normalize_origin(origin: &str) -> String {
     Url::parse(origin)
         .map(|u| u.origin().ascii_serialization())
         .unwrap_or_else(|_| origin.to_owned())
+}
+
+fn split_host_port_ref(value: &str) -> (&str, Option<u16>) {
+    if value.starts_with('[') {
+        return match value.find(']') {
+            Some(end) => (
+                &value[..=end],
+                value[end + 1..]
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse().ok()),
+            ),
+            None => (value, None),
+        };
+    }
+    match value.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => match port.parse() {
+            Ok(p) => (name, Some(p)),
+            Err(_) => (value, None),
+        },
+        _ => (value, None),
+    }
 }
 
 fn split_host_port(value: &str) -> (String, Option<u16>) {

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode, header};
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// JSON-RPC: parse error.
@@ -25,56 +25,137 @@ pub const HEADER_MISMATCH: i64 = -32020;
 pub const SESSION_NOT_FOUND: i64 = -32001;
 
 /// A string field that may also be absent or of another type (then it reads as absent).
+/// Read without buffering: this runs on every request.
 #[derive(Debug, Default)]
 pub struct LenientStr<'a>(pub Option<Cow<'a, str>>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either<'a> {
-            Str(#[serde(borrow)] Cow<'a, str>),
-            Other(IgnoredAny),
-        }
-        Ok(match Either::deserialize(d)? {
-            Either::Str(s) => LenientStr(Some(s)),
-            Either::Other(_) => LenientStr(None),
-        })
+struct LenientStrVisitor;
+
+impl<'de> Visitor<'de> for LenientStrVisitor {
+    type Value = LenientStr<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(LenientStr(Some(Cow::Borrowed(v))))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(LenientStr(Some(Cow::Owned(v.to_owned()))))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(LenientStr(Some(Cow::Owned(v))))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(LenientStr(None))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(LenientStr(None))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(LenientStr(None))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(LenientStr(None))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(LenientStr(None))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(LenientStr(None))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(LenientStr(None))
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct Meta<'a> {
-    #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow, default)]
-    protocol_version: LenientStr<'a>,
+impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientStrVisitor)
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The parts of `params` the gateway reads. Params that are not an object (JSON-RPC allows
+/// arrays; MCP never uses them) read as empty; everything else in them is skipped unread.
+#[derive(Debug, Default)]
 struct Params<'a> {
-    #[serde(borrow, default)]
-    name: LenientStr<'a>,
-    #[serde(borrow, default)]
-    uri: LenientStr<'a>,
-    #[serde(rename = "_meta", borrow, default)]
-    meta: Option<Meta<'a>>,
+    name: Option<Cow<'a, str>>,
+    uri: Option<Cow<'a, str>>,
+    meta_version: Option<Cow<'a, str>>,
 }
 
-/// Params that are not an object (JSON-RPC allows arrays; MCP never uses them) read as empty.
+/// `params` (`is_meta` false) or `params._meta` (`is_meta` true).
+struct ParamsVisitor {
+    is_meta: bool,
+}
+
+impl<'de> Visitor<'de> for ParamsVisitor {
+    type Value = Params<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Params::default();
+        while let Some(LenientStr(key)) = map.next_key::<LenientStr<'de>>()? {
+            match (self.is_meta, key.as_deref().unwrap_or_default()) {
+                (false, "name") => out.name = map.next_value::<LenientStr<'de>>()?.0,
+                (false, "uri") => out.uri = map.next_value::<LenientStr<'de>>()?.0,
+                (false, "_meta") => {
+                    out.meta_version = map.next_value::<MetaParams<'de>>()?.0.meta_version
+                }
+                (true, "io.modelcontextprotocol/protocolVersion") => {
+                    out.meta_version = map.next_value::<LenientStr<'de>>()?.0
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Params::default())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Params::default())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Params::default())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Params::default())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Params::default())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Params::default())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Params::default())
+    }
+}
+
 #[derive(Debug, Default)]
 struct LenientParams<'a>(Params<'a>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for LenientParams<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either<'a> {
-            Object(#[serde(borrow)] Params<'a>),
-            Other(IgnoredAny),
-        }
-        Ok(match Either::deserialize(d)? {
-            Either::Object(p) => LenientParams(p),
-            Either::Other(_) => LenientParams(Params::default()),
-        })
+        d.deserialize_any(ParamsVisitor { is_meta: false })
+            .map(LenientParams)
+    }
+}
+
+struct MetaParams<'a>(Params<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MetaParams<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ParamsVisitor { is_meta: true })
+            .map(MetaParams)
     }
 }
 
@@ -163,9 +244,9 @@ impl<'a> Message<'a> {
             kind,
             id,
             method,
-            name: params.name.0,
-            uri: params.uri.0,
-            meta_version: params.meta.and_then(|m| m.protocol_version.0),
+            name: params.name,
+            uri: params.uri,
+            meta_version: params.meta_version,
         })
     }
 }

@@ -24,7 +24,7 @@ use mcpgate_guard::Principal;
 use serde_json::value::RawValue;
 
 use crate::session::{Owner, SessionSealer};
-use crate::upstream::http::{HttpUpstream, UpstreamError, is_event_stream};
+use crate::upstream::http::{HttpUpstream, UpstreamError, UpstreamResponse, is_event_stream};
 use message::{
     HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Kind, Message, PARSE_ERROR,
     SESSION_NOT_FOUND, Unreadable,
@@ -222,7 +222,7 @@ pub async fn post(
     } else {
         SessionIssue::None
     };
-    relay(&gw, response, session, cancel, id.as_deref())
+    relay(&gw, response, session, cancel, id.as_deref()).await
 }
 
 /// `GET /mcp`: the legacy revisions' server-to-client stream.
@@ -240,7 +240,7 @@ pub async fn get(State(gw): State<Arc<Gateway>>, who: Who, headers: HeaderMap) -
     let mut upstream_headers = gw.upstream_headers(&headers, &who);
     upstream_headers.insert(SESSION_HEADER, upstream_id);
     match gw.upstream.send(Method::GET, upstream_headers, None).await {
-        Ok(response) => relay(&gw, response, SessionIssue::None, None, None),
+        Ok(response) => relay(&gw, response, SessionIssue::None, None, None).await,
         Err(e) => upstream_failure(&e, None, Some("GET stream")),
     }
 }
@@ -270,7 +270,7 @@ pub async fn delete(
         .send(Method::DELETE, upstream_headers, None)
         .await
     {
-        Ok(response) => relay(&gw, response, SessionIssue::None, None, None),
+        Ok(response) => relay(&gw, response, SessionIssue::None, None, None).await,
         Err(e) => upstream_failure(&e, None, Some("DELETE")),
     }
 }
@@ -280,9 +280,9 @@ enum SessionIssue {
     Seal(Owner),
 }
 
-fn relay(
+async fn relay(
     gw: &Gateway,
-    response: reqwest::Response,
+    response: UpstreamResponse,
     session: SessionIssue,
     mut cancel: Option<CancelOnDrop>,
     id: Option<&RawValue>,
@@ -330,23 +330,24 @@ fn relay(
             }
         }
     }
-    let streaming = is_event_stream(response.headers());
-    let body_stream = gw.upstream.body_stream(response);
-    let body = match cancel.as_mut() {
-        Some(_) if streaming => {
-            let guard = cancel.take();
-            Body::from_stream(guarded(body_stream, guard))
-        }
-        _ => {
-            // A JSON response: it is complete once it arrives; nothing to cancel.
-            if let Some(c) = cancel.as_mut() {
-                c.disarm();
+    let body = if is_event_stream(response.headers()) {
+        // A stream: pass each chunk on as it arrives; if the client goes away first, cancel.
+        Body::from_stream(guarded(gw.upstream.body_stream(response), cancel.take()))
+    } else {
+        // A single JSON message (or an empty 202): read it whole, so that it goes back with a
+        // Content-Length in one write instead of chunked framing.
+        match gw.upstream.read_body(response).await {
+            Ok(bytes) => {
+                if let Some(c) = cancel.as_mut() {
+                    c.disarm();
+                }
+                Body::from(bytes)
             }
-            Body::from_stream(body_stream)
+            Err(e) => return upstream_failure(&e, id, Some("reading the response")),
         }
     };
     let mut out = Response::new(body);
-    *out.status_mut() = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    *out.status_mut() = status;
     *out.headers_mut() = headers;
     out
 }

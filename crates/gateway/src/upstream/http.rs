@@ -1,11 +1,21 @@
 //! The upstream MCP server over Streamable HTTP: which request headers go up, which response
 //! headers come down, and response bodies streamed through chunk by chunk with an idle timeout.
+//!
+//! Requests go through a pooled hyper client (HTTP/1.1 and HTTP/2, TLS with rustls and the
+//! platform's trust store); this is the gateway's hot path, so the upstream URI is parsed once
+//! and nothing is copied that need not be.
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use url::Url;
 
 /// Client request headers that always pass (besides `Mcp-Param-*`).
@@ -33,8 +43,8 @@ const RETURNED: &[&str] = &[
 
 /// How to reach the upstream.
 pub struct HttpUpstream {
-    url: Url,
-    client: reqwest::Client,
+    uri: Uri,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     extra_headers: HeaderMap,
     forward_extra: Vec<HeaderName>,
     response_timeout: Duration,
@@ -44,7 +54,7 @@ pub struct HttpUpstream {
 impl std::fmt::Debug for HttpUpstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpUpstream")
-            .field("url", &self.url.as_str())
+            .field("uri", &self.uri)
             .finish_non_exhaustive()
     }
 }
@@ -55,7 +65,7 @@ pub enum UpstreamError {
     /// Connection refused, reset, DNS, TLS …
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
-    /// No response headers within `upstream.timeout`.
+    /// No response headers (or, for a JSON reply, no whole body) in time.
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
 }
@@ -76,19 +86,34 @@ pub struct HttpUpstreamOptions {
     pub idle_timeout: Duration,
 }
 
+/// An upstream response.
+pub type UpstreamResponse = Response<Incoming>;
+
 impl HttpUpstream {
     /// A client for the upstream; connections are pooled and reused.
     pub fn new(options: HttpUpstreamOptions) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
+        let uri: Uri = options
+            .url
+            .as_str()
+            .parse()
+            .map_err(|e| format!("upstream.url: {e}"))?;
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(options.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .try_with_platform_verifier()
+            .map_err(|e| format!("TLS trust store: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("upstream HTTP client: {e}"))?;
+            .build(https);
         Ok(HttpUpstream {
-            url: options.url,
+            uri,
             client,
             extra_headers: options.extra_headers,
             forward_extra: options.forward_extra,
@@ -123,15 +148,12 @@ impl HttpUpstream {
         method: Method,
         headers: HeaderMap,
         body: Option<Bytes>,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        let mut request = self
-            .client
-            .request(method, self.url.clone())
-            .headers(headers);
-        if let Some(body) = body {
-            request = request.body(body);
-        }
-        match tokio::time::timeout(self.response_timeout, request.send()).await {
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let mut request = Request::new(Full::new(body.unwrap_or_default()));
+        *request.method_mut() = method;
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = headers;
+        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
             Err(_) => Err(UpstreamError::Timeout(self.response_timeout)),
             Ok(Err(e)) => Err(UpstreamError::Unreachable(describe(&e))),
             Ok(Ok(response)) => Ok(response),
@@ -140,20 +162,20 @@ impl HttpUpstream {
 
     /// Whether the upstream answers HTTP at all (any status counts), for `/readyz`.
     pub async fn reachable(&self) -> bool {
-        let request = self
-            .client
-            .get(self.url.clone())
-            .header(header::ACCEPT, "text/event-stream")
-            .headers(self.extra_headers.clone());
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), request.send()).await,
-            Ok(Ok(_))
-        )
+        let mut headers = self.extra_headers.clone();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        let probe = async { self.send(Method::GET, headers, None).await.is_ok() };
+        tokio::time::timeout(Duration::from_secs(2), probe)
+            .await
+            .unwrap_or(false)
     }
 
     /// The response headers that go back to the client (the session id is handled by the
     /// caller).
-    pub fn returned_headers(response: &reqwest::Response, pass_auth_challenge: bool) -> HeaderMap {
+    pub fn returned_headers(response: &UpstreamResponse, pass_auth_challenge: bool) -> HeaderMap {
         let mut out = HeaderMap::with_capacity(4);
         for (name, value) in response.headers() {
             let s = name.as_str();
@@ -171,26 +193,46 @@ impl HttpUpstream {
         out
     }
 
+    /// A whole (non-stream) response body, within `upstream.idle_timeout`.
+    pub async fn read_body(&self, response: UpstreamResponse) -> Result<Bytes, UpstreamError> {
+        match tokio::time::timeout(self.idle_timeout, response.into_body().collect()).await {
+            Err(_) => Err(UpstreamError::Timeout(self.idle_timeout)),
+            Ok(Err(e)) => Err(UpstreamError::Unreachable(describe(&e))),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        }
+    }
+
     /// The response body as a stream of chunks, passed on as they arrive. The stream ends with
     /// an error if the upstream is silent longer than `upstream.idle_timeout`.
     pub fn body_stream(
         &self,
-        response: reqwest::Response,
+        response: UpstreamResponse,
     ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
         let idle = self.idle_timeout;
-        futures::stream::unfold(Some(response.bytes_stream()), move |state| async move {
-            let mut inner = state?;
-            match tokio::time::timeout(idle, inner.next()).await {
-                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(inner))),
-                Ok(Some(Err(e))) => Some((Err(std::io::Error::other(describe(&e))), None)),
-                Ok(None) => None,
-                Err(_) => Some((
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "upstream stream idle",
-                    )),
-                    None,
-                )),
+        futures::stream::unfold(Some(response.into_body()), move |state| async move {
+            let mut body = state?;
+            loop {
+                match tokio::time::timeout(idle, body.frame()).await {
+                    Ok(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) if data.is_empty() => continue,
+                        Ok(data) => return Some((Ok(data), Some(body))),
+                        // Trailers: nothing to pass on.
+                        Err(_) => continue,
+                    },
+                    Ok(Some(Err(e))) => {
+                        return Some((Err(std::io::Error::other(describe(&e))), None));
+                    }
+                    Ok(None) => return None,
+                    Err(_) => {
+                        return Some((
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "upstream stream idle",
+                            )),
+                            None,
+                        ));
+                    }
+                }
             }
         })
     }
@@ -208,10 +250,9 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
         })
 }
 
-fn describe(e: &reqwest::Error) -> String {
-    // The URL is the operator's own configuration, not a secret, but keep messages short.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = e.source();
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());

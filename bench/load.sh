@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Load benchmark: tools/call through the gateway, measured side by side in one run against
+#   1. the upstream directly,
+#   2. the gateway with --auth none,
+#   3. the gateway with --auth jwt (RS256, the same token on every request, as a client sends).
+# The upstream is trivial (a fixed JSON-RPC reply) so that the gateway's own cost shows.
+# Needs wrk (Debian package `wrk`). Prints a Markdown table; see docs/performance.md.
+#
+#   bench/load.sh [DURATION_SECONDS] [CONNECTIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${1:-10}"
+CONNS="${2:-32}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/mcpgate-target}"
+command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
+
+cargo build --release -q -p mcpgate -p mcpgate-testkit --bin mcpgate --bin fixed-upstream --bin mint-token
+BIN="$CARGO_TARGET_DIR/release"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+
+UP_PORT=$(free_port); NONE_PORT=$(free_port); JWT_PORT=$(free_port)
+"$BIN/fixed-upstream" --listen "127.0.0.1:$UP_PORT" >/dev/null & PIDS+=($!); UP_PID=$!
+UPSTREAM="http://127.0.0.1:$UP_PORT/mcp"
+ISS="https://idp.example"
+"$BIN/mcpgate" serve --listen "127.0.0.1:$NONE_PORT" --auth none --upstream-url "$UPSTREAM" 2>"$WORK/none.log" & PIDS+=($!); NONE_PID=$!
+"$BIN/mcpgate" serve --listen "127.0.0.1:$JWT_PORT" --auth jwt --issuer-url "$ISS" \
+  --jwt-public-key crates/testkit/keys/rsa1.pub.pem --upstream-url "$UPSTREAM" 2>"$WORK/jwt.log" & PIDS+=($!); JWT_PID=$!
+wait_http "http://127.0.0.1:$NONE_PORT/healthz"; wait_http "http://127.0.0.1:$JWT_PORT/healthz"
+TOKEN=$("$BIN/mint-token" "$ISS" "http://127.0.0.1:$JWT_PORT/mcp")
+
+cat > "$WORK/call.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json, text/event-stream"
+wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
+if os.getenv("TOKEN") ~= nil and os.getenv("TOKEN") ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
+end
+LUA
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+TICK=$(getconf CLK_TCK)
+
+# run NAME URL PID TOKEN -> one table row
+run() {
+  local name=$1 url=$2 pid=$3 token=$4
+  TOKEN="$token" wrk -t1 -c4 -d2s -s "$WORK/call.lua" "$url" >/dev/null   # warm-up
+  local before after
+  before=$(cpu_ticks "$pid")
+  TOKEN="$token" wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/call.lua" "$url" >"$WORK/$name.tput"
+  after=$(cpu_ticks "$pid")
+  TOKEN="$token" wrk -t1 -c1 -d"$((DURATION / 2 > 2 ? DURATION / 2 : 3))s" --latency -s "$WORK/call.lua" "$url" >"$WORK/$name.c1"
+  local rps reqs p50 p99 c1p50 c1p99 cpu
+  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.tput")
+  reqs=$(awk '/requests in/ {print $1}' "$WORK/$name.tput")
+  p50=$(awk '$1=="50%" {print $2}' "$WORK/$name.tput"); p99=$(awk '$1=="99%" {print $2}' "$WORK/$name.tput")
+  c1p50=$(awk '$1=="50%" {print $2}' "$WORK/$name.c1"); c1p99=$(awk '$1=="99%" {print $2}' "$WORK/$name.c1")
+  cpu=$(python3 -c "print(f'{($after-$before)/$TICK/$reqs*1e6:.1f}')")
+  echo "| $name | $rps | $p50 | $p99 | $c1p50 | $c1p99 | $cpu |"
+  echo "$name $rps $cpu $c1p50" >>"$WORK/summary"
+}
+
+NONE_IDLE=$(rss_kib "$NONE_PID"); JWT_IDLE=$(rss_kib "$JWT_PID")
+echo "Connections: $CONNS, duration: ${DURATION}s, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+echo "| target | req/s | p50 | p99 | p50 @c=1 | p99 @c=1 | process CPU µs/req |"
+echo "|---|---|---|---|---|---|---|"
+run "upstream direct" "$UPSTREAM" "$UP_PID" ""
+run "gateway, auth none" "http://127.0.0.1:$NONE_PORT/mcp" "$NONE_PID" ""
+run "gateway, auth jwt" "http://127.0.0.1:$JWT_PORT/mcp" "$JWT_PID" "$TOKEN"
+echo
+echo "Gateway RSS: idle $((NONE_IDLE / 1024)) MiB (none) / $((JWT_IDLE / 1024)) MiB (jwt); after load $(( $(rss_kib "$NONE_PID") / 1024 )) MiB / $(( $(rss_kib "$JWT_PID") / 1024 )) MiB"
+python3 - "$WORK/summary" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    parts = line.rsplit(maxsplit=3)
+    rows[parts[0]] = parts[1:]
+def ms(v):
+    v = v.strip()
+    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(unit):
+            return float(v[: -len(unit)]) * f
+    return float(v)
+up, none, jwt = rows["upstream direct"], rows["gateway, auth none"], rows["gateway, auth jwt"]
+print(f"jwt / none throughput: {float(jwt[0]) / float(none[0]) * 100:.1f}%")
+print(f"gateway (jwt) added p50 latency at c=1: {(ms(jwt[2]) - ms(up[2])) * 1000:.0f} µs")
+print(f"gateway (none) added p50 latency at c=1: {(ms(none[2]) - ms(up[2])) * 1000:.0f} µs")
+PY
