@@ -17,6 +17,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpgate_guard::Principal;
+use subtle::ConstantTimeEq;
 
 const VERSION: u8 = 1;
 const AAD: &[u8] = b"mcpgate session v1";
@@ -159,7 +160,7 @@ impl SessionSealer {
         }
         // The owner digest is not secret from the client's point of view (it is encrypted),
         // but compare in constant time anyway: it is cheap and removes a question.
-        if !constant_time_eq(&plain[1..1 + OWNER_LEN], &owner.0) {
+        if !bool::from(plain[1..1 + OWNER_LEN].ct_eq(&owner.0)) {
             return Err(SessionError::WrongOwner);
         }
         let issued = u64::from_be_bytes(
@@ -176,10 +177,6 @@ impl SessionSealer {
         }
         String::from_utf8(plain[HEADER_LEN..].to_vec()).map_err(|_| SessionError::Forged)
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -288,10 +288,7 @@ async fn relay(
     id: Option<&RawValue>,
 ) -> Response<Body> {
     let status = response.status();
-    if matches!(
-        status,
-        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
-    ) && gw.token == TokenForwarding::Strip
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) && gw.token == TokenForwarding::Strip
     {
         // The upstream refused the gateway's own credentials: a configuration problem on our
         // side, not something the client can fix by re-authorizing.
