@@ -6,11 +6,14 @@
 # The upstream is trivial (a fixed JSON-RPC reply) so that the gateway's own cost shows.
 # Needs wrk (Debian package `wrk`). Prints a Markdown table; see docs/performance.md.
 #
-#   bench/load.sh [DURATION_SECONDS] [CONNECTIONS]
+#   [ROUNDS=3] bench/load.sh [DURATION_SECONDS] [CONNECTIONS]
+# Each target is measured ROUNDS times, interleaved, and the medians are reported, because this
+# machine is shared and noisy: compare the ratios, not the absolute figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION="${1:-10}"
+DURATION="${1:-6}"
 CONNS="${2:-32}"
+ROUNDS="${ROUNDS:-3}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/mcpgate-target}"
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
 
@@ -49,49 +52,52 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 TICK=$(getconf CLK_TCK)
 
-# run NAME URL PID TOKEN -> one table row
+# run NAME URL PID TOKEN -> one raw line in $WORK/rows
 run() {
   local name=$1 url=$2 pid=$3 token=$4
-  TOKEN="$token" wrk -t1 -c4 -d2s -s "$WORK/call.lua" "$url" >/dev/null   # warm-up
+  TOKEN="$token" wrk -t1 -c4 -d1s -s "$WORK/call.lua" "$url" >/dev/null   # warm-up
   local before after
   before=$(cpu_ticks "$pid")
-  TOKEN="$token" wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/call.lua" "$url" >"$WORK/$name.tput"
+  TOKEN="$token" wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/call.lua" "$url" >"$WORK/tput"
   after=$(cpu_ticks "$pid")
-  TOKEN="$token" wrk -t1 -c1 -d"$((DURATION / 2 > 2 ? DURATION / 2 : 3))s" --latency -s "$WORK/call.lua" "$url" >"$WORK/$name.c1"
-  local rps reqs p50 p99 c1p50 c1p99 cpu
-  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.tput")
-  reqs=$(awk '/requests in/ {print $1}' "$WORK/$name.tput")
-  p50=$(awk '$1=="50%" {print $2}' "$WORK/$name.tput"); p99=$(awk '$1=="99%" {print $2}' "$WORK/$name.tput")
-  c1p50=$(awk '$1=="50%" {print $2}' "$WORK/$name.c1"); c1p99=$(awk '$1=="99%" {print $2}' "$WORK/$name.c1")
-  cpu=$(python3 -c "print(f'{($after-$before)/$TICK/$reqs*1e6:.1f}')")
-  echo "| $name | $rps | $p50 | $p99 | $c1p50 | $c1p99 | $cpu |"
-  echo "$name $rps $cpu $c1p50" >>"$WORK/summary"
+  TOKEN="$token" wrk -t1 -c1 -d3s --latency -s "$WORK/call.lua" "$url" >"$WORK/c1"
+  local reqs
+  reqs=$(awk '/requests in/ {print $1}' "$WORK/tput")
+  printf '%s|%s|%s|%s|%s|%s|%s\n' "$name" \
+    "$(awk '/Requests\/sec/ {print $2}' "$WORK/tput")" \
+    "$(awk '$1=="50%" {print $2}' "$WORK/tput")" "$(awk '$1=="99%" {print $2}' "$WORK/tput")" \
+    "$(awk '$1=="50%" {print $2}' "$WORK/c1")" "$(awk '$1=="99%" {print $2}' "$WORK/c1")" \
+    "$(python3 -c "print(($after-$before)/$TICK/$reqs*1e6)")" >>"$WORK/rows"
 }
 
 NONE_IDLE=$(rss_kib "$NONE_PID"); JWT_IDLE=$(rss_kib "$JWT_PID")
-echo "Connections: $CONNS, duration: ${DURATION}s, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "Connections: $CONNS, ${DURATION}s per measurement, $ROUNDS interleaved rounds (medians shown), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+for round in $(seq "$ROUNDS"); do
+  run "upstream direct" "$UPSTREAM" "$UP_PID" ""
+  run "gateway, auth none" "http://127.0.0.1:$NONE_PORT/mcp" "$NONE_PID" ""
+  run "gateway, auth jwt" "http://127.0.0.1:$JWT_PORT/mcp" "$JWT_PID" "$TOKEN"
+done
 echo
-echo "| target | req/s | p50 | p99 | p50 @c=1 | p99 @c=1 | process CPU µs/req |"
-echo "|---|---|---|---|---|---|---|"
-run "upstream direct" "$UPSTREAM" "$UP_PID" ""
-run "gateway, auth none" "http://127.0.0.1:$NONE_PORT/mcp" "$NONE_PID" ""
-run "gateway, auth jwt" "http://127.0.0.1:$JWT_PORT/mcp" "$JWT_PID" "$TOKEN"
-echo
-echo "Gateway RSS: idle $((NONE_IDLE / 1024)) MiB (none) / $((JWT_IDLE / 1024)) MiB (jwt); after load $(( $(rss_kib "$NONE_PID") / 1024 )) MiB / $(( $(rss_kib "$JWT_PID") / 1024 )) MiB"
-python3 - "$WORK/summary" <<'PY'
-import sys
-rows = {}
-for line in open(sys.argv[1]):
-    parts = line.rsplit(maxsplit=3)
-    rows[parts[0]] = parts[1:]
-def ms(v):
-    v = v.strip()
-    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+python3 - "$WORK/rows" <<'PY'
+import statistics, sys
+def us(v):
+    for unit, f in (("us", 1.0), ("ms", 1e3), ("s", 1e6)):
         if v.endswith(unit):
             return float(v[: -len(unit)]) * f
     return float(v)
-up, none, jwt = rows["upstream direct"], rows["gateway, auth none"], rows["gateway, auth jwt"]
-print(f"jwt / none throughput: {float(jwt[0]) / float(none[0]) * 100:.1f}%")
-print(f"gateway (jwt) added p50 latency at c=1: {(ms(jwt[2]) - ms(up[2])) * 1000:.0f} µs")
-print(f"gateway (none) added p50 latency at c=1: {(ms(none[2]) - ms(up[2])) * 1000:.0f} µs")
+rows = {}
+for line in open(sys.argv[1]):
+    name, rps, p50, p99, c50, c99, cpu = line.strip().split("|")
+    rows.setdefault(name, []).append((float(rps), us(p50), us(p99), us(c50), us(c99), float(cpu)))
+med = {n: [statistics.median(col) for col in zip(*v)] for n, v in rows.items()}
+print("| target | req/s | p50 | p99 | p50 @c=1 | p99 @c=1 | process CPU µs/req |")
+print("|---|---|---|---|---|---|---|")
+for name, (rps, p50, p99, c50, c99, cpu) in med.items():
+    print(f"| {name} | {rps:.0f} | {p50:.0f} µs | {p99:.0f} µs | {c50:.0f} µs | {c99:.0f} µs | {cpu:.1f} |")
+up, none, jwt = med["upstream direct"], med["gateway, auth none"], med["gateway, auth jwt"]
+print()
+print(f"- auth jwt / auth none throughput: {jwt[0] / none[0] * 100:.0f}%")
+print(f"- gateway CPU per request, auth jwt: {jwt[5]:.1f} µs = {jwt[5] / up[5]:.1f}× the bare upstream's {up[5]:.1f} µs")
+print(f"- added p50 latency at concurrency 1: auth none {none[3] - up[3]:.0f} µs, auth jwt {jwt[3] - up[3]:.0f} µs")
 PY
+echo "- gateway RSS: idle $((NONE_IDLE / 1024)) MiB (none) / $((JWT_IDLE / 1024)) MiB (jwt); after load $(( $(rss_kib "$NONE_PID") / 1024 )) MiB / $(( $(rss_kib "$JWT_PID") / 1024 )) MiB"

@@ -67,6 +67,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         connect_timeout: config.upstream.connect_timeout,
         response_timeout: config.upstream.timeout,
         idle_timeout: config.upstream.idle_timeout,
+        max_response_bytes: config.upstream.max_response_bytes,
     })?;
 
     let sessions = match &config.session.key {

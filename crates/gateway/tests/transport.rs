@@ -479,3 +479,32 @@ async fn passthrough_requires_a_bearer_and_forwards_it() {
     assert_eq!(seen["authorization"], "Bearer opaque-upstream-token");
     let _ = c.cancel().await;
 }
+
+#[tokio::test]
+async fn oversized_upstream_reply_is_502_not_unbounded_memory() {
+    let upstream = TestUpstream::start(Mode::StatelessJson).await;
+    let gw = Gateway::start(
+        &["--auth", "none", "--upstream-url", &upstream.url],
+        &[("MCPGATE_UPSTREAM_MAX_RESPONSE_BYTES", "2000")],
+    )
+    .await;
+    let call = |message: String| {
+        json!({"jsonrpc":"2.0","id":21,"method":"tools/call","params":{"name":"echo","arguments":{"message": message},"_meta":{
+            "io.modelcontextprotocol/protocolVersion":"2026-07-28",
+            "io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},
+            "io.modelcontextprotocol/clientCapabilities":{}}}})
+        .to_string()
+    };
+    let send = |body: String| {
+        post(&gw)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "echo")
+            .body(body)
+            .send()
+    };
+    assert_eq!(send(call("small".into())).await.unwrap().status(), 200);
+    let r = send(call("x".repeat(5000))).await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.json::<Value>().await.unwrap()["id"], 21);
+}

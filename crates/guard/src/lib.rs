@@ -63,3 +63,8 @@ pub use principal::{
 pub use resource::{Audience, InvalidResourceUrl, PRM_WELL_KNOWN, ResourceUrl};
 pub use static_tokens::StaticTokens;
 pub use verifier::{BoxFuture, TokenVerifier, VerifyResult};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -109,6 +109,8 @@ pub struct UpstreamConfig {
     /// Longest silence on a response stream before it is closed.
     #[serde(with = "values::duration")]
     pub idle_timeout: Duration,
+    /// Largest complete (JSON) reply accepted from the upstream, in bytes.
+    pub max_response_bytes: usize,
     /// Extra headers sent upstream; `${VAR}` in a value is replaced by that environment
     /// variable of the gateway.
     pub headers: BTreeMap<String, Secret>,
@@ -266,6 +268,7 @@ impl Default for UpstreamConfig {
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(300),
+            max_response_bytes: 16 * 1024 * 1024,
             headers: BTreeMap::new(),
             forward_headers: Vec::new(),
             identity_headers: IdentityHeaders::default(),

@@ -93,6 +93,12 @@ pub const SETTINGS: &[Setting] = &[
         "duration",
         "Longest silence on an upstream response stream before the gateway closes it.",
     ),
+    s(
+        "upstream.max_response_bytes",
+        None,
+        "integer",
+        "Largest complete (JSON) reply accepted from the upstream; a larger one becomes a 502. Streams are not limited.",
+    ),
     secret(
         "upstream.headers",
         "table of strings",

@@ -277,6 +277,12 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
             );
         }
     }
+    if config.upstream.max_response_bytes == 0 {
+        err(
+            "upstream.max_response_bytes",
+            "must be greater than zero".into(),
+        );
+    }
     if config.http.max_body_bytes == 0 {
         err("http.max_body_bytes", "must be greater than zero".into());
     }

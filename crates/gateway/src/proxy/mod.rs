@@ -24,7 +24,7 @@ use mcpgate_guard::Principal;
 use serde_json::value::RawValue;
 
 use crate::session::{Owner, SessionSealer};
-use crate::upstream::http::{HttpUpstream, UpstreamError, UpstreamResponse, is_event_stream};
+use crate::upstream::http::{HttpUpstream, Reply, UpstreamError};
 use message::{
     HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Kind, Message, PARSE_ERROR,
     SESSION_NOT_FOUND, Unreadable,
@@ -211,7 +211,7 @@ pub async fn post(
 
     let response = match gw
         .upstream
-        .send(Method::POST, upstream_headers, Some(body))
+        .exchange(Method::POST, upstream_headers, Some(body))
         .await
     {
         Ok(r) => r,
@@ -222,7 +222,7 @@ pub async fn post(
     } else {
         SessionIssue::None
     };
-    relay(&gw, response, session, cancel, id.as_deref()).await
+    relay(&gw, response, session, cancel, id.as_deref())
 }
 
 /// `GET /mcp`: the legacy revisions' server-to-client stream.
@@ -239,8 +239,12 @@ pub async fn get(State(gw): State<Arc<Gateway>>, who: Who, headers: HeaderMap) -
     };
     let mut upstream_headers = gw.upstream_headers(&headers, &who);
     upstream_headers.insert(SESSION_HEADER, upstream_id);
-    match gw.upstream.send(Method::GET, upstream_headers, None).await {
-        Ok(response) => relay(&gw, response, SessionIssue::None, None, None).await,
+    match gw
+        .upstream
+        .exchange(Method::GET, upstream_headers, None)
+        .await
+    {
+        Ok(response) => relay(&gw, response, SessionIssue::None, None, None),
         Err(e) => upstream_failure(&e, None, Some("GET stream")),
     }
 }
@@ -267,10 +271,10 @@ pub async fn delete(
     upstream_headers.insert(SESSION_HEADER, upstream_id);
     match gw
         .upstream
-        .send(Method::DELETE, upstream_headers, None)
+        .exchange(Method::DELETE, upstream_headers, None)
         .await
     {
-        Ok(response) => relay(&gw, response, SessionIssue::None, None, None).await,
+        Ok(response) => relay(&gw, response, SessionIssue::None, None, None),
         Err(e) => upstream_failure(&e, None, Some("DELETE")),
     }
 }
@@ -280,15 +284,17 @@ enum SessionIssue {
     Seal(Owner),
 }
 
-async fn relay(
+fn relay(
     gw: &Gateway,
-    response: UpstreamResponse,
+    reply: Reply,
     session: SessionIssue,
     mut cancel: Option<CancelOnDrop>,
     id: Option<&RawValue>,
 ) -> Response<Body> {
-    let status = response.status();
-    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) && gw.token == TokenForwarding::Strip
+    let parts = reply.parts();
+    let status = parts.status;
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+        && gw.token == TokenForwarding::Strip
     {
         // The upstream refused the gateway's own credentials: a configuration problem on our
         // side, not something the client can fix by re-authorizing.
@@ -300,11 +306,10 @@ async fn relay(
             "The upstream MCP server refused the gateway",
         );
     }
-    let mut headers =
-        HttpUpstream::returned_headers(&response, gw.token == TokenForwarding::Forward);
+    let mut headers = HttpUpstream::returned_headers(parts, gw.token == TokenForwarding::Forward);
     if let SessionIssue::Seal(owner) = session
-        && let Some(upstream_id) = response
-            .headers()
+        && let Some(upstream_id) = parts
+            .headers
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
     {
@@ -327,20 +332,17 @@ async fn relay(
             }
         }
     }
-    let body = if is_event_stream(response.headers()) {
+    let body = match reply {
         // A stream: pass each chunk on as it arrives; if the client goes away first, cancel.
-        Body::from_stream(guarded(gw.upstream.body_stream(response), cancel.take()))
-    } else {
-        // A single JSON message (or an empty 202): read it whole, so that it goes back with a
-        // Content-Length in one write instead of chunked framing.
-        match gw.upstream.read_body(response).await {
-            Ok(bytes) => {
-                if let Some(c) = cancel.as_mut() {
-                    c.disarm();
-                }
-                Body::from(bytes)
+        Reply::Stream(_, body) => {
+            Body::from_stream(guarded(gw.upstream.body_stream(body), cancel.take()))
+        }
+        // A single JSON message (or an empty 202), complete: it goes back with a Content-Length.
+        Reply::Whole(_, bytes) => {
+            if let Some(c) = cancel.as_mut() {
+                c.disarm();
             }
-            Err(e) => return upstream_failure(&e, id, Some("reading the response")),
+            Body::from(bytes)
         }
     };
     let mut out = Response::new(body);
@@ -431,7 +433,7 @@ impl Drop for CancelOnDrop {
         let gw = Arc::clone(&self.gw);
         let headers = std::mem::take(&mut self.headers);
         runtime.spawn(async move {
-            match gw.upstream.send(Method::POST, headers, Some(Bytes::from(body))).await {
+            match gw.upstream.exchange(Method::POST, headers, Some(Bytes::from(body))).await {
                 Ok(_) => tracing::debug!(target: "mcpgate::proxy", "client went away; request cancelled upstream"),
                 Err(e) => tracing::debug!(target: "mcpgate::proxy", error = %e, "could not cancel upstream request"),
             }
@@ -449,6 +451,10 @@ fn upstream_failure(
         UpstreamError::Unreachable(_) => (
             StatusCode::BAD_GATEWAY,
             "The upstream MCP server is unreachable",
+        ),
+        UpstreamError::TooLarge(_) => (
+            StatusCode::BAD_GATEWAY,
+            "The upstream MCP server's reply is too large",
         ),
         UpstreamError::Timeout(_) => (
             StatusCode::GATEWAY_TIMEOUT,

@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
 use bytes::Bytes;
 use futures::Stream;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -49,6 +49,7 @@ pub struct HttpUpstream {
     forward_extra: Vec<HeaderName>,
     response_timeout: Duration,
     idle_timeout: Duration,
+    max_response_bytes: usize,
 }
 
 impl std::fmt::Debug for HttpUpstream {
@@ -65,9 +66,12 @@ pub enum UpstreamError {
     /// Connection refused, reset, DNS, TLS …
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
-    /// No response headers (or, for a JSON reply, no whole body) in time.
+    /// No answer (for a JSON reply: the whole of it; for a stream: its headers) in time.
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
+    /// A complete reply over `upstream.max_response_bytes`.
+    #[error("upstream reply is larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 /// Settings for [`HttpUpstream::new`].
@@ -84,10 +88,26 @@ pub struct HttpUpstreamOptions {
     pub response_timeout: Duration,
     /// Silence allowed on a response stream.
     pub idle_timeout: Duration,
+    /// Largest complete reply accepted.
+    pub max_response_bytes: usize,
 }
 
-/// An upstream response.
-pub type UpstreamResponse = Response<Incoming>;
+/// What the upstream answered.
+pub enum Reply {
+    /// A complete reply (JSON, or an empty `202`).
+    Whole(http::response::Parts, Bytes),
+    /// An SSE stream, to be relayed as it arrives.
+    Stream(http::response::Parts, Incoming),
+}
+
+impl Reply {
+    /// Status and headers.
+    pub fn parts(&self) -> &http::response::Parts {
+        match self {
+            Reply::Whole(p, _) | Reply::Stream(p, _) => p,
+        }
+    }
+}
 
 impl HttpUpstream {
     /// A client for the upstream; connections are pooled and reused.
@@ -119,6 +139,7 @@ impl HttpUpstream {
             forward_extra: options.forward_extra,
             response_timeout: options.response_timeout,
             idle_timeout: options.idle_timeout,
+            max_response_bytes: options.max_response_bytes,
         })
     }
 
@@ -142,22 +163,41 @@ impl HttpUpstream {
         out
     }
 
-    /// Sends a request and waits for the response headers (at most `upstream.timeout`).
-    pub async fn send(
+    /// Sends a request and waits for the answer: a JSON (or empty) reply whole, a stream up to
+    /// its headers. Both within `upstream.timeout`, with one timer.
+    pub async fn exchange(
         &self,
         method: Method,
         headers: HeaderMap,
         body: Option<Bytes>,
-    ) -> Result<UpstreamResponse, UpstreamError> {
+    ) -> Result<Reply, UpstreamError> {
         let mut request = Request::new(Full::new(body.unwrap_or_default()));
         *request.method_mut() = method;
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = headers;
-        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
-            Err(_) => Err(UpstreamError::Timeout(self.response_timeout)),
-            Ok(Err(e)) => Err(UpstreamError::Unreachable(describe(&e))),
-            Ok(Ok(response)) => Ok(response),
-        }
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
+            let (parts, body) = response.into_parts();
+            if is_event_stream(&parts.headers) {
+                return Ok(Reply::Stream(parts, body));
+            }
+            let bytes = Limited::new(body, self.max_response_bytes)
+                .collect()
+                .await
+                .map_err(|e| match e.downcast::<LengthLimitError>() {
+                    Ok(_) => UpstreamError::TooLarge(self.max_response_bytes),
+                    Err(e) => UpstreamError::Unreachable(describe(e.as_ref())),
+                })?
+                .to_bytes();
+            Ok(Reply::Whole(parts, bytes))
+        };
+        tokio::time::timeout(self.response_timeout, exchange)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout(self.response_timeout)))
     }
 
     /// Whether the upstream answers HTTP at all (any status counts), for `/readyz`.
@@ -167,7 +207,11 @@ impl HttpUpstream {
             header::ACCEPT,
             HeaderValue::from_static("text/event-stream"),
         );
-        let probe = async { self.send(Method::GET, headers, None).await.is_ok() };
+        let mut request = Request::new(Full::new(Bytes::new()));
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = headers;
+        // Any HTTP answer counts; the body (perhaps a stream) is not read.
+        let probe = async { self.client.request(request).await.is_ok() };
         tokio::time::timeout(Duration::from_secs(2), probe)
             .await
             .unwrap_or(false)
@@ -175,15 +219,15 @@ impl HttpUpstream {
 
     /// The response headers that go back to the client (the session id is handled by the
     /// caller).
-    pub fn returned_headers(response: &UpstreamResponse, pass_auth_challenge: bool) -> HeaderMap {
+    pub fn returned_headers(parts: &http::response::Parts, pass_auth_challenge: bool) -> HeaderMap {
         let mut out = HeaderMap::with_capacity(4);
-        for (name, value) in response.headers() {
+        for (name, value) in &parts.headers {
             let s = name.as_str();
             if RETURNED.contains(&s) || (pass_auth_challenge && s == "www-authenticate") {
                 out.append(name.clone(), value.clone());
             }
         }
-        if is_event_stream(response.headers()) {
+        if is_event_stream(&parts.headers) {
             // Tell reverse proxies (nginx) not to buffer the stream.
             out.insert(
                 HeaderName::from_static("x-accel-buffering"),
@@ -193,23 +237,14 @@ impl HttpUpstream {
         out
     }
 
-    /// A whole (non-stream) response body, within `upstream.idle_timeout`.
-    pub async fn read_body(&self, response: UpstreamResponse) -> Result<Bytes, UpstreamError> {
-        match tokio::time::timeout(self.idle_timeout, response.into_body().collect()).await {
-            Err(_) => Err(UpstreamError::Timeout(self.idle_timeout)),
-            Ok(Err(e)) => Err(UpstreamError::Unreachable(describe(&e))),
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        }
-    }
-
     /// The response body as a stream of chunks, passed on as they arrive. The stream ends with
     /// an error if the upstream is silent longer than `upstream.idle_timeout`.
     pub fn body_stream(
         &self,
-        response: UpstreamResponse,
+        body: Incoming,
     ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
         let idle = self.idle_timeout;
-        futures::stream::unfold(Some(response.into_body()), move |state| async move {
+        futures::stream::unfold(Some(body), move |state| async move {
             let mut body = state?;
             loop {
                 match tokio::time::timeout(idle, body.frame()).await {
