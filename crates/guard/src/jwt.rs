@@ -234,8 +234,10 @@ impl JwtVerifier {
                         Err(r) if matches!(r.reason, TokenError::UnknownKey(_)) && !refreshed => {
                             refreshed = true;
                             match source.refresh().await {
-                                Ok(true) => continue,
-                                Ok(false) | Err(_) => return Err(r),
+                                // Refreshed now, or by a concurrent request moments ago (the
+                                // interval then refuses another fetch): look again either way.
+                                Ok(_) => continue,
+                                Err(_) => return Err(r),
                             }
                         }
                         other => return other,

@@ -138,10 +138,9 @@ pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, De
     if token.is_empty() {
         return Err(Denial::InvalidRequest("Empty bearer token"));
     }
-    if token
-        .bytes()
-        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-    {
+    // `to_str` already refused control characters other than tab; spaces and tabs remain.
+    let bytes = token.as_bytes();
+    if bytes.contains(&b' ') || bytes.contains(&b'\t') {
         return Err(Denial::InvalidRequest("Malformed bearer token"));
     }
     Ok(token)

@@ -450,3 +450,37 @@ async fn token_without_kid_is_tried_against_the_keys() {
     let token = key.sign_with_header(&Header::new(Algorithm::ES256), &good_claims());
     assert!(v.verify(&token).await.is_ok());
 }
+
+#[tokio::test]
+async fn concurrent_first_uses_of_a_rotated_key_all_succeed() {
+    let old = TestKey::rsa(1, "old");
+    let new = TestKey::rsa(2, "new");
+    let idp = FakeIdp::start(jwks(&[&old])).await;
+    let v = std::sync::Arc::new(
+        jwks_verifier(
+            &idp,
+            JwksOptions {
+                min_refresh_interval: Duration::from_millis(300),
+                ..JwksOptions::default()
+            },
+        )
+        .await,
+    );
+    v.warm_up().await.unwrap();
+    idp.set_jwks(jwks(&[&old, &new]));
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // Ten requests race to the unknown kid: one fetches, the interval refuses the others a
+    // fetch of their own, and they must all find the key the first one loaded.
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let v = std::sync::Arc::clone(&v);
+            let token = new.sign(&with(good_claims(), "jti", json!(i)));
+            tokio::spawn(async move { v.verify(&token).await })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(r.is_ok(), "{:?}", r.err());
+    }
+    assert_eq!(idp.jwks_hits(), 2);
+}
