@@ -149,15 +149,16 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     let cors = cors_layer(config);
     let app = Router::new()
         .merge(mcp)
-        .merge(wellknown)
         .fallback(not_found)
         .layer(cors)
         .layer(axum::middleware::from_fn_with_state(
             policy,
             dns_rebinding::enforce,
         ));
-    // Health routes sit outside the Host check: probes reach pods by IP.
-    let ops = Router::new()
+    // Health routes sit outside the Host check (probes reach pods by IP), and so does the public
+    // metadata (browser-based clients read it from any origin; it is served with CORS `*`).
+    let ops = wellknown
+        .merge(Router::new())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(health);

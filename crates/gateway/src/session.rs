@@ -33,21 +33,28 @@ pub struct Owner([u8; OWNER_LEN]);
 impl Owner {
     /// The owner for a verified principal.
     pub fn of(principal: &Principal) -> Self {
+        // A token without `sub` speaks for its client: keep such owners apart from users that
+        // happen to have the same name.
+        let kind = match principal.claims.get("sub").and_then(|v| v.as_str()) {
+            Some(sub) if !sub.is_empty() => b'u',
+            _ => b'c',
+        };
         Self::from_parts(
             principal.issuer.as_deref().unwrap_or(""),
+            kind,
             principal.subject.as_str(),
         )
     }
 
     /// The owner of sessions opened without authentication (`none` and `passthrough` modes).
     pub fn anonymous() -> Self {
-        Self::from_parts("", "\u{0}anonymous")
+        Self::from_parts("", b'a', "")
     }
 
-    fn from_parts(issuer: &str, subject: &str) -> Self {
+    fn from_parts(issuer: &str, kind: u8, subject: &str) -> Self {
         let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         ctx.update(issuer.as_bytes());
-        ctx.update(&[0]);
+        ctx.update(&[0, kind, 0]);
         ctx.update(subject.as_bytes());
         let digest = ctx.finish();
         let mut out = [0u8; OWNER_LEN];

@@ -86,6 +86,62 @@ async fn none_is_refused_on_a_public_address() {
 }
 
 #[tokio::test]
+async fn none_is_refused_behind_a_public_url_even_on_loopback() {
+    let (code, _, err) = run(
+        &[
+            "serve",
+            "--auth",
+            "none",
+            "--public-url",
+            "https://mcp.example.com",
+            "--upstream-url",
+            "http://127.0.0.1:1/mcp",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("auth.mode") && err.contains("public_url"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn passthrough_without_an_authorization_server_is_refused() {
+    let (code, _, err) = run(
+        &[
+            "serve",
+            "--auth",
+            "passthrough",
+            "--upstream-url",
+            "http://127.0.0.1:1/mcp",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("auth.issuer_url"), "{err}");
+}
+
+#[tokio::test]
+async fn credentials_in_urls_are_refused() {
+    let (code, _, err) = run(
+        &[
+            "check-config",
+            "--auth",
+            "none",
+            "--upstream-url",
+            "http://user:hunter2@127.0.0.1:1/mcp",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("upstream.url") && !err.contains("hunter2"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn none_on_loopback_warns() {
     let upstream = TestUpstream::start(Mode::Sessions).await;
     let gw = Gateway::start(&["--auth", "none", "--upstream-url", &upstream.url], &[]).await;
@@ -247,4 +303,37 @@ async fn jwt_mode_with_a_static_pem_key() {
     assert!(!c.list_all_tools().await.unwrap().is_empty());
     let _ = c.cancel().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn identity_that_cannot_be_sent_refuses_the_request_instead_of_going_anonymous() {
+    let upstream = TestUpstream::start(Mode::StatelessJson).await;
+    let gw = Gateway::start(
+        &["--auth", "static", "--dev", "--upstream-url", &upstream.url],
+        &[
+            (
+                "MCPGATE_AUTH_STATIC_TOKENS",
+                r#"[{token="odd", subject="line\nbreak"}]"#,
+            ),
+            ("MCPGATE_UPSTREAM_IDENTITY_HEADERS_SUBJECT", "X-User"),
+        ],
+    )
+    .await;
+    let r = reqwest::Client::new()
+        .post(&gw.mcp)
+        .bearer_auth("odd")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        upstream
+            .observed
+            .calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
 }

@@ -452,7 +452,14 @@ async fn progress_notifications_stream_through_before_the_result() {
 async fn passthrough_requires_a_bearer_and_forwards_it() {
     let upstream = TestUpstream::start(Mode::StatelessJson).await;
     let gw = Gateway::start(
-        &["--auth", "passthrough", "--upstream-url", &upstream.url],
+        &[
+            "--auth",
+            "passthrough",
+            "--issuer-url",
+            "https://idp.example",
+            "--upstream-url",
+            &upstream.url,
+        ],
         &[],
     )
     .await;

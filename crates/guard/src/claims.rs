@@ -21,6 +21,10 @@ pub struct ClaimRules {
     pub leeway: Duration,
     /// Whether a token without `exp` is refused.
     pub require_exp: bool,
+    /// Whether a token without `iss` is refused when `issuer` is set (a present `iss` must
+    /// always match). JWTs: yes. Introspection answers, where `iss` is optional (RFC 7662): the
+    /// endpoint itself vouches for the token.
+    pub require_iss: bool,
 }
 
 impl ClaimRules {
@@ -31,6 +35,7 @@ impl ClaimRules {
             audiences: vec![audience],
             leeway: Duration::from_secs(30),
             require_exp: true,
+            require_iss: true,
         }
     }
 
@@ -73,7 +78,8 @@ impl ClaimRules {
                         found: found.clone(),
                     }));
                 }
-                None => return Err(known(ClaimsError::Missing("iss").into())),
+                None if self.require_iss => return Err(known(ClaimsError::Missing("iss").into())),
+                None => {}
             }
         }
         if !self.audiences.is_empty() {
@@ -107,6 +113,7 @@ mod tests {
             audiences: vec![Audience::new("https://mcp.example/mcp")],
             leeway: Duration::from_secs(30),
             require_exp: true,
+            require_iss: true,
         }
     }
 

@@ -82,6 +82,20 @@ pub enum TokenError {
     Unavailable(String),
 }
 
+/// A value read from an unverified token, made safe for a log line: at most 64 characters,
+/// control characters and quotes escaped.
+pub(crate) fn printable(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(64)
+        .flat_map(char::escape_debug)
+        .collect();
+    if value.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
 /// How a token failed to parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

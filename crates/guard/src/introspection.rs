@@ -30,8 +30,10 @@ use crate::claims::ClaimRules;
 use crate::error::{Malformed, Rejection, TokenError};
 use crate::jwks::read_limited;
 use crate::jwt::DEFAULT_MAX_TOKEN_BYTES;
-use crate::principal::Principal;
-use crate::verifier::{BoxFuture, TokenDigest, TokenVerifier, VerifyResult, digest};
+use crate::principal::{ClaimsError, Principal};
+use crate::verifier::{
+    BoxFuture, CachedPrincipal, TokenDigest, TokenVerifier, UntilDeadline, VerifyResult, digest,
+};
 
 /// How the verifier authenticates to the introspection endpoint (RFC 6749 §2.3.1).
 #[derive(Clone)]
@@ -72,7 +74,7 @@ pub struct IntrospectionVerifier {
     client: reqwest::Client,
     timeout: Duration,
     max_token_bytes: usize,
-    cache: Option<moka::future::Cache<TokenDigest, (Arc<Principal>, Instant)>>,
+    cache: Option<moka::future::Cache<TokenDigest, CachedPrincipal>>,
     cache_ttl: Duration,
 }
 
@@ -132,6 +134,7 @@ impl IntrospectionVerifierBuilder {
         let client = match self.client {
             Some(c) => c,
             None => reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(self.timeout)
                 .build()
                 .map_err(|e| format!("HTTP client: {e}"))?,
@@ -152,19 +155,6 @@ impl IntrospectionVerifierBuilder {
             cache,
             cache_ttl: self.cache_ttl,
         })
-    }
-}
-
-struct UntilDeadline;
-
-impl moka::Expiry<TokenDigest, (Arc<Principal>, Instant)> for UntilDeadline {
-    fn expire_after_create(
-        &self,
-        _key: &TokenDigest,
-        value: &(Arc<Principal>, Instant),
-        created_at: Instant,
-    ) -> Option<Duration> {
-        Some(value.1.saturating_duration_since(created_at))
     }
 }
 
@@ -236,6 +226,18 @@ impl IntrospectionVerifier {
             Some(Value::Bool(false)) | None => return Err(TokenError::Inactive.into()),
             Some(_) => return Err(unavailable("`active` is not a boolean".into())),
         }
+        // Some servers introspect refresh tokens too; those are not access tokens.
+        if answer
+            .get("token_type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.eq_ignore_ascii_case("refresh_token"))
+        {
+            return Err(TokenError::Claims(ClaimsError::Invalid(
+                "token_type",
+                "a refresh token, not an access token",
+            ))
+            .into());
+        }
         Ok(Arc::new(self.rules.check(answer, SystemTime::now())?))
     }
 }
@@ -261,25 +263,24 @@ impl TokenVerifier for IntrospectionVerifier {
                 return self.introspect(token).await;
             };
             let key = digest(token);
-            if let Some((principal, deadline)) = cache.get(&key).await
-                && Instant::now() < deadline
-            {
+            if let Some(principal) = cache.get(&key).await.and_then(|e| e.fresh(0)) {
                 return Ok(principal);
             }
             // Concurrent requests with the same token share one introspection call.
             let entry = cache
                 .try_get_with(key, async {
                     let principal = self.introspect(token).await?;
-                    let mut until = Instant::now() + self.cache_ttl;
-                    if let Some(exp) = principal.expires_at {
-                        let left = exp.duration_since(SystemTime::now()).unwrap_or_default();
-                        until = until.min(Instant::now() + left);
-                    }
-                    Ok::<_, Rejection>((principal, until))
+                    let entry = CachedPrincipal::new(Arc::clone(&principal), self.cache_ttl, 0)
+                        .unwrap_or(CachedPrincipal {
+                            principal,
+                            deadline: Instant::now(),
+                            generation: 0,
+                        });
+                    Ok::<_, Rejection>(entry)
                 })
                 .await
                 .map_err(|e: Arc<Rejection>| (*e).clone())?;
-            Ok(entry.0)
+            Ok(entry.principal)
         })
     }
 }

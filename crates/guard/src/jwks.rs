@@ -4,7 +4,7 @@
 //! the JWKS host is briefly down.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -54,6 +54,8 @@ pub struct JwksSource {
     /// Serializes fetches and remembers when the last one started.
     last_attempt: tokio::sync::Mutex<Option<Instant>>,
     refreshing: AtomicBool,
+    /// Bumped whenever a key in service is withdrawn.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for JwksSource {
@@ -85,6 +87,7 @@ impl JwksSource {
             current: ArcSwapOption::empty(),
             last_attempt: tokio::sync::Mutex::new(None),
             refreshing: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -98,6 +101,11 @@ impl JwksSource {
             self.refresh_in_background();
         }
         keys
+    }
+
+    /// Changes whenever a key in service is withdrawn.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Whether keys have been loaded.
@@ -130,6 +138,17 @@ impl JwksSource {
         match self.fetch().await {
             Ok(keys) => {
                 tracing::info!(target: "mcpgate::jwks", url = %self.url, keys = keys.len(), "JWKS loaded");
+                let withdrawn = self.current.load().as_ref().is_some_and(|old| {
+                    old.keys.iter().any(|k| {
+                        !keys
+                            .iter()
+                            .any(|n| n.kid == k.kid && n.algorithms == k.algorithms)
+                    })
+                });
+                if withdrawn {
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    tracing::info!(target: "mcpgate::jwks", "a key was withdrawn; cached verifications are dropped");
+                }
                 self.current.store(Some(Arc::new(KeySet {
                     keys,
                     fetched_at: Instant::now(),

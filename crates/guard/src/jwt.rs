@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::claims::ClaimRules;
-use crate::error::{Malformed, Rejection, TokenError};
+use crate::error::{Malformed, Rejection, TokenError, printable};
 use crate::jwks::{JwksOptions, JwksSource};
 use crate::keys::{ALL_ALGORITHMS, KeyError, VerificationKey};
 use crate::verifier::{BoxFuture, TokenVerifier, VerifiedCache, VerifyResult, digest};
@@ -46,7 +46,6 @@ pub struct JwtVerifier {
     rules: ClaimRules,
     max_token_bytes: usize,
     cache: VerifiedCache,
-    cache_ttl: Duration,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -161,6 +160,7 @@ impl JwtVerifierBuilder {
                 let client = match self.client {
                     Some(c) => c,
                     None => reqwest::Client::builder()
+                        .redirect(reqwest::redirect::Policy::none())
                         .connect_timeout(options.timeout)
                         .build()
                         .map_err(|e| JwtConfigError::Client(e.to_string()))?,
@@ -179,7 +179,6 @@ impl JwtVerifierBuilder {
             rules: self.rules,
             max_token_bytes: self.max_token_bytes,
             cache: VerifiedCache::new(self.cache_capacity, self.cache_ttl),
-            cache_ttl: self.cache_ttl,
         })
     }
 }
@@ -203,6 +202,15 @@ impl JwtVerifier {
         match &self.keys {
             Keys::Jwks(src) => Some(src),
             Keys::Static(_) => None,
+        }
+    }
+
+    /// Changes whenever a key is withdrawn from the JWKS: cached verifications made before
+    /// then are no longer trusted.
+    fn key_generation(&self) -> u64 {
+        match &self.keys {
+            Keys::Static(_) => 0,
+            Keys::Jwks(source) => source.generation(),
         }
     }
 
@@ -237,7 +245,13 @@ impl JwtVerifier {
                                 // Refreshed now, or by a concurrent request moments ago (the
                                 // interval then refuses another fetch): look again either way.
                                 Ok(_) => continue,
-                                Err(_) => return Err(r),
+                                // The kid may be a rotated key we cannot fetch now: that is
+                                // the key server's failure, not the token's (503, not 401).
+                                Err(e) => {
+                                    return Err(
+                                        TokenError::Unavailable(format!("JWKS: {e}")).into()
+                                    );
+                                }
                             }
                         }
                         other => return other,
@@ -285,7 +299,7 @@ fn verify_with(
         (false, _) if alg_refused => {
             Err(TokenError::AlgorithmNotAllowed(format!("{alg:?}")).into())
         }
-        (false, Some(kid)) => Err(TokenError::UnknownKey(kid.to_owned()).into()),
+        (false, Some(kid)) => Err(TokenError::UnknownKey(printable(kid)).into()),
         (false, None) => Err(TokenError::NoMatchingKey.into()),
     }
 }
@@ -316,7 +330,7 @@ fn header_error(token: &str, err: &jsonwebtoken::errors::Error) -> Rejection {
         .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
         .map(|header| header.get("alg").and_then(Value::as_str).map(str::to_owned));
     match alg {
-        Some(Some(alg)) => TokenError::AlgorithmNotAllowed(alg).into(),
+        Some(Some(alg)) => TokenError::AlgorithmNotAllowed(printable(&alg)).into(),
         Some(None) => TokenError::Malformed(Malformed::Json).into(),
         None => map_error(err.kind()).into(),
     }
@@ -345,13 +359,13 @@ impl TokenVerifier for JwtVerifier {
         Box::pin(async move {
             precheck(token, self.max_token_bytes)?;
             let key = digest(token);
-            if let Some(principal) = self.cache.get(&key) {
+            let generation = self.key_generation();
+            if let Some(principal) = self.cache.get(&key, generation) {
                 return Ok(principal);
             }
             let claims = self.verify_uncached(token).await?;
             let principal = Arc::new(self.rules.check(claims, SystemTime::now())?);
-            self.cache
-                .insert(key, Arc::clone(&principal), self.cache_ttl);
+            self.cache.insert(key, Arc::clone(&principal), generation);
             Ok(principal)
         })
     }

@@ -156,10 +156,12 @@ impl fmt::Debug for Audience {
 
 fn canonical_url(value: &str) -> Option<String> {
     // Only absolute http(s) URLs get URL semantics; `api://x` or `my-api` stay opaque.
-    if !(value.len() > 8
-        && (value[..7].eq_ignore_ascii_case("http://")
-            || value[..8].eq_ignore_ascii_case("https://")))
-    {
+    let starts = |prefix: &str| {
+        value
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
+    if !(starts("http://") || starts("https://")) {
         return None;
     }
     let mut url = Url::parse(value).ok()?;
@@ -218,6 +220,15 @@ mod tests {
         assert!(!aud.matches("https://mcp.example.com/other"));
         assert!(!aud.matches("https://mcp.example.com"));
         assert!(!aud.matches("https://evil.example.com/mcp"));
+    }
+
+    #[test]
+    fn non_ascii_audiences_do_not_panic() {
+        let aud = Audience::new("https://mcp.example.com/mcp");
+        assert!(!aud.matches("abcdef€x"));
+        assert!(!aud.matches("€€€€€€€€€"));
+        assert!(!Audience::new("ünïcode-aud").matches("https://x"));
+        assert!(Audience::new("ünïcode-aud").matches("ünïcode-aud"));
     }
 
     #[test]

@@ -79,57 +79,85 @@ pub(crate) fn digest(token: &str) -> TokenDigest {
     out
 }
 
-/// Verified principals by token digest, each kept no longer than its token's `exp` nor the
-/// configured bound. A repeated token then costs one hash and one lookup instead of a
-/// signature check or a network round trip.
+/// A verified principal as kept in a cache: until `deadline`, and only while the key set it
+/// was verified with (`generation`) is still the one in service.
 #[derive(Clone)]
-pub(crate) struct VerifiedCache {
-    inner: Option<moka::sync::Cache<TokenDigest, (Arc<Principal>, Instant)>>,
+pub(crate) struct CachedPrincipal {
+    pub(crate) principal: Arc<Principal>,
+    pub(crate) deadline: Instant,
+    pub(crate) generation: u64,
 }
 
-struct UntilDeadline;
+impl CachedPrincipal {
+    /// An entry for `principal` lasting `ttl`, never past the token's `exp`; `None` when the
+    /// token is already past it (the claim check's leeway allowed it, the cache does not).
+    pub(crate) fn new(principal: Arc<Principal>, ttl: Duration, generation: u64) -> Option<Self> {
+        let now = Instant::now();
+        let mut deadline = now + ttl;
+        if let Some(exp) = principal.expires_at {
+            deadline = deadline.min(now + exp.duration_since(SystemTime::now()).ok()?);
+        }
+        Some(CachedPrincipal {
+            principal,
+            deadline,
+            generation,
+        })
+    }
 
-impl moka::Expiry<TokenDigest, (Arc<Principal>, Instant)> for UntilDeadline {
+    /// The principal, if the entry is still good.
+    pub(crate) fn fresh(self, generation: u64) -> Option<Arc<Principal>> {
+        // moka's expiry is lazy; never hand out an entry past its deadline.
+        (Instant::now() < self.deadline && self.generation == generation).then_some(self.principal)
+    }
+}
+
+/// Expires cache entries at their deadline.
+pub(crate) struct UntilDeadline;
+
+impl moka::Expiry<TokenDigest, CachedPrincipal> for UntilDeadline {
     fn expire_after_create(
         &self,
         _key: &TokenDigest,
-        value: &(Arc<Principal>, Instant),
+        value: &CachedPrincipal,
         created_at: Instant,
     ) -> Option<Duration> {
-        Some(value.1.saturating_duration_since(created_at))
+        Some(value.deadline.saturating_duration_since(created_at))
     }
+}
+
+/// Verified principals by token digest. A repeated token then costs one hash and one lookup
+/// instead of a signature check.
+#[derive(Clone)]
+pub(crate) struct VerifiedCache {
+    inner: Option<moka::sync::Cache<TokenDigest, CachedPrincipal>>,
+    ttl: Duration,
 }
 
 impl VerifiedCache {
     pub(crate) fn new(capacity: u64, ttl: Duration) -> Self {
         if capacity == 0 || ttl.is_zero() {
-            return VerifiedCache { inner: None };
+            return VerifiedCache { inner: None, ttl };
         }
         let cache = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .expire_after(UntilDeadline)
             .build();
-        VerifiedCache { inner: Some(cache) }
-    }
-
-    pub(crate) fn get(&self, key: &TokenDigest) -> Option<Arc<Principal>> {
-        let (principal, deadline) = self.inner.as_ref()?.get(key)?;
-        // moka's expiry is lazy; never hand out an entry past its deadline.
-        (Instant::now() < deadline).then_some(principal)
-    }
-
-    /// Caches `principal` until its expiry (less `leeway` is not applied: the claim check
-    /// already allowed it) or `ttl`, whichever comes first.
-    pub(crate) fn insert(&self, key: TokenDigest, principal: Arc<Principal>, ttl: Duration) {
-        let Some(cache) = &self.inner else { return };
-        let now = Instant::now();
-        let mut until = now + ttl;
-        if let Some(exp) = principal.expires_at {
-            match exp.duration_since(SystemTime::now()) {
-                Ok(left) => until = until.min(now + left),
-                Err(_) => return,
-            }
+        VerifiedCache {
+            inner: Some(cache),
+            ttl,
         }
-        cache.insert(key, (principal, until));
+    }
+
+    pub(crate) fn get(&self, key: &TokenDigest, generation: u64) -> Option<Arc<Principal>> {
+        self.inner.as_ref()?.get(key)?.fresh(generation)
+    }
+
+    pub(crate) fn insert(&self, key: TokenDigest, principal: Arc<Principal>, generation: u64) {
+        if let (Some(cache), Some(entry)) = (
+            &self.inner,
+            CachedPrincipal::new(principal, self.ttl, generation),
+        ) {
+            cache.insert(key, entry);
+        }
     }
 }

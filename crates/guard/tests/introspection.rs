@@ -174,3 +174,43 @@ async fn oversized_token_is_not_sent() {
     ));
     assert_eq!(idp.introspection_hits(), 0);
 }
+
+#[tokio::test]
+async fn answers_without_exp_or_iss_are_accepted_when_the_rules_allow() {
+    let idp = FakeIdp::start(json!({"keys": []})).await;
+    idp.set_introspection("bare", json!({"active": true, "sub": "erin", "aud": AUD}));
+    let mut rules = ClaimRules::for_audience(Audience::new(AUD));
+    rules.issuer = Some(ISS.into());
+    rules.require_exp = false;
+    rules.require_iss = false;
+    let v =
+        IntrospectionVerifier::builder(idp.introspection_url().parse().unwrap(), basic(), rules)
+            .build()
+            .unwrap();
+    assert_eq!(v.verify("bare").await.unwrap().subject.as_str(), "erin");
+    // A present iss must still match.
+    idp.set_introspection(
+        "foreign",
+        json!({"active": true, "sub": "erin", "aud": AUD, "iss": "https://evil.example"}),
+    );
+    assert!(matches!(
+        v.verify("foreign").await.unwrap_err().reason,
+        TokenError::WrongIssuer { .. }
+    ));
+}
+
+#[tokio::test]
+async fn refresh_tokens_are_not_access_tokens() {
+    let idp = FakeIdp::start(json!({"keys": []})).await;
+    let mut answer = active(AUD);
+    answer["token_type"] = json!("refresh_token");
+    idp.set_introspection("rt", answer);
+    assert!(matches!(
+        verifier(&idp, basic())
+            .verify("rt")
+            .await
+            .unwrap_err()
+            .reason,
+        TokenError::Claims(_)
+    ));
+}

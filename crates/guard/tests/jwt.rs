@@ -484,3 +484,52 @@ async fn concurrent_first_uses_of_a_rotated_key_all_succeed() {
     }
     assert_eq!(idp.jwks_hits(), 2);
 }
+
+#[tokio::test]
+async fn unverified_header_values_are_made_safe_for_the_log() {
+    let idp = FakeIdp::start(jwks(&[&TestKey::rsa(1, "k1")])).await;
+    let v = jwks_verifier(&idp, fast_jwks()).await;
+    let evil_kid = format!("x\nINFO forged log line{}", "y".repeat(200));
+    let token = TestKey::rsa(2, &evil_kid).sign(&good_claims());
+    match reason(&v, &token).await {
+        TokenError::UnknownKey(kid) => {
+            assert!(!kid.contains('\n'), "{kid}");
+            assert!(kid.chars().count() < 80, "{kid}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn withdrawn_key_is_no_longer_trusted_from_the_cache() {
+    let old = TestKey::rsa(1, "old");
+    let new = TestKey::rsa(2, "new");
+    let idp = FakeIdp::start(jwks(&[&old])).await;
+    let v = jwks_verifier(&idp, fast_jwks()).await;
+    let token = old.sign(&good_claims());
+    v.verify(&token).await.unwrap();
+    // The identity provider withdraws the old key (say, it leaked); the next refresh sees it.
+    idp.set_jwks(jwks(&[&new]));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    v.verify(&new.sign(&good_claims())).await.unwrap();
+    assert!(matches!(
+        reason(&v, &token).await,
+        TokenError::UnknownKey(_)
+    ));
+}
+
+#[tokio::test]
+async fn unknown_kid_while_the_jwks_host_is_down_is_unavailable_not_invalid() {
+    let key = TestKey::rsa(1, "k1");
+    let idp = FakeIdp::start(jwks(&[&key])).await;
+    let v = jwks_verifier(&idp, fast_jwks()).await;
+    v.warm_up().await.unwrap();
+    idp.set_down(true);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let rotated = TestKey::rsa(2, "rotated").sign(&good_claims());
+    assert!(matches!(
+        reason(&v, &rotated).await,
+        TokenError::Unavailable(_)
+    ));
+    v.verify(&key.sign(&good_claims())).await.unwrap();
+}

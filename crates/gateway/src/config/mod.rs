@@ -575,6 +575,27 @@ mod tests {
     }
 
     #[test]
+    fn secrets_from_the_environment_are_kept_verbatim() {
+        let c = extract(
+            None,
+            vec![],
+            &[
+                (
+                    "MCPGATE_AUTH_HMAC_SECRET",
+                    "0123456789012345678901234567890123",
+                ),
+                ("MCPGATE_AUTH_INTROSPECTION_CLIENT_SECRET", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.auth.hmac_secret.unwrap().expose(),
+            "0123456789012345678901234567890123"
+        );
+        assert_eq!(c.auth.introspection_client_secret.unwrap().expose(), "true");
+    }
+
+    #[test]
     fn bad_value_names_the_key_and_the_variable() {
         let err = extract(None, vec![], &[("MCPGATE_AUTH_MODE", "magic")])
             .unwrap_err()

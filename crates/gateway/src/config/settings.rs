@@ -307,7 +307,13 @@ pub(super) fn env_provider(env: impl IntoIterator<Item = (String, String)>) -> E
     for setting in SETTINGS {
         let name = env_name(setting.key);
         if let Some((_, raw)) = env.iter().find(|(k, _)| *k == name) {
-            let value: Value = raw.parse().expect("parsing a figment value is infallible");
+            // Plain secrets stay exactly as written (`0123` must not become the number 123);
+            // everything else is typed (numbers, booleans, lists, inline tables).
+            let value: Value = if setting.secret && !setting.kind.contains("table") {
+                Value::from(raw.clone())
+            } else {
+                raw.parse().expect("parsing a figment value is infallible")
+            };
             let nested = figment::util::nest(setting.key, value);
             if let Value::Dict(_, d) = nested {
                 dict = merge(dict, d);

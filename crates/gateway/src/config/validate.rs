@@ -42,6 +42,24 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
         err("public_url", e.to_string());
     }
 
+    // Credentials never belong in URLs: they would be printed in logs and by check-config.
+    let urls = [
+        ("public_url", config.public_url.as_ref()),
+        ("upstream.url", config.upstream.url.as_ref()),
+        ("auth.jwks_uri", config.auth.jwks_uri.as_ref()),
+        (
+            "auth.introspection_url",
+            config.auth.introspection_url.as_ref(),
+        ),
+    ];
+    for (key, url) in urls {
+        if let Some(url) = url
+            && (!url.username().is_empty() || url.password().is_some())
+        {
+            err(key, "must not contain a user name or password; use upstream.headers or the introspection client settings".into());
+        }
+    }
+
     // Upstream.
     match &config.upstream.url {
         None => err("upstream.url", "required: the MCP server to put behind the gateway (e.g. --upstream-url http://127.0.0.1:3000/mcp)".into()),
@@ -144,7 +162,19 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
             "auth.mode",
             format!("`none` is only allowed when listen is a loopback address (listen is {})", config.listen),
         ),
-        AuthMode::None | AuthMode::Passthrough => {}
+        AuthMode::None if !config.public_url().host_str().is_some_and(is_loopback_host) => err(
+            "auth.mode",
+            "`none` is only allowed when public_url is a loopback URL too: a reverse proxy would otherwise publish an unauthenticated server".into(),
+        ),
+        AuthMode::None => {}
+        AuthMode::Passthrough => {
+            if auth.issuer_url.is_none() && auth.authorization_servers.is_empty() {
+                err(
+                    "auth.issuer_url",
+                    "required in `passthrough` mode (or auth.authorization_servers): clients must be told which authorization server issues tokens for the upstream".into(),
+                );
+            }
+        }
         AuthMode::Static => {
             if !config.dev {
                 err("auth.mode", "`static` tokens are for development only: start with --dev (MCPGATE_DEV=true) to allow them".into());
@@ -305,6 +335,14 @@ impl super::AuthConfig {
         config.upstream.forward_token
             && !matches!(self.mode, AuthMode::Jwt | AuthMode::Introspection)
     }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Parses the algorithm allow-list (empty: all).

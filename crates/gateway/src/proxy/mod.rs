@@ -73,6 +73,10 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+/// A configured identity header cannot carry the principal's value.
+#[derive(Debug)]
+struct IdentityUnsendable;
+
 type Who = Option<axum::Extension<Arc<Principal>>>;
 
 fn owner(who: &Who) -> Owner {
@@ -85,7 +89,14 @@ fn owner(who: &Who) -> Owner {
 impl Gateway {
     /// Headers for an upstream request: the forwarded client headers, the operator's, the
     /// identity headers and, when configured, the client's token.
-    fn upstream_headers(&self, incoming: &HeaderMap, who: &Who) -> HeaderMap {
+    ///
+    /// Fails (closed) when a configured identity header cannot carry the principal's value:
+    /// an upstream that trusts the header must never see the request as anonymous.
+    fn upstream_headers(
+        &self,
+        incoming: &HeaderMap,
+        who: &Who,
+    ) -> Result<HeaderMap, IdentityUnsendable> {
         let mut headers = self.upstream.forwarded_headers(incoming);
         if self.token == TokenForwarding::Forward
             && let Some(auth) = incoming.get(header::AUTHORIZATION)
@@ -94,25 +105,24 @@ impl Gateway {
         }
         if let Some(axum::Extension(p)) = who {
             let id = &self.identity;
-            let mut put = |name: &Option<HeaderName>, value: &str| {
-                if let Some(name) = name {
-                    match HeaderValue::from_bytes(value.as_bytes()) {
-                        Ok(v) => {
-                            headers.insert(name.clone(), v);
-                        }
-                        Err(_) => {
-                            tracing::warn!(header = %name, "identity value cannot be sent as a header; left out")
-                        }
-                    }
-                }
+            let mut put = |name: &Option<HeaderName>,
+                           value: &str|
+             -> Result<(), IdentityUnsendable> {
+                let Some(name) = name else { return Ok(()) };
+                let value = HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
+                    tracing::error!(target: "mcpgate::proxy", header = %name, subject = p.subject.as_str(), "identity value cannot be sent as a header; request refused");
+                    IdentityUnsendable
+                })?;
+                headers.insert(name.clone(), value);
+                Ok(())
             };
-            put(&id.subject, p.subject.as_str());
+            put(&id.subject, p.subject.as_str())?;
             if let Some(client) = &p.client_id {
-                put(&id.client_id, client.as_str());
+                put(&id.client_id, client.as_str())?;
             }
-            put(&id.scopes, &p.scopes.to_space_delimited());
+            put(&id.scopes, &p.scopes.to_space_delimited())?;
         }
-        headers
+        Ok(headers)
     }
 
     /// Opens the client's session id, or says why not (logged; answered as 404).
@@ -164,7 +174,15 @@ pub async fn post(
         }
     };
     let stateless = modern::is_stateless(&message, &headers);
-    let mut upstream_headers = gw.upstream_headers(&headers, &who);
+    let mut upstream_headers = match gw.upstream_headers(&headers, &who) {
+        Ok(h) => h,
+        Err(IdentityUnsendable) => {
+            return message::text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The caller's identity cannot be passed to the upstream",
+            );
+        }
+    };
 
     if stateless {
         if let Err(modern::Mismatch(why)) = modern::check_headers(&message, &headers) {
@@ -176,7 +194,9 @@ pub async fn post(
                 &format!("Header mismatch: {why}"),
             );
         }
-        // No sessions in this revision: a session id from the client means nothing upstream.
+        // No sessions and no resumption in this revision: a session id or Last-Event-ID from
+        // the client means nothing upstream.
+        upstream_headers.remove("last-event-id");
     } else if let Some(presented) = headers.get(SESSION_HEADER) {
         match gw.open_session(presented, &who) {
             Some(upstream_id) => {
@@ -215,7 +235,13 @@ pub async fn post(
         .await
     {
         Ok(r) => r,
-        Err(e) => return upstream_failure(&e, id.as_deref(), method.as_deref()),
+        Err(e) => {
+            // Nothing to cancel upstream: the request did not get through.
+            if let Some(mut c) = cancel {
+                c.disarm();
+            }
+            return upstream_failure(&e, id.as_deref(), method.as_deref());
+        }
     };
     let session = if initialize {
         SessionIssue::Seal(owner(&who))
@@ -237,7 +263,15 @@ pub async fn get(State(gw): State<Arc<Gateway>>, who: Who, headers: HeaderMap) -
     let Some(upstream_id) = gw.open_session(presented, &who) else {
         return session_not_found(None);
     };
-    let mut upstream_headers = gw.upstream_headers(&headers, &who);
+    let mut upstream_headers = match gw.upstream_headers(&headers, &who) {
+        Ok(h) => h,
+        Err(IdentityUnsendable) => {
+            return message::text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The caller's identity cannot be passed to the upstream",
+            );
+        }
+    };
     upstream_headers.insert(SESSION_HEADER, upstream_id);
     match gw
         .upstream
@@ -267,7 +301,15 @@ pub async fn delete(
     let Some(upstream_id) = gw.open_session(presented, &who) else {
         return session_not_found(None);
     };
-    let mut upstream_headers = gw.upstream_headers(&headers, &who);
+    let mut upstream_headers = match gw.upstream_headers(&headers, &who) {
+        Ok(h) => h,
+        Err(IdentityUnsendable) => {
+            return message::text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The caller's identity cannot be passed to the upstream",
+            );
+        }
+    };
     upstream_headers.insert(SESSION_HEADER, upstream_id);
     match gw
         .upstream
@@ -298,6 +340,7 @@ fn relay(
     {
         // The upstream refused the gateway's own credentials: a configuration problem on our
         // side, not something the client can fix by re-authorizing.
+        disarm(&mut cancel);
         tracing::error!(target: "mcpgate::proxy", %status, "upstream refused the gateway's request; check upstream.headers");
         return message::error_response(
             StatusCode::BAD_GATEWAY,
@@ -322,6 +365,7 @@ fn relay(
                 headers.insert(SESSION_HEADER, sealed);
             }
             None => {
+                disarm(&mut cancel);
                 tracing::error!(target: "mcpgate::proxy", "upstream session id is unusable (too long)");
                 return message::error_response(
                     StatusCode::BAD_GATEWAY,
@@ -349,6 +393,12 @@ fn relay(
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     out
+}
+
+fn disarm(cancel: &mut Option<CancelOnDrop>) {
+    if let Some(c) = cancel.as_mut() {
+        c.disarm();
+    }
 }
 
 /// Passes `stream` on; if it is dropped before it ends (the client went away), the guard

@@ -37,8 +37,8 @@ pub struct Mismatch(pub &'static str);
 /// Checks the mirrored headers of a stateless message against its body.
 pub fn check_headers(message: &Message<'_>, headers: &HeaderMap) -> Result<(), Mismatch> {
     if let Some(meta) = &message.meta_version {
-        match header_version(headers) {
-            Some(h) if h == meta.as_ref() => {}
+        match mirrored(headers, "mcp-protocol-version")? {
+            Some(h) if h == *meta => {}
             Some(_) => {
                 return Err(Mismatch(
                     "MCP-Protocol-Version header does not match _meta protocolVersion",
