@@ -128,7 +128,7 @@ fn conformance_fixture() -> Fixture {
     );
     let mut child = Command::new(bin)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();

@@ -77,6 +77,15 @@ impl std::fmt::Debug for Gateway {
 #[derive(Debug)]
 struct IdentityUnsendable;
 
+impl IdentityUnsendable {
+    fn response(self) -> Response<Body> {
+        message::text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The caller's identity cannot be passed to the upstream",
+        )
+    }
+}
+
 type Who = Option<axum::Extension<Arc<Principal>>>;
 
 fn owner(who: &Who) -> Owner {
@@ -176,12 +185,7 @@ pub async fn post(
     let stateless = modern::is_stateless(&message, &headers);
     let mut upstream_headers = match gw.upstream_headers(&headers, &who) {
         Ok(h) => h,
-        Err(IdentityUnsendable) => {
-            return message::text_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The caller's identity cannot be passed to the upstream",
-            );
-        }
+        Err(e) => return e.response(),
     };
 
     if stateless {
@@ -253,34 +257,8 @@ pub async fn post(
 
 /// `GET /mcp`: the legacy revisions' server-to-client stream.
 pub async fn get(State(gw): State<Arc<Gateway>>, who: Who, headers: HeaderMap) -> Response<Body> {
-    if modern::header_version(&headers).is_some_and(modern::is_stateless_version) {
-        return method_not_allowed();
-    }
-    let Some(presented) = headers.get(SESSION_HEADER) else {
-        // Only sessions have a stream; without one there is nothing to listen to.
-        return method_not_allowed();
-    };
-    let Some(upstream_id) = gw.open_session(presented, &who) else {
-        return session_not_found(None);
-    };
-    let mut upstream_headers = match gw.upstream_headers(&headers, &who) {
-        Ok(h) => h,
-        Err(IdentityUnsendable) => {
-            return message::text_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The caller's identity cannot be passed to the upstream",
-            );
-        }
-    };
-    upstream_headers.insert(SESSION_HEADER, upstream_id);
-    match gw
-        .upstream
-        .exchange(Method::GET, upstream_headers, None)
-        .await
-    {
-        Ok(response) => relay(&gw, response, SessionIssue::None, None, None),
-        Err(e) => upstream_failure(&e, None, Some("GET stream")),
-    }
+    // Only sessions have a stream; without one there is nothing to listen to.
+    within_session(&gw, &who, &headers, Method::GET, method_not_allowed).await
 }
 
 /// `DELETE /mcp`: ends a legacy session.
@@ -289,35 +267,42 @@ pub async fn delete(
     who: Who,
     headers: HeaderMap,
 ) -> Response<Body> {
-    if modern::header_version(&headers).is_some_and(modern::is_stateless_version) {
+    let missing = || {
+        message::text_response(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        )
+    };
+    within_session(&gw, &who, &headers, Method::DELETE, missing).await
+}
+
+/// A body-less request on a legacy session (GET stream, DELETE). The stateless revision has
+/// neither (405); a session the caller does not own does not exist (404).
+async fn within_session(
+    gw: &Gateway,
+    who: &Who,
+    headers: &HeaderMap,
+    method: Method,
+    no_session: impl FnOnce() -> Response<Body>,
+) -> Response<Body> {
+    if modern::header_version(headers).is_some_and(modern::is_stateless_version) {
         return method_not_allowed();
     }
     let Some(presented) = headers.get(SESSION_HEADER) else {
-        return message::text_response(
-            StatusCode::BAD_REQUEST,
-            "Bad Request: Mcp-Session-Id header is required",
-        );
+        return no_session();
     };
-    let Some(upstream_id) = gw.open_session(presented, &who) else {
+    let Some(upstream_id) = gw.open_session(presented, who) else {
         return session_not_found(None);
     };
-    let mut upstream_headers = match gw.upstream_headers(&headers, &who) {
+    let mut upstream_headers = match gw.upstream_headers(headers, who) {
         Ok(h) => h,
-        Err(IdentityUnsendable) => {
-            return message::text_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The caller's identity cannot be passed to the upstream",
-            );
-        }
+        Err(e) => return e.response(),
     };
     upstream_headers.insert(SESSION_HEADER, upstream_id);
-    match gw
-        .upstream
-        .exchange(Method::DELETE, upstream_headers, None)
-        .await
-    {
-        Ok(response) => relay(&gw, response, SessionIssue::None, None, None),
-        Err(e) => upstream_failure(&e, None, Some("DELETE")),
+    let what = method.to_string();
+    match gw.upstream.exchange(method, upstream_headers, None).await {
+        Ok(response) => relay(gw, response, SessionIssue::None, None, None),
+        Err(e) => upstream_failure(&e, None, Some(&what)),
     }
 }
 
