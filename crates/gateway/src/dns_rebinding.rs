@@ -43,7 +43,8 @@ impl HostPolicy {
             ));
         }
         for entry in extra_hosts {
-            hosts.push(split_host_port(&entry.to_ascii_lowercase()));
+            let (name, port) = split_host_port_ref(entry);
+            hosts.push((name.to_ascii_lowercase(), port));
         }
         let mut origins = vec![public_url.origin().ascii_serialization()];
         origins.extend(extra_origins.iter().map(|o| normalize_origin(o)));
@@ -140,27 +141,8 @@ fn split_host_port_ref(value: &str) -> (&str, Option<u16>) {
     }
 }
 
-fn split_host_port(value: &str) -> (String, Option<u16>) {
-    if let Some(rest) = value.strip_prefix('[') {
-        // [v6]:port
-        return match rest.split_once(']') {
-            Some((addr, tail)) => (
-                format!("[{addr}]"),
-                tail.strip_prefix(':').and_then(|p| p.parse().ok()),
-            ),
-            None => (value.to_owned(), None),
-        };
-    }
-    match value.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') => match port.parse() {
-            Ok(p) => (name.to_owned(), Some(p)),
-            Err(_) => (value.to_owned(), None),
-        },
-        _ => (value.to_owned(), None),
-    }
-}
-
-fn is_loopback_name(name: &str) -> bool {
+/// Whether a host name or address (IPv6 with or without brackets) is loopback.
+pub(crate) fn is_loopback_name(name: &str) -> bool {
     let name = name.trim_start_matches('[').trim_end_matches(']');
     name.eq_ignore_ascii_case("localhost")
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())

@@ -146,7 +146,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         &config.http.allowed_hosts,
         &config.http.allowed_origins,
     ));
-    let cors = cors_layer(config);
+    let cors = cors_layer();
     let app = Router::new()
         .merge(mcp)
         .fallback(not_found)
@@ -158,7 +158,6 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     // Health routes sit outside the Host check (probes reach pods by IP), and so does the public
     // metadata (browser-based clients read it from any origin; it is served with CORS `*`).
     let ops = wellknown
-        .merge(Router::new())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(health);
@@ -179,40 +178,12 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     })
 }
 
-fn cors_layer(config: &Config) -> CorsLayer {
-    let mut origins: Vec<HeaderValue> = vec![];
-    let public = config.public_url().origin().ascii_serialization();
-    if let Ok(v) = HeaderValue::from_str(&public) {
-        origins.push(v);
-    }
-    for o in &config.http.allowed_origins {
-        if let Ok(v) = HeaderValue::from_str(o.trim_end_matches('/')) {
-            origins.push(v);
-        }
-    }
-    let loopback = config.public_url().host_str().is_some_and(|h| {
-        h == "localhost"
-            || h.parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    });
-    let allow = AllowOrigin::predicate(move |origin, _| {
-        origins.contains(origin)
-            || (loopback
-                && origin
-                    .to_str()
-                    .ok()
-                    .and_then(|o| url::Url::parse(o).ok())
-                    .is_some_and(|u| {
-                        u.host_str().is_some_and(|h| {
-                            h == "localhost"
-                                || h.trim_matches(['[', ']'])
-                                    .parse::<std::net::IpAddr>()
-                                    .is_ok_and(|ip| ip.is_loopback())
-                        })
-                    }))
-    });
+/// CORS for browser-based clients. The Origin has already passed the DNS-rebinding check (the
+/// outer layer), which is the one place that decides which origins are allowed; CORS only
+/// tells the browser so.
+fn cors_layer() -> CorsLayer {
     CorsLayer::new()
-        .allow_origin(allow)
+        .allow_origin(AllowOrigin::mirror_request())
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
         // The origin is checked; any request header the browser asks for (the MCP ones,
         // `Mcp-Param-*`, `Authorization`) may then be sent.

@@ -515,3 +515,114 @@ async fn oversized_upstream_reply_is_502_not_unbounded_memory() {
     assert_eq!(r.status(), 502);
     assert_eq!(r.json::<Value>().await.unwrap()["id"], 21);
 }
+
+#[tokio::test]
+async fn upstream_refusing_the_gateway_is_a_502_not_a_client_challenge() {
+    let challenge = (
+        "www-authenticate",
+        r#"Bearer resource_metadata="http://upstream/x""#.to_string(),
+    );
+    let url = common::canned_upstream(401, &[challenge], "unauthorized").await;
+    let gw = Gateway::start(&["--auth", "none", "--upstream-url", &url], &[]).await;
+    let r = post(&gw).body(INIT).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(
+        r.headers().get("www-authenticate").is_none(),
+        "the upstream's challenge is not the client's business"
+    );
+    assert_eq!(r.json::<Value>().await.unwrap()["id"], 1);
+    assert!(gw.log().contains("upstream refused the gateway"));
+}
+
+#[tokio::test]
+async fn passthrough_relays_the_upstream_challenge() {
+    let challenge = (
+        "www-authenticate",
+        r#"Bearer error="invalid_token""#.to_string(),
+    );
+    let url = common::canned_upstream(401, &[challenge], "").await;
+    let gw = Gateway::start(
+        &[
+            "--auth",
+            "passthrough",
+            "--issuer-url",
+            "https://idp.example",
+            "--upstream-url",
+            &url,
+        ],
+        &[],
+    )
+    .await;
+    let r = post(&gw)
+        .bearer_auth("whatever")
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        r#"Bearer error="invalid_token""#
+    );
+}
+
+#[tokio::test]
+async fn unusable_upstream_session_id_is_a_502() {
+    let session = ("mcp-session-id", "s".repeat(600));
+    let content_type = ("content-type", "application/json".to_string());
+    let url = common::canned_upstream(
+        200,
+        &[session, content_type],
+        r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+    )
+    .await;
+    let gw = Gateway::start(&["--auth", "none", "--upstream-url", &url], &[]).await;
+    let r = post(&gw).body(INIT).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.headers().get("mcp-session-id").is_none());
+}
+
+#[tokio::test]
+async fn get_and_delete_without_a_session_are_refused() {
+    let (_u, gw) = open(Mode::Sessions).await;
+    let http = reqwest::Client::new();
+    let get = http
+        .get(&gw.mcp)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    let delete = http.delete(&gw.mcp).send().await.unwrap();
+    assert_eq!(delete.status(), 400);
+}
+
+#[tokio::test]
+async fn cors_preflight_answers_allowed_origins_and_refuses_others() {
+    let (_u, gw) = open(Mode::Sessions).await;
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, &gw.mcp)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, mcp-param-region",
+            )
+            .send()
+    };
+    let ok = preflight("http://localhost:6274").await.unwrap();
+    assert!(ok.status().is_success());
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "http://localhost:6274"
+    );
+    let allowed = ok.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("mcp-param-region"), "{allowed}");
+    let evil = preflight("http://evil.example.com").await.unwrap();
+    assert_eq!(evil.status(), 403);
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+}

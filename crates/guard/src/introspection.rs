@@ -27,12 +27,13 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::claims::ClaimRules;
-use crate::error::{Malformed, Rejection, TokenError};
+use crate::error::{Rejection, TokenError};
 use crate::jwks::read_limited;
 use crate::jwt::DEFAULT_MAX_TOKEN_BYTES;
 use crate::principal::{ClaimsError, Principal};
 use crate::verifier::{
-    BoxFuture, CachedPrincipal, TokenDigest, TokenVerifier, UntilDeadline, VerifyResult, digest,
+    BoxFuture, CachedPrincipal, TokenDigest, TokenVerifier, UntilDeadline, VerifyResult,
+    check_size, digest,
 };
 
 /// How the verifier authenticates to the introspection endpoint (RFC 6749 §2.3.1).
@@ -249,16 +250,7 @@ fn form_urlencode(value: &str) -> String {
 impl TokenVerifier for IntrospectionVerifier {
     fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, VerifyResult> {
         Box::pin(async move {
-            if token.len() > self.max_token_bytes {
-                return Err(TokenError::TooLarge {
-                    len: token.len(),
-                    max: self.max_token_bytes,
-                }
-                .into());
-            }
-            if token.is_empty() {
-                return Err(TokenError::Malformed(Malformed::Empty).into());
-            }
+            check_size(token, self.max_token_bytes)?;
             let Some(cache) = &self.cache else {
                 return self.introspect(token).await;
             };

@@ -29,7 +29,7 @@ use crate::claims::ClaimRules;
 use crate::error::{Malformed, Rejection, TokenError, printable};
 use crate::jwks::{JwksOptions, JwksSource};
 use crate::keys::{ALL_ALGORITHMS, KeyError, VerificationKey};
-use crate::verifier::{BoxFuture, TokenVerifier, VerifiedCache, VerifyResult, digest};
+use crate::verifier::{BoxFuture, TokenVerifier, VerifiedCache, VerifyResult, check_size, digest};
 
 /// Default largest token accepted, in bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -338,15 +338,7 @@ fn header_error(token: &str, err: &jsonwebtoken::errors::Error) -> Rejection {
 
 /// Checks size and shape before anything else touches the token.
 pub(crate) fn precheck(token: &str, max: usize) -> Result<(), TokenError> {
-    if token.len() > max {
-        return Err(TokenError::TooLarge {
-            len: token.len(),
-            max,
-        });
-    }
-    if token.is_empty() {
-        return Err(TokenError::Malformed(Malformed::Empty));
-    }
+    check_size(token, max)?;
     let segments = token.split('.').count();
     if segments != 3 {
         return Err(TokenError::Malformed(Malformed::SegmentCount(segments)));

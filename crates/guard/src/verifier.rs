@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::error::Rejection;
+use crate::error::{Malformed, Rejection, TokenError};
 use crate::principal::Principal;
 
 /// A boxed, sendable future, as returned by [`TokenVerifier::verify`].
@@ -66,6 +66,20 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
     fn warm_up(&self) -> BoxFuture<'_, Result<(), String>> {
         (**self).warm_up()
     }
+}
+
+/// Refuses empty tokens, and tokens over `max` bytes before anything parses or sends them.
+pub(crate) fn check_size(token: &str, max: usize) -> Result<(), TokenError> {
+    if token.len() > max {
+        return Err(TokenError::TooLarge {
+            len: token.len(),
+            max,
+        });
+    }
+    if token.is_empty() {
+        return Err(TokenError::Malformed(Malformed::Empty));
+    }
+    Ok(())
 }
 
 /// The SHA-256 of a token: what caches and lookup tables are keyed by, so that no table

@@ -103,7 +103,7 @@ pub struct UpstreamConfig {
     /// Time to establish a connection.
     #[serde(with = "values::duration")]
     pub connect_timeout: Duration,
-    /// Time until the upstream starts answering (response headers).
+    /// Time for the upstream to answer (a JSON reply in full; a stream up to its headers).
     #[serde(with = "values::duration")]
     pub timeout: Duration,
     /// Longest silence on a response stream before it is closed.

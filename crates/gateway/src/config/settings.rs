@@ -85,7 +85,7 @@ pub const SETTINGS: &[Setting] = &[
         "upstream.timeout",
         None,
         "duration",
-        "Time allowed until the upstream starts answering a request (response headers). Streams may then run longer.",
+        "Time allowed for the upstream to answer a request: a JSON reply in full, a stream up to its first bytes (the stream may then run longer, see upstream.idle_timeout). Past it: 504.",
     ),
     s(
         "upstream.idle_timeout",

@@ -162,7 +162,7 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
             "auth.mode",
             format!("`none` is only allowed when listen is a loopback address (listen is {})", config.listen),
         ),
-        AuthMode::None if !config.public_url().host_str().is_some_and(is_loopback_host) => err(
+        AuthMode::None if !config.public_url().host_str().is_some_and(crate::dns_rebinding::is_loopback_name) => err(
             "auth.mode",
             "`none` is only allowed when public_url is a loopback URL too: a reverse proxy would otherwise publish an unauthenticated server".into(),
         ),
@@ -335,14 +335,6 @@ impl super::AuthConfig {
         config.upstream.forward_token
             && !matches!(self.mode, AuthMode::Jwt | AuthMode::Introspection)
     }
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Parses the algorithm allow-list (empty: all).

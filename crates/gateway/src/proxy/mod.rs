@@ -216,7 +216,7 @@ pub async fn post(
     let id: Option<Box<RawValue>> = message.id.map(ToOwned::to_owned);
     // A legacy request whose client disconnects is cancelled upstream explicitly; in the
     // stateless revision closing the connection is the cancellation.
-    let cancel = match (
+    let mut cancel = match (
         &id,
         stateless,
         message.kind,
@@ -241,9 +241,7 @@ pub async fn post(
         Ok(r) => r,
         Err(e) => {
             // Nothing to cancel upstream: the request did not get through.
-            if let Some(mut c) = cancel {
-                c.disarm();
-            }
+            disarm(&mut cancel);
             return upstream_failure(&e, id.as_deref(), method.as_deref());
         }
     };
@@ -368,9 +366,7 @@ fn relay(
         }
         // A single JSON message (or an empty 202), complete: it goes back with a Content-Length.
         Reply::Whole(_, bytes) => {
-            if let Some(c) = cancel.as_mut() {
-                c.disarm();
-            }
+            disarm(&mut cancel);
             Body::from(bytes)
         }
     };

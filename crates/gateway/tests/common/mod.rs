@@ -173,3 +173,40 @@ pub fn text_of(result: &rmcp::model::CallToolResult) -> String {
 pub fn args(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
     v.as_object().unwrap().clone()
 }
+
+/// An "MCP server" that answers every request with the same status, headers and body, for
+/// upstream behaviour the real fixtures never show (refusals, odd session ids). Returns its URL;
+/// it stops when the test's runtime does.
+pub async fn canned_upstream(
+    status: u16,
+    headers: &[(&'static str, String)],
+    body: &'static str,
+) -> String {
+    use axum::http::{HeaderName, HeaderValue, StatusCode};
+    let status = StatusCode::from_u16(status).unwrap();
+    let headers: Vec<(HeaderName, HeaderValue)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                HeaderName::from_static(k),
+                HeaderValue::from_str(v).unwrap(),
+            )
+        })
+        .collect();
+    let reply = move || {
+        let headers = headers.clone();
+        async move {
+            let mut response = axum::response::Response::new(axum::body::Body::from(body));
+            *response.status_mut() = status;
+            response.headers_mut().extend(headers);
+            response
+        }
+    };
+    let app = axum::Router::new().route("/mcp", axum::routing::any(reply));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
