@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// Upstream Streamable HTTP endpoint [env: MCPGATE_UPSTREAM_URL].
     #[arg(long, value_name = "URL")]
     pub upstream_url: Option<String>,
+    /// Upstream stdio command line, run without a shell (e.g. "npx -y @modelcontextprotocol/server-everything") [env: MCPGATE_UPSTREAM_CMD].
+    #[arg(long, value_name = "COMMAND")]
+    pub upstream_cmd: Option<String>,
     /// none | passthrough | static | jwt | introspection [env: MCPGATE_AUTH_MODE] [default: jwt].
     #[arg(long = "auth", value_name = "MODE")]
     pub auth_mode: Option<String>,
@@ -94,6 +97,7 @@ impl ServeArgs {
         put("listen", &self.listen);
         put("public_url", &self.public_url);
         put("upstream.url", &self.upstream_url);
+        put("upstream.command", &self.upstream_cmd);
         put("auth.mode", &self.auth_mode);
         put("auth.issuer_url", &self.issuer_url);
         put("auth.jwks_uri", &self.jwks_uri);

@@ -39,7 +39,7 @@ impl Health {
         {
             return ok;
         }
-        let ok = self.gateway.upstream.reachable().await;
+        let ok = self.gateway.upstream.ready().await;
         *last = Some((Instant::now(), ok));
         ok
     }

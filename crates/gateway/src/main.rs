@@ -140,15 +140,31 @@ pub async fn run(config: Config) -> ExitCode {
     tracing::info!(
         listen = %local,
         resource = %prepared.resource,
-        upstream = %config.upstream.url.as_ref().map(|u| u.as_str()).unwrap_or_default(),
+        upstream = %upstream_description(&config),
         auth = config.auth.mode.as_str(),
         "mcpgate listening"
     );
-    match server::serve(listener, prepared.router, Duration::from_secs(10)).await {
+    let stdio = prepared.stdio.clone();
+    let result = server::serve(listener, prepared.router, Duration::from_secs(10), stdio.clone()).await;
+    if let Some(stdio) = stdio {
+        // Requests are done (or out of time): the children go, gently first.
+        stdio.shutdown().await;
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mcpgate: server error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The upstream, for the start-up line (a command's arguments are shown; its environment is
+/// not).
+fn upstream_description(config: &Config) -> String {
+    match (&config.upstream.url, &config.upstream.command) {
+        (Some(url), _) => url.to_string(),
+        (None, Some(argv)) => format!("stdio: {}", argv.join(" ")),
+        (None, None) => String::new(),
     }
 }

@@ -13,12 +13,15 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::auth::{self, Guard, PresenceState};
-use crate::config::{AuthMode, Config, interpolate, session_key};
+use crate::config::{AuthMode, Config, StdioSessionMode, interpolate, session_key};
 use crate::dns_rebinding::{self, HostPolicy};
 use crate::health::{self, Health};
 use crate::proxy::{self, Gateway, IdentityHeaders, TokenForwarding};
 use crate::session::SessionSealer;
+use crate::upstream::Upstream;
 use crate::upstream::http::{HttpUpstream, HttpUpstreamOptions};
+use crate::upstream::stdio::process::CommandSpec;
+use crate::upstream::stdio::{SessionMode, StdioOptions, StdioUpstream};
 
 /// A gateway ready to serve: the router and what start-up should report.
 pub struct Prepared {
@@ -28,6 +31,8 @@ pub struct Prepared {
     pub verifier: Option<Arc<dyn mcpgate_guard::TokenVerifier>>,
     /// The protected resource URL.
     pub resource: String,
+    /// A stdio upstream, whose children are stopped at shutdown.
+    pub stdio: Option<Arc<StdioUpstream>>,
 }
 
 /// Builds the application from a validated configuration.
@@ -35,40 +40,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     let resource = auth::protected_resource(config)?;
     let guard = auth::guard(config, &resource)?;
 
-    let upstream_url = config
-        .upstream
-        .url
-        .clone()
-        .ok_or("upstream.url: required")?;
-    let mut extra_headers = axum::http::HeaderMap::new();
-    for (name, value) in &config.upstream.headers {
-        let key = format!("upstream.headers.{name}");
-        let value = interpolate(value.expose()).map_err(|p| format!("{key}: {p}"))?;
-        let name = HeaderName::try_from(name.as_str())
-            .map_err(|_| format!("{key}: not a valid header name"))?;
-        let mut value =
-            HeaderValue::try_from(value).map_err(|_| format!("{key}: not a valid header value"))?;
-        value.set_sensitive(true);
-        extra_headers.insert(name, value);
-    }
-    let forward_extra = config
-        .upstream
-        .forward_headers
-        .iter()
-        .map(|h| {
-            HeaderName::try_from(h.as_str())
-                .map_err(|_| format!("upstream.forward_headers: `{h}` is not a header name"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let upstream = HttpUpstream::new(HttpUpstreamOptions {
-        url: upstream_url,
-        extra_headers,
-        forward_extra,
-        connect_timeout: config.upstream.connect_timeout,
-        response_timeout: config.upstream.timeout,
-        idle_timeout: config.upstream.idle_timeout,
-        max_response_bytes: config.upstream.max_response_bytes,
-    })?;
+    let upstream = match &config.upstream.command {
+        Some(command) => Upstream::Stdio(StdioUpstream::new(stdio_options(config, command)?)),
+        None => Upstream::Http(http_upstream(config)?),
+    };
 
     let sessions = match &config.session.key {
         Some(key) => SessionSealer::new(
@@ -98,6 +73,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     let verifier = match &guard {
         Guard::Verify(v) => Some(Arc::clone(v)),
         _ => None,
+    };
+    let stdio = match &upstream {
+        Upstream::Stdio(s) => Some(Arc::clone(s)),
+        Upstream::Http(_) => None,
     };
     let gateway = Arc::new(Gateway {
         upstream,
@@ -175,6 +154,77 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         router,
         verifier,
         resource: resource.resource().to_string(),
+        stdio,
+    })
+}
+
+fn http_upstream(config: &Config) -> Result<HttpUpstream, String> {
+    let upstream_url = config
+        .upstream
+        .url
+        .clone()
+        .ok_or("upstream.url: required")?;
+    let mut extra_headers = axum::http::HeaderMap::new();
+    for (name, value) in &config.upstream.headers {
+        let key = format!("upstream.headers.{name}");
+        let value = interpolate(value.expose()).map_err(|p| format!("{key}: {p}"))?;
+        let name = HeaderName::try_from(name.as_str())
+            .map_err(|_| format!("{key}: not a valid header name"))?;
+        let mut value =
+            HeaderValue::try_from(value).map_err(|_| format!("{key}: not a valid header value"))?;
+        value.set_sensitive(true);
+        extra_headers.insert(name, value);
+    }
+    let forward_extra = config
+        .upstream
+        .forward_headers
+        .iter()
+        .map(|h| {
+            HeaderName::try_from(h.as_str())
+                .map_err(|_| format!("upstream.forward_headers: `{h}` is not a header name"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    HttpUpstream::new(HttpUpstreamOptions {
+        url: upstream_url,
+        extra_headers,
+        forward_extra,
+        connect_timeout: config.upstream.connect_timeout,
+        response_timeout: config.upstream.timeout,
+        idle_timeout: config.upstream.idle_timeout,
+        max_response_bytes: config.upstream.max_response_bytes,
+    })
+}
+
+/// The stdio upstream's settings; the child's environment is built here, once: the inherited
+/// variables that are set, then `upstream.env` with `${VAR}` replaced.
+fn stdio_options(config: &Config, command: &[String]) -> Result<StdioOptions, String> {
+    let up = &config.upstream;
+    let mut env: Vec<(String, String)> = up
+        .inherit_env
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
+        .collect();
+    for (name, value) in &up.env {
+        let value =
+            interpolate(value.expose()).map_err(|p| format!("upstream.env.{name}: {p}"))?;
+        env.retain(|(k, _)| k != name);
+        env.push((name.clone(), value));
+    }
+    Ok(StdioOptions {
+        command: CommandSpec {
+            argv: command.to_vec(),
+            cwd: up.cwd.clone(),
+            env,
+        },
+        mode: match up.session_mode {
+            StdioSessionMode::PerSession => SessionMode::PerSession,
+            StdioSessionMode::Shared => SessionMode::Shared,
+        },
+        max_children: up.max_children,
+        idle_timeout: up.child_idle_timeout,
+        startup_timeout: up.startup_timeout,
+        request_timeout: up.timeout,
+        max_line: up.max_response_bytes,
     })
 }
 
@@ -200,7 +250,12 @@ async fn not_found() -> Response {
 }
 
 /// Serves until SIGINT/SIGTERM, then lets requests finish for up to `grace`.
-pub async fn serve(listener: TcpListener, router: Router, grace: Duration) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    grace: Duration,
+    stdio: Option<Arc<StdioUpstream>>,
+) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server =
         axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
@@ -215,6 +270,10 @@ pub async fn serve(listener: TcpListener, router: Router, grace: Duration) -> st
         "shutting down: no new connections; waiting up to {grace:?} for requests in flight"
     );
     let _ = stop_tx.send(());
+    if let Some(stdio) = &stdio {
+        // Streams that wait for server messages are not requests in flight: they end now.
+        stdio.drain();
+    }
     match tokio::time::timeout(grace, server).await {
         Ok(result) => result,
         Err(_) => {

@@ -27,10 +27,15 @@ const HEADER_LEN: usize = 1 + OWNER_LEN + 8;
 const MAX_UPSTREAM_ID: usize = 512;
 
 /// Who a session belongs to, as a digest of the principal's issuer and subject.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Owner([u8; OWNER_LEN]);
 
 impl Owner {
+    /// A short, non-reversible name for logs and internal keys.
+    pub fn short(&self) -> String {
+        self.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The owner for a verified principal.
     pub fn of(principal: &Principal) -> Self {
         // A token without `sub` speaks for its client: keep such owners apart from users that

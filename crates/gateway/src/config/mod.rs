@@ -122,6 +122,36 @@ pub struct UpstreamConfig {
     /// Forward the client's `Authorization` header (`jwt`/`introspection` modes, for an
     /// upstream that is the token's audience and validates it again).
     pub forward_token: bool,
+    /// A stdio MCP server to run instead of `url`: program and arguments (no shell).
+    #[serde(deserialize_with = "values::command::deserialize")]
+    pub command: Option<Vec<String>>,
+    /// Working directory of the command.
+    pub cwd: Option<PathBuf>,
+    /// Environment variables set for the command; `${VAR}` takes the gateway's own.
+    pub env: BTreeMap<String, Secret>,
+    /// Variables of the gateway's environment passed to the command as they are.
+    #[serde(deserialize_with = "values::list::deserialize")]
+    pub inherit_env: Vec<String>,
+    /// `per-session` (a child per MCP session) or `shared` (one child for all).
+    pub session_mode: StdioSessionMode,
+    /// Children at once (`per-session`).
+    pub max_children: usize,
+    /// A child with no requests for this long is stopped.
+    #[serde(with = "values::duration")]
+    pub child_idle_timeout: Duration,
+    /// Time for a new child to answer its first message.
+    #[serde(with = "values::duration")]
+    pub startup_timeout: Duration,
+}
+
+/// How MCP sessions map to processes of a stdio upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StdioSessionMode {
+    /// A child per session.
+    PerSession,
+    /// One child for all sessions.
+    Shared,
 }
 
 /// Names of the headers that carry the verified principal upstream; unset ones are not sent.
@@ -261,6 +291,13 @@ impl Default for Config {
     }
 }
 
+/// What a stdio upstream inherits from the gateway's environment unless told otherwise: what
+/// programs need to run (`npx`, `uvx` and `python` find themselves and their caches), never
+/// the gateway's own settings or credentials.
+pub const DEFAULT_INHERITED_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+];
+
 impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
@@ -273,6 +310,14 @@ impl Default for UpstreamConfig {
             forward_headers: Vec::new(),
             identity_headers: IdentityHeaders::default(),
             forward_token: false,
+            command: None,
+            cwd: None,
+            env: BTreeMap::new(),
+            inherit_env: DEFAULT_INHERITED_ENV.iter().map(|s| (*s).to_owned()).collect(),
+            session_mode: StdioSessionMode::PerSession,
+            max_children: 32,
+            child_idle_timeout: Duration::from_secs(900),
+            startup_timeout: Duration::from_secs(60),
         }
     }
 }

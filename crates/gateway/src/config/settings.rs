@@ -135,6 +135,53 @@ pub const SETTINGS: &[Setting] = &[
         "Forward the client's `Authorization` header upstream (`jwt` and `introspection` modes only). Only for an upstream that is itself the token's audience and validates it again.",
     ),
     s(
+        "upstream.command",
+        Some("--upstream-cmd"),
+        "command line or array",
+        "A stdio MCP server to run and serve instead of `upstream.url`: `[\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"]`, or one string split like a shell would split it (quotes, backslashes) but never run through a shell. Also read from `MCPGATE_UPSTREAM_CMD`.",
+    ),
+    s(
+        "upstream.cwd",
+        None,
+        "path",
+        "Working directory of the command (default: the gateway's).",
+    ),
+    secret(
+        "upstream.env",
+        "table",
+        "Environment variables set for the command: `{ API_KEY = \"${MY_API_KEY}\" }`. `${VAR}` is replaced by the gateway's variable VAR. Values are never logged.",
+    ),
+    s(
+        "upstream.inherit_env",
+        None,
+        "list",
+        "Variables of the gateway's environment passed to the command unchanged. Nothing else of the gateway's environment (its settings, its credentials) reaches the command.",
+    ),
+    s(
+        "upstream.session_mode",
+        None,
+        "`per-session`, `shared`",
+        "`per-session`: every MCP session gets its own process, so users never share upstream state (a 2026-07-28 client gets one per subject). `shared`: one process serves everyone.",
+    ),
+    s(
+        "upstream.max_children",
+        None,
+        "integer",
+        "Most processes at once in `per-session` mode; a new session beyond it gets 503 with Retry-After.",
+    ),
+    s(
+        "upstream.child_idle_timeout",
+        None,
+        "duration",
+        "A process with nothing in flight and no open stream for this long is stopped (its session ends).",
+    ),
+    s(
+        "upstream.startup_timeout",
+        None,
+        "duration",
+        "Time for a new process to answer its first message (`initialize` or `server/discover`).",
+    ),
+    s(
         "auth.mode",
         Some("--auth"),
         "`none`, `passthrough`, `static`, `jwt`, `introspection`",
@@ -295,6 +342,9 @@ pub const SETTINGS: &[Setting] = &[
     ),
 ];
 
+/// Shorter environment variable names the interface contract also accepts.
+pub const ENV_ALIASES: &[(&str, &str)] = &[("MCPGATE_UPSTREAM_CMD", "upstream.command")];
+
 /// The environment variable of a key: `MCPGATE_` and the key in upper case with `_` for `.`.
 pub fn env_name(key: &str) -> String {
     format!("MCPGATE_{}", key.replace('.', "_").to_ascii_uppercase())
@@ -306,7 +356,14 @@ pub(super) fn env_provider(env: impl IntoIterator<Item = (String, String)>) -> E
     let env: Vec<(String, String)> = env.into_iter().collect();
     for setting in SETTINGS {
         let name = env_name(setting.key);
-        if let Some((_, raw)) = env.iter().find(|(k, _)| *k == name) {
+        let alias = ENV_ALIASES
+            .iter()
+            .find(|(_, key)| *key == setting.key)
+            .map(|(alias, _)| *alias);
+        let found = env.iter().find(|(k, _)| *k == name).or_else(|| {
+            alias.and_then(|alias| env.iter().find(|(k, _)| k == alias))
+        });
+        if let Some((_, raw)) = found {
             // Plain secrets stay exactly as written (`0123` must not become the number 123);
             // everything else is typed (numbers, booleans, lists, inline tables).
             let value: Value = if setting.secret && !setting.kind.contains("table") {

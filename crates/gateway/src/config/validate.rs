@@ -61,8 +61,59 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
     }
 
     // Upstream.
+    let up = &config.upstream;
+    if let Some(command) = &up.command {
+        if up.url.is_some() {
+            err("upstream.command", "set either upstream.url (an HTTP server) or upstream.command (a stdio server), not both".into());
+        }
+        match command.first() {
+            None => err("upstream.command", "must name a program".into()),
+            Some(p) if p.trim().is_empty() => err("upstream.command", "must name a program".into()),
+            Some(_) => {}
+        }
+        if let Some(dir) = &up.cwd
+            && !dir.is_dir()
+        {
+            err("upstream.cwd", format!("`{}` is not a directory", dir.display()));
+        }
+        for (name, value) in &up.env {
+            let key = format!("upstream.env.{name}");
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                err(&key, "not a valid environment variable name".into());
+            }
+            if let Err(p) = interpolate(value.expose()) {
+                err(&key, p);
+            }
+        }
+        if up.max_children == 0 {
+            err("upstream.max_children", "must be at least 1".into());
+        }
+        for (key, d) in [
+            ("upstream.child_idle_timeout", up.child_idle_timeout),
+            ("upstream.startup_timeout", up.startup_timeout),
+        ] {
+            if d.is_zero() {
+                err(key, "must be greater than zero".into());
+            }
+        }
+        // What only an HTTP upstream can do.
+        if !up.headers.is_empty() {
+            err("upstream.headers", "applies to an HTTP upstream (upstream.url); a stdio command takes upstream.env".into());
+        }
+        let identity = &up.identity_headers;
+        if identity.subject.is_some() || identity.client_id.is_some() || identity.scopes.is_some() {
+            err("upstream.identity_headers", "applies to an HTTP upstream (upstream.url) only".into());
+        }
+        if up.forward_token {
+            err("upstream.forward_token", "applies to an HTTP upstream (upstream.url) only: a stdio command gets no tokens".into());
+        }
+        if config.auth.mode == AuthMode::Passthrough {
+            err("auth.mode", "`passthrough` needs an HTTP upstream that validates the token itself; a stdio command cannot".into());
+        }
+    }
     match &config.upstream.url {
-        None => err("upstream.url", "required: the MCP server to put behind the gateway (e.g. --upstream-url http://127.0.0.1:3000/mcp)".into()),
+        None if config.upstream.command.is_some() => {}
+        None => err("upstream.url", "required: the MCP server to put behind the gateway (e.g. --upstream-url http://127.0.0.1:3000/mcp, or a stdio server with --upstream-cmd \"python -m my_server\")".into()),
         Some(url) if !matches!(url.scheme(), "http" | "https") => {
             err("upstream.url", format!("scheme must be http or https, not `{}`", url.scheme()))
         }

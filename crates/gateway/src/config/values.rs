@@ -137,3 +137,26 @@ pub mod opt_list {
         Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
     }
 }
+
+/// A command line: an array of arguments, or one string split the way a POSIX shell splits
+/// words (quotes and backslashes), without running a shell.
+pub mod command {
+    use super::*;
+
+    /// Deserializes an optional command.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        match Option::<Raw>::deserialize(d)? {
+            None => Ok(None),
+            Some(Raw::Many(v)) => Ok(Some(v)),
+            Some(Raw::One(s)) => shlex::split(&s).map(Some).ok_or_else(|| {
+                de::Error::custom("unbalanced quotes or a trailing backslash in the command line")
+            }),
+        }
+    }
+}

@@ -13,6 +13,7 @@
 
 pub mod message;
 pub mod modern;
+mod stdio;
 
 use std::sync::Arc;
 
@@ -24,13 +25,14 @@ use mcpgate_guard::Principal;
 use serde_json::value::RawValue;
 
 use crate::session::{Owner, SessionSealer};
+use crate::upstream::Upstream;
 use crate::upstream::http::{HttpUpstream, Reply, UpstreamError};
 use message::{
     HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Kind, Message, PARSE_ERROR,
     SESSION_NOT_FOUND, Unreadable,
 };
 
-const SESSION_HEADER: &str = "mcp-session-id";
+pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
 
 /// What the client's `Authorization` header becomes upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +57,7 @@ pub struct IdentityHeaders {
 /// Everything `/mcp` needs.
 pub struct Gateway {
     /// The upstream.
-    pub upstream: HttpUpstream,
+    pub upstream: Upstream,
     /// Seals session ids.
     pub sessions: SessionSealer,
     /// Whether the client's token goes upstream.
@@ -86,9 +88,9 @@ impl IdentityUnsendable {
     }
 }
 
-type Who = Option<axum::Extension<Arc<Principal>>>;
+pub(crate) type Who = Option<axum::Extension<Arc<Principal>>>;
 
-fn owner(who: &Who) -> Owner {
+pub(crate) fn owner(who: &Who) -> Owner {
     match who {
         Some(axum::Extension(p)) => Owner::of(p),
         None => Owner::anonymous(),
@@ -103,10 +105,11 @@ impl Gateway {
     /// an upstream that trusts the header must never see the request as anonymous.
     fn upstream_headers(
         &self,
+        http: &HttpUpstream,
         incoming: &HeaderMap,
         who: &Who,
     ) -> Result<HeaderMap, IdentityUnsendable> {
-        let mut headers = self.upstream.forwarded_headers(incoming);
+        let mut headers = http.forwarded_headers(incoming);
         if self.token == TokenForwarding::Forward
             && let Some(auth) = incoming.get(header::AUTHORIZATION)
         {
@@ -183,21 +186,27 @@ pub async fn post(
         }
     };
     let stateless = modern::is_stateless(&message, &headers);
-    let mut upstream_headers = match gw.upstream_headers(&headers, &who) {
+    if stateless && let Err(modern::Mismatch(why)) = modern::check_headers(&message, &headers) {
+        tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = why, "header mismatch");
+        return message::error_response(
+            StatusCode::BAD_REQUEST,
+            message.id,
+            HEADER_MISMATCH,
+            &format!("Header mismatch: {why}"),
+        );
+    }
+    let http = match &gw.upstream {
+        Upstream::Http(h) => h,
+        Upstream::Stdio(up) => {
+            return stdio::post(&gw, up, &who, &headers, &message, &body, stateless).await;
+        }
+    };
+    let mut upstream_headers = match gw.upstream_headers(http, &headers, &who) {
         Ok(h) => h,
         Err(e) => return e.response(),
     };
 
     if stateless {
-        if let Err(modern::Mismatch(why)) = modern::check_headers(&message, &headers) {
-            tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = why, "header mismatch");
-            return message::error_response(
-                StatusCode::BAD_REQUEST,
-                message.id,
-                HEADER_MISMATCH,
-                &format!("Header mismatch: {why}"),
-            );
-        }
         // No sessions and no resumption in this revision: a session id or Last-Event-ID from
         // the client means nothing upstream.
         upstream_headers.remove("last-event-id");
@@ -233,8 +242,7 @@ pub async fn post(
     let method = message.method.as_deref().map(str::to_owned);
     drop(message);
 
-    let response = match gw
-        .upstream
+    let response = match http
         .exchange(Method::POST, upstream_headers, Some(body))
         .await
     {
@@ -250,7 +258,7 @@ pub async fn post(
     } else {
         SessionIssue::None
     };
-    relay(&gw, response, session, cancel, id.as_deref())
+    relay(&gw, http, response, session, cancel, id.as_deref())
 }
 
 /// `GET /mcp`: the legacy revisions' server-to-client stream.
@@ -292,14 +300,25 @@ async fn within_session(
     let Some(upstream_id) = gw.open_session(presented, who) else {
         return session_not_found(None);
     };
-    let mut upstream_headers = match gw.upstream_headers(headers, who) {
+    let http = match &gw.upstream {
+        Upstream::Http(h) => h,
+        Upstream::Stdio(up) => {
+            let key = upstream_id.to_str().unwrap_or_default();
+            return if method == Method::GET {
+                stdio::get(up, key)
+            } else {
+                stdio::delete(up, key)
+            };
+        }
+    };
+    let mut upstream_headers = match gw.upstream_headers(http, headers, who) {
         Ok(h) => h,
         Err(e) => return e.response(),
     };
     upstream_headers.insert(SESSION_HEADER, upstream_id);
     let what = method.to_string();
-    match gw.upstream.exchange(method, upstream_headers, None).await {
-        Ok(response) => relay(gw, response, SessionIssue::None, None, None),
+    match http.exchange(method, upstream_headers, None).await {
+        Ok(response) => relay(gw, http, response, SessionIssue::None, None, None),
         Err(e) => upstream_failure(&e, None, Some(&what)),
     }
 }
@@ -311,6 +330,7 @@ enum SessionIssue {
 
 fn relay(
     gw: &Gateway,
+    http: &HttpUpstream,
     reply: Reply,
     session: SessionIssue,
     mut cancel: Option<CancelOnDrop>,
@@ -362,7 +382,7 @@ fn relay(
     let body = match reply {
         // A stream: pass each chunk on as it arrives; if the client goes away first, cancel.
         Reply::Stream(_, body) => {
-            Body::from_stream(guarded(gw.upstream.body_stream(body), cancel.take()))
+            Body::from_stream(guarded(http.body_stream(body), cancel.take()))
         }
         // A single JSON message (or an empty 202), complete: it goes back with a Content-Length.
         Reply::Whole(_, bytes) => {
@@ -464,7 +484,8 @@ impl Drop for CancelOnDrop {
         let gw = Arc::clone(&self.gw);
         let headers = std::mem::take(&mut self.headers);
         runtime.spawn(async move {
-            match gw.upstream.exchange(Method::POST, headers, Some(Bytes::from(body))).await {
+            let Upstream::Http(http) = &gw.upstream else { return };
+            match http.exchange(Method::POST, headers, Some(Bytes::from(body))).await {
                 Ok(_) => tracing::debug!(target: "mcpgate::proxy", "client went away; request cancelled upstream"),
                 Err(e) => tracing::debug!(target: "mcpgate::proxy", error = %e, "could not cancel upstream request"),
             }
@@ -498,7 +519,7 @@ fn upstream_failure(
     }
 }
 
-fn session_not_found(id: Option<&RawValue>) -> Response<Body> {
+pub(crate) fn session_not_found(id: Option<&RawValue>) -> Response<Body> {
     match id {
         Some(id) => message::error_response(
             StatusCode::NOT_FOUND,

@@ -1,3 +1,25 @@
-//! The MCP servers the gateway fronts.
+//! The MCP servers the gateway fronts: a Streamable HTTP endpoint, or a stdio command it runs.
 
 pub mod http;
+pub mod stdio;
+
+use std::sync::Arc;
+
+/// The upstream.
+#[derive(Debug)]
+pub enum Upstream {
+    /// A Streamable HTTP endpoint.
+    Http(http::HttpUpstream),
+    /// A command the gateway runs.
+    Stdio(Arc<stdio::StdioUpstream>),
+}
+
+impl Upstream {
+    /// Whether requests can be served now (for `/readyz`).
+    pub async fn ready(&self) -> bool {
+        match self {
+            Upstream::Http(h) => h.reachable().await,
+            Upstream::Stdio(s) => s.ready(),
+        }
+    }
+}

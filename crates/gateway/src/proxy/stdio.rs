@@ -1,0 +1,943 @@
+//! `/mcp` in front of a stdio upstream: the Streamable HTTP side of [`crate::upstream::stdio`].
+//!
+//! Session clients (≤ 2025-11-25): `initialize` starts a child (per-session mode) or joins the
+//! shared one; the gateway issues the sealed `Mcp-Session-Id`; requests are answered with JSON
+//! when nothing comes before the answer, or with an SSE stream that carries the child's
+//! progress, logging and server-to-client requests first; the GET stream carries what belongs
+//! to no request; DELETE ends the session (and its child).
+//!
+//! Stateless clients (2026-07-28) in front of a child of the session revisions: the gateway
+//! runs `initialize` itself, answers `server/discover` from it, serves `subscriptions/listen`
+//! from the child's notifications, and turns the child's server-to-client requests into an
+//! `input_required` result whose answers, on the client's retry, go back to the waiting child.
+//! A child that answers `server/discover` gets their requests as they are.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use serde_json::value::RawValue;
+
+use super::message::{self, INTERNAL_ERROR, INVALID_REQUEST, Kind, Message};
+use super::{Gateway, SESSION_HEADER, Who, owner, session_not_found};
+use crate::upstream::stdio::conn::{Call, Conn, Delivery, Listener, SendError};
+use crate::upstream::stdio::json::{RawObject, raw, raw_text};
+use crate::upstream::stdio::{
+    Generation, META_LOG_LEVEL, META_SERVER, Refusal, Session, SessionMode, StdioUpstream,
+};
+
+/// JSON-RPC: invalid params.
+const INVALID_PARAMS: i64 = -32602;
+/// JSON-RPC: method not found.
+const METHOD_NOT_FOUND: i64 = -32601;
+/// The 2026-07-28 revision, as the gateway advertises it for a child of older revisions.
+const MODERN: &str = "2026-07-28";
+
+/// `POST /mcp` with a stdio upstream.
+pub async fn post(
+    gw: &Gateway,
+    up: &Arc<StdioUpstream>,
+    who: &Who,
+    headers: &HeaderMap,
+    message: &Message<'_>,
+    body: &[u8],
+    stateless: bool,
+) -> Response<Body> {
+    let Some(object) = RawObject::parse(body) else {
+        return message::error_response(
+            StatusCode::BAD_REQUEST,
+            message.id,
+            INVALID_REQUEST,
+            "Invalid Request: not a JSON object",
+        );
+    };
+    if stateless {
+        return post_stateless(up, who, message, object).await;
+    }
+    let method = message.method.as_deref().unwrap_or_default();
+    let Some(presented) = headers.get(SESSION_HEADER) else {
+        if message.kind == Kind::Request && method == "initialize" {
+            return initialize(gw, up, who, object, message.id).await;
+        }
+        return message::error_response(
+            StatusCode::BAD_REQUEST,
+            message.id,
+            INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        );
+    };
+    let Some(session) = gw
+        .open_session(presented, who)
+        .and_then(|key| up.session(key.to_str().unwrap_or_default()))
+    else {
+        return session_not_found(message.id);
+    };
+    let conn = &session.child.conn;
+    match message.kind {
+        Kind::Response => {
+            match conn.answer(&session.key, &object).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(target: "mcpgate::stdio", "client answered a request it was not asked; dropped");
+                }
+                Err(e) => return send_failure(&e, None),
+            }
+            accepted()
+        }
+        Kind::Notification => {
+            notify(&session, method, object).await;
+            accepted()
+        }
+        Kind::Request => {
+            if method == "initialize" {
+                return message::error_response(
+                    StatusCode::BAD_REQUEST,
+                    message.id,
+                    INVALID_REQUEST,
+                    "Invalid Request: the session is already initialized",
+                );
+            }
+            match conn.request(&session.key, object, true).await {
+                Ok(call) => {
+                    respond(up, &session, call, Relay::Stream, message.id, method).await
+                }
+                Err(e) => send_failure(&e, message.id),
+            }
+        }
+    }
+}
+
+/// `GET /mcp`: the session's stream for messages that belong to no request.
+pub fn get(up: &StdioUpstream, key: &str) -> Response<Body> {
+    let Some(session) = up.session(key) else {
+        return session_not_found(None);
+    };
+    let rx = session.child.conn.open_stream(&session.key);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let bytes = rx.recv().await?;
+        Some((Ok::<_, std::io::Error>(sse_event(&bytes)), rx))
+    });
+    sse_response(Body::from_stream(stream))
+}
+
+/// `DELETE /mcp`: ends the session.
+pub fn delete(up: &StdioUpstream, key: &str) -> Response<Body> {
+    if up.end_session(key) {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::OK;
+        r
+    } else {
+        session_not_found(None)
+    }
+}
+
+async fn initialize(
+    gw: &Gateway,
+    up: &Arc<StdioUpstream>,
+    who: &Who,
+    object: RawObject,
+    id: Option<&RawValue>,
+) -> Response<Body> {
+    let owner = owner(who);
+    let key: Arc<str> = Arc::from(format!("s-{}", crate::upstream::stdio::random_hex()));
+    let timeout = up.options().startup_timeout;
+    let (child, owns_child) = match up.options().mode {
+        SessionMode::PerSession => match up.spawn(&key) {
+            Ok(c) => (c, true),
+            Err(e) => return refused(&e, id),
+        },
+        SessionMode::Shared => match up.shared_child(None).await {
+            Ok(c) => (c, false),
+            Err(e) => return refused(&e, id),
+        },
+    };
+    let mut initialized = child.initialized.lock().await;
+    let (answer, relays) = match initialized.as_ref() {
+        // A later session of the shared child: the first handshake's result, its own id.
+        Some(result) => {
+            let answer = RawObject(vec![
+                ("jsonrpc".into(), raw(&"2.0")),
+                ("id".into(), id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned)),
+                ("result".into(), result.clone()),
+            ]);
+            (answer, false)
+        }
+        None => {
+            let outcome = match child.conn.request(&key, object, false).await {
+                Ok(call) => tokio::time::timeout(timeout, call.answer).await,
+                Err(e) => {
+                    drop(initialized);
+                    if owns_child {
+                        child.shutdown().await;
+                    }
+                    return send_failure(&e, id);
+                }
+            };
+            let failure = match outcome {
+                Ok(Ok(bytes)) => Ok(match RawObject::parse(&bytes) {
+                    Some(answer) if answer.get("result").is_some() => {
+                        *initialized = answer.get("result").map(ToOwned::to_owned);
+                        (answer, true)
+                    }
+                    // The child refused: its error goes back as it is.
+                    _ => {
+                        drop(initialized);
+                        if owns_child {
+                            child.shutdown().await;
+                        }
+                        return json_response(StatusCode::OK, bytes);
+                    }
+                }),
+                Ok(Err(_)) => Err(child.conn.exit_reason()),
+                Err(_) => Err("the upstream command did not answer initialize in time".to_owned()),
+            };
+            match failure {
+                Ok(pair) => pair,
+                Err(reason) => {
+                    drop(initialized);
+                    if owns_child {
+                        child.shutdown().await;
+                    }
+                    tracing::error!(target: "mcpgate::stdio", reason, "upstream command failed to initialize");
+                    return message::error_response(
+                        StatusCode::BAD_GATEWAY,
+                        id,
+                        INTERNAL_ERROR,
+                        &format!("The upstream MCP server failed to start: {reason}"),
+                    );
+                }
+            }
+        }
+    };
+    drop(initialized);
+    let session = Arc::new(Session {
+        key: Arc::clone(&key),
+        owner,
+        child,
+        owns_child,
+        relays_initialized: relays,
+    });
+    let Some(sealed) = gw
+        .sessions
+        .seal(owner, &key)
+        .and_then(|s| HeaderValue::from_str(&s).ok())
+    else {
+        return message::error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            id,
+            INTERNAL_ERROR,
+            "Session could not be created",
+        );
+    };
+    up.add_session(session);
+    let mut response = json_response(StatusCode::OK, Bytes::from(answer.to_string()));
+    response.headers_mut().insert(SESSION_HEADER, sealed);
+    response
+}
+
+/// A client notification for the child.
+async fn notify(session: &Session, method: &str, object: RawObject) {
+    let conn = &session.child.conn;
+    match method {
+        "notifications/initialized" if !session.relays_initialized => {}
+        "notifications/cancelled" => {
+            let target = object
+                .object("params")
+                .and_then(|p| p.get("requestId").map(|r| r.get().to_owned()))
+                .and_then(|id| conn.find(&session.key, &id));
+            if let Some(gid) = target {
+                conn.cancel(gid, "cancelled by the client");
+            }
+        }
+        _ => {
+            if let Err(e) = conn.send(Bytes::from(object.to_string())).await {
+                tracing::info!(target: "mcpgate::stdio", error = %e, method, "notification not delivered");
+            }
+        }
+    }
+}
+
+async fn post_stateless(
+    up: &Arc<StdioUpstream>,
+    who: &Who,
+    message: &Message<'_>,
+    object: RawObject,
+) -> Response<Body> {
+    let owner = owner(who);
+    let id = message.id;
+    let meta = crate::upstream::stdio::json::meta(&object);
+    let session = match up.options().mode {
+        SessionMode::PerSession => match up.stateless_session(owner, meta.as_ref()).await {
+            Ok(s) => s,
+            Err(e) => return refused(&e, id),
+        },
+        SessionMode::Shared => match up.shared_child(meta.as_ref()).await {
+            Ok(child) => {
+                let session = Arc::new(Session {
+                    key: Arc::from(format!("stateless-{}", owner.short())),
+                    owner,
+                    child,
+                    owns_child: false,
+                    relays_initialized: false,
+                });
+                session.child.conn.attach(&session.key);
+                session
+            }
+            Err(e) => return refused(&e, id),
+        },
+    };
+    let method = message.method.as_deref().unwrap_or_default();
+    let logs = meta.as_ref().is_some_and(|m| m.get(META_LOG_LEVEL).is_some());
+    let generation = session
+        .child
+        .generation
+        .lock()
+        .expect("generation lock")
+        .clone();
+    if let Generation::Modern = generation {
+        return match message.kind {
+            Kind::Request => match session.child.conn.request(&session.key, object, logs).await {
+                Ok(call) => respond(up, &session, call, Relay::Modern, id, method).await,
+                Err(e) => send_failure(&e, id),
+            },
+            Kind::Notification => {
+                notify(&session, method, object).await;
+                accepted()
+            }
+            Kind::Response => message::error_response(
+                StatusCode::BAD_REQUEST,
+                id,
+                INVALID_REQUEST,
+                "Invalid Request: clients of this revision do not send responses",
+            ),
+        };
+    }
+    // A child of the session revisions: the gateway is its session client.
+    let init = match up.ensure_initialized(&session.child, meta.as_ref()).await {
+        Ok(r) => r,
+        Err(e) => {
+            return message::error_response(
+                StatusCode::BAD_GATEWAY,
+                id,
+                INTERNAL_ERROR,
+                &format!("The upstream MCP server failed to start: {e}"),
+            );
+        }
+    };
+    match message.kind {
+        Kind::Notification => {
+            notify(&session, method, object).await;
+            return accepted();
+        }
+        Kind::Response => {
+            return message::error_response(
+                StatusCode::BAD_REQUEST,
+                id,
+                INVALID_REQUEST,
+                "Invalid Request: clients of this revision do not send responses",
+            );
+        }
+        Kind::Request => {}
+    }
+    match method {
+        "server/discover" => discover(id, &init),
+        "subscriptions/listen" => listen(&session, id, &object, &init).await,
+        _ => {
+            let state = object.object("params").and_then(|p| p.str("requestState"));
+            if let Some(state) = state.filter(|s| s.starts_with("mcpgate-")) {
+                return resume(up, &session, owner, &state, &object, id, method).await;
+            }
+            match session.child.conn.request(&session.key, object, logs).await {
+                Ok(call) => respond(up, &session, call, Relay::Translate, id, method).await,
+                Err(e) => send_failure(&e, id),
+            }
+        }
+    }
+}
+
+/// `server/discover` for a child that only has `initialize`: its result, in the new shape.
+fn discover(id: Option<&RawValue>, init: &RawValue) -> Response<Body> {
+    let init = RawObject::parse(init.get().as_bytes()).unwrap_or_default();
+    let mut result = RawObject(vec![
+        ("resultType".into(), raw(&"complete")),
+        ("supportedVersions".into(), raw(&[MODERN])),
+        (
+            "capabilities".into(),
+            init.get("capabilities")
+                .map_or_else(|| raw(&serde_json::json!({})), ToOwned::to_owned),
+        ),
+        ("ttlMs".into(), raw(&0)),
+        ("cacheScope".into(), raw(&"private")),
+    ]);
+    if let Some(instructions) = init.get("instructions") {
+        result.set("instructions", instructions.to_owned());
+    }
+    if let Some(info) = init.get("serverInfo") {
+        result.set(
+            "_meta",
+            RawObject(vec![(META_SERVER.into(), info.to_owned())]).to_raw(),
+        );
+    }
+    json_response(StatusCode::OK, answer_bytes(id, result.to_raw()))
+}
+
+/// `subscriptions/listen` for a child that only has the GET stream and `resources/subscribe`.
+async fn listen(
+    session: &Arc<Session>,
+    id: Option<&RawValue>,
+    object: &RawObject,
+    init: &RawValue,
+) -> Response<Body> {
+    let id = id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned);
+    let wanted = object
+        .object("params")
+        .and_then(|p| p.object("notifications"))
+        .unwrap_or_default();
+    let flag = |k: &str| wanted.get(k).is_some_and(|v| v.get() == "true");
+    let caps: serde_json::Value = RawObject::parse(init.get().as_bytes())
+        .and_then(|i| i.get("capabilities").map(|c| c.get().to_owned()))
+        .and_then(|c| serde_json::from_str(&c).ok())
+        .unwrap_or_default();
+    let can = |area: &str, what: &str| caps[area][what].as_bool().unwrap_or(false);
+    let tools = flag("toolsListChanged") && can("tools", "listChanged");
+    let prompts = flag("promptsListChanged") && can("prompts", "listChanged");
+    let resources = flag("resourcesListChanged") && can("resources", "listChanged");
+    let uris: Vec<String> = if can("resources", "subscribe") {
+        wanted
+            .get("resourceSubscriptions")
+            .and_then(|v| serde_json::from_str(v.get()).ok())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let conn = Arc::clone(&session.child.conn);
+    for uri in &uris {
+        let params = raw(&serde_json::json!({ "uri": uri }));
+        if let Err(e) = conn
+            .call("resources/subscribe", params, Duration::from_secs(10))
+            .await
+        {
+            tracing::info!(target: "mcpgate::stdio", error = %e, "resources/subscribe for a listen stream failed");
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(crate::upstream::stdio::conn::STREAM_QUEUE);
+    let mut accepted = serde_json::Map::new();
+    for (k, on) in [
+        ("toolsListChanged", tools),
+        ("promptsListChanged", prompts),
+        ("resourcesListChanged", resources),
+    ] {
+        if on {
+            accepted.insert(k.into(), true.into());
+        }
+    }
+    if !uris.is_empty() {
+        accepted.insert("resourceSubscriptions".into(), uris.clone().into());
+    }
+    let ack = RawObject(vec![
+        ("jsonrpc".into(), raw(&"2.0")),
+        ("method".into(), raw(&"notifications/subscriptions/acknowledged")),
+        (
+            "params".into(),
+            RawObject(vec![
+                ("notifications".into(), raw(&accepted)),
+                (
+                    "_meta".into(),
+                    RawObject(vec![(
+                        crate::upstream::stdio::conn::SUBSCRIPTION_ID.into(),
+                        id.clone(),
+                    )])
+                    .to_raw(),
+                ),
+            ])
+            .to_raw(),
+        ),
+    ]);
+    let listener = conn.listen(Listener {
+        session: Arc::clone(&session.key),
+        client_id: id,
+        tools,
+        prompts,
+        resources,
+        uris: uris.into_iter().collect(),
+        tx,
+    });
+    struct Unlisten(Arc<Conn>, u64);
+    impl Drop for Unlisten {
+        fn drop(&mut self) {
+            self.0.unlisten(self.1);
+        }
+    }
+    let guard = Unlisten(Arc::clone(&conn), listener);
+    let first = futures::stream::once(async move { Ok(sse_event(ack.to_string().as_bytes())) });
+    let rest = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        let bytes = rx.recv().await?;
+        Some((Ok::<_, std::io::Error>(sse_event(&bytes)), (rx, guard)))
+    });
+    use futures::StreamExt;
+    sse_response(Body::from_stream(first.chain(rest)))
+}
+
+/// A 2026-07-28 client's retry with `inputResponses`: the answers go to the child, which has
+/// been waiting, and the original request goes on.
+async fn resume(
+    up: &Arc<StdioUpstream>,
+    session: &Arc<Session>,
+    owner: crate::session::Owner,
+    state: &str,
+    object: &RawObject,
+    id: Option<&RawValue>,
+    method: &str,
+) -> Response<Body> {
+    let Some(parked) = up.unpark(state, owner) else {
+        return message::error_response(
+            StatusCode::OK,
+            id,
+            INVALID_PARAMS,
+            "requestState is unknown or has expired; send the request again without it",
+        );
+    };
+    let responses = object
+        .object("params")
+        .and_then(|p| p.object("inputResponses"))
+        .unwrap_or_default();
+    let conn = &parked.session.child.conn;
+    for (key, child_id) in &parked.asked {
+        let mut reply = RawObject(vec![
+            ("jsonrpc".into(), raw(&"2.0")),
+            ("id".into(), child_id.clone()),
+        ]);
+        match responses.get(key) {
+            Some(value) => reply.set("result", value.to_owned()),
+            None => reply.set(
+                "error",
+                raw(&serde_json::json!({"code": INTERNAL_ERROR, "message": "the client did not provide this input"})),
+            ),
+        }
+        if let Err(e) = conn.answer(&parked.session.key, &reply).await {
+            conn.forget(parked.call.gid);
+            return send_failure(&e, id);
+        }
+    }
+    let new_id = id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned);
+    if !conn.rebind(parked.call.gid, new_id) {
+        return message::error_response(
+            StatusCode::BAD_GATEWAY,
+            id,
+            INTERNAL_ERROR,
+            &conn.exit_reason(),
+        );
+    }
+    let _ = session;
+    respond(up, &parked.session, parked.call, Relay::Translate, id, method).await
+}
+
+/// How the child's messages reach the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relay {
+    /// A session client: everything on the response stream.
+    Stream,
+    /// A 2026-07-28 client and child: as they come.
+    Modern,
+    /// A 2026-07-28 client and a child of the session revisions: the child's requests become
+    /// an `input_required` result.
+    Translate,
+}
+
+/// One step of a call.
+enum Step {
+    Event(Delivery),
+    Answer(Bytes),
+    Gone,
+}
+
+async fn next(call: &mut Call, events_open: &mut bool) -> Step {
+    if *events_open {
+        tokio::select! {
+            biased;
+            event = call.events.recv() => match event {
+                Some(e) => return Step::Event(e),
+                None => *events_open = false,
+            },
+            answer = &mut call.answer => return match answer {
+                Ok(bytes) => Step::Answer(bytes),
+                Err(_) => Step::Gone,
+            },
+        }
+    }
+    match (&mut call.answer).await {
+        Ok(bytes) => Step::Answer(bytes),
+        Err(_) => Step::Gone,
+    }
+}
+
+/// Cancels the request at the child when dropped armed (the client went away, or timed out).
+struct CancelGuard {
+    conn: Arc<Conn>,
+    gid: u64,
+    armed: bool,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.conn.cancel(self.gid, "client disconnected");
+        }
+    }
+}
+
+/// Answers a call: JSON when the answer comes first, else an SSE stream.
+async fn respond(
+    up: &Arc<StdioUpstream>,
+    session: &Arc<Session>,
+    mut call: Call,
+    relay: Relay,
+    id: Option<&RawValue>,
+    method: &str,
+) -> Response<Body> {
+    let mut guard = CancelGuard {
+        conn: Arc::clone(&session.child.conn),
+        gid: call.gid,
+        armed: true,
+    };
+    let mut events_open = true;
+    let first = match tokio::time::timeout(
+        up.options().request_timeout,
+        next(&mut call, &mut events_open),
+    )
+    .await
+    {
+        Ok(step) => step,
+        Err(_) => {
+            return message::error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                id,
+                INTERNAL_ERROR,
+                "The upstream MCP server did not answer in time",
+            );
+        }
+    };
+    let status_for = |bytes: &Bytes| {
+        if relay != Relay::Stream && is_method_not_found(bytes) {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        }
+    };
+    match first {
+        Step::Answer(bytes) => {
+            guard.armed = false;
+            return json_response(status_for(&bytes), bytes);
+        }
+        Step::Gone => {
+            guard.armed = false;
+            return exited(&session.child.conn, id);
+        }
+        Step::Event(Delivery::Request { child_id, message }) if relay == Relay::Translate => {
+            guard.armed = false;
+            let answer = input_required(up, session, call, id, method, child_id, message);
+            return json_response(StatusCode::OK, answer);
+        }
+        Step::Event(_) => {}
+    }
+    let Step::Event(first) = first else {
+        unreachable!("other steps returned above")
+    };
+    // Something came before the answer: stream.
+    let state = StreamState {
+        up: Arc::clone(up),
+        session: Arc::clone(session),
+        call: Some(call),
+        guard: Some(guard),
+        events_open,
+        relay,
+        id: id.map(ToOwned::to_owned),
+        method: method.to_owned(),
+        first: Some(first),
+        idle: up.options().idle_timeout,
+    };
+    let stream = futures::stream::unfold(state, |mut st| async move {
+        let step = match st.first.take() {
+            Some(first) => Step::Event(first),
+            None => {
+                let call = st.call.as_mut()?;
+                match tokio::time::timeout(st.idle, next(call, &mut st.events_open)).await {
+                    Ok(step) => step,
+                    Err(_) => {
+                        let bytes = error_bytes(
+                            st.id.as_deref(),
+                            INTERNAL_ERROR,
+                            "The upstream MCP server did not answer in time",
+                        );
+                        st.call = None;
+                        st.guard = None;
+                        return Some((Ok(sse_event(&bytes)), st));
+                    }
+                }
+            }
+        };
+        let bytes = match step {
+            Step::Event(Delivery::Message(bytes)) => bytes,
+            Step::Event(Delivery::Request { child_id, message }) => {
+                if st.relay == Relay::Translate {
+                    if let Some(g) = st.guard.as_mut() {
+                        g.armed = false;
+                    }
+                    st.guard = None;
+                    let call = st.call.take()?;
+                    let answer = input_required(
+                        &st.up,
+                        &st.session,
+                        call,
+                        st.id.as_deref(),
+                        &st.method,
+                        child_id,
+                        message,
+                    );
+                    return Some((Ok(sse_event(&answer)), st));
+                }
+                Bytes::from(message.to_string())
+            }
+            Step::Answer(bytes) => {
+                if let Some(g) = st.guard.as_mut() {
+                    g.armed = false;
+                }
+                st.guard = None;
+                st.call = None;
+                bytes
+            }
+            Step::Gone => {
+                if let Some(g) = st.guard.as_mut() {
+                    g.armed = false;
+                }
+                st.guard = None;
+                st.call = None;
+                error_bytes(
+                    st.id.as_deref(),
+                    INTERNAL_ERROR,
+                    &format!(
+                        "The upstream MCP server went away: {}",
+                        st.session.child.conn.exit_reason()
+                    ),
+                )
+            }
+        };
+        Some((Ok::<_, std::io::Error>(sse_event(&bytes)), st))
+    });
+    sse_response(Body::from_stream(stream))
+}
+
+struct StreamState {
+    up: Arc<StdioUpstream>,
+    session: Arc<Session>,
+    call: Option<Call>,
+    guard: Option<CancelGuard>,
+    events_open: bool,
+    relay: Relay,
+    id: Option<Box<RawValue>>,
+    method: String,
+    first: Option<Delivery>,
+    idle: Duration,
+}
+
+/// Turns a request of the child's into an `input_required` result for a 2026-07-28 client and
+/// parks the call until the client's retry brings the answer. Requests that cannot be put
+/// that way are refused at the child, and the call is given up.
+fn input_required(
+    up: &Arc<StdioUpstream>,
+    session: &Arc<Session>,
+    mut call: Call,
+    id: Option<&RawValue>,
+    method: &str,
+    child_id: Box<RawValue>,
+    message: RawObject,
+) -> Bytes {
+    let conn = &session.child.conn;
+    let mut asked = Vec::new();
+    let mut requests = RawObject::default();
+    let mut take = |child_id: Box<RawValue>, message: RawObject| {
+        let kind = message.str("method").unwrap_or_default();
+        let key = format!("input-{}", asked.len() + 1);
+        let mut request = RawObject(vec![("method".into(), raw(&kind))]);
+        if let Some(params) = message.get("params") {
+            request.set("params", params.to_owned());
+        }
+        requests.set(&key, request.to_raw());
+        asked.push((key, child_id));
+    };
+    take(child_id, message);
+    // Requests the child sent together go in one round.
+    while let Ok(Delivery::Request { child_id, message }) = call.events.try_recv() {
+        take(child_id, message);
+    }
+    let mrtr_methods = ["tools/call", "prompts/get", "resources/read"];
+    let answerable = |m: &str| {
+        matches!(
+            m,
+            "sampling/createMessage" | "elicitation/create" | "roots/list"
+        )
+    };
+    let all_answerable = RawObject::parse(requests.to_string().as_bytes())
+        .map(|r| {
+            r.0.iter().all(|(_, v)| {
+                RawObject::parse(v.get().as_bytes())
+                    .and_then(|o| o.str("method"))
+                    .is_some_and(|m| answerable(&m))
+            })
+        })
+        .unwrap_or(false);
+    if !mrtr_methods.contains(&method) || !all_answerable {
+        for (_, child_id) in &asked {
+            let refusal = RawObject(vec![
+                ("jsonrpc".into(), raw(&"2.0")),
+                ("id".into(), child_id.clone()),
+                (
+                    "error".into(),
+                    raw(&serde_json::json!({"code": METHOD_NOT_FOUND, "message": "mcpgate: this client cannot be asked that during this request"})),
+                ),
+            ]);
+            let conn = Arc::clone(conn);
+            tokio::spawn(async move {
+                let _ = conn.answer_unchecked(&refusal).await;
+            });
+        }
+        conn.cancel(call.gid, "the upstream asked the client something it cannot be asked");
+        return error_bytes(
+            id,
+            INTERNAL_ERROR,
+            "The upstream MCP server asked the client for input that this request cannot carry",
+        );
+    }
+    let token = up.park(session.owner, Arc::clone(session), call, asked);
+    let result = RawObject(vec![
+        ("resultType".into(), raw(&"input_required")),
+        ("inputRequests".into(), requests.to_raw()),
+        ("requestState".into(), raw(&token)),
+    ]);
+    answer_bytes(id, result.to_raw())
+}
+
+fn answer_bytes(id: Option<&RawValue>, result: Box<RawValue>) -> Bytes {
+    let answer = RawObject(vec![
+        ("jsonrpc".into(), raw(&"2.0")),
+        (
+            "id".into(),
+            id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned),
+        ),
+        ("result".into(), result),
+    ]);
+    Bytes::from(answer.to_string())
+}
+
+fn error_bytes(id: Option<&RawValue>, code: i64, text: &str) -> Bytes {
+    let answer = RawObject(vec![
+        ("jsonrpc".into(), raw(&"2.0")),
+        (
+            "id".into(),
+            id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned),
+        ),
+        (
+            "error".into(),
+            raw(&serde_json::json!({"code": code, "message": text})),
+        ),
+    ]);
+    Bytes::from(answer.to_string())
+}
+
+fn is_method_not_found(bytes: &[u8]) -> bool {
+    RawObject::parse(bytes)
+        .and_then(|a| a.object("error"))
+        .and_then(|e| e.get("code").map(|c| c.get() == "-32601"))
+        .unwrap_or(false)
+}
+
+fn exited(conn: &Conn, id: Option<&RawValue>) -> Response<Body> {
+    let reason = conn.exit_reason();
+    tracing::warn!(target: "mcpgate::stdio", reason, "request failed: upstream command gone");
+    message::error_response(
+        StatusCode::BAD_GATEWAY,
+        id,
+        INTERNAL_ERROR,
+        &format!("The upstream MCP server went away: {reason}"),
+    )
+}
+
+fn send_failure(e: &SendError, id: Option<&RawValue>) -> Response<Body> {
+    match e {
+        SendError::Closed => message::error_response(
+            StatusCode::BAD_GATEWAY,
+            id,
+            INTERNAL_ERROR,
+            "The upstream MCP server went away",
+        ),
+        SendError::Busy => {
+            tracing::warn!(target: "mcpgate::stdio", "upstream command is not reading its input; request refused");
+            let mut r = message::error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                id,
+                INTERNAL_ERROR,
+                "The upstream MCP server is not accepting requests",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+    }
+}
+
+fn refused(e: &Refusal, id: Option<&RawValue>) -> Response<Body> {
+    tracing::warn!(target: "mcpgate::stdio", reason = %e, "no upstream process for this request");
+    let (status, text) = match e {
+        Refusal::Spawn(_) => (
+            StatusCode::BAD_GATEWAY,
+            "The upstream MCP server could not be started".to_owned(),
+        ),
+        other => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("The upstream MCP server is unavailable: {other}"),
+        ),
+    };
+    let mut r = message::error_response(status, id, INTERNAL_ERROR, &text);
+    if let Some(secs) = e.retry_after() {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
+}
+
+fn accepted() -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::ACCEPTED;
+    r
+}
+
+fn json_response(status: StatusCode, bytes: Bytes) -> Response<Body> {
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn sse_event(data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + 24);
+    out.extend_from_slice(b"event: message\ndata: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+fn sse_response(body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}

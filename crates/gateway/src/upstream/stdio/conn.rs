@@ -1,0 +1,786 @@
+//! One child's JSON-RPC connection: newline-delimited messages on its stdin and stdout, and
+//! the routing that sends each message the child writes to the session and stream it belongs
+//! to.
+//!
+//! Requests going to the child get ids of the gateway's own (and their progress tokens too),
+//! so that any number of sessions and streams can share one child without their ids
+//! colliding; answers get the client's id back. Everything else in a message is passed on
+//! byte for byte ([`RawObject`]).
+//!
+//! Nothing here can make memory grow without bound: the queue to the child's stdin is bounded
+//! (a child that stops reading makes senders wait, then fail), lines from the child are capped
+//! at `max_line` bytes, and each client stream has a bounded queue: a client that does not
+//! read loses notifications rather than holding up everyone else.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::value::RawValue;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::sync::CancellationToken;
+
+use super::json::{RawObject, edit_meta, raw, raw_text};
+use super::process::Pipes;
+
+/// Messages queued for the child's stdin.
+const STDIN_QUEUE: usize = 64;
+/// Messages queued for one client stream.
+pub const STREAM_QUEUE: usize = 64;
+
+/// `_meta` key of a 2026-07-28 subscription stream's notifications.
+pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// Names a session (or an internal user) among those sharing a child.
+pub type SessionKey = Arc<str>;
+
+/// What a waiting request receives before its answer.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A notification for the client, on this request's stream.
+    Message(Bytes),
+    /// A request from the child to the client (sampling, elicitation, roots), on this
+    /// request's stream. `child_id` is the child's id for it, raw.
+    Request {
+        /// The child's id.
+        child_id: Box<RawValue>,
+        /// The whole message.
+        message: RawObject,
+    },
+}
+
+/// The receiving end of a request sent to the child.
+#[derive(Debug)]
+pub struct Call {
+    /// The gateway's id for it.
+    pub gid: u64,
+    /// Messages for the client that belong to it.
+    pub events: mpsc::Receiver<Delivery>,
+    /// Its answer (id restored); dropped unanswered when the child goes away.
+    pub answer: oneshot::Receiver<Bytes>,
+}
+
+/// Why a message could not be given to the child.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The child is gone.
+    #[error("the upstream command has exited")]
+    Closed,
+    /// The child is not reading its input.
+    #[error("the upstream command is not reading its input")]
+    Busy,
+}
+
+struct Pending {
+    session: SessionKey,
+    client_id: Box<RawValue>,
+    progress: Option<Box<RawValue>>,
+    events: mpsc::Sender<Delivery>,
+    answer: oneshot::Sender<Bytes>,
+    /// Whether `notifications/message` may go to this request's stream.
+    logs: bool,
+}
+
+/// A `subscriptions/listen` stream the gateway serves itself (for a child of the session
+/// revisions).
+pub struct Listener {
+    /// The session it belongs to.
+    pub session: SessionKey,
+    /// The client's listen request id, put in each notification's `_meta`.
+    pub client_id: Box<RawValue>,
+    /// Which notifications it asked for.
+    pub tools: bool,
+    /// `prompts/list_changed`.
+    pub prompts: bool,
+    /// `resources/list_changed`.
+    pub resources: bool,
+    /// `resources/updated` for these URIs.
+    pub uris: HashSet<String>,
+    /// Where they go.
+    pub tx: mpsc::Sender<Bytes>,
+}
+
+#[derive(Default)]
+struct Routes {
+    pending: HashMap<u64, Pending>,
+    /// Sessions attached to this child.
+    sessions: HashSet<SessionKey>,
+    /// Each session's GET stream.
+    streams: HashMap<SessionKey, mpsc::Sender<Bytes>>,
+    /// Emulated `subscriptions/listen` streams, by an id of the gateway's.
+    listeners: HashMap<u64, Listener>,
+    /// Requests from the child awaiting a client's answer: child id text → session.
+    asked: HashMap<String, SessionKey>,
+    /// `resources/subscribe` URIs per session (to route `resources/updated`).
+    subscribed: HashMap<SessionKey, HashSet<String>>,
+}
+
+/// A child's connection.
+pub struct Conn {
+    label: String,
+    pid: u32,
+    stdin: mpsc::Sender<Bytes>,
+    routes: Mutex<Routes>,
+    next: AtomicU64,
+    closed: CancellationToken,
+    exit: Mutex<Option<String>>,
+    send_timeout: Duration,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("label", &self.label)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// Starts reading and writing the child's pipes. `stop` closes its stdin (the polite way
+    /// to end a stdio server); the connection closes when stdout ends or `exited` fires.
+    pub fn start(
+        pipes: Pipes,
+        label: String,
+        pid: u32,
+        max_line: usize,
+        send_timeout: Duration,
+        stop: CancellationToken,
+    ) -> Arc<Conn> {
+        let (tx, rx) = mpsc::channel(STDIN_QUEUE);
+        let conn = Arc::new(Conn {
+            label,
+            pid,
+            stdin: tx,
+            routes: Mutex::new(Routes::default()),
+            next: AtomicU64::new(1),
+            closed: CancellationToken::new(),
+            exit: Mutex::new(None),
+            send_timeout,
+        });
+        tokio::spawn(write_loop(pipes.stdin, rx, stop, conn.closed.clone()));
+        tokio::spawn(read_loop(Arc::clone(&conn), pipes.stdout, max_line));
+        conn
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the child is gone.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// How the child ended, for error messages.
+    pub fn exit_reason(&self) -> String {
+        self.exit
+            .lock()
+            .expect("exit lock")
+            .clone()
+            .unwrap_or_else(|| "the upstream command has exited".into())
+    }
+
+    /// Marks the connection closed: every waiting request fails, every stream ends.
+    pub fn close(&self, reason: String) {
+        {
+            let mut exit = self.exit.lock().expect("exit lock");
+            if exit.is_none() {
+                *exit = Some(reason);
+            }
+        }
+        self.closed.cancel();
+        let mut routes = self.routes.lock().expect("routes lock");
+        // Dropping the senders ends every waiting request and stream.
+        *routes = Routes::default();
+    }
+
+    /// Ends the GET and listen streams (the gateway is shutting down).
+    pub fn close_streams(&self) {
+        let mut routes = self.routes.lock().expect("routes lock");
+        routes.streams.clear();
+        routes.listeners.clear();
+    }
+
+    /// Attaches a session to this child.
+    pub fn attach(&self, session: &SessionKey) {
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .sessions
+            .insert(Arc::clone(session));
+    }
+
+    /// Detaches a session: its requests, streams and questions are dropped.
+    pub fn detach(&self, session: &SessionKey) -> Vec<u64> {
+        let mut routes = self.routes.lock().expect("routes lock");
+        routes.sessions.remove(session);
+        routes.streams.remove(session);
+        routes.subscribed.remove(session);
+        routes.asked.retain(|_, s| s != session);
+        routes.listeners.retain(|_, l| &l.session != session);
+        let gone: Vec<u64> = routes
+            .pending
+            .iter()
+            .filter(|(_, p)| &p.session == session)
+            .map(|(gid, _)| *gid)
+            .collect();
+        for gid in &gone {
+            routes.pending.remove(gid);
+        }
+        gone
+    }
+
+    /// How many sessions use this child.
+    pub fn session_count(&self) -> usize {
+        self.routes.lock().expect("routes lock").sessions.len()
+    }
+
+    /// Whether anything is in flight or listening (an idle child may be stopped).
+    pub fn busy(&self) -> bool {
+        let routes = self.routes.lock().expect("routes lock");
+        !routes.pending.is_empty() || !routes.streams.is_empty() || !routes.listeners.is_empty()
+    }
+
+    /// Sets the session's GET stream (a newer one replaces an older one).
+    pub fn open_stream(&self, session: &SessionKey) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .streams
+            .insert(Arc::clone(session), tx);
+        rx
+    }
+
+    /// Registers an emulated `subscriptions/listen` stream; returns its id.
+    pub fn listen(&self, listener: Listener) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .listeners
+            .insert(id, listener);
+        id
+    }
+
+    /// Ends an emulated listen stream.
+    pub fn unlisten(&self, id: u64) {
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .listeners
+            .remove(&id);
+    }
+
+    /// Sends a client's request to the child under a gateway id. `logs`: whether logging
+    /// notifications may be delivered on its stream.
+    pub async fn request(
+        &self,
+        session: &SessionKey,
+        mut message: RawObject,
+        logs: bool,
+    ) -> Result<Call, SendError> {
+        let gid = self.next.fetch_add(1, Ordering::Relaxed);
+        let client_id = message.remove("id").unwrap_or_else(|| raw_text("null".into()));
+        message.set("id", raw(&gid));
+        let progress = edit_meta(&mut message, "progressToken", |old| {
+            (raw(&gid), old.to_owned())
+        });
+        if let Some(uri) = subscription_uri(&message) {
+            let mut routes = self.routes.lock().expect("routes lock");
+            let set = routes.subscribed.entry(Arc::clone(session)).or_default();
+            match message.str("method").as_deref() {
+                Some("resources/subscribe") => {
+                    set.insert(uri);
+                }
+                _ => {
+                    set.remove(&uri);
+                }
+            }
+        }
+        let (events_tx, events) = mpsc::channel(STREAM_QUEUE);
+        let (answer_tx, answer) = oneshot::channel();
+        self.routes.lock().expect("routes lock").pending.insert(
+            gid,
+            Pending {
+                session: Arc::clone(session),
+                client_id,
+                progress,
+                events: events_tx,
+                answer: answer_tx,
+                logs,
+            },
+        );
+        if let Err(e) = self.send(Bytes::from(message.to_string())).await {
+            self.forget(gid);
+            return Err(e);
+        }
+        Ok(Call {
+            gid,
+            events,
+            answer,
+        })
+    }
+
+    /// Gives a waiting request a new client id (a 2026-07-28 client's retry continues it).
+    pub fn rebind(&self, gid: u64, client_id: Box<RawValue>) -> bool {
+        match self.routes.lock().expect("routes lock").pending.get_mut(&gid) {
+            Some(p) => {
+                p.client_id = client_id;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops waiting for `gid` without telling the child.
+    pub fn forget(&self, gid: u64) {
+        self.routes.lock().expect("routes lock").pending.remove(&gid);
+    }
+
+    /// Cancels `gid` at the child (`notifications/cancelled`) and stops waiting for it.
+    pub fn cancel(&self, gid: u64, reason: &str) {
+        if self
+            .routes
+            .lock()
+            .expect("routes lock")
+            .pending
+            .remove(&gid)
+            .is_none()
+        {
+            return;
+        }
+        let line = format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{gid},"reason":{}}}}}"#,
+            serde_json::to_string(reason).unwrap_or_else(|_| "\"\"".into())
+        );
+        // Best effort: a child too busy to read its input will not see it.
+        let _ = self.stdin.try_send(Bytes::from(line));
+    }
+
+    /// The gateway id of a session's request, by the client's id.
+    pub fn find(&self, session: &SessionKey, client_id: &str) -> Option<u64> {
+        let routes = self.routes.lock().expect("routes lock");
+        routes
+            .pending
+            .iter()
+            .find(|(_, p)| &p.session == session && p.client_id.get() == client_id)
+            .map(|(gid, _)| *gid)
+    }
+
+    /// Passes a client's answer to a request of the child's on. Only the session the request
+    /// went to may answer it; anything else is dropped (false).
+    pub async fn answer(&self, session: &SessionKey, message: &RawObject) -> Result<bool, SendError> {
+        let Some(id) = message.get("id") else {
+            return Ok(false);
+        };
+        let allowed = {
+            let mut routes = self.routes.lock().expect("routes lock");
+            match routes.asked.get(id.get()) {
+                Some(s) if s == session => {
+                    routes.asked.remove(id.get());
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !allowed {
+            return Ok(false);
+        }
+        self.send(Bytes::from(message.to_string())).await?;
+        Ok(true)
+    }
+
+    /// Answers a request of the child's on the gateway's own behalf (a refusal).
+    pub async fn answer_unchecked(&self, message: &RawObject) -> Result<(), SendError> {
+        if let Some(id) = message.get("id") {
+            self.routes.lock().expect("routes lock").asked.remove(id.get());
+        }
+        self.send(Bytes::from(message.to_string())).await
+    }
+
+    /// Sends a message (a notification, or the gateway's answer to the child) as it is.
+    pub async fn send(&self, line: Bytes) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        match tokio::time::timeout(self.send_timeout, self.stdin.reserve()).await {
+            Ok(Ok(permit)) => {
+                permit.send(line);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(SendError::Closed),
+            Err(_) => Err(SendError::Busy),
+        }
+    }
+
+    /// Sends a request of the gateway's own and waits for its answer (the whole response).
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Box<RawValue>,
+        timeout: Duration,
+    ) -> Result<RawObject, CallError> {
+        let session: SessionKey = Arc::from("");
+        let message = RawObject(vec![
+            ("jsonrpc".into(), raw(&"2.0")),
+            ("id".into(), raw(&0)),
+            ("method".into(), raw(&method)),
+            ("params".into(), params),
+        ]);
+        let call = self
+            .request(&session, message, false)
+            .await
+            .map_err(CallError::Send)?;
+        let gid = call.gid;
+        match tokio::time::timeout(timeout, call.answer).await {
+            Ok(Ok(bytes)) => RawObject::parse(&bytes).ok_or(CallError::Exited),
+            Ok(Err(_)) => Err(CallError::Exited),
+            Err(_) => {
+                self.cancel(gid, "timed out");
+                Err(CallError::Timeout)
+            }
+        }
+    }
+
+    /// Answers a request of the child's with an error.
+    fn refuse(&self, child_id: &RawValue, code: i64, text: &str) {
+        let line = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{}}}}}"#,
+            child_id.get(),
+            serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
+        );
+        let _ = self.stdin.try_send(Bytes::from(line));
+    }
+
+    /// Routes one line the child wrote.
+    fn dispatch(&self, line: &str) {
+        let Some(message) = RawObject::parse(line.as_bytes()) else {
+            let shown: String = line.chars().take(120).collect();
+            tracing::warn!(target: "mcpgate::stdio", session = self.label, pid = self.pid, bytes = line.len(), start = %shown, "upstream command wrote a line that is not a JSON-RPC message; ignored");
+            return;
+        };
+        let method = message.str("method");
+        let id = message
+            .get("id")
+            .filter(|id| id.get() != "null")
+            .map(ToOwned::to_owned);
+        match (method, id) {
+            (None, Some(id)) => self.on_response(message, &id),
+            (Some(_), Some(id)) => self.on_request(message, id),
+            (Some(method), None) => self.on_notification(&method, message),
+            (None, None) => {
+                tracing::warn!(target: "mcpgate::stdio", session = self.label, "upstream command wrote a message with neither method nor id; ignored");
+            }
+        }
+    }
+
+    fn on_response(&self, mut message: RawObject, id: &RawValue) {
+        let Ok(gid) = id.get().parse::<u64>() else {
+            tracing::debug!(target: "mcpgate::stdio", session = self.label, "answer for an id the gateway did not send; ignored");
+            return;
+        };
+        let Some(pending) = self.routes.lock().expect("routes lock").pending.remove(&gid) else {
+            tracing::debug!(target: "mcpgate::stdio", session = self.label, gid, "late answer (cancelled or timed out); ignored");
+            return;
+        };
+        message.set("id", pending.client_id);
+        let _ = pending.answer.send(Bytes::from(message.to_string()));
+    }
+
+    fn on_request(&self, message: RawObject, child_id: Box<RawValue>) {
+        let mut routes = self.routes.lock().expect("routes lock");
+        // The request it belongs to: the only one in flight, or else (one session) that
+        // session's GET stream or its latest request.
+        let target = related(&routes);
+        match target {
+            Some(Target::Pending(gid)) => {
+                let pending = &routes.pending[&gid];
+                let session = Arc::clone(&pending.session);
+                let delivery = Delivery::Request {
+                    child_id: child_id.clone(),
+                    message,
+                };
+                if pending.events.try_send(delivery).is_ok() {
+                    routes.asked.insert(child_id.get().to_owned(), session);
+                    return;
+                }
+            }
+            Some(Target::Stream(session)) => {
+                let tx = &routes.streams[&session];
+                if tx.try_send(Bytes::from(message.to_string())).is_ok() {
+                    routes.asked.insert(child_id.get().to_owned(), session);
+                    return;
+                }
+            }
+            None => {}
+        }
+        drop(routes);
+        tracing::info!(target: "mcpgate::stdio", session = self.label, "request from the upstream command has no client stream to go to; refused");
+        self.refuse(
+            &child_id,
+            -32603,
+            "mcpgate: no client stream can take this request now",
+        );
+    }
+
+    fn on_notification(&self, method: &str, mut message: RawObject) {
+        let mut routes = self.routes.lock().expect("routes lock");
+        match method {
+            "notifications/progress" => {
+                let gid = message
+                    .object("params")
+                    .and_then(|p| p.get("progressToken").map(|t| t.get().parse::<u64>()))
+                    .and_then(Result::ok);
+                let Some(pending) = gid.and_then(|g| routes.pending.get(&g)) else {
+                    return;
+                };
+                let Some(token) = pending.progress.clone() else {
+                    return;
+                };
+                if let Some(mut params) = message.object("params") {
+                    params.set("progressToken", token);
+                    message.set("params", params.to_raw());
+                }
+                let _ = pending
+                    .events
+                    .try_send(Delivery::Message(Bytes::from(message.to_string())));
+                return;
+            }
+            _ => {}
+        }
+        // A notification of a 2026-07-28 child's subscription stream.
+        if let Some(gid) = edit_meta(&mut message, SUBSCRIPTION_ID, |v| {
+            (v.to_owned(), v.get().parse::<u64>().ok())
+        })
+        .flatten()
+            && let Some(pending) = routes.pending.get(&gid)
+        {
+            let client_id = pending.client_id.clone();
+            edit_meta(&mut message, SUBSCRIPTION_ID, |_| (client_id, ()));
+            let _ = pending
+                .events
+                .try_send(Delivery::Message(Bytes::from(message.to_string())));
+            return;
+        }
+        let text = Bytes::from(message.to_string());
+        let broadcast = match method {
+            "notifications/tools/list_changed" => Some(Topic::Tools),
+            "notifications/prompts/list_changed" => Some(Topic::Prompts),
+            "notifications/resources/list_changed" => Some(Topic::Resources),
+            "notifications/resources/updated" => message
+                .object("params")
+                .and_then(|p| p.str("uri"))
+                .map(Topic::Updated),
+            _ => None,
+        };
+        if let Some(topic) = broadcast {
+            deliver_broadcast(&mut routes, &topic, &text);
+            return;
+        }
+        // Logging and anything else: the related stream, if there is one.
+        match related(&routes) {
+            Some(Target::Pending(gid)) => {
+                let pending = &routes.pending[&gid];
+                if pending.logs || method != "notifications/message" {
+                    let _ = pending.events.try_send(Delivery::Message(text));
+                }
+            }
+            Some(Target::Stream(session)) => {
+                let _ = routes.streams[&session].try_send(text);
+            }
+            None => {
+                tracing::debug!(target: "mcpgate::stdio", session = self.label, method, "notification with no client stream to go to; dropped");
+            }
+        }
+    }
+}
+
+enum Target {
+    Pending(u64),
+    Stream(SessionKey),
+}
+
+enum Topic {
+    Tools,
+    Prompts,
+    Resources,
+    Updated(String),
+}
+
+/// The stream a message of the child's that names no request belongs to: the only request
+/// in flight; else, when one session uses the child, its GET stream or its latest request.
+/// With several sessions and several requests it cannot be told: `None`.
+fn related(routes: &Routes) -> Option<Target> {
+    let clients = routes.pending.iter().filter(|(_, p)| !p.session.is_empty());
+    let mut clients = clients.map(|(gid, p)| (*gid, &p.session));
+    let first = clients.next();
+    let second = clients.next();
+    if let (Some((gid, _)), None) = (first, second) {
+        return Some(Target::Pending(gid));
+    }
+    let mut sessions = routes.sessions.iter();
+    let (Some(only), None) = (sessions.next(), sessions.next()) else {
+        return None;
+    };
+    if routes.streams.contains_key(only) {
+        return Some(Target::Stream(Arc::clone(only)));
+    }
+    routes
+        .pending
+        .iter()
+        .filter(|(_, p)| &p.session == only)
+        .map(|(gid, _)| *gid)
+        .max()
+        .map(Target::Pending)
+}
+
+fn deliver_broadcast(routes: &mut Routes, topic: &Topic, text: &Bytes) {
+    let single = routes.sessions.len() == 1;
+    let sessions: Vec<SessionKey> = routes.sessions.iter().cloned().collect();
+    for session in sessions {
+        if let Topic::Updated(uri) = topic
+            && !single
+            && !routes
+                .subscribed
+                .get(&session)
+                .is_some_and(|s| s.contains(uri))
+        {
+            continue;
+        }
+        if let Some(tx) = routes.streams.get(&session) {
+            let _ = tx.try_send(text.clone());
+        } else if let Some(pending) = routes
+            .pending
+            .iter()
+            .filter(|(_, p)| p.session == session)
+            .max_by_key(|(gid, _)| **gid)
+            .map(|(_, p)| p)
+        {
+            let _ = pending.events.try_send(Delivery::Message(text.clone()));
+        }
+    }
+    for listener in routes.listeners.values() {
+        let wanted = match topic {
+            Topic::Tools => listener.tools,
+            Topic::Prompts => listener.prompts,
+            Topic::Resources => listener.resources,
+            Topic::Updated(uri) => listener.uris.contains(uri),
+        };
+        if !wanted {
+            continue;
+        }
+        let Some(mut message) = RawObject::parse(text) else {
+            continue;
+        };
+        super::json::put_meta(&mut message, SUBSCRIPTION_ID, listener.client_id.clone());
+        let _ = listener.tx.try_send(Bytes::from(message.to_string()));
+    }
+}
+
+fn subscription_uri(message: &RawObject) -> Option<String> {
+    match message.str("method").as_deref() {
+        Some("resources/subscribe" | "resources/unsubscribe") => {
+            message.object("params").and_then(|p| p.str("uri"))
+        }
+        _ => None,
+    }
+}
+
+async fn write_loop(
+    mut stdin: tokio::process::ChildStdin,
+    mut rx: mpsc::Receiver<Bytes>,
+    stop: CancellationToken,
+    closed: CancellationToken,
+) {
+    loop {
+        let line = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            _ = closed.cancelled() => break,
+            line = rx.recv() => match line {
+                Some(l) => l,
+                None => break,
+            },
+        };
+        // Newlines frame messages; JSON text has them only as whitespace, so they can go.
+        let line: Bytes = if line.contains(&b'\n') || line.contains(&b'\r') {
+            line.iter()
+                .map(|b| if *b == b'\n' || *b == b'\r' { b' ' } else { *b })
+                .collect::<Vec<u8>>()
+                .into()
+        } else {
+            line
+        };
+        let write = async {
+            stdin.write_all(&line).await?;
+            stdin.write_all(b"\n").await?;
+            stdin.flush().await
+        };
+        let result = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            r = write => r,
+        };
+        if result.is_err() {
+            break;
+        }
+    }
+    // Dropping stdin closes it: the child's signal to exit.
+    drop(stdin);
+}
+
+async fn read_loop(conn: Arc<Conn>, stdout: tokio::process::ChildStdout, max_line: usize) {
+    let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(max_line));
+    // After a decoding error the reader yields one `None` and then goes on reading.
+    let mut after_error = false;
+    loop {
+        let next = tokio::select! {
+            _ = conn.closed.cancelled() => break,
+            next = lines.next() => next,
+        };
+        match next {
+            None if after_error => after_error = false,
+            None => break,
+            Some(Ok(line)) => {
+                if !line.trim().is_empty() {
+                    conn.dispatch(&line);
+                }
+            }
+            Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+                after_error = true;
+                tracing::warn!(target: "mcpgate::stdio", session = conn.label, pid = conn.pid, max_line, "upstream command wrote a message longer than upstream.max_response_bytes; dropped");
+            }
+            Some(Err(LinesCodecError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+                after_error = true;
+                tracing::warn!(target: "mcpgate::stdio", session = conn.label, pid = conn.pid, "upstream command wrote a line that is not UTF-8; ignored");
+            }
+            Some(Err(LinesCodecError::Io(e))) => {
+                tracing::warn!(target: "mcpgate::stdio", session = conn.label, error = %e, "reading the upstream command's output failed");
+                break;
+            }
+        }
+    }
+    conn.close("the upstream command closed its output".into());
+}
+
+/// Why a gateway's own request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// It could not be sent.
+    #[error("{0}")]
+    Send(SendError),
+    /// The child went away first.
+    #[error("the upstream command exited")]
+    Exited,
+    /// No answer in time.
+    #[error("the upstream command did not answer in time")]
+    Timeout,
+}

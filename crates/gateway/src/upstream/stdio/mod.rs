@@ -1,0 +1,658 @@
+//! A stdio MCP server as the upstream: the gateway starts the command, speaks
+//! newline-delimited JSON-RPC with it, and supervises it.
+//!
+//! - `per-session` (the default): every MCP session gets a child of its own, with its own
+//!   `initialize`; a stateless (2026-07-28) client gets one child per subject. Limits: at most
+//!   `max_children` at once, idle ones stopped after `child_idle_timeout`.
+//! - `shared`: one child for everyone; ids are rewritten so answers reach the right session,
+//!   and later sessions' `initialize` is answered from the first handshake.
+//!
+//! A command that keeps dying is restarted with growing delays ([`Backoff`]); while one runs,
+//! new sessions get 503 with `Retry-After`.
+
+pub mod conn;
+pub mod json;
+pub mod process;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use crate::session::Owner;
+use conn::{CallError, Conn, SessionKey};
+use json::{RawObject, raw};
+use process::{CommandSpec, Process};
+
+/// The newest revision with `initialize`, used when the gateway initializes a child itself.
+pub const LEGACY_REVISION: &str = "2025-11-25";
+/// How long a stopping child gets after its stdin closes (and again after SIGTERM).
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// A child that dies sooner than this after starting counts as a crash for the backoff.
+const EARLY_DEATH: Duration = Duration::from_secs(10);
+
+/// How sessions map to children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionMode {
+    /// A child per session.
+    PerSession,
+    /// One child for all.
+    Shared,
+}
+
+/// Settings.
+#[derive(Debug, Clone)]
+pub struct StdioOptions {
+    /// What to run.
+    pub command: CommandSpec,
+    /// Sessions and children.
+    pub mode: SessionMode,
+    /// Children at once (per-session mode).
+    pub max_children: usize,
+    /// Idle children are stopped after this.
+    pub idle_timeout: Duration,
+    /// Time for a new child to answer its first message.
+    pub startup_timeout: Duration,
+    /// Time for a child to answer a request.
+    pub request_timeout: Duration,
+    /// Longest message accepted from a child.
+    pub max_line: usize,
+}
+
+/// Which revision family a child speaks.
+#[derive(Debug, Clone)]
+pub enum Generation {
+    /// Not asked (a session client's `initialize` went to it directly).
+    Unknown,
+    /// Answers `server/discover` (2026-07-28).
+    Modern,
+    /// Does not: it needs `initialize` first.
+    Legacy,
+}
+
+/// One running child.
+pub struct Child {
+    /// Its connection.
+    pub conn: Arc<Conn>,
+    /// What it speaks.
+    pub generation: Mutex<Generation>,
+    /// Its `initialize` result, once it has been initialized.
+    pub initialized: tokio::sync::Mutex<Option<Box<RawValue>>>,
+    stop: CancellationToken,
+    done: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    last_used: Mutex<Instant>,
+}
+
+impl std::fmt::Debug for Child {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Child").field("conn", &self.conn).finish_non_exhaustive()
+    }
+}
+
+impl Child {
+    /// Notes a use (for the idle timeout).
+    pub fn touch(&self) {
+        *self.last_used.lock().expect("last_used lock") = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_used.lock().expect("last_used lock").elapsed()
+    }
+
+    /// Stops the child (stdin closed, then SIGTERM, then SIGKILL) and waits for it.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        if let Some(handle) = self.done.lock().await.take() {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// A session of a client of the session revisions, or a subject's stateless use.
+#[derive(Debug)]
+pub struct Session {
+    /// Its key among the child's users.
+    pub key: SessionKey,
+    /// Who opened it.
+    pub owner: Owner,
+    /// Its child.
+    pub child: Arc<Child>,
+    /// Whether the child is its own (per-session mode).
+    pub owns_child: bool,
+    /// Whether its `notifications/initialized` goes to the child (false for a later session
+    /// of a shared child, whose `initialize` the gateway answered).
+    pub relays_initialized: bool,
+}
+
+/// A request of a 2026-07-28 client, waiting at the child for answers the client was asked
+/// for in an `input_required` result (the child asked with a server-to-client request).
+#[derive(Debug)]
+pub struct Parked {
+    /// Who may continue it.
+    pub owner: Owner,
+    /// Where it runs.
+    pub session: Arc<Session>,
+    /// The request at the child.
+    pub call: conn::Call,
+    /// `inputRequests` keys and the child's ids for them.
+    pub asked: Vec<(String, Box<RawValue>)>,
+    expires: Instant,
+}
+
+/// Why no child can be had now.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Every slot is taken.
+    #[error("all {0} upstream processes are in use")]
+    Full(usize),
+    /// The command keeps crashing; wait.
+    #[error("the upstream command keeps exiting; next start allowed in {0:?}")]
+    Backoff(Duration),
+    /// The command could not be started.
+    #[error("the upstream command could not be started: {0}")]
+    Spawn(std::io::Error),
+    /// The gateway is shutting down.
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+}
+
+impl Refusal {
+    /// Seconds for `Retry-After`, when retrying makes sense.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Refusal::Full(_) => Some(5),
+            Refusal::Backoff(d) => Some(d.as_secs().max(1)),
+            Refusal::Spawn(_) | Refusal::ShuttingDown => None,
+        }
+    }
+}
+
+/// Restart delays for a command that keeps dying early: none for the first death, then 1 s,
+/// 2 s, 4 s … up to 30 s; a child that lives long enough resets it.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+    last: Option<Instant>,
+}
+
+impl Backoff {
+    fn delay(&self) -> Duration {
+        if self.failures < 2 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs(1u64 << (self.failures - 2).min(5)).min(Duration::from_secs(30))
+    }
+
+    fn wait_left(&self) -> Option<Duration> {
+        let last = self.last?;
+        let left = self.delay().checked_sub(last.elapsed())?;
+        (!left.is_zero()).then_some(left)
+    }
+}
+
+/// The stdio upstream.
+pub struct StdioUpstream {
+    options: StdioOptions,
+    sessions: Mutex<HashMap<SessionKey, Arc<Session>>>,
+    /// Per-session mode: each subject's stateless child.
+    stateless: tokio::sync::Mutex<HashMap<Owner, Arc<Session>>>,
+    /// Shared mode: the child.
+    shared: tokio::sync::Mutex<Option<Arc<Child>>>,
+    children: Arc<AtomicUsize>,
+    backoff: Arc<Mutex<Backoff>>,
+    stopping: CancellationToken,
+    all: Mutex<Vec<std::sync::Weak<Child>>>,
+    parked: Mutex<HashMap<String, Parked>>,
+}
+
+impl std::fmt::Debug for StdioUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdioUpstream")
+            .field("command", &self.options.command)
+            .field("mode", &self.options.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StdioUpstream {
+    /// An upstream that runs `options.command`; starts the idle reaper.
+    pub fn new(options: StdioOptions) -> Arc<Self> {
+        let upstream = Arc::new(StdioUpstream {
+            options,
+            sessions: Mutex::new(HashMap::new()),
+            stateless: tokio::sync::Mutex::new(HashMap::new()),
+            shared: tokio::sync::Mutex::new(None),
+            children: Arc::new(AtomicUsize::new(0)),
+            backoff: Arc::new(Mutex::new(Backoff::default())),
+            stopping: CancellationToken::new(),
+            all: Mutex::new(Vec::new()),
+            parked: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&upstream);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let Some(upstream) = weak.upgrade() else { break };
+                if upstream.stopping.is_cancelled() {
+                    break;
+                }
+                upstream.reap().await;
+            }
+        });
+        upstream
+    }
+
+    /// The settings.
+    pub fn options(&self) -> &StdioOptions {
+        &self.options
+    }
+
+    /// Whether a new child could start now (for `/readyz`).
+    pub fn ready(&self) -> bool {
+        !self.stopping.is_cancelled()
+            && self.backoff.lock().expect("backoff lock").wait_left().is_none()
+    }
+
+    /// Starts a child. `label` names it in the log.
+    pub fn spawn(&self, label: &str) -> Result<Arc<Child>, Refusal> {
+        if self.stopping.is_cancelled() {
+            return Err(Refusal::ShuttingDown);
+        }
+        if let Some(left) = self.backoff.lock().expect("backoff lock").wait_left() {
+            return Err(Refusal::Backoff(left));
+        }
+        if self.options.mode == SessionMode::PerSession
+            && self.children.load(Ordering::SeqCst) >= self.options.max_children
+        {
+            return Err(Refusal::Full(self.options.max_children));
+        }
+        let (process, pipes) = match Process::spawn(&self.options.command, label) {
+            Ok(p) => p,
+            Err(e) => {
+                let mut backoff = self.backoff.lock().expect("backoff lock");
+                backoff.failures += 1;
+                backoff.last = Some(Instant::now());
+                tracing::error!(target: "mcpgate::stdio", error = %e, command = ?self.options.command.argv, "upstream command could not be started");
+                return Err(Refusal::Spawn(e));
+            }
+        };
+        let stop = CancellationToken::new();
+        let conn = Conn::start(
+            pipes,
+            label.to_owned(),
+            process.pid(),
+            self.options.max_line,
+            self.options.request_timeout,
+            stop.clone(),
+        );
+        self.children.fetch_add(1, Ordering::SeqCst);
+        let handle = tokio::spawn(supervise(
+            process,
+            Arc::clone(&conn),
+            stop.clone(),
+            Arc::clone(&self.children),
+            Arc::clone(&self.backoff),
+        ));
+        let child = Arc::new(Child {
+            conn,
+            generation: Mutex::new(Generation::Unknown),
+            initialized: tokio::sync::Mutex::new(None),
+            stop,
+            done: tokio::sync::Mutex::new(Some(handle)),
+            last_used: Mutex::new(Instant::now()),
+        });
+        let mut all = self.all.lock().expect("all lock");
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&child));
+        Ok(child)
+    }
+
+    /// Registers a session.
+    pub fn add_session(&self, session: Arc<Session>) {
+        session.child.conn.attach(&session.key);
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(Arc::clone(&session.key), session);
+    }
+
+    /// A live session by key.
+    pub fn session(&self, key: &str) -> Option<Arc<Session>> {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        let session = sessions.get(key)?;
+        if session.child.conn.is_closed() {
+            sessions.remove(key);
+            return None;
+        }
+        session.child.touch();
+        Some(Arc::clone(session))
+    }
+
+    /// Ends a session; in per-session mode its child is stopped (in the background).
+    pub fn end_session(&self, key: &str) -> bool {
+        let Some(session) = self.sessions.lock().expect("sessions lock").remove(key) else {
+            return false;
+        };
+        for gid in session.child.conn.detach(&session.key) {
+            session.child.conn.cancel(gid, "session ended");
+        }
+        if session.owns_child {
+            let child = Arc::clone(&session.child);
+            tokio::spawn(async move { child.shutdown().await });
+        }
+        true
+    }
+
+    /// The shared child (started, and asked `server/discover`, when there is none alive).
+    pub async fn shared_child(&self, meta: Option<&RawObject>) -> Result<Arc<Child>, Refusal> {
+        let mut shared = self.shared.lock().await;
+        if let Some(child) = shared.as_ref()
+            && !child.conn.is_closed()
+        {
+            child.touch();
+            return Ok(Arc::clone(child));
+        }
+        let child = self.spawn("shared")?;
+        self.probe(&child, meta).await;
+        *shared = Some(Arc::clone(&child));
+        Ok(child)
+    }
+
+    /// Per-session mode: the subject's child for stateless requests.
+    pub async fn stateless_session(
+        &self,
+        owner: Owner,
+        meta: Option<&RawObject>,
+    ) -> Result<Arc<Session>, Refusal> {
+        let mut map = self.stateless.lock().await;
+        if let Some(s) = map.get(&owner)
+            && !s.child.conn.is_closed()
+        {
+            s.child.touch();
+            return Ok(Arc::clone(s));
+        }
+        let key: SessionKey = Arc::from(format!("stateless-{}", random_hex()));
+        let child = self.spawn(&key)?;
+        self.probe(&child, meta).await;
+        let session = Arc::new(Session {
+            key,
+            owner,
+            child,
+            owns_child: true,
+            relays_initialized: false,
+        });
+        session.child.conn.attach(&session.key);
+        map.insert(owner, Arc::clone(&session));
+        Ok(session)
+    }
+
+    /// Asks a new child `server/discover` (what a 2026-07-28 stdio client does first) to
+    /// learn which revisions it speaks; any error means the session revisions only.
+    async fn probe(&self, child: &Child, meta: Option<&RawObject>) {
+        let mut m = RawObject::default();
+        m.set(META_VERSION, raw(&"2026-07-28"));
+        m.set(META_CAPABILITIES, raw(&serde_json::json!({})));
+        m.set(META_CLIENT, client_info());
+        if let Some(given) = meta {
+            for key in [META_CAPABILITIES, META_CLIENT] {
+                if let Some(v) = given.get(key) {
+                    m.set(key, v.to_owned());
+                }
+            }
+        }
+        let params = RawObject(vec![("_meta".into(), m.to_raw())]).to_raw();
+        let generation = match child
+            .conn
+            .call("server/discover", params, self.options.startup_timeout)
+            .await
+        {
+            Ok(answer) if answer.get("result").is_some() => Generation::Modern,
+            Ok(_) => Generation::Legacy,
+            Err(e) => {
+                tracing::debug!(target: "mcpgate::stdio", error = %e, "server/discover probe failed");
+                Generation::Legacy
+            }
+        };
+        tracing::info!(target: "mcpgate::stdio", pid = child.conn.pid(), modern = matches!(generation, Generation::Modern), "upstream command probed");
+        *child.generation.lock().expect("generation lock") = generation;
+    }
+
+    /// Initializes a child of the session revisions on a stateless client's behalf (once),
+    /// with the client's `_meta` capabilities and client info. Returns the result.
+    pub async fn ensure_initialized(
+        &self,
+        child: &Child,
+        meta: Option<&RawObject>,
+    ) -> Result<Box<RawValue>, CallError> {
+        let mut initialized = child.initialized.lock().await;
+        if let Some(result) = initialized.as_ref() {
+            return Ok(result.clone());
+        }
+        let capabilities = meta
+            .and_then(|m| m.get(META_CAPABILITIES))
+            .map(ToOwned::to_owned)
+            .unwrap_or_else(|| raw(&serde_json::json!({})));
+        let info = meta
+            .and_then(|m| m.get(META_CLIENT))
+            .map(ToOwned::to_owned)
+            .unwrap_or_else(client_info);
+        let params = RawObject(vec![
+            ("protocolVersion".into(), raw(&LEGACY_REVISION)),
+            ("capabilities".into(), capabilities),
+            ("clientInfo".into(), info),
+        ])
+        .to_raw();
+        let answer = child
+            .conn
+            .call("initialize", params, self.options.startup_timeout)
+            .await?;
+        let Some(result) = answer.get("result") else {
+            return Err(CallError::Exited);
+        };
+        child
+            .conn
+            .send(bytes::Bytes::from_static(
+                br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            ))
+            .await
+            .map_err(CallError::Send)?;
+        *initialized = Some(result.to_owned());
+        Ok(result.to_owned())
+    }
+
+    /// Parks a request until its client answers; returns the `requestState` handle.
+    pub fn park(
+        &self,
+        owner: Owner,
+        session: Arc<Session>,
+        call: conn::Call,
+        asked: Vec<(String, Box<RawValue>)>,
+    ) -> String {
+        let token = format!("mcpgate-{}", random_hex());
+        let parked = Parked {
+            owner,
+            session,
+            call,
+            asked,
+            expires: Instant::now() + self.options.idle_timeout,
+        };
+        self.parked
+            .lock()
+            .expect("parked lock")
+            .insert(token.clone(), parked);
+        token
+    }
+
+    /// Takes a parked request back, when `owner` parked it and it has not expired.
+    pub fn unpark(&self, token: &str, owner: Owner) -> Option<Parked> {
+        let mut parked = self.parked.lock().expect("parked lock");
+        match parked.get(token) {
+            Some(p) if p.owner == owner && p.expires > Instant::now() => parked.remove(token),
+            _ => None,
+        }
+    }
+
+    /// Stops idle children and forgets dead sessions.
+    async fn reap(&self) {
+        let idle = self.options.idle_timeout;
+        let now = Instant::now();
+        let expired: Vec<Parked> = {
+            let mut parked = self.parked.lock().expect("parked lock");
+            let keys: Vec<String> = parked
+                .iter()
+                .filter(|(_, p)| p.expires <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| parked.remove(k)).collect()
+        };
+        for p in expired {
+            p.session.child.conn.cancel(p.call.gid, "input was not provided in time");
+        }
+        let expired: Vec<SessionKey> = {
+            let sessions = self.sessions.lock().expect("sessions lock");
+            sessions
+                .values()
+                .filter(|s| {
+                    s.child.conn.is_closed()
+                        || (s.owns_child && !s.child.conn.busy() && s.child.idle_for() >= idle)
+                })
+                .map(|s| Arc::clone(&s.key))
+                .collect()
+        };
+        for key in expired {
+            tracing::info!(target: "mcpgate::stdio", session = %key, "session ended (idle or upstream gone)");
+            self.end_session(&key);
+        }
+        let mut stateless = self.stateless.lock().await;
+        let stale: Vec<Owner> = stateless
+            .iter()
+            .filter(|(_, s)| {
+                s.child.conn.is_closed() || (!s.child.conn.busy() && s.child.idle_for() >= idle)
+            })
+            .map(|(o, _)| *o)
+            .collect();
+        for owner in stale {
+            if let Some(s) = stateless.remove(&owner) {
+                let child = Arc::clone(&s.child);
+                tokio::spawn(async move { child.shutdown().await });
+            }
+        }
+        drop(stateless);
+        let mut shared = self.shared.lock().await;
+        if let Some(child) = shared.as_ref()
+            && !child.conn.is_closed()
+            && child.conn.session_count() == 0
+            && !child.conn.busy()
+            && child.idle_for() >= idle
+        {
+            let child = shared.take().expect("checked");
+            tokio::spawn(async move { child.shutdown().await });
+        }
+    }
+
+    /// Refuses new children and ends every GET and listen stream; requests in flight go on.
+    pub fn drain(&self) {
+        self.stopping.cancel();
+        for child in self.all.lock().expect("all lock").iter().filter_map(std::sync::Weak::upgrade) {
+            child.conn.close_streams();
+        }
+    }
+
+    /// Stops every child and refuses new ones.
+    pub async fn shutdown(&self) {
+        self.stopping.cancel();
+        let children: Vec<Arc<Child>> = self
+            .all
+            .lock()
+            .expect("all lock")
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        self.sessions.lock().expect("sessions lock").clear();
+        self.stateless.lock().await.clear();
+        self.shared.lock().await.take();
+        futures::future::join_all(children.iter().map(|c| c.shutdown())).await;
+    }
+}
+
+/// `_meta` keys of the 2026-07-28 revision.
+pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// Client capabilities in `_meta`.
+pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// Client info in `_meta`.
+pub const META_CLIENT: &str = "io.modelcontextprotocol/clientInfo";
+/// Requested log level in `_meta`.
+pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+/// Server info in a result's `_meta`.
+pub const META_SERVER: &str = "io.modelcontextprotocol/serverInfo";
+
+fn client_info() -> Box<RawValue> {
+    raw(&serde_json::json!({"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// 128 random bits, hex.
+pub fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("system randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Waits for the child to exit (by itself, or because `stop` asked it to), and closes its
+/// connection with the reason.
+async fn supervise(
+    mut process: Process,
+    conn: Arc<Conn>,
+    stop: CancellationToken,
+    children: Arc<AtomicUsize>,
+    backoff: Arc<Mutex<Backoff>>,
+) {
+    let started = Instant::now();
+    let pid = process.pid();
+    let reason = tokio::select! {
+        status = process.wait() => {
+            let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            tracing::warn!(target: "mcpgate::stdio", pid, %status, "upstream command exited");
+            let mut b = backoff.lock().expect("backoff lock");
+            if started.elapsed() < EARLY_DEATH {
+                b.failures += 1;
+                b.last = Some(Instant::now());
+            } else {
+                *b = Backoff::default();
+            }
+            format!("the upstream command exited ({status})")
+        }
+        _ = stop.cancelled() => {
+            conn.close("the session ended".into());
+            process.stop(STOP_GRACE).await;
+            children.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+    };
+    conn.close(reason);
+    // Whatever the child started goes with it.
+    process.stop(Duration::ZERO).await;
+    children.fetch_sub(1, Ordering::SeqCst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let mut b = Backoff::default();
+        assert_eq!(b.delay(), Duration::ZERO);
+        b.failures = 1;
+        assert_eq!(b.delay(), Duration::ZERO);
+        b.failures = 2;
+        assert_eq!(b.delay(), Duration::from_secs(1));
+        b.failures = 4;
+        assert_eq!(b.delay(), Duration::from_secs(4));
+        b.failures = 40;
+        assert_eq!(b.delay(), Duration::from_secs(30));
+    }
+}
