@@ -12,8 +12,12 @@ pub fn init(config: &LogConfig) {
         .unwrap_or_else(|| {
             EnvFilter::try_new(&config.level).unwrap_or_else(|_| EnvFilter::new("info"))
         });
+    // Colour only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match config.format {
         LogFormat::Text => builder.try_init(),

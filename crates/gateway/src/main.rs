@@ -145,7 +145,13 @@ pub async fn run(config: Config) -> ExitCode {
         "mcpgate listening"
     );
     let stdio = prepared.stdio.clone();
-    let result = server::serve(listener, prepared.router, Duration::from_secs(10), stdio.clone()).await;
+    let result = server::serve(
+        listener,
+        prepared.router,
+        Duration::from_secs(10),
+        stdio.clone(),
+    )
+    .await;
     if let Some(stdio) = stdio {
         // Requests are done (or out of time): the children go, gently first.
         stdio.shutdown().await;

@@ -205,8 +205,7 @@ fn stdio_options(config: &Config, command: &[String]) -> Result<StdioOptions, St
         .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
         .collect();
     for (name, value) in &up.env {
-        let value =
-            interpolate(value.expose()).map_err(|p| format!("upstream.env.{name}: {p}"))?;
+        let value = interpolate(value.expose()).map_err(|p| format!("upstream.env.{name}: {p}"))?;
         env.retain(|(k, _)| k != name);
         env.push((name.clone(), value));
     }

@@ -313,7 +313,10 @@ impl Default for UpstreamConfig {
             command: None,
             cwd: None,
             env: BTreeMap::new(),
-            inherit_env: DEFAULT_INHERITED_ENV.iter().map(|s| (*s).to_owned()).collect(),
+            inherit_env: DEFAULT_INHERITED_ENV
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             session_mode: StdioSessionMode::PerSession,
             max_children: 32,
             child_idle_timeout: Duration::from_secs(900),

@@ -360,9 +360,10 @@ pub(super) fn env_provider(env: impl IntoIterator<Item = (String, String)>) -> E
             .iter()
             .find(|(_, key)| *key == setting.key)
             .map(|(alias, _)| *alias);
-        let found = env.iter().find(|(k, _)| *k == name).or_else(|| {
-            alias.and_then(|alias| env.iter().find(|(k, _)| k == alias))
-        });
+        let found = env
+            .iter()
+            .find(|(k, _)| *k == name)
+            .or_else(|| alias.and_then(|alias| env.iter().find(|(k, _)| k == alias)));
         if let Some((_, raw)) = found {
             // Plain secrets stay exactly as written (`0123` must not become the number 123);
             // everything else is typed (numbers, booleans, lists, inline tables).

@@ -74,7 +74,10 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
         if let Some(dir) = &up.cwd
             && !dir.is_dir()
         {
-            err("upstream.cwd", format!("`{}` is not a directory", dir.display()));
+            err(
+                "upstream.cwd",
+                format!("`{}` is not a directory", dir.display()),
+            );
         }
         for (name, value) in &up.env {
             let key = format!("upstream.env.{name}");
@@ -98,14 +101,25 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
         }
         // What only an HTTP upstream can do.
         if !up.headers.is_empty() {
-            err("upstream.headers", "applies to an HTTP upstream (upstream.url); a stdio command takes upstream.env".into());
+            err(
+                "upstream.headers",
+                "applies to an HTTP upstream (upstream.url); a stdio command takes upstream.env"
+                    .into(),
+            );
         }
         let identity = &up.identity_headers;
         if identity.subject.is_some() || identity.client_id.is_some() || identity.scopes.is_some() {
-            err("upstream.identity_headers", "applies to an HTTP upstream (upstream.url) only".into());
+            err(
+                "upstream.identity_headers",
+                "applies to an HTTP upstream (upstream.url) only".into(),
+            );
         }
         if up.forward_token {
-            err("upstream.forward_token", "applies to an HTTP upstream (upstream.url) only: a stdio command gets no tokens".into());
+            err(
+                "upstream.forward_token",
+                "applies to an HTTP upstream (upstream.url) only: a stdio command gets no tokens"
+                    .into(),
+            );
         }
         if config.auth.mode == AuthMode::Passthrough {
             err("auth.mode", "`passthrough` needs an HTTP upstream that validates the token itself; a stdio command cannot".into());

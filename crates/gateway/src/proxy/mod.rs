@@ -381,9 +381,7 @@ fn relay(
     }
     let body = match reply {
         // A stream: pass each chunk on as it arrives; if the client goes away first, cancel.
-        Reply::Stream(_, body) => {
-            Body::from_stream(guarded(http.body_stream(body), cancel.take()))
-        }
+        Reply::Stream(_, body) => Body::from_stream(guarded(http.body_stream(body), cancel.take())),
         // A single JSON message (or an empty 202), complete: it goes back with a Content-Length.
         Reply::Whole(_, bytes) => {
             disarm(&mut cancel);

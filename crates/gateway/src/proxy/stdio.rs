@@ -22,9 +22,10 @@ use serde_json::value::RawValue;
 use super::message::{self, INTERNAL_ERROR, INVALID_REQUEST, Kind, Message};
 use super::{Gateway, SESSION_HEADER, Who, owner, session_not_found};
 use crate::upstream::stdio::conn::{Call, Conn, Delivery, Listener, SendError};
-use crate::upstream::stdio::json::{RawObject, raw, raw_text};
+use crate::upstream::stdio::json::{RawObject, raw, raw_text, strip_meta};
 use crate::upstream::stdio::{
-    Generation, META_LOG_LEVEL, META_SERVER, Refusal, Session, SessionMode, StdioUpstream,
+    Generation, META_CAPABILITIES, META_CLIENT, META_LOG_LEVEL, META_SERVER, META_VERSION, Refusal,
+    Session, SessionMode, StdioUpstream,
 };
 
 /// JSON-RPC: invalid params.
@@ -99,9 +100,7 @@ pub async fn post(
                 );
             }
             match conn.request(&session.key, object, true).await {
-                Ok(call) => {
-                    respond(up, &session, call, Relay::Stream, message.id, method).await
-                }
+                Ok(call) => respond(up, &session, call, Relay::Stream, message.id, method).await,
                 Err(e) => send_failure(&e, message.id),
             }
         }
@@ -158,7 +157,10 @@ async fn initialize(
         Some(result) => {
             let answer = RawObject(vec![
                 ("jsonrpc".into(), raw(&"2.0")),
-                ("id".into(), id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned)),
+                (
+                    "id".into(),
+                    id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned),
+                ),
                 ("result".into(), result.clone()),
             ]);
             (answer, false)
@@ -288,7 +290,9 @@ async fn post_stateless(
         },
     };
     let method = message.method.as_deref().unwrap_or_default();
-    let logs = meta.as_ref().is_some_and(|m| m.get(META_LOG_LEVEL).is_some());
+    let logs = meta
+        .as_ref()
+        .is_some_and(|m| m.get(META_LOG_LEVEL).is_some());
     let generation = session
         .child
         .generation
@@ -348,6 +352,11 @@ async fn post_stateless(
             if let Some(state) = state.filter(|s| s.starts_with("mcpgate-")) {
                 return resume(up, &session, owner, &state, &object, id, method).await;
             }
+            // The child negotiated its revision in `initialize`: the request's own revision
+            // markers would tell a child that speaks both to treat it as a 2026-07-28 request.
+            // Everything else in `_meta` (progress tokens, extensions) goes across.
+            let mut object = object;
+            strip_meta(&mut object, &[META_VERSION, META_CAPABILITIES, META_CLIENT]);
             match session.child.conn.request(&session.key, object, logs).await {
                 Ok(call) => respond(up, &session, call, Relay::Translate, id, method).await,
                 Err(e) => send_failure(&e, id),
@@ -437,7 +446,10 @@ async fn listen(
     }
     let ack = RawObject(vec![
         ("jsonrpc".into(), raw(&"2.0")),
-        ("method".into(), raw(&"notifications/subscriptions/acknowledged")),
+        (
+            "method".into(),
+            raw(&"notifications/subscriptions/acknowledged"),
+        ),
         (
             "params".into(),
             RawObject(vec![
@@ -530,7 +542,15 @@ async fn resume(
         );
     }
     let _ = session;
-    respond(up, &parked.session, parked.call, Relay::Translate, id, method).await
+    respond(
+        up,
+        &parked.session,
+        parked.call,
+        Relay::Translate,
+        id,
+        method,
+    )
+    .await
 }
 
 /// How the child's messages reach the client.
@@ -794,7 +814,9 @@ fn input_required(
                 ("id".into(), child_id.clone()),
                 (
                     "error".into(),
-                    raw(&serde_json::json!({"code": METHOD_NOT_FOUND, "message": "mcpgate: this client cannot be asked that during this request"})),
+                    raw(
+                        &serde_json::json!({"code": METHOD_NOT_FOUND, "message": "mcpgate: this client cannot be asked that during this request"}),
+                    ),
                 ),
             ]);
             let conn = Arc::clone(conn);
@@ -802,7 +824,10 @@ fn input_required(
                 let _ = conn.answer_unchecked(&refusal).await;
             });
         }
-        conn.cancel(call.gid, "the upstream asked the client something it cannot be asked");
+        conn.cancel(
+            call.gid,
+            "the upstream asked the client something it cannot be asked",
+        );
         return error_bytes(
             id,
             INTERNAL_ERROR,

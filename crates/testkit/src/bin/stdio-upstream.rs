@@ -66,6 +66,12 @@ struct AddArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct EnvArgs {
+    /// Variable name.
+    name: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct RememberArgs {
     /// Text to keep in this process.
     value: String,
@@ -141,6 +147,13 @@ impl StdioServer {
     #[tool(description = "Adds two integers")]
     fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {
         (a + b).to_string()
+    }
+
+    #[tool(
+        description = "Returns the value of an environment variable of this process, or \"(unset)\""
+    )]
+    fn env(&self, Parameters(EnvArgs { name }): Parameters<EnvArgs>) -> String {
+        std::env::var(name).unwrap_or_else(|_| "(unset)".to_owned())
     }
 
     #[tool(description = "Returns the id of this process")]

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::value::RawValue;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
@@ -30,11 +30,16 @@ use super::process::Pipes;
 
 /// Messages queued for the child's stdin.
 const STDIN_QUEUE: usize = 64;
+/// Bytes queued for the child's stdin.
+const STDIN_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// Messages queued for one client stream.
 pub const STREAM_QUEUE: usize = 64;
 
 /// `_meta` key of a 2026-07-28 subscription stream's notifications.
 pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// A line for the child's stdin, holding its share of the byte budget until written.
+type Queued = (Bytes, Option<OwnedSemaphorePermit>);
 
 /// Names a session (or an internal user) among those sharing a child.
 pub type SessionKey = Arc<str>;
@@ -124,7 +129,8 @@ struct Routes {
 pub struct Conn {
     label: String,
     pid: u32,
-    stdin: mpsc::Sender<Bytes>,
+    stdin: mpsc::Sender<Queued>,
+    budget: Arc<Semaphore>,
     routes: Mutex<Routes>,
     next: AtomicU64,
     closed: CancellationToken,
@@ -157,6 +163,7 @@ impl Conn {
             label,
             pid,
             stdin: tx,
+            budget: Arc::new(Semaphore::new(STDIN_QUEUE_BYTES)),
             routes: Mutex::new(Routes::default()),
             next: AtomicU64::new(1),
             closed: CancellationToken::new(),
@@ -288,7 +295,9 @@ impl Conn {
         logs: bool,
     ) -> Result<Call, SendError> {
         let gid = self.next.fetch_add(1, Ordering::Relaxed);
-        let client_id = message.remove("id").unwrap_or_else(|| raw_text("null".into()));
+        let client_id = message
+            .remove("id")
+            .unwrap_or_else(|| raw_text("null".into()));
         message.set("id", raw(&gid));
         let progress = edit_meta(&mut message, "progressToken", |old| {
             (raw(&gid), old.to_owned())
@@ -331,7 +340,13 @@ impl Conn {
 
     /// Gives a waiting request a new client id (a 2026-07-28 client's retry continues it).
     pub fn rebind(&self, gid: u64, client_id: Box<RawValue>) -> bool {
-        match self.routes.lock().expect("routes lock").pending.get_mut(&gid) {
+        match self
+            .routes
+            .lock()
+            .expect("routes lock")
+            .pending
+            .get_mut(&gid)
+        {
             Some(p) => {
                 p.client_id = client_id;
                 true
@@ -342,7 +357,11 @@ impl Conn {
 
     /// Stops waiting for `gid` without telling the child.
     pub fn forget(&self, gid: u64) {
-        self.routes.lock().expect("routes lock").pending.remove(&gid);
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .pending
+            .remove(&gid);
     }
 
     /// Cancels `gid` at the child (`notifications/cancelled`) and stops waiting for it.
@@ -362,7 +381,7 @@ impl Conn {
             serde_json::to_string(reason).unwrap_or_else(|_| "\"\"".into())
         );
         // Best effort: a child too busy to read its input will not see it.
-        let _ = self.stdin.try_send(Bytes::from(line));
+        let _ = self.stdin.try_send((Bytes::from(line), None));
     }
 
     /// The gateway id of a session's request, by the client's id.
@@ -377,7 +396,11 @@ impl Conn {
 
     /// Passes a client's answer to a request of the child's on. Only the session the request
     /// went to may answer it; anything else is dropped (false).
-    pub async fn answer(&self, session: &SessionKey, message: &RawObject) -> Result<bool, SendError> {
+    pub async fn answer(
+        &self,
+        session: &SessionKey,
+        message: &RawObject,
+    ) -> Result<bool, SendError> {
         let Some(id) = message.get("id") else {
             return Ok(false);
         };
@@ -401,7 +424,11 @@ impl Conn {
     /// Answers a request of the child's on the gateway's own behalf (a refusal).
     pub async fn answer_unchecked(&self, message: &RawObject) -> Result<(), SendError> {
         if let Some(id) = message.get("id") {
-            self.routes.lock().expect("routes lock").asked.remove(id.get());
+            self.routes
+                .lock()
+                .expect("routes lock")
+                .asked
+                .remove(id.get());
         }
         self.send(Bytes::from(message.to_string())).await
     }
@@ -411,12 +438,21 @@ impl Conn {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
-        match tokio::time::timeout(self.send_timeout, self.stdin.reserve()).await {
-            Ok(Ok(permit)) => {
-                permit.send(line);
-                Ok(())
-            }
-            Ok(Err(_)) => Err(SendError::Closed),
+        // Room in bytes, then a slot: a child that stops reading makes senders wait here,
+        // up to the timeout, instead of letting the queue grow.
+        let want = u32::try_from(line.len().clamp(1, STDIN_QUEUE_BYTES)).unwrap_or(u32::MAX);
+        let budget = Arc::clone(&self.budget);
+        let reserve = async {
+            let bytes = budget
+                .acquire_many_owned(want)
+                .await
+                .map_err(|_| SendError::Closed)?;
+            let slot = self.stdin.reserve().await.map_err(|_| SendError::Closed)?;
+            slot.send((line, Some(bytes)));
+            Ok(())
+        };
+        match tokio::time::timeout(self.send_timeout, reserve).await {
+            Ok(result) => result,
             Err(_) => Err(SendError::Busy),
         }
     }
@@ -457,7 +493,7 @@ impl Conn {
             child_id.get(),
             serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
         );
-        let _ = self.stdin.try_send(Bytes::from(line));
+        let _ = self.stdin.try_send((Bytes::from(line), None));
     }
 
     /// Routes one line the child wrote.
@@ -487,7 +523,13 @@ impl Conn {
             tracing::debug!(target: "mcpgate::stdio", session = self.label, "answer for an id the gateway did not send; ignored");
             return;
         };
-        let Some(pending) = self.routes.lock().expect("routes lock").pending.remove(&gid) else {
+        let Some(pending) = self
+            .routes
+            .lock()
+            .expect("routes lock")
+            .pending
+            .remove(&gid)
+        else {
             tracing::debug!(target: "mcpgate::stdio", session = self.label, gid, "late answer (cancelled or timed out); ignored");
             return;
         };
@@ -696,17 +738,18 @@ fn subscription_uri(message: &RawObject) -> Option<String> {
 
 async fn write_loop(
     mut stdin: tokio::process::ChildStdin,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Queued>,
     stop: CancellationToken,
     closed: CancellationToken,
 ) {
     loop {
-        let line = tokio::select! {
+        // The budget share is held until the line is written.
+        let (line, _budget) = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             _ = closed.cancelled() => break,
-            line = rx.recv() => match line {
-                Some(l) => l,
+            item = rx.recv() => match item {
+                Some(item) => item,
                 None => break,
             },
         };

@@ -43,12 +43,14 @@ impl RawObject {
 
     /// The member `key` read as an object.
     pub fn object(&self, key: &str) -> Option<RawObject> {
-        self.get(key).and_then(|v| RawObject::parse(v.get().as_bytes()))
+        self.get(key)
+            .and_then(|v| RawObject::parse(v.get().as_bytes()))
     }
 
     /// The member `key` as a string.
     pub fn str(&self, key: &str) -> Option<String> {
-        self.get(key).and_then(|v| serde_json::from_str(v.get()).ok())
+        self.get(key)
+            .and_then(|v| serde_json::from_str(v.get()).ok())
     }
 
     /// The object as raw JSON.
@@ -133,6 +135,27 @@ pub fn put_meta(message: &mut RawObject, key: &str, value: Box<RawValue>) {
     message.set("params", params.to_raw());
 }
 
+/// Removes `keys` from `params._meta` (and `_meta` itself when nothing is left).
+pub fn strip_meta(message: &mut RawObject, keys: &[&str]) {
+    let Some(mut params) = message.object("params") else {
+        return;
+    };
+    let Some(mut meta) = params.object("_meta") else {
+        return;
+    };
+    let before = meta.0.len();
+    meta.0.retain(|(k, _)| !keys.contains(&k.as_str()));
+    if meta.0.len() == before {
+        return;
+    }
+    if meta.0.is_empty() {
+        params.remove("_meta");
+    } else {
+        params.set("_meta", meta.to_raw());
+    }
+    message.set("params", params.to_raw());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,7 +175,9 @@ mod tests {
     fn meta_is_edited_in_place() {
         let text = br#"{"id":1,"params":{"a":1,"_meta":{"progressToken":"t","x":2}}}"#;
         let mut o = RawObject::parse(text).unwrap();
-        let old = edit_meta(&mut o, "progressToken", |v| (raw(&9u64), v.get().to_owned()));
+        let old = edit_meta(&mut o, "progressToken", |v| {
+            (raw(&9u64), v.get().to_owned())
+        });
         assert_eq!(old.as_deref(), Some("\"t\""));
         assert_eq!(
             o.to_string(),
@@ -165,7 +190,10 @@ mod tests {
     fn meta_is_created_when_absent() {
         let mut o = RawObject::parse(br#"{"id":1,"method":"m"}"#).unwrap();
         put_meta(&mut o, "k", raw(&"v"));
-        assert_eq!(o.to_string(), r#"{"id":1,"method":"m","params":{"_meta":{"k":"v"}}}"#);
+        assert_eq!(
+            o.to_string(),
+            r#"{"id":1,"method":"m","params":{"_meta":{"k":"v"}}}"#
+        );
     }
 
     #[test]

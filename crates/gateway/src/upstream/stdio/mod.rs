@@ -88,7 +88,9 @@ pub struct Child {
 
 impl std::fmt::Debug for Child {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Child").field("conn", &self.conn).finish_non_exhaustive()
+        f.debug_struct("Child")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
     }
 }
 
@@ -236,7 +238,9 @@ impl StdioUpstream {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
-                let Some(upstream) = weak.upgrade() else { break };
+                let Some(upstream) = weak.upgrade() else {
+                    break;
+                };
                 if upstream.stopping.is_cancelled() {
                     break;
                 }
@@ -254,7 +258,12 @@ impl StdioUpstream {
     /// Whether a new child could start now (for `/readyz`).
     pub fn ready(&self) -> bool {
         !self.stopping.is_cancelled()
-            && self.backoff.lock().expect("backoff lock").wait_left().is_none()
+            && self
+                .backoff
+                .lock()
+                .expect("backoff lock")
+                .wait_left()
+                .is_none()
     }
 
     /// Starts a child. `label` names it in the log.
@@ -510,7 +519,10 @@ impl StdioUpstream {
             keys.iter().filter_map(|k| parked.remove(k)).collect()
         };
         for p in expired {
-            p.session.child.conn.cancel(p.call.gid, "input was not provided in time");
+            p.session
+                .child
+                .conn
+                .cancel(p.call.gid, "input was not provided in time");
         }
         let expired: Vec<SessionKey> = {
             let sessions = self.sessions.lock().expect("sessions lock");
@@ -557,7 +569,13 @@ impl StdioUpstream {
     /// Refuses new children and ends every GET and listen stream; requests in flight go on.
     pub fn drain(&self) {
         self.stopping.cancel();
-        for child in self.all.lock().expect("all lock").iter().filter_map(std::sync::Weak::upgrade) {
+        for child in self
+            .all
+            .lock()
+            .expect("all lock")
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+        {
             child.conn.close_streams();
         }
     }
@@ -612,27 +630,38 @@ async fn supervise(
 ) {
     let started = Instant::now();
     let pid = process.pid();
-    let reason = tokio::select! {
-        status = process.wait() => {
-            let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-            tracing::warn!(target: "mcpgate::stdio", pid, %status, "upstream command exited");
-            let mut b = backoff.lock().expect("backoff lock");
-            if started.elapsed() < EARLY_DEATH {
-                b.failures += 1;
-                b.last = Some(Instant::now());
-            } else {
-                *b = Backoff::default();
+    let exited = tokio::select! {
+        status = process.wait() => Some(status),
+        // Asked to stop; but a child whose output already ended died by itself.
+        _ = stop.cancelled() => match process.exit_status() {
+            Some(status) => Some(Ok(status)),
+            None if conn.is_closed() => {
+                tokio::time::timeout(Duration::from_secs(1), process.wait()).await.ok()
             }
-            format!("the upstream command exited ({status})")
-        }
-        _ = stop.cancelled() => {
-            conn.close("the session ended".into());
-            process.stop(STOP_GRACE).await;
-            children.fetch_sub(1, Ordering::SeqCst);
-            return;
-        }
+            None => None,
+        },
     };
-    conn.close(reason);
+    let Some(status) = exited else {
+        // Asked to stop.
+        conn.close("the session ended".into());
+        process.stop(STOP_GRACE).await;
+        children.fetch_sub(1, Ordering::SeqCst);
+        return;
+    };
+    let status = status
+        .map(|s| s.to_string())
+        .unwrap_or_else(|e| e.to_string());
+    tracing::warn!(target: "mcpgate::stdio", pid, %status, "upstream command exited");
+    {
+        let mut b = backoff.lock().expect("backoff lock");
+        if started.elapsed() < EARLY_DEATH {
+            b.failures += 1;
+            b.last = Some(Instant::now());
+        } else {
+            *b = Backoff::default();
+        }
+    }
+    conn.close(format!("the upstream command exited ({status})"));
     // Whatever the child started goes with it.
     process.stop(Duration::ZERO).await;
     children.fetch_sub(1, Ordering::SeqCst);

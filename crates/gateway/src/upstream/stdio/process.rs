@@ -97,7 +97,10 @@ impl Process {
         }
         let mut child = cmd.spawn()?;
         let pid = child.id().unwrap_or_default();
-        let stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin"))?;
         let stdout = child
             .stdout
             .take()
@@ -120,6 +123,11 @@ impl Process {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The child's exit status, when it has already exited (it is then reaped).
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Waits for the child to exit by itself.
