@@ -5,8 +5,9 @@ pub mod stdio;
 
 use std::sync::Arc;
 
-/// The upstream.
+/// The upstream (one per gateway, so the size difference of the variants does not matter).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Upstream {
     /// A Streamable HTTP endpoint.
     Http(http::HttpUpstream),

@@ -575,28 +575,25 @@ impl Conn {
 
     fn on_notification(&self, method: &str, mut message: RawObject) {
         let mut routes = self.routes.lock().expect("routes lock");
-        match method {
-            "notifications/progress" => {
-                let gid = message
-                    .object("params")
-                    .and_then(|p| p.get("progressToken").map(|t| t.get().parse::<u64>()))
-                    .and_then(Result::ok);
-                let Some(pending) = gid.and_then(|g| routes.pending.get(&g)) else {
-                    return;
-                };
-                let Some(token) = pending.progress.clone() else {
-                    return;
-                };
-                if let Some(mut params) = message.object("params") {
-                    params.set("progressToken", token);
-                    message.set("params", params.to_raw());
-                }
-                let _ = pending
-                    .events
-                    .try_send(Delivery::Message(Bytes::from(message.to_string())));
+        if method == "notifications/progress" {
+            let gid = message
+                .object("params")
+                .and_then(|p| p.get("progressToken").map(|t| t.get().parse::<u64>()))
+                .and_then(Result::ok);
+            let Some(pending) = gid.and_then(|g| routes.pending.get(&g)) else {
                 return;
+            };
+            let Some(token) = pending.progress.clone() else {
+                return;
+            };
+            if let Some(mut params) = message.object("params") {
+                params.set("progressToken", token);
+                message.set("params", params.to_raw());
             }
-            _ => {}
+            let _ = pending
+                .events
+                .try_send(Delivery::Message(Bytes::from(message.to_string())));
+            return;
         }
         // A notification of a 2026-07-28 child's subscription stream.
         if let Some(gid) = edit_meta(&mut message, SUBSCRIPTION_ID, |v| {
@@ -810,6 +807,12 @@ async fn read_loop(conn: Arc<Conn>, stdout: tokio::process::ChildStdout, max_lin
                 break;
             }
         }
+    }
+    // Usually the child has exited: give the supervisor a moment to report how, which says
+    // more than "output closed".
+    tokio::select! {
+        _ = conn.closed.cancelled() => {}
+        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
     }
     conn.close("the upstream command closed its output".into());
 }
