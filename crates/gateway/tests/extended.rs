@@ -194,3 +194,133 @@ async fn conformance_2025_11_25_through_the_gateway() {
 async fn conformance_2026_07_28_through_the_gateway() {
     conformance("2026-07-28").await;
 }
+
+/// The pinned reference stdio server, run with the pinned Node.
+fn server_everything() -> String {
+    let script =
+        node_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(script.exists(), "run `npm ci` in tests/node");
+    format!("{} {} stdio", node().display(), script.display())
+}
+
+async fn ts_stdio_client(gw: &Gateway, token: &str) -> Value {
+    let out = tokio::process::Command::new(node())
+        .arg(node_dir().join("ts-stdio-client.mjs"))
+        .env("MCP_URL", &gw.mcp)
+        .env("MCP_TOKEN", token)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ts stdio client failed:\n{stdout}\n{}\n--- gateway log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+fn assert_full_report(report: &Value) {
+    assert_eq!(report["echo"], "Echo: hello stdio", "{report}");
+    assert_eq!(report["sum"], "The sum of 2 and 40 is 42.", "{report}");
+    assert!(
+        report["progress"].as_u64().unwrap() >= 1,
+        "progress notifications: {report}"
+    );
+    assert!(
+        report["sampling"]
+            .as_str()
+            .unwrap()
+            .contains("ts sampled answer"),
+        "{report}"
+    );
+    assert!(
+        report["elicitation"].as_str().unwrap().contains("provided"),
+        "{report}"
+    );
+    assert!(
+        report["roots"]
+            .as_str()
+            .unwrap()
+            .contains("file:///ts-root"),
+        "{report}"
+    );
+    assert!(report["resources"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        !report["prompts"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+}
+
+const STATIC_TOKENS: &str =
+    r#"[{token="ts-token-1", subject="ts-a"}, {token="ts-token-2", subject="ts-b"}]"#;
+
+#[tokio::test]
+#[ignore = "extended suite: needs `npm ci` in tests/node; run by .ci/run"]
+async fn typescript_sdk_client_through_server_everything_per_session() {
+    let cmd = server_everything();
+    let gw = Gateway::start(
+        &["--auth", "static", "--dev", "--upstream-cmd", &cmd],
+        &[("MCPGATE_AUTH_STATIC_TOKENS", STATIC_TOKENS)],
+    )
+    .await;
+    // Two users at once, each with a server of their own.
+    let (a, b) = tokio::join!(
+        ts_stdio_client(&gw, "ts-token-1"),
+        ts_stdio_client(&gw, "ts-token-2")
+    );
+    assert_full_report(&a);
+    assert_full_report(&b);
+    assert_ne!(a["sessionId"], b["sessionId"]);
+    assert!(gw.log().matches("upstream command started").count() >= 2);
+}
+
+#[tokio::test]
+#[ignore = "extended suite: needs `npm ci` in tests/node; run by .ci/run"]
+async fn typescript_sdk_client_through_server_everything_shared() {
+    let cmd = server_everything();
+    let gw = Gateway::start(
+        &["--auth", "static", "--dev", "--upstream-cmd", &cmd],
+        &[
+            ("MCPGATE_AUTH_STATIC_TOKENS", STATIC_TOKENS),
+            ("MCPGATE_UPSTREAM_SESSION_MODE", "shared"),
+        ],
+    )
+    .await;
+    let a = ts_stdio_client(&gw, "ts-token-1").await;
+    let b = ts_stdio_client(&gw, "ts-token-2").await;
+    assert_full_report(&a);
+    assert_eq!(b["echo"], "Echo: hello stdio", "{b}");
+    assert_eq!(
+        gw.log().matches("upstream command started").count(),
+        1,
+        "{}",
+        gw.log()
+    );
+}
+
+#[tokio::test]
+#[ignore = "extended suite: needs `npm ci` in tests/node; run by .ci/run"]
+async fn stateless_rust_client_through_server_everything() {
+    let cmd = server_everything();
+    let gw = Gateway::start(
+        &["--auth", "static", "--dev", "--upstream-cmd", &cmd],
+        &[("MCPGATE_AUTH_STATIC_TOKENS", STATIC_TOKENS)],
+    )
+    .await;
+    let c = common::client(&gw.mcp, Some("ts-token-1"), common::Generation::Stateless)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    let tools = c.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "get-sum"));
+    let r = c
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new("get-sum")
+                .with_arguments(common::args(serde_json::json!({"a": 1, "b": 2}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(common::text_of(&r), "The sum of 1 and 2 is 3.");
+    let _ = c.cancel().await;
+}
