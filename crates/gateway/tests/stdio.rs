@@ -513,6 +513,50 @@ async fn stateless_input_required_round_trip_by_hand() {
 }
 
 #[tokio::test]
+async fn session_client_with_a_child_that_only_speaks_2026_07_28() {
+    for mode in ["per-session", "shared"] {
+        let gw = gateway("--modern-only", &[("MCPGATE_UPSTREAM_SESSION_MODE", mode)]).await;
+        for round in 0..2 {
+            let (c, _) = answering_client(&gw.mcp, "alice-token", Generation::Legacy).await;
+            let info = c.peer_info().unwrap();
+            assert_eq!(info.protocol_version.as_str(), "2025-11-25", "{mode}");
+            assert!(
+                c.list_all_tools()
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|t| t.name == "ask_name")
+            );
+            assert_eq!(
+                call(&c, "echo", json!({"message": "old meets new"})).await,
+                "old meets new"
+            );
+            // The child's input_required results become requests to this client; the gateway
+            // sends the call again with the answers.
+            assert_eq!(
+                call(&c, "ask_name", json!({})).await,
+                "hello Ada",
+                "{mode} {round}"
+            );
+            assert_eq!(
+                call(&c, "sample_mrtr", json!({"prompt": "q"})).await,
+                "sampled: forty-two",
+                "{mode} {round}"
+            );
+            let _ = c.cancel().await;
+        }
+        let log = gw.log();
+        assert!(
+            log.contains("session clients are translated"),
+            "{mode}: {log}"
+        );
+        // Readiness is not hurt by the child that refused `initialize`.
+        let ready = reqwest::get(format!("{}/readyz", gw.base)).await.unwrap();
+        assert_eq!(ready.status(), 200, "{mode}");
+    }
+}
+
+#[tokio::test]
 async fn a_crash_fails_requests_in_flight_and_the_next_session_gets_a_fresh_child() {
     let gw = gateway("", &[]).await;
     let sid = raw_session(&gw, "alice-token").await;
@@ -787,6 +831,93 @@ async fn shutdown_stops_children_and_sigkill_leaves_no_orphans() {
         gone_within(pid, Duration::from_secs(10)).await,
         "child {pid} outlived SIGKILL"
     );
+}
+
+#[tokio::test]
+async fn idle_children_are_stopped_and_their_sessions_end() {
+    let gw = gateway("", &[("MCPGATE_UPSTREAM_CHILD_IDLE_TIMEOUT", "1s")]).await;
+    let sid = raw_session(&gw, "alice-token").await;
+    let pid = raw_pid(&gw, "alice-token", &sid).await;
+    assert!(
+        gone_within(pid, Duration::from_secs(10)).await,
+        "idle child {pid} still running"
+    );
+    let r = post(
+        &gw,
+        "alice-token",
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn a_command_that_never_answers_times_out_at_start() {
+    let gw = Gateway::start(
+        &["--auth", "none", "--upstream-cmd", "sleep 600"],
+        &[("MCPGATE_UPSTREAM_STARTUP_TIMEOUT", "1s")],
+    )
+    .await;
+    let started = Instant::now();
+    let r = reqwest::Client::new()
+        .post(&gw.mcp)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("in time"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn the_get_stream_carries_what_belongs_to_no_request() {
+    let gw = gateway("", &[]).await;
+    let sid = raw_session(&gw, "alice-token").await;
+    let mut stream = reqwest::Client::new()
+        .get(&gw.mcp)
+        .bearer_auth("alice-token")
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let r = post(
+        &gw,
+        "alice-token",
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"touch","arguments":{"uri":"test://hello"}}}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !seen.contains("notifications/tools/list_changed") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    assert!(seen.contains("notifications/tools/list_changed"), "{seen}");
+    // Bob cannot listen on Alice's session.
+    let r = reqwest::Client::new()
+        .get(&gw.mcp)
+        .bearer_auth("bob-token")
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }
 
 #[test]

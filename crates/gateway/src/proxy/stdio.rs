@@ -28,6 +28,8 @@ use crate::upstream::stdio::{
     Session, SessionMode, StdioUpstream,
 };
 
+mod translate;
+
 /// JSON-RPC: invalid params.
 const INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC: method not found.
@@ -77,6 +79,11 @@ pub async fn post(
     let conn = &session.child.conn;
     match message.kind {
         Kind::Response => {
+            if let Some(t) = &session.translation
+                && translate::take_answer(t, &object)
+            {
+                return accepted();
+            }
             match conn.answer(&session.key, &object).await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -99,8 +106,13 @@ pub async fn post(
                     "Invalid Request: the session is already initialized",
                 );
             }
+            if let Some(t) = &session.translation {
+                return translate::request(up, &session, t, method, object, message.id).await;
+            }
             match conn.request(&session.key, object, true).await {
-                Ok(call) => respond(up, &session, call, Relay::Stream, message.id, method).await,
+                Ok(call) => {
+                    respond(up, &session, call, Relay::Stream, message.id, method, None).await
+                }
                 Err(e) => send_failure(&e, message.id),
             }
         }
@@ -112,6 +124,9 @@ pub fn get(up: &StdioUpstream, key: &str) -> Response<Body> {
     let Some(session) = up.session(key) else {
         return session_not_found(None);
     };
+    if let Some(t) = &session.translation {
+        return translate::get(&session, t);
+    }
     let rx = session.child.conn.open_stream(&session.key);
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let bytes = rx.recv().await?;
@@ -140,7 +155,7 @@ async fn initialize(
 ) -> Response<Body> {
     let owner = owner(who);
     let key: Arc<str> = Arc::from(format!("s-{}", crate::upstream::stdio::random_hex()));
-    let timeout = up.options().startup_timeout;
+    let params = object.object("params").unwrap_or_default();
     let (child, owns_child) = match up.options().mode {
         SessionMode::PerSession => match up.spawn(&key) {
             Ok(c) => (c, true),
@@ -151,74 +166,22 @@ async fn initialize(
             Err(e) => return refused(&e, id),
         },
     };
-    let mut initialized = child.initialized.lock().await;
-    let (answer, relays) = match initialized.as_ref() {
-        // A later session of the shared child: the first handshake's result, its own id.
-        Some(result) => {
-            let answer = RawObject(vec![
-                ("jsonrpc".into(), raw(&"2.0")),
-                (
-                    "id".into(),
-                    id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned),
-                ),
-                ("result".into(), result.clone()),
-            ]);
-            (answer, false)
-        }
-        None => {
-            let outcome = match child.conn.request(&key, object, false).await {
-                Ok(call) => tokio::time::timeout(timeout, call.answer).await,
-                Err(e) => {
-                    drop(initialized);
-                    if owns_child {
-                        child.shutdown().await;
-                    }
-                    return send_failure(&e, id);
-                }
-            };
-            let failure = match outcome {
-                Ok(Ok(bytes)) => Ok(match RawObject::parse(&bytes) {
-                    Some(answer) if answer.get("result").is_some() => {
-                        *initialized = answer.get("result").map(ToOwned::to_owned);
-                        (answer, true)
-                    }
-                    // The child refused: its error goes back as it is.
-                    _ => {
-                        drop(initialized);
-                        if owns_child {
-                            child.shutdown().await;
-                        }
-                        return json_response(StatusCode::OK, bytes);
-                    }
-                }),
-                Ok(Err(_)) => Err(child.conn.exit_reason()),
-                Err(_) => Err("the upstream command did not answer initialize in time".to_owned()),
-            };
-            match failure {
-                Ok(pair) => pair,
-                Err(reason) => {
-                    drop(initialized);
-                    if owns_child {
-                        child.shutdown().await;
-                    }
-                    tracing::error!(target: "mcpgate::stdio", reason, "upstream command failed to initialize");
-                    return message::error_response(
-                        StatusCode::BAD_GATEWAY,
-                        id,
-                        INTERNAL_ERROR,
-                        &format!("The upstream MCP server failed to start: {reason}"),
-                    );
-                }
-            }
-        }
-    };
-    drop(initialized);
+    let (child, answer, relays) =
+        match handshake(up, child, owns_child, &key, object, &params, id).await {
+            Ok(done) => done,
+            Err(response) => return response,
+        };
+    let translation = child
+        .translated
+        .load(std::sync::atomic::Ordering::SeqCst)
+        .then(|| translate::translation(&params));
     let session = Arc::new(Session {
         key: Arc::clone(&key),
         owner,
         child,
         owns_child,
         relays_initialized: relays,
+        translation,
     });
     let Some(sealed) = gw
         .sessions
@@ -236,6 +199,110 @@ async fn initialize(
     let mut response = json_response(StatusCode::OK, Bytes::from(answer.to_string()));
     response.headers_mut().insert(SESSION_HEADER, sealed);
     response
+}
+
+/// The `initialize` exchange of a new session: the first handshake of a child goes to it (its
+/// result is kept); a shared child's later sessions get that result. A child that only speaks
+/// 2026-07-28 is served by translation: when it refuses `initialize` (some exit then, so a
+/// per-session child is replaced) and answers `server/discover`, the gateway answers.
+/// Returns the child, the answer for the client and whether the client's
+/// `notifications/initialized` goes to the child.
+async fn handshake(
+    up: &Arc<StdioUpstream>,
+    mut child: Arc<crate::upstream::stdio::Child>,
+    owns_child: bool,
+    key: &Arc<str>,
+    object: RawObject,
+    params: &RawObject,
+    id: Option<&RawValue>,
+) -> Result<(Arc<crate::upstream::stdio::Child>, RawObject, bool), Response<Body>> {
+    let give_up = |child: Arc<crate::upstream::stdio::Child>| async move {
+        if owns_child {
+            child.shutdown().await;
+        }
+    };
+    let mut initialized = child.initialized.lock().await;
+    if let Some(result) = initialized.as_ref() {
+        // A later session of the shared child: the first handshake's result, its own id.
+        let answer = RawObject(vec![
+            ("jsonrpc".into(), raw(&"2.0")),
+            (
+                "id".into(),
+                id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned),
+            ),
+            ("result".into(), result.clone()),
+        ]);
+        drop(initialized);
+        return Ok((child, answer, false));
+    }
+    // A shared child was probed when it started, and so is a new per-session child of a
+    // command known to speak only 2026-07-28: one without the session revisions is translated
+    // at once.
+    if owns_child && up.known_modern_only() {
+        up.probe(&child, Some(&translate::probe_meta(params))).await;
+    }
+    if translate::modern_only(&child)
+        && let Some((answer, result)) = translate::initialize(up, &child, false, params, id).await
+    {
+        *initialized = Some(result);
+        drop(initialized);
+        return Ok((child, answer, false));
+    }
+    let timeout = up.options().startup_timeout;
+    let outcome = match child.conn.request(key, object, false).await {
+        Ok(call) => tokio::time::timeout(timeout, call.answer).await,
+        Err(e) => {
+            drop(initialized);
+            give_up(child).await;
+            return Err(send_failure(&e, id));
+        }
+    };
+    let reason = match outcome {
+        Ok(Ok(bytes)) => match RawObject::parse(&bytes) {
+            Some(answer) if answer.get("result").is_some() => {
+                *initialized = answer.get("result").map(ToOwned::to_owned);
+                drop(initialized);
+                return Ok((child, answer, true));
+            }
+            _ => {
+                // Refused. A per-session child may have exited over it: ask a fresh one.
+                drop(initialized);
+                let exited = child.conn.is_closed();
+                if owns_child {
+                    child.shutdown().await;
+                    child = match up.spawn(key) {
+                        Ok(c) => c,
+                        Err(e) => return Err(refused(&e, id)),
+                    };
+                }
+                let mut initialized = child.initialized.lock().await;
+                match translate::initialize(up, &child, owns_child, params, id).await {
+                    Some((answer, result)) => {
+                        up.learn_modern_only(exited);
+                        *initialized = Some(result);
+                        drop(initialized);
+                        return Ok((child, answer, false));
+                    }
+                    None => {
+                        drop(initialized);
+                        give_up(child).await;
+                        return Err(json_response(StatusCode::OK, bytes));
+                    }
+                }
+            }
+        },
+        Ok(Err(_)) => child.conn.exit_reason(),
+        Err(_) => "the upstream command did not answer initialize in time".to_owned(),
+    };
+    drop(initialized);
+    give_up(child).await;
+    tracing::error!(target: "mcpgate::stdio", reason, "upstream command failed to initialize");
+    Err(message::error_response(
+        StatusCode::BAD_GATEWAY,
+        id,
+        INTERNAL_ERROR,
+        &format!("The upstream MCP server failed to start: {reason}"),
+    ))
 }
 
 /// A client notification for the child.
@@ -282,6 +349,7 @@ async fn post_stateless(
                     child,
                     owns_child: false,
                     relays_initialized: false,
+                    translation: None,
                 });
                 session.child.conn.attach(&session.key);
                 session
@@ -299,10 +367,10 @@ async fn post_stateless(
         .lock()
         .expect("generation lock")
         .clone();
-    if let Generation::Modern = generation {
+    if let Generation::Modern(_) = generation {
         return match message.kind {
             Kind::Request => match session.child.conn.request(&session.key, object, logs).await {
-                Ok(call) => respond(up, &session, call, Relay::Modern, id, method).await,
+                Ok(call) => respond(up, &session, call, Relay::Modern, id, method, None).await,
                 Err(e) => send_failure(&e, id),
             },
             Kind::Notification => {
@@ -358,7 +426,7 @@ async fn post_stateless(
             let mut object = object;
             strip_meta(&mut object, &[META_VERSION, META_CAPABILITIES, META_CLIENT]);
             match session.child.conn.request(&session.key, object, logs).await {
-                Ok(call) => respond(up, &session, call, Relay::Translate, id, method).await,
+                Ok(call) => respond(up, &session, call, Relay::Translate, id, method, None).await,
                 Err(e) => send_failure(&e, id),
             }
         }
@@ -549,6 +617,7 @@ async fn resume(
         Relay::Translate,
         id,
         method,
+        None,
     )
     .await
 }
@@ -566,7 +635,7 @@ enum Relay {
 }
 
 /// One step of a call.
-enum Step {
+pub(super) enum Step {
     Event(Delivery),
     Answer(Bytes),
     Gone,
@@ -607,7 +676,9 @@ impl Drop for CancelGuard {
     }
 }
 
-/// Answers a call: JSON when the answer comes first, else an SSE stream.
+/// Answers a call: JSON when the answer comes first, else an SSE stream. `retry` is the
+/// original request of a translated session client, sent again with the client's answers
+/// when the child's result is `input_required`.
 async fn respond(
     up: &Arc<StdioUpstream>,
     session: &Arc<Session>,
@@ -615,6 +686,7 @@ async fn respond(
     relay: Relay,
     id: Option<&RawValue>,
     method: &str,
+    retry: Option<RawObject>,
 ) -> Response<Body> {
     let mut guard = CancelGuard {
         conn: Arc::clone(&session.child.conn),
@@ -638,17 +710,15 @@ async fn respond(
             );
         }
     };
-    let status_for = |bytes: &Bytes| {
-        if relay != Relay::Stream && is_method_not_found(bytes) {
-            StatusCode::NOT_FOUND
-        } else {
-            StatusCode::OK
-        }
-    };
     match first {
-        Step::Answer(bytes) => {
+        Step::Answer(bytes) if retry.is_none() || !translate::is_input_required(&bytes) => {
             guard.armed = false;
-            return json_response(status_for(&bytes), bytes);
+            let status = if relay != Relay::Stream && is_method_not_found(&bytes) {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::OK
+            };
+            return json_response(status, bytes);
         }
         Step::Gone => {
             guard.armed = false;
@@ -659,13 +729,12 @@ async fn respond(
             let answer = input_required(up, session, call, id, method, child_id, message);
             return json_response(StatusCode::OK, answer);
         }
-        Step::Event(_) => {}
+        _ => {}
     }
-    let Step::Event(first) = first else {
-        unreachable!("other steps returned above")
-    };
-    // Something came before the answer: stream.
-    let state = StreamState {
+    // Something comes before the answer: a stream, driven by a task of its own that stops
+    // (and cancels at the child) when the client goes away.
+    let (tx, rx) = tokio::sync::mpsc::channel(crate::upstream::stdio::conn::STREAM_QUEUE);
+    tokio::spawn(drive(Drive {
         up: Arc::clone(up),
         session: Arc::clone(session),
         call: Some(call),
@@ -674,81 +743,21 @@ async fn respond(
         relay,
         id: id.map(ToOwned::to_owned),
         method: method.to_owned(),
+        retry,
         first: Some(first),
-        idle: up.options().idle_timeout,
-    };
-    let stream = futures::stream::unfold(state, |mut st| async move {
-        let step = match st.first.take() {
-            Some(first) => Step::Event(first),
-            None => {
-                let call = st.call.as_mut()?;
-                match tokio::time::timeout(st.idle, next(call, &mut st.events_open)).await {
-                    Ok(step) => step,
-                    Err(_) => {
-                        let bytes = error_bytes(
-                            st.id.as_deref(),
-                            INTERNAL_ERROR,
-                            "The upstream MCP server did not answer in time",
-                        );
-                        st.call = None;
-                        st.guard = None;
-                        return Some((Ok(sse_event(&bytes)), st));
-                    }
-                }
-            }
-        };
-        let bytes = match step {
-            Step::Event(Delivery::Message(bytes)) => bytes,
-            Step::Event(Delivery::Request { child_id, message }) => {
-                if st.relay == Relay::Translate {
-                    if let Some(g) = st.guard.as_mut() {
-                        g.armed = false;
-                    }
-                    st.guard = None;
-                    let call = st.call.take()?;
-                    let answer = input_required(
-                        &st.up,
-                        &st.session,
-                        call,
-                        st.id.as_deref(),
-                        &st.method,
-                        child_id,
-                        message,
-                    );
-                    return Some((Ok(sse_event(&answer)), st));
-                }
-                Bytes::from(message.to_string())
-            }
-            Step::Answer(bytes) => {
-                if let Some(g) = st.guard.as_mut() {
-                    g.armed = false;
-                }
-                st.guard = None;
-                st.call = None;
-                bytes
-            }
-            Step::Gone => {
-                if let Some(g) = st.guard.as_mut() {
-                    g.armed = false;
-                }
-                st.guard = None;
-                st.call = None;
-                error_bytes(
-                    st.id.as_deref(),
-                    INTERNAL_ERROR,
-                    &format!(
-                        "The upstream MCP server went away: {}",
-                        st.session.child.conn.exit_reason()
-                    ),
-                )
-            }
-        };
-        Some((Ok::<_, std::io::Error>(sse_event(&bytes)), st))
+        tx,
+    }));
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let bytes = rx.recv().await?;
+        Some((Ok::<_, std::io::Error>(sse_event(&bytes)), rx))
     });
     sse_response(Body::from_stream(stream))
 }
 
-struct StreamState {
+/// Most `input_required` rounds the gateway runs for one translated request.
+const MAX_ROUNDS: usize = 10;
+
+struct Drive {
     up: Arc<StdioUpstream>,
     session: Arc<Session>,
     call: Option<Call>,
@@ -757,8 +766,145 @@ struct StreamState {
     relay: Relay,
     id: Option<Box<RawValue>>,
     method: String,
-    first: Option<Delivery>,
-    idle: Duration,
+    retry: Option<RawObject>,
+    first: Option<Step>,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+}
+
+impl Drive {
+    fn finish(&mut self) {
+        if let Some(g) = self.guard.as_mut() {
+            g.armed = false;
+        }
+        self.guard = None;
+        self.call = None;
+    }
+
+    fn error(&self, text: &str) -> Bytes {
+        error_bytes(self.id.as_deref(), INTERNAL_ERROR, text)
+    }
+}
+
+/// Relays one call's messages to the client's stream until its answer.
+async fn drive(mut d: Drive) {
+    let mut rounds = 0;
+    loop {
+        let step = match d.first.take() {
+            Some(step) => step,
+            None => {
+                let Some(call) = d.call.as_mut() else { return };
+                let idle = d.up.options().idle_timeout;
+                tokio::select! {
+                    biased;
+                    // The client went away: the guard cancels the request at the child.
+                    _ = d.tx.closed() => return,
+                    step = tokio::time::timeout(idle, next(call, &mut d.events_open)) => match step {
+                        Ok(step) => step,
+                        Err(_) => {
+                            let e = d.error("The upstream MCP server did not answer in time");
+                            d.finish();
+                            let _ = d.tx.send(e).await;
+                            return;
+                        }
+                    },
+                }
+            }
+        };
+        let out = match step {
+            Step::Event(Delivery::Message(bytes)) => bytes,
+            Step::Event(Delivery::Request { child_id, message }) => {
+                if d.relay != Relay::Translate {
+                    Bytes::from(message.to_string())
+                } else {
+                    if let Some(g) = d.guard.as_mut() {
+                        g.armed = false;
+                    }
+                    d.guard = None;
+                    let Some(call) = d.call.take() else { return };
+                    let answer = input_required(
+                        &d.up,
+                        &d.session,
+                        call,
+                        d.id.as_deref(),
+                        &d.method,
+                        child_id,
+                        message,
+                    );
+                    let _ = d.tx.send(answer).await;
+                    return;
+                }
+            }
+            Step::Answer(bytes) => {
+                let translated = d.retry.is_some()
+                    && d.session.translation.is_some()
+                    && rounds < MAX_ROUNDS
+                    && translate::is_input_required(&bytes);
+                let again = if translated {
+                    d.finish();
+                    rounds += 1;
+                    let session = Arc::clone(&d.session);
+                    let Some(t) = session.translation.as_ref() else {
+                        return;
+                    };
+                    let wait = d.up.options().idle_timeout;
+                    match translate::ask_client(t, &bytes, &d.tx, wait).await {
+                        Ok(Some(answers)) => d
+                            .retry
+                            .as_ref()
+                            .map(|original| translate::retried(original, answers)),
+                        // The client went away.
+                        Ok(None) => return,
+                        Err(why) => {
+                            let e = d.error(&why);
+                            let _ = d.tx.send(e).await;
+                            return;
+                        }
+                    }
+                } else {
+                    None
+                };
+                match again {
+                    Some(message) => {
+                        let conn = Arc::clone(&d.session.child.conn);
+                        match conn.request(&d.session.key, message, true).await {
+                            Ok(call) => {
+                                d.guard = Some(CancelGuard {
+                                    conn,
+                                    gid: call.gid,
+                                    armed: true,
+                                });
+                                d.call = Some(call);
+                                d.events_open = true;
+                                continue;
+                            }
+                            Err(e) => {
+                                let e = d.error(&e.to_string());
+                                let _ = d.tx.send(e).await;
+                                return;
+                            }
+                        }
+                    }
+                    None => {
+                        d.finish();
+                        let _ = d.tx.send(bytes).await;
+                        return;
+                    }
+                }
+            }
+            Step::Gone => {
+                d.finish();
+                let e = d.error(&format!(
+                    "The upstream MCP server went away: {}",
+                    d.session.child.conn.exit_reason()
+                ));
+                let _ = d.tx.send(e).await;
+                return;
+            }
+        };
+        if d.tx.send(out).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Turns a request of the child's into an `input_required` result for a 2026-07-28 client and

@@ -7,10 +7,21 @@
 //! cancellation, progress, logging and server-to-client requests (sampling, elicitation,
 //! roots) get through, and what happens when the child crashes or writes garbage.
 //!
-//! Usage: `stdio-upstream [--legacy] [--garbage-at-start] [--exit-at-start CODE] [--stall]`.
+//! `ask_name` and `sample_mrtr` work in both eras: in a session opened with `initialize`
+//! they ask the client with a server-to-client request (like `elicit_name` and `sample`); in a
+//! 2026-07-28 request (inline `_meta` negotiation) they answer with an `input_required` result
+//! (multi round-trip, SEP-2322) and finish when the client retries with `inputResponses` and
+//! `requestState` `"round-1"`.
+//!
+//! Usage: `stdio-upstream [--legacy | --modern-only] [--garbage-at-start] [--exit-at-start CODE]
+//! [--stall]`.
 //!
 //! - `--legacy`: answer `server/discover` with -32601, like a server of the session-based
 //!   revisions (up to 2025-11-25) would.
+//! - `--modern-only`: support protocol 2026-07-28 only. `initialize` is answered with the
+//!   unsupported-protocol-version error (-32022 in rmcp 3.11), after which rmcp stops serving and
+//!   the process exits with status 1; `server/discover` and requests that carry the 2026-07-28
+//!   `_meta` work.
 //! - `--garbage-at-start`: write two lines that are not JSON to stdout before serving.
 //! - `--exit-at-start CODE`: write `stdio-upstream: exiting` to stderr and exit with CODE.
 //! - `--stall`: answer the first line (`initialize`) by hand, then never read stdin again.
@@ -22,22 +33,26 @@
 // session-based revisions this fixture serves need them.
 #![allow(deprecated)]
 
+use std::borrow::Cow;
 use std::io::{BufRead as _, Write as _};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CreateMessageRequestParams, DiscoverRequestMethod, DiscoverResult, ElicitRequestParams,
-    ElicitationAction, ElicitationSchema, GetPromptRequestParams, GetPromptResponse,
-    GetPromptResult, Implementation, ListPromptsResult, ListResourcesResult, LoggingLevel,
+    CallToolResponse, CallToolResult, ContentBlock, CreateMessageRequest,
+    CreateMessageRequestParams, DiscoverRequestMethod, DiscoverResult, ElicitRequest,
+    ElicitRequestParams, ElicitationAction, ElicitationSchema, GetPromptRequestParams,
+    GetPromptResponse, GetPromptResult, Implementation, InputRequest, InputRequests,
+    InputRequiredResult, ListPromptsResult, ListResourcesResult, LoggingLevel,
     LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam, Prompt,
-    PromptArgument, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, Resource, ResourceContents, ResourceUpdatedNotificationParam, Role,
-    SamplingMessage, ServerCapabilities, ServerConfig, SetLevelRequestParams,
-    SubscribeRequestParams, UnsubscribeRequestParams,
+    PromptArgument, PromptMessage, ProtocolVersion, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, Resource, ResourceContents,
+    ResourceUpdatedNotificationParam, Role, SamplingMessage, ServerCapabilities, ServerConfig,
+    SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{
@@ -48,6 +63,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 const HELLO_URI: &str = "test://hello";
+
+/// The versions `--modern-only` supports.
+const MODERN_ONLY_VERSIONS: &[ProtocolVersion] = &[ProtocolVersion::V_2026_07_28];
+
+/// The `requestState` the multi-round-trip tools hand out with their `input_required` result,
+/// and expect back on the retry.
+const ROUND_ONE: &str = "round-1";
 
 // ---------------------------------------------------------------------------------------------
 // Tool arguments
@@ -116,6 +138,8 @@ struct TouchArgs {
 struct StdioServer {
     /// `--legacy`: refuse `server/discover`.
     legacy: bool,
+    /// `--modern-only`: support 2026-07-28 only.
+    modern_only: bool,
     /// What `remember` stored.
     memory: Arc<Mutex<String>>,
     /// Calls of `slow` that were cancelled before finishing.
@@ -128,11 +152,87 @@ fn peer_error(what: &str, e: impl std::fmt::Display) -> ErrorData {
     ErrorData::internal_error(format!("{what} failed: {e}"), None)
 }
 
+/// Whether the request belongs to the 2026-07-28 era (its `_meta` names that version or later),
+/// rather than to a session opened with `initialize`.
+fn is_stateless_era(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.protocol_version()
+        .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+}
+
+fn text_response(text: impl Into<String>) -> CallToolResponse {
+    CallToolResult::success(vec![ContentBlock::text(text)]).into()
+}
+
+/// The form `elicit_name` and `ask_name` ask for.
+fn name_elicitation() -> ElicitRequestParams {
+    let schema: ElicitationSchema = serde_json::from_value(json!({
+        "type": "object",
+        "properties": {"name": {"type": "string"}},
+        "required": ["name"]
+    }))
+    .expect("elicitation schema");
+    ElicitRequestParams::FormElicitationParams {
+        meta: None,
+        message: "What is your name?".to_owned(),
+        requested_schema: schema,
+    }
+}
+
+/// The sampling request `sample` and `sample_mrtr` send.
+fn sampling_params(prompt: String) -> CreateMessageRequestParams {
+    CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 50)
+}
+
+/// The text of a `CreateMessageResult`: its content is one block, or (2025-11-25) possibly an
+/// array of blocks.
+fn sampled_text(result: &Value) -> Option<&str> {
+    result
+        .pointer("/content/text")
+        .or_else(|| result.pointer("/content/0/text"))
+        .and_then(Value::as_str)
+}
+
+/// An `input_required` result asking for one input under `key`, with `requestState` "round-1".
+fn input_required(key: &str, request: InputRequest) -> CallToolResponse {
+    let mut requests = InputRequests::new();
+    requests.insert(key.to_owned(), request);
+    InputRequiredResult::new(Some(requests), Some(ROUND_ONE.to_owned())).into()
+}
+
+/// Looks up the answer under `key` of a multi-round-trip retry. `Ok(None)` when there is none
+/// (a first round, or a client that did not answer); an error when there is one but the
+/// `requestState` is not the one the first round handed out.
+fn retry_answer<'a>(
+    responses: Option<&'a rmcp::model::InputResponses>,
+    state: Option<&str>,
+    key: &str,
+) -> Result<Option<&'a Value>, ErrorData> {
+    if let Some(state) = state
+        && state != ROUND_ONE
+    {
+        return Err(ErrorData::invalid_params(
+            format!("requestState must be {ROUND_ONE:?}, got {state:?}"),
+            Some(json!({"requestState": state})),
+        ));
+    }
+    let Some(answer) = responses.and_then(|r| r.get(key)) else {
+        return Ok(None);
+    };
+    if state.is_none() {
+        return Err(ErrorData::invalid_params(
+            format!("inputResponses.{key} without requestState {ROUND_ONE:?}"),
+            None,
+        ));
+    }
+    Ok(Some(answer))
+}
+
 #[tool_router]
 impl StdioServer {
-    fn new(legacy: bool) -> Self {
+    fn new(legacy: bool, modern_only: bool) -> Self {
         StdioServer {
             legacy,
+            modern_only,
             memory: Arc::new(Mutex::new(String::new())),
             cancelled: Arc::new(AtomicUsize::new(0)),
             tool_router: Self::tool_router(),
@@ -232,49 +332,69 @@ impl StdioServer {
         Parameters(SampleArgs { prompt }): Parameters<SampleArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<String, ErrorData> {
-        let params = CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 50);
-        let result = ctx
-            .peer
-            .create_message(params)
-            .await
-            .map_err(|e| peer_error("sampling", e))?;
-        // The content is one block, or (2025-11-25) possibly an array of blocks.
-        let value = serde_json::to_value(&result).unwrap_or(Value::Null);
-        let text = value
-            .pointer("/content/text")
-            .or_else(|| value.pointer("/content/0/text"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        Ok(format!("sampled: {text}"))
+        sample_via_peer(prompt, &ctx).await
     }
 
     #[tool(description = "Asks the user for a name (elicitation) and greets them")]
     async fn elicit_name(&self, ctx: RequestContext<RoleServer>) -> Result<String, ErrorData> {
-        let schema: ElicitationSchema = serde_json::from_value(json!({
-            "type": "object",
-            "properties": {"name": {"type": "string"}},
-            "required": ["name"]
-        }))
-        .expect("elicitation schema");
-        let params = ElicitRequestParams::FormElicitationParams {
-            meta: None,
-            message: "What is your name?".to_owned(),
-            requested_schema: schema,
+        elicit_name_via_peer(&ctx).await
+    }
+
+    #[tool(
+        description = "Asks the user for a name and greets them: with an input_required result \
+                       (key \"name\") in a 2026-07-28 request, by elicitation in a session"
+    )]
+    async fn ask_name(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if !is_stateless_era(&ctx) {
+            return elicit_name_via_peer(&ctx).await.map(text_response);
+        }
+        let Some(answer) = retry_answer(responses.as_ref(), state.as_deref(), "name")? else {
+            return Ok(input_required(
+                "name",
+                InputRequest::Elicitation(ElicitRequest::new(name_elicitation())),
+            ));
         };
-        let result = ctx
-            .peer
-            .create_elicitation(params)
-            .await
-            .map_err(|e| peer_error("elicitation", e))?;
-        let name = result
-            .content
-            .as_ref()
-            .and_then(|c| c.get("name"))
-            .and_then(Value::as_str);
-        Ok(match (result.action, name) {
-            (ElicitationAction::Accept, Some(name)) => format!("hello {name}"),
-            _ => "declined".to_owned(),
-        })
+        let name = (answer.get("action").and_then(Value::as_str) == Some("accept"))
+            .then(|| answer.pointer("/content/name").and_then(Value::as_str))
+            .flatten();
+        Ok(text_response(match name {
+            Some(name) => format!("hello {name}"),
+            None => "declined".to_owned(),
+        }))
+    }
+
+    #[tool(
+        description = "Asks the client's LLM and returns its answer: with an input_required \
+                       result (key \"answer\") in a 2026-07-28 request, by sampling in a session"
+    )]
+    async fn sample_mrtr(
+        &self,
+        Parameters(SampleArgs { prompt }): Parameters<SampleArgs>,
+        ctx: RequestContext<RoleServer>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if !is_stateless_era(&ctx) {
+            return sample_via_peer(prompt, &ctx).await.map(text_response);
+        }
+        let Some(answer) = retry_answer(responses.as_ref(), state.as_deref(), "answer")? else {
+            return Ok(input_required(
+                "answer",
+                InputRequest::CreateMessage(CreateMessageRequest::new(sampling_params(prompt))),
+            ));
+        };
+        let text = sampled_text(answer).ok_or_else(|| {
+            ErrorData::invalid_params(
+                "inputResponses.answer must be a CreateMessageResult with text content",
+                Some(json!({"key": "answer"})),
+            )
+        })?;
+        Ok(text_response(format!("sampled: {text}")))
     }
 
     #[tool(description = "Returns the client's root URIs, joined by commas")]
@@ -322,6 +442,41 @@ impl StdioServer {
     }
 }
 
+/// `sample` in a session: a `sampling/createMessage` request to the client.
+async fn sample_via_peer(
+    prompt: String,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<String, ErrorData> {
+    let result = ctx
+        .peer
+        .create_message(sampling_params(prompt))
+        .await
+        .map_err(|e| peer_error("sampling", e))?;
+    let value = serde_json::to_value(&result).unwrap_or(Value::Null);
+    Ok(format!(
+        "sampled: {}",
+        sampled_text(&value).unwrap_or_default()
+    ))
+}
+
+/// `elicit_name` in a session: an `elicitation/create` request to the client.
+async fn elicit_name_via_peer(ctx: &RequestContext<RoleServer>) -> Result<String, ErrorData> {
+    let result = ctx
+        .peer
+        .create_elicitation(name_elicitation())
+        .await
+        .map_err(|e| peer_error("elicitation", e))?;
+    let name = result
+        .content
+        .as_ref()
+        .and_then(|c| c.get("name"))
+        .and_then(Value::as_str);
+    Ok(match (result.action, name) {
+        (ElicitationAction::Accept, Some(name)) => format!("hello {name}"),
+        _ => "declined".to_owned(),
+    })
+}
+
 #[tool_handler]
 impl ServerHandler for StdioServer {
     fn get_info(&self) -> ServerConfig {
@@ -341,6 +496,15 @@ impl ServerHandler for StdioServer {
             env!("CARGO_PKG_VERSION"),
         ))
         .with_instructions("mcpgate stdio test upstream")
+    }
+
+    /// Every version rmcp knows, or with `--modern-only` just 2026-07-28.
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(if self.modern_only {
+            MODERN_ONLY_VERSIONS
+        } else {
+            ProtocolVersion::KNOWN_VERSIONS
+        })
     }
 
     /// Answered as usual, except with `--legacy`, where the method does not exist.
@@ -464,6 +628,7 @@ fn write_stdout_lines(lines: &[&str]) {
 #[derive(Default)]
 struct Args {
     legacy: bool,
+    modern_only: bool,
     garbage_at_start: bool,
     exit_at_start: Option<i32>,
     stall: bool,
@@ -475,6 +640,7 @@ fn parse_args() -> Result<Args, String> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--legacy" => args.legacy = true,
+            "--modern-only" => args.modern_only = true,
             "--garbage-at-start" => args.garbage_at_start = true,
             "--stall" => args.stall = true,
             "--exit-at-start" => {
@@ -486,12 +652,15 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: stdio-upstream [--legacy] [--garbage-at-start] [--exit-at-start CODE] [--stall]"
+                    "usage: stdio-upstream [--legacy | --modern-only] [--garbage-at-start] [--exit-at-start CODE] [--stall]"
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if args.legacy && args.modern_only {
+        return Err("--legacy and --modern-only exclude each other".to_owned());
     }
     Ok(args)
 }
@@ -524,9 +693,9 @@ fn stall() -> ! {
 }
 
 /// Normal mode: serves MCP over stdio until stdin closes.
-async fn serve(legacy: bool) {
+async fn serve(legacy: bool, modern_only: bool) {
     eprintln!("stdio-upstream: started pid={}", std::process::id());
-    let service = match StdioServer::new(legacy)
+    let service = match StdioServer::new(legacy, modern_only)
         .serve(rmcp::transport::io::stdio())
         .await
     {
@@ -572,7 +741,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    runtime.block_on(serve(args.legacy));
+    runtime.block_on(serve(args.legacy, args.modern_only));
     // Do not wait for tasks still running (e.g. a `slow` call) once stdin has closed.
     runtime.shutdown_timeout(Duration::from_millis(100));
 }

@@ -67,8 +67,8 @@ pub struct StdioOptions {
 pub enum Generation {
     /// Not asked (a session client's `initialize` went to it directly).
     Unknown,
-    /// Answers `server/discover` (2026-07-28).
-    Modern,
+    /// Answers `server/discover` (2026-07-28): its result.
+    Modern(Box<RawValue>),
     /// Does not: it needs `initialize` first.
     Legacy,
 }
@@ -81,6 +81,9 @@ pub struct Child {
     pub generation: Mutex<Generation>,
     /// Its `initialize` result, once it has been initialized.
     pub initialized: tokio::sync::Mutex<Option<Box<RawValue>>>,
+    /// Whether that result was made by the gateway from `server/discover` (a child that only
+    /// speaks 2026-07-28): its session clients are then translated.
+    pub translated: std::sync::atomic::AtomicBool,
     stop: CancellationToken,
     done: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     last_used: Mutex<Instant>,
@@ -127,6 +130,26 @@ pub struct Session {
     /// Whether its `notifications/initialized` goes to the child (false for a later session
     /// of a shared child, whose `initialize` the gateway answered).
     pub relays_initialized: bool,
+    /// Set when the child only speaks 2026-07-28 and this is a session client.
+    pub translation: Option<Translation>,
+}
+
+/// A session client in front of a child that only speaks 2026-07-28: the gateway answered its
+/// `initialize` from `server/discover`, adds the revision's `_meta` to each request, asks the
+/// client what the child's `input_required` results ask for, and keeps the GET stream fed
+/// from a `subscriptions/listen` at the child.
+#[derive(Debug, Default)]
+pub struct Translation {
+    /// `_meta` entries every request gets (revision, client info, capabilities).
+    pub meta: Vec<(String, Box<RawValue>)>,
+    /// Level set with `logging/setLevel`, sent as `_meta` logLevel.
+    pub log_level: Mutex<Option<Box<RawValue>>>,
+    /// Requests the gateway put to the client, by id, awaiting its answer.
+    pub asks: Mutex<HashMap<String, tokio::sync::oneshot::Sender<Box<RawValue>>>>,
+    /// `resources/subscribe` URIs.
+    pub subscribed: Mutex<std::collections::BTreeSet<String>>,
+    /// The GET stream's sender and the child listen request feeding it.
+    pub listen: Mutex<Option<(u64, tokio::sync::mpsc::Sender<bytes::Bytes>)>>,
 }
 
 /// A request of a 2026-07-28 client, waiting at the child for answers the client was asked
@@ -208,6 +231,9 @@ pub struct StdioUpstream {
     stopping: CancellationToken,
     all: Mutex<Vec<std::sync::Weak<Child>>>,
     parked: Mutex<HashMap<String, Parked>>,
+    /// Learnt from the first session: the command speaks only 2026-07-28, so new children
+    /// are probed instead of being sent `initialize`.
+    modern_only: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for StdioUpstream {
@@ -232,10 +258,13 @@ impl StdioUpstream {
             stopping: CancellationToken::new(),
             all: Mutex::new(Vec::new()),
             parked: Mutex::new(HashMap::new()),
+            modern_only: std::sync::atomic::AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&upstream);
+        let every = (upstream.options.idle_timeout / 2)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 let Some(upstream) = weak.upgrade() else {
@@ -310,6 +339,7 @@ impl StdioUpstream {
             conn,
             generation: Mutex::new(Generation::Unknown),
             initialized: tokio::sync::Mutex::new(None),
+            translated: std::sync::atomic::AtomicBool::new(false),
             stop,
             done: tokio::sync::Mutex::new(Some(handle)),
             last_used: Mutex::new(Instant::now()),
@@ -318,6 +348,24 @@ impl StdioUpstream {
         all.retain(|w| w.strong_count() > 0);
         all.push(Arc::downgrade(&child));
         Ok(child)
+    }
+
+    /// Remembers that the command speaks only 2026-07-28. The child that taught it may have
+    /// exited over the `initialize` it refused: that exit is not a crash.
+    pub fn learn_modern_only(&self, child_exited: bool) {
+        if !self
+            .modern_only
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+            && child_exited
+        {
+            let mut backoff = self.backoff.lock().expect("backoff lock");
+            backoff.failures = backoff.failures.saturating_sub(1);
+        }
+    }
+
+    /// Whether the command is known to speak only 2026-07-28.
+    pub fn known_modern_only(&self) -> bool {
+        self.modern_only.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Registers a session.
@@ -393,15 +441,21 @@ impl StdioUpstream {
             child,
             owns_child: true,
             relays_initialized: false,
+            translation: None,
         });
         session.child.conn.attach(&session.key);
         map.insert(owner, Arc::clone(&session));
         Ok(session)
     }
 
+    /// What [`Self::probe`] learnt.
+    pub fn generation(child: &Child) -> Generation {
+        child.generation.lock().expect("generation lock").clone()
+    }
+
     /// Asks a new child `server/discover` (what a 2026-07-28 stdio client does first) to
     /// learn which revisions it speaks; any error means the session revisions only.
-    async fn probe(&self, child: &Child, meta: Option<&RawObject>) {
+    pub async fn probe(&self, child: &Child, meta: Option<&RawObject>) {
         let mut m = RawObject::default();
         m.set(META_VERSION, raw(&"2026-07-28"));
         m.set(META_CAPABILITIES, raw(&serde_json::json!({})));
@@ -419,14 +473,16 @@ impl StdioUpstream {
             .call("server/discover", params, self.options.startup_timeout)
             .await
         {
-            Ok(answer) if answer.get("result").is_some() => Generation::Modern,
-            Ok(_) => Generation::Legacy,
+            Ok(answer) => match answer.get("result") {
+                Some(result) => Generation::Modern(result.to_owned()),
+                None => Generation::Legacy,
+            },
             Err(e) => {
                 tracing::debug!(target: "mcpgate::stdio", error = %e, "server/discover probe failed");
                 Generation::Legacy
             }
         };
-        tracing::info!(target: "mcpgate::stdio", pid = child.conn.pid(), modern = matches!(generation, Generation::Modern), "upstream command probed");
+        tracing::info!(target: "mcpgate::stdio", pid = child.conn.pid(), modern = matches!(generation, Generation::Modern(_)), "upstream command probed");
         *child.generation.lock().expect("generation lock") = generation;
     }
 
