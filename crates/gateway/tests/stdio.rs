@@ -920,6 +920,41 @@ async fn the_get_stream_carries_what_belongs_to_no_request() {
     assert_eq!(r.status(), 404);
 }
 
+#[tokio::test]
+async fn the_get_stream_of_a_translated_session_is_fed_by_subscriptions_listen() {
+    let gw = gateway("--modern-only", &[]).await;
+    let sid = raw_session(&gw, "alice-token").await;
+    let mut stream = reqwest::Client::new()
+        .get(&gw.mcp)
+        .bearer_auth("alice-token")
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    // Let the gateway open the listen request at the child.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = post(
+        &gw,
+        "alice-token",
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"touch","arguments":{"uri":"test://hello"}}}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !seen.contains("notifications/tools/list_changed") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    assert!(seen.contains("notifications/tools/list_changed"), "{seen}\n{}", gw.log());
+    assert!(!seen.contains("subscriptions/acknowledged"), "{seen}");
+}
+
 #[test]
 fn command_configuration_errors_name_the_key() {
     let (code, _, err) = run(

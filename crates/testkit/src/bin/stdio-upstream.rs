@@ -26,6 +26,13 @@
 //! - `--exit-at-start CODE`: write `stdio-upstream: exiting` to stderr and exit with CODE.
 //! - `--stall`: answer the first line (`initialize`) by hand, then never read stdin again.
 //!
+//! `subscriptions/listen` (2026-07-28) is supported: the server accepts `toolsListChanged`,
+//! `promptsListChanged`, `resourcesListChanged` and the `resourceSubscriptions` the client asks
+//! for (rmcp then narrows that to what `get_info` advertises, so `promptsListChanged` is
+//! dropped), and keeps each open stream until the client cancels it. `touch` sends its
+//! notifications on every open stream too (with `_meta` `io.modelcontextprotocol/subscriptionId`;
+//! `resources/updated` only to the streams that subscribed the URI).
+//!
 //! In normal mode it writes `stdio-upstream: started pid=PID` to stderr and serves until
 //! stdin closes.
 
@@ -34,8 +41,9 @@
 #![allow(deprecated)]
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{BufRead as _, Write as _};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,9 +60,9 @@ use rmcp::model::{
     PromptArgument, PromptMessage, ProtocolVersion, ReadResourceRequestParams,
     ReadResourceResponse, ReadResourceResult, Resource, ResourceContents,
     ResourceUpdatedNotificationParam, Role, SamplingMessage, ServerCapabilities, ServerConfig,
-    SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams,
+    SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{RequestContext, SubscriptionContext, SubscriptionSendError, SubscriptionSink};
 use rmcp::{
     ErrorData, RoleServer, ServerHandler, ServiceExt as _, schemars, tool, tool_handler,
     tool_router,
@@ -133,6 +141,23 @@ struct TouchArgs {
 // The handler
 // ---------------------------------------------------------------------------------------------
 
+/// The open `subscriptions/listen` streams, by a key of this process's own.
+type ListenStreams = Arc<Mutex<HashMap<u64, SubscriptionSink>>>;
+
+/// Takes a listen stream out of [`ListenStreams`] when `listen` ends (or its future is dropped).
+struct ListenRegistration {
+    streams: ListenStreams,
+    key: u64,
+}
+
+impl Drop for ListenRegistration {
+    fn drop(&mut self) {
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.remove(&self.key);
+        }
+    }
+}
+
 /// The server's handler; one per process.
 #[derive(Clone)]
 struct StdioServer {
@@ -144,6 +169,10 @@ struct StdioServer {
     memory: Arc<Mutex<String>>,
     /// Calls of `slow` that were cancelled before finishing.
     cancelled: Arc<AtomicUsize>,
+    /// The open `subscriptions/listen` streams.
+    listen_streams: ListenStreams,
+    /// The key of the next listen stream.
+    next_listen_key: Arc<AtomicU64>,
     #[allow(dead_code, reason = "read by the code #[tool_handler] generates")]
     tool_router: ToolRouter<Self>,
 }
@@ -235,6 +264,8 @@ impl StdioServer {
             modern_only,
             memory: Arc::new(Mutex::new(String::new())),
             cancelled: Arc::new(AtomicUsize::new(0)),
+            listen_streams: Arc::new(Mutex::new(HashMap::new())),
+            next_listen_key: Arc::new(AtomicU64::new(0)),
             tool_router: Self::tool_router(),
         }
     }
@@ -424,21 +455,52 @@ impl StdioServer {
         "ok".to_owned()
     }
 
-    #[tool(description = "Sends resources/updated for the URI and tools/list_changed")]
+    #[tool(
+        description = "Sends resources/updated for the URI and tools/list_changed, to the peer \
+                       and on every open subscriptions/listen stream that accepted them"
+    )]
     async fn touch(
         &self,
         Parameters(TouchArgs { uri }): Parameters<TouchArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<String, ErrorData> {
         ctx.peer
-            .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+            .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.clone()))
             .await
             .map_err(|e| peer_error("resources/updated", e))?;
         ctx.peer
             .notify_tool_list_changed()
             .await
             .map_err(|e| peer_error("tools/list_changed", e))?;
+        let streams: Vec<SubscriptionSink> = self
+            .listen_streams
+            .lock()
+            .expect("listen streams lock")
+            .values()
+            .cloned()
+            .collect();
+        for sink in streams {
+            stream_sent(
+                "resources/updated",
+                sink.notify_resource_updated(uri.clone()).await,
+            )?;
+            stream_sent("tools/list_changed", sink.notify_tool_list_changed().await)?;
+        }
         Ok("touched".to_owned())
+    }
+}
+
+/// The outcome of sending a notification on a listen stream: a notification the stream did not
+/// accept (e.g. `resources/updated` for a URI it did not subscribe), or a stream that closed
+/// meanwhile, is skipped; a transport failure is an error.
+fn stream_sent(what: &str, result: Result<(), SubscriptionSendError>) -> Result<(), ErrorData> {
+    match result {
+        Ok(())
+        | Err(
+            SubscriptionSendError::NotificationNotAccepted(_)
+            | SubscriptionSendError::SubscriptionClosed,
+        ) => Ok(()),
+        Err(e) => Err(peer_error(&format!("{what} on a listen stream"), e)),
     }
 }
 
@@ -519,6 +581,37 @@ impl ServerHandler for StdioServer {
             self.supported_protocol_versions().into_owned(),
             self.get_info(),
         ))
+    }
+
+    /// The list-changed categories, and whatever resource URIs the client asks for.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::builder()
+            .tools_list_changed()
+            .prompts_list_changed()
+            .resources_list_changed()
+            .build();
+        accepted
+            .resource_subscriptions
+            .clone_from(&requested.resource_subscriptions);
+        Some(accepted)
+    }
+
+    /// Keeps the stream's sink in `listen_streams` (for `touch`) until the client cancels it.
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let key = self.next_listen_key.fetch_add(1, Ordering::SeqCst);
+        self.listen_streams
+            .lock()
+            .expect("listen streams lock")
+            .insert(key, context.sink().clone());
+        let _registration = ListenRegistration {
+            streams: self.listen_streams.clone(),
+            key,
+        };
+        context.cancelled().await;
+        Ok(())
     }
 
     async fn set_level(

@@ -308,9 +308,13 @@ pub(super) fn take_answer(t: &Translation, object: &RawObject) -> bool {
     true
 }
 
-/// `GET /mcp` of a translated session: a `subscriptions/listen` at the child feeds it.
+/// `GET /mcp` of a translated session: what the child sends outside any request (as a child
+/// of either revision may on stdio), and a `subscriptions/listen` at the child, feed it.
 pub(super) fn get(session: &Arc<Session>, t: &Translation) -> Response<Body> {
-    let (tx, rx) = mpsc::channel(crate::upstream::stdio::conn::STREAM_QUEUE);
+    let rx = session.child.conn.open_stream(&session.key);
+    let Some(tx) = session.child.conn.stream_sender(&session.key) else {
+        return crate::proxy::session_not_found(None);
+    };
     *t.listen.lock().expect("listen lock") = Some((0, tx));
     let session2 = Arc::clone(session);
     tokio::spawn(async move {

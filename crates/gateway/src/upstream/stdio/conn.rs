@@ -266,6 +266,16 @@ impl Conn {
         rx
     }
 
+    /// The sender of the session's GET stream, when one is open.
+    pub fn stream_sender(&self, session: &SessionKey) -> Option<mpsc::Sender<Bytes>> {
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .streams
+            .get(session)
+            .cloned()
+    }
+
     /// Registers an emulated `subscriptions/listen` stream; returns its id.
     pub fn listen(&self, listener: Listener) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
