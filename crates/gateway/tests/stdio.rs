@@ -901,7 +901,10 @@ async fn the_get_stream_carries_what_belongs_to_no_request() {
     assert_eq!(r.status(), 200);
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !seen.contains("notifications/tools/list_changed") && Instant::now() < deadline {
+    while !(seen.contains("notifications/tools/list_changed")
+        && seen.contains("notifications/resources/updated"))
+        && Instant::now() < deadline
+    {
         match tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await {
             Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
             _ => break,
@@ -924,6 +927,17 @@ async fn the_get_stream_carries_what_belongs_to_no_request() {
 async fn the_get_stream_of_a_translated_session_is_fed_by_subscriptions_listen() {
     let gw = gateway("--modern-only", &[]).await;
     let sid = raw_session(&gw, "alice-token").await;
+    // Answered by the gateway (the child has no resources/subscribe); it becomes part of the
+    // subscriptions/listen request that feeds the GET stream.
+    let r = post(
+        &gw,
+        "alice-token",
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"test://hello"}}"#,
+    )
+    .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["result"], json!({}), "{v}");
     let mut stream = reqwest::Client::new()
         .get(&gw.mcp)
         .bearer_auth("alice-token")
@@ -945,14 +959,102 @@ async fn the_get_stream_of_a_translated_session_is_fed_by_subscriptions_listen()
     assert_eq!(r.status(), 200);
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !seen.contains("notifications/tools/list_changed") && Instant::now() < deadline {
+    while !(seen.contains("notifications/tools/list_changed")
+        && seen.contains("notifications/resources/updated"))
+        && Instant::now() < deadline
+    {
         match tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await {
             Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
             _ => break,
         }
     }
-    assert!(seen.contains("notifications/tools/list_changed"), "{seen}\n{}", gw.log());
+    assert!(
+        seen.contains("notifications/tools/list_changed"),
+        "{seen}\n{}",
+        gw.log()
+    );
+    assert!(seen.contains("notifications/resources/updated"), "{seen}");
+    // The listen request's own bookkeeping stays between the gateway and the child.
     assert!(!seen.contains("subscriptions/acknowledged"), "{seen}");
+    assert!(!seen.contains("subscriptionId"), "{seen}");
+}
+
+#[tokio::test]
+async fn subscriptions_listen_is_served_for_a_stateless_client_of_a_legacy_child() {
+    let gw = gateway("--legacy", &[]).await;
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"}
+    });
+    let send = |method: &str, name: Option<&str>, body: Value| {
+        let mut req = reqwest::Client::new()
+            .post(&gw.mcp)
+            .bearer_auth("alice-token")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method.to_owned())
+            .body(body.to_string());
+        if let Some(name) = name {
+            req = req.header("mcp-name", name.to_owned());
+        }
+        req.send()
+    };
+    let mut listen = send(
+        "subscriptions/listen",
+        None,
+        json!({"jsonrpc":"2.0","id":"listen-1","method":"subscriptions/listen","params":{
+            "notifications": {"toolsListChanged": true, "resourceSubscriptions": ["test://hello"]},
+            "_meta": meta}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(listen.headers()["content-type"], "text/event-stream");
+    let mut seen = String::new();
+    // The acknowledgement comes first.
+    while !seen.contains("subscriptions/acknowledged") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), listen.chunk())
+            .await
+            .expect("acknowledged in time")
+            .unwrap()
+            .expect("stream open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        seen.contains(r#""io.modelcontextprotocol/subscriptionId":"listen-1""#),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(r#""resourceSubscriptions":["test://hello"]"#),
+        "{seen}"
+    );
+    let r = send(
+        "tools/call",
+        Some("touch"),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"touch","arguments":{"uri":"test://hello"},"_meta":meta}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(seen.contains("notifications/tools/list_changed")
+        && seen.contains("notifications/resources/updated"))
+        && Instant::now() < deadline
+    {
+        match tokio::time::timeout(Duration::from_secs(5), listen.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    assert!(seen.contains("notifications/tools/list_changed"), "{seen}");
+    assert!(seen.contains("notifications/resources/updated"), "{seen}");
+    assert_eq!(
+        seen.matches(r#""io.modelcontextprotocol/subscriptionId":"listen-1""#)
+            .count(),
+        3,
+        "every notification names the listen request: {seen}"
+    );
 }
 
 #[test]

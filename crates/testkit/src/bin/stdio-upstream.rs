@@ -29,9 +29,10 @@
 //! `subscriptions/listen` (2026-07-28) is supported: the server accepts `toolsListChanged`,
 //! `promptsListChanged`, `resourcesListChanged` and the `resourceSubscriptions` the client asks
 //! for (rmcp then narrows that to what `get_info` advertises, so `promptsListChanged` is
-//! dropped), and keeps each open stream until the client cancels it. `touch` sends its
-//! notifications on every open stream too (with `_meta` `io.modelcontextprotocol/subscriptionId`;
-//! `resources/updated` only to the streams that subscribed the URI).
+//! dropped), and keeps each open stream until the client cancels it or closes stdin. `touch`
+//! sends its notifications on every open stream too (with `_meta`
+//! `io.modelcontextprotocol/subscriptionId`; `resources/updated` only to the streams that
+//! subscribed the URI).
 //!
 //! In normal mode it writes `stdio-upstream: started pid=PID` to stderr and serves until
 //! stdin closes.
@@ -43,8 +44,10 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{BufRead as _, Write as _};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -69,6 +72,8 @@ use rmcp::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio_util::sync::CancellationToken;
 
 const HELLO_URI: &str = "test://hello";
 
@@ -173,6 +178,9 @@ struct StdioServer {
     listen_streams: ListenStreams,
     /// The key of the next listen stream.
     next_listen_key: Arc<AtomicU64>,
+    /// Cancelled when stdin reaches its end, so that open listen streams end then rather than
+    /// hold up rmcp's shutdown (it waits up to 5 s for running handlers).
+    stdin_closed: CancellationToken,
     #[allow(dead_code, reason = "read by the code #[tool_handler] generates")]
     tool_router: ToolRouter<Self>,
 }
@@ -258,7 +266,7 @@ fn retry_answer<'a>(
 
 #[tool_router]
 impl StdioServer {
-    fn new(legacy: bool, modern_only: bool) -> Self {
+    fn new(legacy: bool, modern_only: bool, stdin_closed: CancellationToken) -> Self {
         StdioServer {
             legacy,
             modern_only,
@@ -266,6 +274,7 @@ impl StdioServer {
             cancelled: Arc::new(AtomicUsize::new(0)),
             listen_streams: Arc::new(Mutex::new(HashMap::new())),
             next_listen_key: Arc::new(AtomicU64::new(0)),
+            stdin_closed,
             tool_router: Self::tool_router(),
         }
     }
@@ -599,7 +608,9 @@ impl ServerHandler for StdioServer {
         Some(accepted)
     }
 
-    /// Keeps the stream's sink in `listen_streams` (for `touch`) until the client cancels it.
+    /// Keeps the stream's sink in `listen_streams` (for `touch`) until the client cancels it
+    /// (rmcp then drops the final result) or closes stdin (the stream then ends with its final
+    /// result).
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
         let key = self.next_listen_key.fetch_add(1, Ordering::SeqCst);
         self.listen_streams
@@ -610,7 +621,10 @@ impl ServerHandler for StdioServer {
             streams: self.listen_streams.clone(),
             key,
         };
-        context.cancelled().await;
+        tokio::select! {
+            () = context.cancelled() => {}
+            () = self.stdin_closed.cancelled() => {}
+        }
         Ok(())
     }
 
@@ -785,11 +799,42 @@ fn stall() -> ! {
     }
 }
 
+/// Stdin for rmcp, cancelling a token when it reaches its end (or fails).
+struct WatchedStdin {
+    inner: tokio::io::Stdin,
+    closed: CancellationToken,
+}
+
+impl AsyncRead for WatchedStdin {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        match &poll {
+            Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => {
+                self.closed.cancel();
+            }
+            Poll::Ready(Err(_)) => self.closed.cancel(),
+            _ => {}
+        }
+        poll
+    }
+}
+
 /// Normal mode: serves MCP over stdio until stdin closes.
 async fn serve(legacy: bool, modern_only: bool) {
     eprintln!("stdio-upstream: started pid={}", std::process::id());
-    let service = match StdioServer::new(legacy, modern_only)
-        .serve(rmcp::transport::io::stdio())
+    let stdin_closed = CancellationToken::new();
+    let (stdin, stdout) = rmcp::transport::io::stdio();
+    let stdin = WatchedStdin {
+        inner: stdin,
+        closed: stdin_closed.clone(),
+    };
+    let service = match StdioServer::new(legacy, modern_only, stdin_closed)
+        .serve((stdin, stdout))
         .await
     {
         Ok(service) => service,
