@@ -182,6 +182,7 @@ async fn initialize(
         owns_child,
         relays_initialized: relays,
         translation,
+        last_used: std::sync::Mutex::new(Some(std::time::Instant::now())),
     });
     let Some(sealed) = gw
         .sessions
@@ -350,6 +351,7 @@ async fn post_stateless(
                     owns_child: false,
                     relays_initialized: false,
                     translation: None,
+                    last_used: std::sync::Mutex::new(None),
                 });
                 session.child.conn.attach(&session.key);
                 session

@@ -255,6 +255,14 @@ impl Conn {
         !routes.pending.is_empty() || !routes.streams.is_empty() || !routes.listeners.is_empty()
     }
 
+    /// Whether one session has anything in flight or an open stream.
+    pub fn session_busy(&self, session: &SessionKey) -> bool {
+        let routes = self.routes.lock().expect("routes lock");
+        routes.streams.contains_key(session)
+            || routes.pending.values().any(|p| &p.session == session)
+            || routes.listeners.values().any(|l| &l.session == session)
+    }
+
     /// Sets the session's GET stream (a newer one replaces an older one).
     pub fn open_stream(&self, session: &SessionKey) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);

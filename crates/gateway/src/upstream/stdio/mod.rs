@@ -132,6 +132,8 @@ pub struct Session {
     pub relays_initialized: bool,
     /// Set when the child only speaks 2026-07-28 and this is a session client.
     pub translation: Option<Translation>,
+    /// Last request (to end abandoned sessions of a shared child).
+    pub last_used: Mutex<Option<Instant>>,
 }
 
 /// A session client in front of a child that only speaks 2026-07-28: the gateway answered its
@@ -218,12 +220,16 @@ impl Backoff {
     }
 }
 
+/// A subject's stateless session, filled when first needed.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Session>>>>;
+
 /// The stdio upstream.
 pub struct StdioUpstream {
     options: StdioOptions,
     sessions: Mutex<HashMap<SessionKey, Arc<Session>>>,
     /// Per-session mode: each subject's stateless child.
-    stateless: tokio::sync::Mutex<HashMap<Owner, Arc<Session>>>,
+    /// A slot per subject, so that one subject's slow start does not hold up another's.
+    stateless: Mutex<HashMap<Owner, Slot>>,
     /// Shared mode: the child.
     shared: tokio::sync::Mutex<Option<Arc<Child>>>,
     children: Arc<AtomicUsize>,
@@ -251,7 +257,7 @@ impl StdioUpstream {
         let upstream = Arc::new(StdioUpstream {
             options,
             sessions: Mutex::new(HashMap::new()),
-            stateless: tokio::sync::Mutex::new(HashMap::new()),
+            stateless: Mutex::new(HashMap::new()),
             shared: tokio::sync::Mutex::new(None),
             children: Arc::new(AtomicUsize::new(0)),
             backoff: Arc::new(Mutex::new(Backoff::default())),
@@ -303,14 +309,24 @@ impl StdioUpstream {
         if let Some(left) = self.backoff.lock().expect("backoff lock").wait_left() {
             return Err(Refusal::Backoff(left));
         }
-        if self.options.mode == SessionMode::PerSession
-            && self.children.load(Ordering::SeqCst) >= self.options.max_children
+        // Reserve a slot first, so that concurrent starts cannot pass the limit together.
+        let limit = match self.options.mode {
+            SessionMode::PerSession => self.options.max_children,
+            SessionMode::Shared => usize::MAX,
+        };
+        if self
+            .children
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_err()
         {
             return Err(Refusal::Full(self.options.max_children));
         }
         let (process, pipes) = match Process::spawn(&self.options.command, label) {
             Ok(p) => p,
             Err(e) => {
+                self.children.fetch_sub(1, Ordering::SeqCst);
                 let mut backoff = self.backoff.lock().expect("backoff lock");
                 backoff.failures += 1;
                 backoff.last = Some(Instant::now());
@@ -327,7 +343,6 @@ impl StdioUpstream {
             self.options.request_timeout,
             stop.clone(),
         );
-        self.children.fetch_add(1, Ordering::SeqCst);
         let handle = tokio::spawn(supervise(
             process,
             Arc::clone(&conn),
@@ -386,6 +401,7 @@ impl StdioUpstream {
             return None;
         }
         session.child.touch();
+        *session.last_used.lock().expect("last_used lock") = Some(Instant::now());
         Some(Arc::clone(session))
     }
 
@@ -425,8 +441,15 @@ impl StdioUpstream {
         owner: Owner,
         meta: Option<&RawObject>,
     ) -> Result<Arc<Session>, Refusal> {
-        let mut map = self.stateless.lock().await;
-        if let Some(s) = map.get(&owner)
+        let slot = Arc::clone(
+            self.stateless
+                .lock()
+                .expect("stateless lock")
+                .entry(owner)
+                .or_default(),
+        );
+        let mut slot = slot.lock().await;
+        if let Some(s) = slot.as_ref()
             && !s.child.conn.is_closed()
         {
             s.child.touch();
@@ -442,9 +465,10 @@ impl StdioUpstream {
             owns_child: true,
             relays_initialized: false,
             translation: None,
+            last_used: Mutex::new(None),
         });
         session.child.conn.attach(&session.key);
-        map.insert(owner, Arc::clone(&session));
+        *slot = Some(Arc::clone(&session));
         Ok(session)
     }
 
@@ -585,8 +609,14 @@ impl StdioUpstream {
             sessions
                 .values()
                 .filter(|s| {
+                    let unused = s
+                        .last_used
+                        .lock()
+                        .expect("last_used lock")
+                        .is_none_or(|at| at.elapsed() >= idle);
                     s.child.conn.is_closed()
                         || (s.owns_child && !s.child.conn.busy() && s.child.idle_for() >= idle)
+                        || (!s.owns_child && unused && !s.child.conn.session_busy(&s.key))
                 })
                 .map(|s| Arc::clone(&s.key))
                 .collect()
@@ -595,21 +625,33 @@ impl StdioUpstream {
             tracing::info!(target: "mcpgate::stdio", session = %key, "session ended (idle or upstream gone)");
             self.end_session(&key);
         }
-        let mut stateless = self.stateless.lock().await;
-        let stale: Vec<Owner> = stateless
+        let slots: Vec<(Owner, Slot)> = self
+            .stateless
+            .lock()
+            .expect("stateless lock")
             .iter()
-            .filter(|(_, s)| {
-                s.child.conn.is_closed() || (!s.child.conn.busy() && s.child.idle_for() >= idle)
-            })
-            .map(|(o, _)| *o)
+            .map(|(o, s)| (*o, Arc::clone(s)))
             .collect();
-        for owner in stale {
-            if let Some(s) = stateless.remove(&owner) {
-                let child = Arc::clone(&s.child);
-                tokio::spawn(async move { child.shutdown().await });
+        for (owner, slot) in slots {
+            // A slot being filled right now is not idle.
+            let Ok(mut slot) = slot.try_lock() else {
+                continue;
+            };
+            let stale = slot.as_ref().is_none_or(|s| {
+                s.child.conn.is_closed() || (!s.child.conn.busy() && s.child.idle_for() >= idle)
+            });
+            if stale {
+                if let Some(s) = slot.take() {
+                    let child = Arc::clone(&s.child);
+                    tokio::spawn(async move { child.shutdown().await });
+                }
+                drop(slot);
+                self.stateless
+                    .lock()
+                    .expect("stateless lock")
+                    .remove(&owner);
             }
         }
-        drop(stateless);
         let mut shared = self.shared.lock().await;
         if let Some(child) = shared.as_ref()
             && !child.conn.is_closed()
@@ -647,7 +689,7 @@ impl StdioUpstream {
             .filter_map(std::sync::Weak::upgrade)
             .collect();
         self.sessions.lock().expect("sessions lock").clear();
-        self.stateless.lock().await.clear();
+        self.stateless.lock().expect("stateless lock").clear();
         self.shared.lock().await.take();
         futures::future::join_all(children.iter().map(|c| c.shutdown())).await;
     }
