@@ -43,6 +43,7 @@ mod jwt;
 mod keys;
 mod layer;
 mod metadata;
+pub mod policy;
 mod principal;
 mod resource;
 mod static_tokens;

@@ -1,0 +1,268 @@
+//! CEL expressions of policy rules: compiled once, checked against what a decision can see,
+//! evaluated against facts built only when an expression needs them.
+//!
+//! An expression sees:
+//! - `claims`: the token's claims (nested ones too: `claims.realm_access.roles`);
+//! - `scopes`: the granted scopes (a list of strings);
+//! - `subject` and `client_id` (a string, or null);
+//! - `method`: the MCP method (`tools/call` …);
+//! - `target` (rules only, not the global conditions): `kind` (`tool`, `resource`,
+//!   `resource_template`, `prompt`), `name` (name or URI), `uri` (the same, for resources),
+//!   `annotations` (`readOnlyHint`, `destructiveHint`, `idempotentHint`, `openWorldHint`, each
+//!   with MCP's default when left out) and `tags`.
+//!
+//! Anything else — another variable, a field of `target` or `target.annotations` that does
+//! not exist, a function CEL does not have — is a configuration error, so that no rule can
+//! silently never match.
+
+use std::sync::Arc;
+
+use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr};
+use cel::{Context, Env, ExecutionError, Program, Value};
+
+use super::{Annotation, Caller, Target};
+
+const VARIABLES: &[&str] = &[
+    "claims",
+    "scopes",
+    "subject",
+    "client_id",
+    "method",
+    "target",
+];
+const TARGET_FIELDS: &[&str] = &["kind", "name", "uri", "annotations", "tags"];
+const ANNOTATION_FIELDS: &[&str] = &[
+    "readOnlyHint",
+    "destructiveHint",
+    "idempotentHint",
+    "openWorldHint",
+];
+
+/// The CEL environment (the standard library), shared by every expression.
+pub(super) fn env() -> Arc<Env> {
+    Arc::new(Env::stdlib())
+}
+
+/// A compiled expression.
+pub(super) struct Expr {
+    source: String,
+    program: Program,
+    env: Arc<Env>,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Expr").field(&self.source).finish()
+    }
+}
+
+impl Expr {
+    /// Compiles and checks `source`. `has_target`: whether `target` is available.
+    pub(super) fn compile(env: &Arc<Env>, source: &str, has_target: bool) -> Result<Expr, String> {
+        let program = env
+            .compile(source)
+            .map_err(|e| format!("not a valid CEL expression: {e}"))?;
+        let references = program.references();
+        for var in references.variables() {
+            if var == "target" && !has_target {
+                return Err(
+                    "`target` is not available here: global conditions apply to every request, whatever its target".into(),
+                );
+            }
+            if !VARIABLES.contains(&var) {
+                return Err(format!(
+                    "`{var}` is not available to policy expressions (they see {})",
+                    VARIABLES.join(", ")
+                ));
+            }
+        }
+        check_fields(program.expression())?;
+        let expr = Expr {
+            source: source.to_owned(),
+            program,
+            env: Arc::clone(env),
+        };
+        expr.dry_run(has_target)?;
+        Ok(expr)
+    }
+
+    /// The expression as written.
+    pub(super) fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Runs the expression on sample facts: a function CEL does not know shows up as an
+    /// undeclared reference. (Errors that depend on the token, such as a claim it lacks, do not
+    /// count: the sample's claims are empty.)
+    fn dry_run(&self, has_target: bool) -> Result<(), String> {
+        let principal = crate::Principal::builder(crate::Subject::new("sample")).build();
+        let caller = Caller {
+            principal: &principal,
+            method: "tools/call",
+        };
+        let annotations = super::Annotations::default();
+        let target = Target {
+            kind: super::Kind::Tool,
+            name: "sample",
+            annotations: Some(&annotations),
+            tags: &[],
+        };
+        let mut facts = Facts::new(&caller, has_target.then_some(&target));
+        match self.program.execute(facts.context(&self.env)) {
+            Err(ExecutionError::UndeclaredReference(name))
+                if !VARIABLES.contains(&name.as_str()) =>
+            {
+                Err(format!(
+                    "`{name}` is not a CEL function or name available here"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Evaluates to a boolean; anything else (another type, an error) is an error.
+    pub(super) fn eval(&self, facts: &mut Facts<'_>) -> Result<bool, String> {
+        match self.program.execute(facts.context(&self.env)) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!("evaluated to {other:?}, not a boolean")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Checks `target.X` and `target.annotations.Y` against what targets have.
+fn check_fields(expr: &IdedExpr) -> Result<(), String> {
+    match &expr.expr {
+        Ast::Select(select) => {
+            if let Ast::Ident(root) = &select.operand.expr
+                && root == "target"
+                && !TARGET_FIELDS.contains(&select.field.as_str())
+            {
+                return Err(format!(
+                    "`target.{}` does not exist (targets have {})",
+                    select.field,
+                    TARGET_FIELDS.join(", ")
+                ));
+            }
+            if let Ast::Select(inner) = &select.operand.expr
+                && let Ast::Ident(root) = &inner.operand.expr
+                && root == "target"
+                && inner.field == "annotations"
+                && !ANNOTATION_FIELDS.contains(&select.field.as_str())
+            {
+                return Err(format!(
+                    "`target.annotations.{}` does not exist (annotations are {})",
+                    select.field,
+                    ANNOTATION_FIELDS.join(", ")
+                ));
+            }
+            check_fields(&select.operand)
+        }
+        Ast::Call(call) => {
+            if let Some(t) = &call.target {
+                check_fields(t)?;
+            }
+            call.args.iter().try_for_each(check_fields)
+        }
+        Ast::Comprehension(c) => {
+            for e in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                check_fields(e)?;
+            }
+            Ok(())
+        }
+        Ast::List(list) => list.elements.iter().try_for_each(check_fields),
+        Ast::Map(map) => map.entries.iter().try_for_each(|e| match &e.expr {
+            EntryExpr::MapEntry(m) => {
+                check_fields(&m.key)?;
+                check_fields(&m.value)
+            }
+            EntryExpr::StructField(f) => check_fields(&f.value),
+        }),
+        Ast::Struct(s) => s.entries.iter().try_for_each(|e| match &e.expr {
+            EntryExpr::MapEntry(m) => {
+                check_fields(&m.key)?;
+                check_fields(&m.value)
+            }
+            EntryExpr::StructField(f) => check_fields(&f.value),
+        }),
+        Ast::Ident(_) | Ast::Literal(_) | Ast::Unspecified => Ok(()),
+    }
+}
+
+/// What expressions see, built on first use and reused by every expression of a decision.
+pub(super) struct Facts<'a> {
+    caller: &'a Caller<'a>,
+    target: Option<&'a Target<'a>>,
+    context: Option<Context<'static, 'static>>,
+}
+
+impl<'a> Facts<'a> {
+    pub(super) fn new(caller: &'a Caller<'a>, target: Option<&'a Target<'a>>) -> Self {
+        Facts {
+            caller,
+            target,
+            context: None,
+        }
+    }
+
+    fn context(&mut self, env: &Arc<Env>) -> &Context<'static, 'static> {
+        if self.context.is_none() {
+            let mut ctx = Context::with_env(Arc::clone(env));
+            let p = self.caller.principal;
+            let claims = serde_json::Value::Object(p.claims.clone());
+            ctx.add_variable_from_value("claims", cel::to_value(&claims).unwrap_or(Value::Null));
+            ctx.add_variable_from_value(
+                "scopes",
+                p.scopes
+                    .iter()
+                    .map(|s| Value::from(s.as_str().to_owned()))
+                    .collect::<Vec<Value>>(),
+            );
+            ctx.add_variable_from_value("subject", p.subject.as_str().to_owned());
+            ctx.add_variable_from_value(
+                "client_id",
+                match &p.client_id {
+                    Some(c) => Value::from(c.as_str().to_owned()),
+                    None => Value::Null,
+                },
+            );
+            ctx.add_variable_from_value("method", self.caller.method.to_owned());
+            if let Some(t) = self.target {
+                let annotations = t.annotations.copied().unwrap_or_default();
+                let mut a = std::collections::HashMap::new();
+                for an in [
+                    Annotation::ReadOnly,
+                    Annotation::Destructive,
+                    Annotation::Idempotent,
+                    Annotation::OpenWorld,
+                ] {
+                    a.insert(an.name().to_owned(), Value::Bool(annotations.get(an)));
+                }
+                let mut m: std::collections::HashMap<String, Value> =
+                    std::collections::HashMap::new();
+                m.insert("kind".into(), Value::from(t.kind.as_str().to_owned()));
+                m.insert("name".into(), Value::from(t.name.to_owned()));
+                m.insert("uri".into(), Value::from(t.name.to_owned()));
+                m.insert("annotations".into(), Value::from(a));
+                m.insert(
+                    "tags".into(),
+                    Value::from(
+                        t.tags
+                            .iter()
+                            .map(|s| Value::from(s.clone()))
+                            .collect::<Vec<Value>>(),
+                    ),
+                );
+                ctx.add_variable_from_value("target", Value::from(m));
+            }
+            self.context = Some(ctx);
+        }
+        self.context.as_ref().expect("just built")
+    }
+}

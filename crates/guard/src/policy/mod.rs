@@ -1,0 +1,748 @@
+//! Authorization policy: who may see and use which tools, resources, resource templates and
+//! prompts.
+//!
+//! A [`Policy`] is compiled once from configuration ([`AuthorizationConfig`] and a list of
+//! [`RuleConfig`]) — globs, annotation selectors, scopes and CEL expressions, every problem
+//! reported with the key it is about — and then answers [`Policy::decide`] for a caller and a
+//! target without allocating unless an expression runs.
+//!
+//! # Semantics
+//!
+//! A rule *selects* a target when the target's kind is one of the rule's `kind`s (default:
+//! any), its name or URI matches one of `match` (default: any), it has the `annotations` the
+//! rule names (tools; MCP's defaults apply to annotations a tool leaves out) and carries all of
+//! its `tags`. A rule's *conditions* are its scopes (`scopes_all`, `scopes_any`; a scope is
+//! also held when a scope that includes it through `scope_hierarchy` is) and its `when`
+//! expression.
+//!
+//! For a target, every rule that selects it counts, in any order:
+//!
+//! 1. a `deny` rule whose conditions hold denies it;
+//! 2. an `allow` rule whose conditions do not hold denies it (requirements add up: a tool that
+//!    two allow rules select needs what both ask);
+//! 3. otherwise, when at least one `allow` rule selects it, it is allowed;
+//! 4. otherwise `authorization.default` decides (`allow` unless set).
+//!
+//! So a set of deny rules never denies more than what the rules select, and an allow rule
+//! narrows only what it selects. A deny rule with no conditions always denies what it selects.
+//! An expression that fails at run time (a claim the token does not have, a type error)
+//! counts as *false* in an allow rule and as *true* in a deny rule: errors never grant.
+//!
+//! A tool whose annotations are not known yet (the gateway learns them from `tools/list`) may
+//! be selected by annotation rules: each such rule's requirements apply and a deny rule
+//! applies, but such a rule never counts as allowing it.
+//!
+//! The global conditions (`authorization.global`) apply to every MCP request first.
+
+mod config;
+mod expr;
+
+use std::collections::{HashMap, HashSet};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde_json::Value;
+
+pub use config::{AuthorizationConfig, ConditionsConfig, Effect, Kind, OnDeny, RuleConfig};
+use expr::{Expr, Facts};
+
+use crate::Principal;
+
+/// A tool annotation a rule can select on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Annotation {
+    /// `readOnlyHint` (MCP default: false).
+    ReadOnly,
+    /// `destructiveHint` (MCP default: true).
+    Destructive,
+    /// `idempotentHint` (MCP default: false).
+    Idempotent,
+    /// `openWorldHint` (MCP default: true).
+    OpenWorld,
+}
+
+impl Annotation {
+    /// The annotation of a JSON name (`readOnlyHint` …).
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "readOnlyHint" => Annotation::ReadOnly,
+            "destructiveHint" => Annotation::Destructive,
+            "idempotentHint" => Annotation::Idempotent,
+            "openWorldHint" => Annotation::OpenWorld,
+            _ => return None,
+        })
+    }
+
+    /// Its JSON name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Annotation::ReadOnly => "readOnlyHint",
+            Annotation::Destructive => "destructiveHint",
+            Annotation::Idempotent => "idempotentHint",
+            Annotation::OpenWorld => "openWorldHint",
+        }
+    }
+}
+
+/// A tool's annotations, as the tool declared them (absent ones are `None`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// `readOnlyHint`.
+    pub read_only: Option<bool>,
+    /// `destructiveHint`.
+    pub destructive: Option<bool>,
+    /// `idempotentHint`.
+    pub idempotent: Option<bool>,
+    /// `openWorldHint`.
+    pub open_world: Option<bool>,
+}
+
+impl Annotations {
+    /// Reads a tool's `annotations` object (anything else reads as no annotations).
+    pub fn from_json(value: Option<&Value>) -> Self {
+        let get = |k: &str| value.and_then(|v| v.get(k)).and_then(Value::as_bool);
+        Annotations {
+            read_only: get("readOnlyHint"),
+            destructive: get("destructiveHint"),
+            idempotent: get("idempotentHint"),
+            open_world: get("openWorldHint"),
+        }
+    }
+
+    /// The value of `a`, with MCP's default when the tool leaves it out.
+    pub fn get(&self, a: Annotation) -> bool {
+        match a {
+            Annotation::ReadOnly => self.read_only.unwrap_or(false),
+            Annotation::Destructive => self.destructive.unwrap_or(true),
+            Annotation::Idempotent => self.idempotent.unwrap_or(false),
+            Annotation::OpenWorld => self.open_world.unwrap_or(true),
+        }
+    }
+}
+
+/// What a decision is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// Its kind.
+    pub kind: Kind,
+    /// Name (tool, prompt) or URI (resource) or URI template (resource template).
+    pub name: &'a str,
+    /// A tool's annotations; `None` when not known yet.
+    pub annotations: Option<&'a Annotations>,
+    /// Its `_meta` tags.
+    pub tags: &'a [String],
+}
+
+impl<'a> Target<'a> {
+    /// A target with no annotations or tags known (prompts, resources).
+    pub fn new(kind: Kind, name: &'a str) -> Self {
+        Target {
+            kind,
+            name,
+            annotations: None,
+            tags: &[],
+        }
+    }
+}
+
+/// Who asks, and with which MCP method.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The verified principal.
+    pub principal: &'a Principal,
+    /// The MCP method (`tools/call`, `tools/list` …).
+    pub method: &'a str,
+}
+
+/// The outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go ahead.
+    Allow,
+    /// Refused.
+    Deny {
+        /// How to answer.
+        on_deny: OnDeny,
+        /// Every scope the operation needs (for a step-up challenge), never `offline_access`.
+        scopes: Vec<String>,
+    },
+}
+
+/// A decision and the rule that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Allowed or not.
+    pub verdict: Verdict,
+    /// The deciding rule's name, or `default` / `global`.
+    pub rule: String,
+}
+
+impl Decision {
+    /// Whether the target is allowed.
+    pub fn allowed(&self) -> bool {
+        self.verdict == Verdict::Allow
+    }
+}
+
+/// A problem with the policy configuration, naming its key (`policy[2].when`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct PolicyError {
+    /// The configuration key.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+#[derive(Debug)]
+struct Conditions {
+    scopes_all: Vec<String>,
+    scopes_any: Vec<String>,
+    when: Option<Expr>,
+}
+
+impl Conditions {
+    fn is_empty(&self) -> bool {
+        self.scopes_all.is_empty() && self.scopes_any.is_empty() && self.when.is_none()
+    }
+}
+
+#[derive(Debug)]
+struct Rule {
+    name: String,
+    effect: Effect,
+    /// Bit per [`Kind`]; 0 = every kind.
+    kinds: u8,
+    names: Option<GlobSet>,
+    annotations: Vec<(Annotation, bool)>,
+    tags: Vec<String>,
+    conditions: Conditions,
+    on_deny: OnDeny,
+}
+
+fn kind_bit(kind: Kind) -> u8 {
+    match kind {
+        Kind::Tool => 1,
+        Kind::Resource => 2,
+        Kind::ResourceTemplate => 4,
+        Kind::Prompt => 8,
+    }
+}
+
+/// Whether a rule selects a target: yes, no, or maybe (annotations not known yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Selects {
+    Yes,
+    Maybe,
+    No,
+}
+
+impl Rule {
+    fn selects(&self, target: &Target<'_>) -> Selects {
+        if self.kinds != 0 && self.kinds & kind_bit(target.kind) == 0 {
+            return Selects::No;
+        }
+        if let Some(names) = &self.names
+            && !names.is_match(target.name)
+        {
+            return Selects::No;
+        }
+        if !self
+            .tags
+            .iter()
+            .all(|t| target.tags.iter().any(|have| have == t))
+        {
+            return Selects::No;
+        }
+        if self.annotations.is_empty() {
+            return Selects::Yes;
+        }
+        match target.annotations {
+            Some(a) => {
+                if self.annotations.iter().all(|(k, v)| a.get(*k) == *v) {
+                    Selects::Yes
+                } else {
+                    Selects::No
+                }
+            }
+            None => Selects::Maybe,
+        }
+    }
+}
+
+/// Which scopes include which (the transitive closure of `scope_hierarchy`).
+#[derive(Debug, Default)]
+struct Hierarchy {
+    /// scope → the scopes that include it, itself not listed.
+    included_by: HashMap<String, Vec<String>>,
+}
+
+impl Hierarchy {
+    fn new(config: &std::collections::BTreeMap<String, Vec<String>>) -> Self {
+        let mut included_by: HashMap<String, Vec<String>> = HashMap::new();
+        for parent in config.keys() {
+            // Everything `parent` reaches.
+            let mut seen = HashSet::new();
+            let mut stack: Vec<&String> = config[parent].iter().collect();
+            while let Some(s) = stack.pop() {
+                if s == parent || !seen.insert(s.clone()) {
+                    continue;
+                }
+                if let Some(more) = config.get(s) {
+                    stack.extend(more.iter());
+                }
+            }
+            for child in seen {
+                included_by.entry(child).or_default().push(parent.clone());
+            }
+        }
+        Hierarchy { included_by }
+    }
+
+    fn holds(&self, principal: &Principal, scope: &str) -> bool {
+        principal.scopes.contains(scope)
+            || self
+                .included_by
+                .get(scope)
+                .is_some_and(|parents| parents.iter().any(|p| principal.scopes.contains(p)))
+    }
+}
+
+/// A compiled policy.
+#[derive(Debug)]
+pub struct Policy {
+    rules: Vec<Rule>,
+    default: Effect,
+    on_deny: OnDeny,
+    global: Conditions,
+    hierarchy: Hierarchy,
+    uses_annotations: bool,
+}
+
+/// Why a rule did what it did, for `policy explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The rule.
+    pub rule: String,
+    /// What happened.
+    pub outcome: String,
+}
+
+impl Policy {
+    /// A policy that allows everything (no rules, default allow).
+    pub fn allow_all() -> Self {
+        Policy {
+            rules: Vec::new(),
+            default: Effect::Allow,
+            on_deny: OnDeny::Hide,
+            global: Conditions {
+                scopes_all: Vec::new(),
+                scopes_any: Vec::new(),
+                when: None,
+            },
+            hierarchy: Hierarchy::default(),
+            uses_annotations: false,
+        }
+    }
+
+    /// Compiles a policy; every problem is reported, each with its configuration key.
+    pub fn compile(
+        authorization: &AuthorizationConfig,
+        rules: &[RuleConfig],
+    ) -> Result<Policy, Vec<PolicyError>> {
+        let mut errors = Vec::new();
+        let env = expr::env();
+        let global = compile_conditions(
+            &env,
+            "authorization.global",
+            &authorization.global.scopes_all,
+            &authorization.global.scopes_any,
+            authorization.global.when.as_deref(),
+            false,
+            &mut errors,
+        );
+        let mut compiled = Vec::with_capacity(rules.len());
+        for (i, rule) in rules.iter().enumerate() {
+            let key = format!("policy[{i}]");
+            let mut err = |field: &str, problem: String| {
+                errors.push(PolicyError {
+                    key: format!("{key}.{field}"),
+                    problem,
+                })
+            };
+            let names = if rule.matches.is_empty() {
+                None
+            } else {
+                let mut builder = GlobSetBuilder::new();
+                for pattern in &rule.matches {
+                    match Glob::new(pattern) {
+                        Ok(g) => {
+                            builder.add(g);
+                        }
+                        Err(e) => err("match", format!("`{pattern}` is not a valid pattern: {e}")),
+                    }
+                }
+                builder.build().ok()
+            };
+            let mut annotations = Vec::new();
+            for (name, value) in &rule.annotations {
+                match Annotation::parse(name) {
+                    Some(a) => annotations.push((a, *value)),
+                    None => err(
+                        "annotations",
+                        format!(
+                            "`{name}` is not a tool annotation (readOnlyHint, destructiveHint, idempotentHint, openWorldHint)"
+                        ),
+                    ),
+                }
+            }
+            if !annotations.is_empty() && !rule.kind.is_empty() && !rule.kind.contains(&Kind::Tool)
+            {
+                err(
+                    "annotations",
+                    "only tools have annotations: add \"tool\" to kind or drop annotations".into(),
+                );
+            }
+            let kinds = if annotations.is_empty() {
+                rule.kind.iter().fold(0, |acc, k| acc | kind_bit(*k))
+            } else {
+                // Annotations select tools only.
+                kind_bit(Kind::Tool)
+            };
+            let conditions = compile_conditions(
+                &env,
+                &key,
+                &rule.scopes_all,
+                &rule.scopes_any,
+                rule.when.as_deref(),
+                true,
+                &mut errors,
+            );
+            compiled.push(Rule {
+                name: rule.name.clone().unwrap_or_else(|| key.clone()),
+                effect: rule.effect,
+                kinds,
+                names,
+                annotations,
+                tags: rule.tags.clone(),
+                conditions,
+                on_deny: rule.on_deny.unwrap_or(authorization.on_deny),
+            });
+        }
+        let mut names = HashSet::new();
+        for r in &compiled {
+            if !names.insert(r.name.as_str()) {
+                errors.push(PolicyError {
+                    key: "policy".into(),
+                    problem: format!("two rules are named `{}`", r.name),
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let uses_annotations = compiled.iter().any(|r| !r.annotations.is_empty());
+        Ok(Policy {
+            rules: compiled,
+            default: authorization.default,
+            on_deny: authorization.on_deny,
+            global,
+            hierarchy: Hierarchy::new(&authorization.scope_hierarchy),
+            uses_annotations,
+        })
+    }
+
+    /// Whether any rule selects on tool annotations (the gateway then learns them).
+    pub fn uses_annotations(&self) -> bool {
+        self.uses_annotations
+    }
+
+    /// Whether there is anything to enforce beyond the global conditions.
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty() || self.default == Effect::Deny
+    }
+
+    /// The global conditions, which every MCP request must meet.
+    pub fn check_global(&self, caller: &Caller<'_>) -> Decision {
+        if self.global.is_empty() {
+            return Decision {
+                verdict: Verdict::Allow,
+                rule: "global".into(),
+            };
+        }
+        let mut facts = Facts::new(caller, None);
+        if self.holds(&self.global, caller, &mut facts, true) {
+            Decision {
+                verdict: Verdict::Allow,
+                rule: "global".into(),
+            }
+        } else {
+            Decision {
+                verdict: Verdict::Deny {
+                    on_deny: OnDeny::Challenge,
+                    scopes: self.needed(&self.global, caller, Vec::new()),
+                },
+                rule: "global".into(),
+            }
+        }
+    }
+
+    /// Decides whether `caller` may see or use `target`.
+    pub fn decide(&self, caller: &Caller<'_>, target: &Target<'_>) -> Decision {
+        self.evaluate(caller, target, None)
+    }
+
+    /// Decides, and says what each rule did.
+    pub fn explain(&self, caller: &Caller<'_>, target: &Target<'_>) -> (Decision, Vec<Step>) {
+        let mut steps = Vec::new();
+        let decision = self.evaluate(caller, target, Some(&mut steps));
+        (decision, steps)
+    }
+
+    fn evaluate(
+        &self,
+        caller: &Caller<'_>,
+        target: &Target<'_>,
+        mut steps: Option<&mut Vec<Step>>,
+    ) -> Decision {
+        let mut facts = Facts::new(caller, Some(target));
+        let mut allowed_by: Option<&Rule> = None;
+        let mut refusal: Option<(&Rule, Vec<String>)> = None;
+        for rule in &self.rules {
+            let selects = rule.selects(target);
+            if selects == Selects::No {
+                if let Some(s) = steps.as_deref_mut() {
+                    s.push(Step {
+                        rule: rule.name.clone(),
+                        outcome: "does not select this target".into(),
+                    });
+                }
+                continue;
+            }
+            let maybe = selects == Selects::Maybe;
+            match rule.effect {
+                Effect::Deny => {
+                    // A failing expression counts as true here: errors never grant.
+                    let holds = self.holds(&rule.conditions, caller, &mut facts, false);
+                    if let Some(s) = steps.as_deref_mut() {
+                        s.push(Step {
+                            rule: rule.name.clone(),
+                            outcome: if holds {
+                                "deny rule applies: DENIED".into()
+                            } else {
+                                "deny rule's conditions do not hold".into()
+                            },
+                        });
+                    }
+                    if holds {
+                        // A deny rule decides at once, and no step-up can undo it.
+                        return Decision {
+                            // No scope undoes a deny rule: a challenge names none.
+                            verdict: Verdict::Deny {
+                                on_deny: rule.on_deny,
+                                scopes: Vec::new(),
+                            },
+                            rule: rule.name.clone(),
+                        };
+                    }
+                }
+                Effect::Allow => {
+                    let holds = self.holds(&rule.conditions, caller, &mut facts, true);
+                    if let Some(s) = steps.as_deref_mut() {
+                        s.push(Step {
+                            rule: rule.name.clone(),
+                            outcome: match (holds, maybe) {
+                                (true, false) => "allow rule's conditions hold".into(),
+                                (true, true) => "may select this tool (annotations not known yet); conditions hold, but it does not allow on its own".into(),
+                                (false, _) => format!(
+                                    "allow rule's conditions do not hold: DENIED (needs {})",
+                                    describe(&rule.conditions)
+                                ),
+                            },
+                        });
+                    }
+                    if !holds {
+                        let scopes = match refusal.take() {
+                            Some((_, so_far)) => self.needed(&rule.conditions, caller, so_far),
+                            None => self.needed(&rule.conditions, caller, Vec::new()),
+                        };
+                        refusal = Some((rule, scopes));
+                        if steps.is_none() && rule.on_deny == OnDeny::Hide {
+                            // Hidden: nothing more to learn.
+                            break;
+                        }
+                    } else if !maybe && allowed_by.is_none() {
+                        allowed_by = Some(rule);
+                    }
+                }
+            }
+        }
+        if let Some((rule, scopes)) = refusal {
+            let mut scopes = scopes;
+            for s in &self.global.scopes_all {
+                if !scopes.contains(s) {
+                    scopes.push(s.clone());
+                }
+            }
+            scopes.retain(|s| s != "offline_access");
+            return Decision {
+                verdict: Verdict::Deny {
+                    on_deny: rule.on_deny,
+                    scopes,
+                },
+                rule: rule.name.clone(),
+            };
+        }
+        match allowed_by {
+            Some(rule) => Decision {
+                verdict: Verdict::Allow,
+                rule: rule.name.clone(),
+            },
+            None => Decision {
+                verdict: match self.default {
+                    Effect::Allow => Verdict::Allow,
+                    Effect::Deny => Verdict::Deny {
+                        on_deny: OnDeny::Hide,
+                        scopes: Vec::new(),
+                    },
+                },
+                rule: "default".into(),
+            },
+        }
+    }
+
+    /// Whether `conditions` hold for `caller`. `error_means`: what an expression that fails
+    /// at run time counts as (false for allowing, true for denying).
+    fn holds(
+        &self,
+        conditions: &Conditions,
+        caller: &Caller<'_>,
+        facts: &mut Facts<'_>,
+        allowing: bool,
+    ) -> bool {
+        let p = caller.principal;
+        if !conditions
+            .scopes_all
+            .iter()
+            .all(|s| self.hierarchy.holds(p, s))
+        {
+            return false;
+        }
+        if !conditions.scopes_any.is_empty()
+            && !conditions
+                .scopes_any
+                .iter()
+                .any(|s| self.hierarchy.holds(p, s))
+        {
+            return false;
+        }
+        match &conditions.when {
+            None => true,
+            Some(expr) => match expr.eval(facts) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!(target: "mcpgate::policy", expression = expr.source(), error = %e, "policy expression failed; counted as {}", if allowing { "false" } else { "true" });
+                    !allowing
+                }
+            },
+        }
+    }
+
+    /// The scopes an operation needs, added to `so_far`: all of `scopes_all`, and the first of
+    /// `scopes_any` unless one is held.
+    fn needed(
+        &self,
+        conditions: &Conditions,
+        caller: &Caller<'_>,
+        mut so_far: Vec<String>,
+    ) -> Vec<String> {
+        for s in &conditions.scopes_all {
+            if !so_far.contains(s) {
+                so_far.push(s.clone());
+            }
+        }
+        if !conditions
+            .scopes_any
+            .iter()
+            .any(|s| self.hierarchy.holds(caller.principal, s))
+            && let Some(first) = conditions.scopes_any.first()
+            && !so_far.contains(first)
+        {
+            so_far.push(first.clone());
+        }
+        so_far.retain(|s| s != "offline_access");
+        so_far
+    }
+
+    /// How many rules there are.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The default for what no rule selects.
+    pub fn default_effect(&self) -> Effect {
+        self.default
+    }
+
+    /// How denials are answered unless a rule says otherwise.
+    pub fn default_on_deny(&self) -> OnDeny {
+        self.on_deny
+    }
+}
+
+fn describe(c: &Conditions) -> String {
+    let mut parts = Vec::new();
+    if !c.scopes_all.is_empty() {
+        parts.push(format!("all of scopes [{}]", c.scopes_all.join(", ")));
+    }
+    if !c.scopes_any.is_empty() {
+        parts.push(format!("one of scopes [{}]", c.scopes_any.join(", ")));
+    }
+    if let Some(e) = &c.when {
+        parts.push(format!("`{}` to be true", e.source()));
+    }
+    parts.join(" and ")
+}
+
+fn compile_conditions(
+    env: &std::sync::Arc<cel::Env>,
+    key: &str,
+    scopes_all: &[String],
+    scopes_any: &[String],
+    when: Option<&str>,
+    has_target: bool,
+    errors: &mut Vec<PolicyError>,
+) -> Conditions {
+    for (field, list) in [("scopes_all", scopes_all), ("scopes_any", scopes_any)] {
+        for s in list {
+            if crate::Scope::parse(s).is_err() {
+                errors.push(PolicyError {
+                    key: format!("{key}.{field}"),
+                    problem: format!("`{s}` is not a valid scope"),
+                });
+            }
+        }
+    }
+    let when = when.and_then(|source| match Expr::compile(env, source, has_target) {
+        Ok(e) => Some(e),
+        Err(problem) => {
+            errors.push(PolicyError {
+                key: format!("{key}.when"),
+                problem,
+            });
+            None
+        }
+    });
+    Conditions {
+        scopes_all: scopes_all.to_vec(),
+        scopes_any: scopes_any.to_vec(),
+        when,
+    }
+}
+
+#[cfg(test)]
+mod tests;
