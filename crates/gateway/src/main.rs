@@ -170,7 +170,12 @@ pub async fn run(config: Config) -> ExitCode {
 fn upstream_description(config: &Config) -> String {
     match (&config.upstream.url, &config.upstream.command) {
         (Some(url), _) => url.to_string(),
-        (None, Some(argv)) => format!("stdio: {}", argv.join(" ")),
+        // Arguments may carry credentials (a DSN, a key): only the program is shown.
+        (None, Some(argv)) => format!(
+            "stdio: {} ({} arguments)",
+            argv.first().map(String::as_str).unwrap_or_default(),
+            argv.len().saturating_sub(1)
+        ),
         (None, None) => String::new(),
     }
 }

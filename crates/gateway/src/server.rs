@@ -211,7 +211,10 @@ fn stdio_options(config: &Config, command: &[String]) -> Result<StdioOptions, St
     }
     Ok(StdioOptions {
         command: CommandSpec {
-            argv: command.to_vec(),
+            argv: command
+                .iter()
+                .map(|a| interpolate(a).map_err(|p| format!("upstream.command: {p}")))
+                .collect::<Result<_, _>>()?,
             cwd: up.cwd.clone(),
             env,
         },
@@ -220,7 +223,9 @@ fn stdio_options(config: &Config, command: &[String]) -> Result<StdioOptions, St
             StdioSessionMode::Shared => SessionMode::Shared,
         },
         max_children: up.max_children,
+        max_sessions_per_subject: up.max_sessions_per_subject,
         idle_timeout: up.child_idle_timeout,
+        stream_idle_timeout: up.idle_timeout,
         startup_timeout: up.startup_timeout,
         request_timeout: up.timeout,
         max_line: up.max_response_bytes,

@@ -31,9 +31,9 @@ const MAX_UPSTREAM_ID: usize = 512;
 pub struct Owner([u8; OWNER_LEN]);
 
 impl Owner {
-    /// A short, non-reversible name for logs and internal keys.
-    pub fn short(&self) -> String {
-        self.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+    /// The whole digest, hex (an internal key that cannot collide in practice).
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The owner for a verified principal.

@@ -1057,6 +1057,94 @@ async fn subscriptions_listen_is_served_for_a_stateless_client_of_a_legacy_child
     );
 }
 
+fn children_of(pid: u32) -> Vec<u32> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .filter(|p| alive(*p))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_while_its_process_starts_leaves_no_process() {
+    let gw = Gateway::start(
+        &["--auth", "none", "--upstream-cmd", "sleep 600"],
+        &[("MCPGATE_UPSTREAM_STARTUP_TIMEOUT", "60s")],
+    )
+    .await;
+    let request = reqwest::Client::new()
+        .post(&gw.mcp)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(initialize_body())
+        .send();
+    let _ = tokio::time::timeout(Duration::from_millis(700), request).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !children_of(gw.pid()).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(children_of(gw.pid()), Vec::<u32>::new(), "{}", gw.log());
+}
+
+#[tokio::test]
+async fn a_get_stream_the_client_closed_does_not_keep_the_process_alive() {
+    let gw = gateway("", &[("MCPGATE_UPSTREAM_CHILD_IDLE_TIMEOUT", "1s")]).await;
+    let sid = raw_session(&gw, "alice-token").await;
+    let pid = raw_pid(&gw, "alice-token", &sid).await;
+    let stream = reqwest::Client::new()
+        .get(&gw.mcp)
+        .bearer_auth("alice-token")
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    drop(stream);
+    assert!(
+        gone_within(pid, Duration::from_secs(10)).await,
+        "child {pid} kept by a closed GET stream"
+    );
+}
+
+#[tokio::test]
+async fn repeated_members_and_unasked_answers_are_refused() {
+    let gw = gateway("", &[]).await;
+    let sid = raw_session(&gw, "alice-token").await;
+    let r = post(
+        &gw,
+        "alice-token",
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"progress","arguments":{"steps":1},"_meta":{"progressToken":"a","progressToken":57}}}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let r = post(
+        &gw,
+        "alice-token",
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":"never-asked","result":{}}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn one_subject_cannot_take_every_process() {
+    let gw = gateway("", &[("MCPGATE_UPSTREAM_MAX_SESSIONS_PER_SUBJECT", "2")]).await;
+    raw_session(&gw, "alice-token").await;
+    raw_session(&gw, "alice-token").await;
+    let r = post(&gw, "alice-token", None, initialize_body()).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    // Others are not affected.
+    raw_session(&gw, "bob-token").await;
+}
+
 #[test]
 fn command_configuration_errors_name_the_key() {
     let (code, _, err) = run(

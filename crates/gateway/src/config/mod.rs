@@ -136,6 +136,8 @@ pub struct UpstreamConfig {
     pub session_mode: StdioSessionMode,
     /// Children at once (`per-session`).
     pub max_children: usize,
+    /// Sessions (so processes) one subject may hold at once (`per-session`).
+    pub max_sessions_per_subject: usize,
     /// A child with no requests for this long is stopped.
     #[serde(with = "values::duration")]
     pub child_idle_timeout: Duration,
@@ -319,6 +321,7 @@ impl Default for UpstreamConfig {
                 .collect(),
             session_mode: StdioSessionMode::PerSession,
             max_children: 32,
+            max_sessions_per_subject: 8,
             child_idle_timeout: Duration::from_secs(900),
             startup_timeout: Duration::from_secs(60),
         }

@@ -170,6 +170,12 @@ pub const SETTINGS: &[Setting] = &[
         "Most processes at once in `per-session` mode; a new session beyond it gets 503 with Retry-After.",
     ),
     s(
+        "upstream.max_sessions_per_subject",
+        None,
+        "integer",
+        "Most sessions (so processes) one subject may hold at once in `per-session` mode, so that one user cannot take every process; beyond it: 503 with Retry-After.",
+    ),
+    s(
         "upstream.child_idle_timeout",
         None,
         "duration",

@@ -91,6 +91,17 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
         if up.max_children == 0 {
             err("upstream.max_children", "must be at least 1".into());
         }
+        if up.max_sessions_per_subject == 0 {
+            err(
+                "upstream.max_sessions_per_subject",
+                "must be at least 1".into(),
+            );
+        }
+        for (i, arg) in command.iter().enumerate() {
+            if let Err(p) = interpolate(arg) {
+                err("upstream.command", format!("argument {i}: {p}"));
+            }
+        }
         for (key, d) in [
             ("upstream.child_idle_timeout", up.child_idle_timeout),
             ("upstream.startup_timeout", up.startup_timeout),

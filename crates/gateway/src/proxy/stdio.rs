@@ -34,6 +34,8 @@ mod translate;
 const INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC: method not found.
 const METHOD_NOT_FOUND: i64 = -32601;
+/// Most URIs one emulated `subscriptions/listen` may subscribe to.
+const MAX_LISTEN_URIS: usize = 100;
 /// The 2026-07-28 revision, as the gateway advertises it for a child of older revisions.
 const MODERN: &str = "2026-07-28";
 
@@ -55,6 +57,15 @@ pub async fn post(
             "Invalid Request: not a JSON object",
         );
     };
+    if crate::upstream::stdio::json::has_duplicate_keys(&object) {
+        // A child may read either copy of a repeated member; the gateway rewrites one.
+        return message::error_response(
+            StatusCode::BAD_REQUEST,
+            message.id,
+            INVALID_REQUEST,
+            "Invalid Request: a member of the message, its params or their _meta is repeated",
+        );
+    }
     if stateless {
         return post_stateless(up, who, message, object).await;
     }
@@ -85,13 +96,18 @@ pub async fn post(
                 return accepted();
             }
             match conn.answer(&session.key, &object).await {
-                Ok(true) => {}
+                Ok(true) => accepted(),
                 Ok(false) => {
-                    tracing::info!(target: "mcpgate::stdio", "client answered a request it was not asked; dropped");
+                    tracing::info!(target: "mcpgate::stdio", "client answered a request it was not asked; refused");
+                    message::error_response(
+                        StatusCode::BAD_REQUEST,
+                        None,
+                        INVALID_REQUEST,
+                        "Invalid Request: no request of the server with this id is waiting for this session's answer",
+                    )
                 }
-                Err(e) => return send_failure(&e, None),
+                Err(e) => send_failure(&e, None),
             }
-            accepted()
         }
         Kind::Notification => {
             notify(&session, method, object).await;
@@ -156,6 +172,10 @@ async fn initialize(
     let owner = owner(who);
     let key: Arc<str> = Arc::from(format!("s-{}", crate::upstream::stdio::random_hex()));
     let params = object.object("params").unwrap_or_default();
+    let limit = up.options().max_sessions_per_subject;
+    if up.options().mode == SessionMode::PerSession && up.sessions_of(owner) >= limit {
+        return refused(&Refusal::PerSubject(limit), id);
+    }
     let (child, owns_child) = match up.options().mode {
         SessionMode::PerSession => match up.spawn(&key) {
             Ok(c) => (c, true),
@@ -345,7 +365,7 @@ async fn post_stateless(
         SessionMode::Shared => match up.shared_child(meta.as_ref()).await {
             Ok(child) => {
                 let session = Arc::new(Session {
-                    key: Arc::from(format!("stateless-{}", owner.short())),
+                    key: Arc::from(format!("stateless-{}", owner.hex())),
                     owner,
                     child,
                     owns_child: false,
@@ -490,6 +510,14 @@ async fn listen(
     } else {
         Vec::new()
     };
+    if uris.len() > MAX_LISTEN_URIS {
+        return message::error_response(
+            StatusCode::OK,
+            Some(&id),
+            INVALID_PARAMS,
+            &format!("at most {MAX_LISTEN_URIS} resourceSubscriptions per subscriptions/listen"),
+        );
+    }
     let conn = Arc::clone(&session.child.conn);
     for uri in &uris {
         let params = raw(&serde_json::json!({ "uri": uri }));
@@ -584,7 +612,26 @@ async fn resume(
         .object("params")
         .and_then(|p| p.object("inputResponses"))
         .unwrap_or_default();
-    let conn = &parked.session.child.conn;
+    let mut parked = parked;
+    let conn = Arc::clone(&parked.session.child.conn);
+    // The retry's id first, so that an answer arriving right after the inputs carries it.
+    let new_id = id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned);
+    if !conn.rebind(parked.call.gid, new_id) {
+        // The child already answered (it gave up waiting, say), or went away.
+        return match parked.call.answer.try_recv() {
+            Ok(bytes) => match RawObject::parse(&bytes) {
+                Some(mut answer) => {
+                    answer.set(
+                        "id",
+                        id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned),
+                    );
+                    json_response(StatusCode::OK, Bytes::from(answer.to_string()))
+                }
+                None => exited(&conn, id),
+            },
+            Err(_) => exited(&conn, id),
+        };
+    }
     for (key, child_id) in &parked.asked {
         let mut reply = RawObject(vec![
             ("jsonrpc".into(), raw(&"2.0")),
@@ -601,15 +648,6 @@ async fn resume(
             conn.forget(parked.call.gid);
             return send_failure(&e, id);
         }
-    }
-    let new_id = id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned);
-    if !conn.rebind(parked.call.gid, new_id) {
-        return message::error_response(
-            StatusCode::BAD_GATEWAY,
-            id,
-            INTERNAL_ERROR,
-            &conn.exit_reason(),
-        );
     }
     let _ = session;
     respond(
@@ -795,7 +833,7 @@ async fn drive(mut d: Drive) {
             Some(step) => step,
             None => {
                 let Some(call) = d.call.as_mut() else { return };
-                let idle = d.up.options().idle_timeout;
+                let idle = d.up.options().stream_idle_timeout;
                 tokio::select! {
                     biased;
                     // The client went away: the guard cancels the request at the child.
@@ -803,8 +841,8 @@ async fn drive(mut d: Drive) {
                     step = tokio::time::timeout(idle, next(call, &mut d.events_open)) => match step {
                         Ok(step) => step,
                         Err(_) => {
+                            // Cancelled at the child when `d` (and its armed guard) goes.
                             let e = d.error("The upstream MCP server did not answer in time");
-                            d.finish();
                             let _ = d.tx.send(e).await;
                             return;
                         }
@@ -848,7 +886,7 @@ async fn drive(mut d: Drive) {
                     let Some(t) = session.translation.as_ref() else {
                         return;
                     };
-                    let wait = d.up.options().idle_timeout;
+                    let wait = d.up.options().stream_idle_timeout;
                     match translate::ask_client(t, &bytes, &d.tx, wait).await {
                         Ok(Some(answers)) => d
                             .retry
@@ -936,8 +974,11 @@ fn input_required(
     };
     take(child_id, message);
     // Requests the child sent together go in one round.
-    while let Ok(Delivery::Request { child_id, message }) = call.events.try_recv() {
-        take(child_id, message);
+    while let Ok(event) = call.events.try_recv() {
+        // Progress sent between the requests is not carried in an input_required result.
+        if let Delivery::Request { child_id, message } = event {
+            take(child_id, message);
+        }
     }
     let mrtr_methods = ["tools/call", "prompts/get", "resources/read"];
     let answerable = |m: &str| {

@@ -36,6 +36,7 @@
 
 mod config;
 mod expr;
+pub mod lists;
 
 use std::collections::{HashMap, HashSet};
 

@@ -190,6 +190,19 @@ pub(super) async fn request(
             if let Some(uri) = object.object("params").and_then(|p| p.str("uri")) {
                 let mut subscribed = t.subscribed.lock().expect("subscribed lock");
                 if method == "resources/subscribe" {
+                    if subscribed.len() >= 1000 {
+                        return json_response(
+                            StatusCode::OK,
+                            Bytes::from(
+                                RawObject(vec![
+                                    ("jsonrpc".into(), raw(&"2.0")),
+                                    ("id".into(), id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned)),
+                                    ("error".into(), raw(&serde_json::json!({"code": -32602, "message": "too many resource subscriptions in this session (1000)"}))),
+                                ])
+                                .to_string(),
+                            ),
+                        );
+                    }
                     subscribed.insert(uri);
                 } else {
                     subscribed.remove(&uri);
@@ -255,19 +268,29 @@ pub(super) async fn ask_client(
             .insert(id.clone(), answer_tx);
         waiting.push((key.clone(), id, answer_rx));
         if tx.send(Bytes::from(message.to_string())).await.is_err() {
+            t.asks.lock().expect("asks lock").clear();
             return Ok(None);
         }
     }
     let mut answers = RawObject::default();
     for (key, id, rx) in waiting {
         let got = tokio::select! {
-            _ = tx.closed() => return Ok(None),
-            got = tokio::time::timeout(wait, rx) => got,
+            _ = tx.closed() => None,
+            got = tokio::time::timeout(wait, rx) => Some(got),
         };
         t.asks.lock().expect("asks lock").remove(&id);
+        let Some(got) = got else {
+            t.asks.lock().expect("asks lock").clear();
+            return Ok(None);
+        };
         match got {
             Ok(Ok(value)) => answers.set(&key, value),
-            _ => return Err("the client did not answer the upstream's question in time".into()),
+            Ok(Err(_)) => {
+                return Err("the client refused the upstream's request for input".into());
+            }
+            Err(_) => {
+                return Err("the client did not answer the upstream's question in time".into());
+            }
         }
     }
     Ok(Some((answers, state)))
@@ -299,12 +322,10 @@ pub(super) fn take_answer(t: &Translation, object: &RawObject) -> bool {
     let Some(tx) = t.asks.lock().expect("asks lock").remove(&id) else {
         return false;
     };
-    let value = match (object.get("result"), object.get("error")) {
-        (Some(result), _) => result.to_owned(),
-        // A refusal becomes what the child would read as a declined input.
-        (None, _) => raw(&serde_json::json!({"action": "decline"})),
-    };
-    let _ = tx.send(value);
+    // A refusal (an error) is passed on as no answer: the call then fails with a clear error.
+    if let Some(result) = object.get("result") {
+        let _ = tx.send(result.to_owned());
+    }
     true
 }
 
@@ -332,6 +353,8 @@ pub(super) fn get(session: &Arc<Session>, t: &Translation) -> Response<Body> {
 /// (Re)opens the child listen request that feeds the session's GET stream, with the current
 /// resource subscriptions.
 async fn relisten(session: &Arc<Session>, t: &Translation) {
+    // One at a time: two at once would leave two listens feeding one stream.
+    let _one = t.relisten.lock().await;
     let Some((old, tx)) = t.listen.lock().expect("listen lock").clone() else {
         return;
     };
@@ -381,9 +404,11 @@ async fn relisten(session: &Arc<Session>, t: &Translation) {
     };
     tokio::spawn(async move {
         let _guard = guard;
+        let conn = Arc::clone(&_guard.conn);
         loop {
             let event = tokio::select! {
                 _ = tx.closed() => return,
+                _ = conn.streams_closed() => return,
                 event = call.events.recv() => event,
             };
             let Some(Delivery::Message(bytes)) = event else {

@@ -110,6 +110,11 @@ pub struct Listener {
     pub tx: mpsc::Sender<Bytes>,
 }
 
+/// Most `resources/subscribe` URIs tracked per session.
+const MAX_SUBSCRIPTIONS: usize = 1000;
+/// Unanswered server-to-client requests are forgotten after this.
+const ASKED_TTL: Duration = Duration::from_secs(900);
+
 #[derive(Default)]
 struct Routes {
     pending: HashMap<u64, Pending>,
@@ -119,10 +124,29 @@ struct Routes {
     streams: HashMap<SessionKey, mpsc::Sender<Bytes>>,
     /// Emulated `subscriptions/listen` streams, by an id of the gateway's.
     listeners: HashMap<u64, Listener>,
-    /// Requests from the child awaiting a client's answer: child id text → session.
-    asked: HashMap<String, SessionKey>,
+    /// Requests from the child awaiting a client's answer: child id text → session, and when
+    /// asked (unanswered ones are forgotten after a while).
+    asked: HashMap<String, (SessionKey, std::time::Instant)>,
     /// `resources/subscribe` URIs per session (to route `resources/updated`).
     subscribed: HashMap<SessionKey, HashSet<String>>,
+}
+
+impl Routes {
+    /// Forgets GET streams whose client has gone.
+    fn prune(&mut self) {
+        self.streams.retain(|_, tx| !tx.is_closed());
+        self.listeners.retain(|_, l| !l.tx.is_closed());
+    }
+
+    fn ask(&mut self, child_id: &RawValue, session: SessionKey) {
+        if self.asked.len() >= 256 {
+            self.asked.retain(|_, (_, at)| at.elapsed() < ASKED_TTL);
+        }
+        self.asked.insert(
+            child_id.get().to_owned(),
+            (session, std::time::Instant::now()),
+        );
+    }
 }
 
 /// A child's connection.
@@ -134,6 +158,8 @@ pub struct Conn {
     routes: Mutex<Routes>,
     next: AtomicU64,
     closed: CancellationToken,
+    /// Cancelled when the gateway ends every stream (shutdown).
+    streams_closed: CancellationToken,
     exit: Mutex<Option<String>>,
     send_timeout: Duration,
 }
@@ -167,6 +193,7 @@ impl Conn {
             routes: Mutex::new(Routes::default()),
             next: AtomicU64::new(1),
             closed: CancellationToken::new(),
+            streams_closed: CancellationToken::new(),
             exit: Mutex::new(None),
             send_timeout,
         });
@@ -178,6 +205,14 @@ impl Conn {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Resolves when the gateway ends every stream (shutdown) or the child is gone.
+    pub async fn streams_closed(&self) {
+        tokio::select! {
+            _ = self.streams_closed.cancelled() => {}
+            _ = self.closed.cancelled() => {}
+        }
     }
 
     /// Whether the child is gone.
@@ -210,6 +245,7 @@ impl Conn {
 
     /// Ends the GET and listen streams (the gateway is shutting down).
     pub fn close_streams(&self) {
+        self.streams_closed.cancel();
         let mut routes = self.routes.lock().expect("routes lock");
         routes.streams.clear();
         routes.listeners.clear();
@@ -230,7 +266,7 @@ impl Conn {
         routes.sessions.remove(session);
         routes.streams.remove(session);
         routes.subscribed.remove(session);
-        routes.asked.retain(|_, s| s != session);
+        routes.asked.retain(|_, (s, _)| s != session);
         routes.listeners.retain(|_, l| &l.session != session);
         let gone: Vec<u64> = routes
             .pending
@@ -251,13 +287,15 @@ impl Conn {
 
     /// Whether anything is in flight or listening (an idle child may be stopped).
     pub fn busy(&self) -> bool {
-        let routes = self.routes.lock().expect("routes lock");
+        let mut routes = self.routes.lock().expect("routes lock");
+        routes.prune();
         !routes.pending.is_empty() || !routes.streams.is_empty() || !routes.listeners.is_empty()
     }
 
     /// Whether one session has anything in flight or an open stream.
     pub fn session_busy(&self, session: &SessionKey) -> bool {
-        let routes = self.routes.lock().expect("routes lock");
+        let mut routes = self.routes.lock().expect("routes lock");
+        routes.prune();
         routes.streams.contains_key(session)
             || routes.pending.values().any(|p| &p.session == session)
             || routes.listeners.values().any(|l| &l.session == session)
@@ -324,9 +362,10 @@ impl Conn {
             let mut routes = self.routes.lock().expect("routes lock");
             let set = routes.subscribed.entry(Arc::clone(session)).or_default();
             match message.str("method").as_deref() {
-                Some("resources/subscribe") => {
+                Some("resources/subscribe") if set.len() < MAX_SUBSCRIPTIONS => {
                     set.insert(uri);
                 }
+                Some("resources/subscribe") => {}
                 _ => {
                     set.remove(&uri);
                 }
@@ -345,10 +384,18 @@ impl Conn {
                 logs,
             },
         );
-        if let Err(e) = self.send(Bytes::from(message.to_string())).await {
-            self.forget(gid);
-            return Err(e);
+        // Until the message is queued, a dropped caller must not leave its entry behind.
+        struct Unsent<'a>(&'a Conn, u64, bool);
+        impl Drop for Unsent<'_> {
+            fn drop(&mut self) {
+                if self.2 {
+                    self.0.forget(self.1);
+                }
+            }
         }
+        let mut unsent = Unsent(self, gid, true);
+        self.send(Bytes::from(message.to_string())).await?;
+        unsent.2 = false;
         Ok(Call {
             gid,
             events,
@@ -394,6 +441,11 @@ impl Conn {
         {
             return;
         }
+        self.send_cancel(gid, reason);
+    }
+
+    /// Tells the child that `gid` is cancelled (whether or not anyone still waits for it).
+    pub fn send_cancel(&self, gid: u64, reason: &str) {
         let line = format!(
             r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{gid},"reason":{}}}}}"#,
             serde_json::to_string(reason).unwrap_or_else(|_| "\"\"".into())
@@ -425,7 +477,7 @@ impl Conn {
         let allowed = {
             let mut routes = self.routes.lock().expect("routes lock");
             match routes.asked.get(id.get()) {
-                Some(s) if s == session => {
+                Some((s, _)) if s == session => {
                     routes.asked.remove(id.get());
                     true
                 }
@@ -557,6 +609,7 @@ impl Conn {
 
     fn on_request(&self, message: RawObject, child_id: Box<RawValue>) {
         let mut routes = self.routes.lock().expect("routes lock");
+        routes.prune();
         // The request it belongs to: the only one in flight, or else (one session) that
         // session's GET stream or its latest request.
         let target = related(&routes);
@@ -569,14 +622,14 @@ impl Conn {
                     message,
                 };
                 if pending.events.try_send(delivery).is_ok() {
-                    routes.asked.insert(child_id.get().to_owned(), session);
+                    routes.ask(&child_id, session);
                     return;
                 }
             }
             Some(Target::Stream(session)) => {
                 let tx = &routes.streams[&session];
                 if tx.try_send(Bytes::from(message.to_string())).is_ok() {
-                    routes.asked.insert(child_id.get().to_owned(), session);
+                    routes.ask(&child_id, session);
                     return;
                 }
             }
@@ -593,6 +646,7 @@ impl Conn {
 
     fn on_notification(&self, method: &str, mut message: RawObject) {
         let mut routes = self.routes.lock().expect("routes lock");
+        routes.prune();
         if method == "notifications/progress" {
             let gid = message
                 .object("params")
@@ -676,27 +730,45 @@ enum Topic {
 /// in flight; else, when one session uses the child, its GET stream or its latest request.
 /// With several sessions and several requests it cannot be told: `None`.
 fn related(routes: &Routes) -> Option<Target> {
-    let clients = routes.pending.iter().filter(|(_, p)| !p.session.is_empty());
-    let mut clients = clients.map(|(gid, p)| (*gid, &p.session));
-    let first = clients.next();
-    let second = clients.next();
-    if let (Some((gid, _)), None) = (first, second) {
-        return Some(Target::Pending(gid));
-    }
-    let mut sessions = routes.sessions.iter();
-    let (Some(only), None) = (sessions.next(), sessions.next()) else {
-        return None;
-    };
-    if routes.streams.contains_key(only) {
-        return Some(Target::Stream(Arc::clone(only)));
-    }
-    routes
+    // The sessions with client requests in flight.
+    let mut pending = routes.pending.iter().filter(|(_, p)| !p.session.is_empty());
+    let owner: &SessionKey = match pending.next() {
+        Some((_, first)) => {
+            if pending.any(|(_, p)| p.session != first.session) {
+                // Several sessions have requests in flight: it cannot be told whose this is.
+                return None;
+            }
+            Some(&first.session)
+        }
+        None => {
+            // Nothing in flight: only a child with one session can be followed.
+            let mut sessions = routes.sessions.iter();
+            match (sessions.next(), sessions.next()) {
+                (Some(only), None) => Some(only),
+                _ => None,
+            }
+        }
+    }?;
+    // With several sessions on the child, a session that has the only request in flight may
+    // still not be the one the message is about: only a child of one session is followed
+    // further than its requests.
+    let single_session = routes.sessions.len() <= 1;
+    let requests: Vec<u64> = routes
         .pending
         .iter()
-        .filter(|(_, p)| &p.session == only)
+        .filter(|(_, p)| &p.session == owner)
         .map(|(gid, _)| *gid)
-        .max()
-        .map(Target::Pending)
+        .collect();
+    if requests.len() == 1 && single_session {
+        return Some(Target::Pending(requests[0]));
+    }
+    if !single_session {
+        return None;
+    }
+    if routes.streams.contains_key(owner) {
+        return Some(Target::Stream(Arc::clone(owner)));
+    }
+    requests.into_iter().max().map(Target::Pending)
 }
 
 fn deliver_broadcast(routes: &mut Routes, topic: &Topic, text: &Bytes) {
@@ -714,12 +786,13 @@ fn deliver_broadcast(routes: &mut Routes, topic: &Topic, text: &Bytes) {
         }
         if let Some(tx) = routes.streams.get(&session) {
             let _ = tx.try_send(text.clone());
-        } else if let Some(pending) = routes
-            .pending
-            .iter()
-            .filter(|(_, p)| p.session == session)
-            .max_by_key(|(gid, _)| **gid)
-            .map(|(_, p)| p)
+        } else if session.starts_with("s-")
+            && let Some(pending) = routes
+                .pending
+                .iter()
+                .filter(|(_, p)| p.session == session)
+                .max_by_key(|(gid, _)| **gid)
+                .map(|(_, p)| p)
         {
             let _ = pending.events.try_send(Delivery::Message(text.clone()));
         }

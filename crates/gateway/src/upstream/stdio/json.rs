@@ -135,6 +135,22 @@ pub fn put_meta(message: &mut RawObject, key: &str, value: Box<RawValue>) {
     message.set("params", params.to_raw());
 }
 
+/// Whether the message, its `params` or their `_meta` repeat a member (children differ in
+/// which copy they read, so such a message cannot be rewritten safely).
+pub fn has_duplicate_keys(message: &RawObject) -> bool {
+    fn repeats(o: &RawObject) -> bool {
+        let mut seen = std::collections::HashSet::with_capacity(o.0.len());
+        o.0.iter().any(|(k, _)| !seen.insert(k.as_str()))
+    }
+    if repeats(message) {
+        return true;
+    }
+    let Some(params) = message.object("params") else {
+        return false;
+    };
+    repeats(&params) || params.object("_meta").is_some_and(|m| repeats(&m))
+}
+
 /// Removes `keys` from `params._meta` (and `_meta` itself when nothing is left).
 pub fn strip_meta(message: &mut RawObject, keys: &[&str]) {
     let Some(mut params) = message.object("params") else {
@@ -194,6 +210,17 @@ mod tests {
             o.to_string(),
             r#"{"id":1,"method":"m","params":{"_meta":{"k":"v"}}}"#
         );
+    }
+
+    #[test]
+    fn repeated_members_are_found_at_every_level_that_is_rewritten() {
+        let dup = |t: &str| has_duplicate_keys(&RawObject::parse(t.as_bytes()).unwrap());
+        assert!(!dup(r#"{"id":1,"params":{"_meta":{"progressToken":1}}}"#));
+        assert!(dup(r#"{"id":1,"id":2}"#));
+        assert!(dup(r#"{"id":1,"params":{"a":1,"a":2}}"#));
+        assert!(dup(
+            r#"{"id":1,"params":{"_meta":{"progressToken":"a","progressToken":57}}}"#
+        ));
     }
 
     #[test]

@@ -52,8 +52,12 @@ pub struct StdioOptions {
     pub mode: SessionMode,
     /// Children at once (per-session mode).
     pub max_children: usize,
-    /// Idle children are stopped after this.
+    /// Idle children are stopped after this (and unanswered input requests forgotten).
     pub idle_timeout: Duration,
+    /// Longest silence on a response stream.
+    pub stream_idle_timeout: Duration,
+    /// Sessions one subject may hold at once (per-session mode).
+    pub max_sessions_per_subject: usize,
     /// Time for a new child to answer its first message.
     pub startup_timeout: Duration,
     /// Time for a child to answer a request.
@@ -94,6 +98,14 @@ impl std::fmt::Debug for Child {
         f.debug_struct("Child")
             .field("conn", &self.conn)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Child {
+    /// The last user of a child went away without stopping it (a client that disconnected
+    /// while its process started, a replaced shared child): stop it now.
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
@@ -152,6 +164,8 @@ pub struct Translation {
     pub subscribed: Mutex<std::collections::BTreeSet<String>>,
     /// The GET stream's sender and the child listen request feeding it.
     pub listen: Mutex<Option<(u64, tokio::sync::mpsc::Sender<bytes::Bytes>)>>,
+    /// Held while the listen request is replaced.
+    pub relisten: tokio::sync::Mutex<()>,
 }
 
 /// A request of a 2026-07-28 client, waiting at the child for answers the client was asked
@@ -175,6 +189,9 @@ pub enum Refusal {
     /// Every slot is taken.
     #[error("all {0} upstream processes are in use")]
     Full(usize),
+    /// This subject holds as many sessions as it may.
+    #[error("this user already holds {0} sessions; end one (DELETE) first")]
+    PerSubject(usize),
     /// The command keeps crashing; wait.
     #[error("the upstream command keeps exiting; next start allowed in {0:?}")]
     Backoff(Duration),
@@ -190,7 +207,7 @@ impl Refusal {
     /// Seconds for `Retry-After`, when retrying makes sense.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Refusal::Full(_) => Some(5),
+            Refusal::Full(_) | Refusal::PerSubject(_) => Some(5),
             Refusal::Backoff(d) => Some(d.as_secs().max(1)),
             Refusal::Spawn(_) | Refusal::ShuttingDown => None,
         }
@@ -330,7 +347,7 @@ impl StdioUpstream {
                 let mut backoff = self.backoff.lock().expect("backoff lock");
                 backoff.failures += 1;
                 backoff.last = Some(Instant::now());
-                tracing::error!(target: "mcpgate::stdio", error = %e, command = ?self.options.command.argv, "upstream command could not be started");
+                tracing::error!(target: "mcpgate::stdio", error = %e, program = self.options.command.argv.first().map(String::as_str).unwrap_or_default(), "upstream command could not be started");
                 return Err(Refusal::Spawn(e));
             }
         };
@@ -383,6 +400,16 @@ impl StdioUpstream {
         self.modern_only.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// How many sessions `owner` holds.
+    pub fn sessions_of(&self, owner: Owner) -> usize {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .values()
+            .filter(|s| s.owner == owner && !s.child.conn.is_closed())
+            .count()
+    }
+
     /// Registers a session.
     pub fn add_session(&self, session: Arc<Session>) {
         session.child.conn.attach(&session.key);
@@ -411,7 +438,7 @@ impl StdioUpstream {
             return false;
         };
         for gid in session.child.conn.detach(&session.key) {
-            session.child.conn.cancel(gid, "session ended");
+            session.child.conn.send_cancel(gid, "session ended");
         }
         if session.owns_child {
             let child = Arc::clone(&session.child);
@@ -441,14 +468,26 @@ impl StdioUpstream {
         owner: Owner,
         meta: Option<&RawObject>,
     ) -> Result<Arc<Session>, Refusal> {
-        let slot = Arc::clone(
-            self.stateless
+        let mut slot = loop {
+            let slot_arc = Arc::clone(
+                self.stateless
+                    .lock()
+                    .expect("stateless lock")
+                    .entry(owner)
+                    .or_default(),
+            );
+            let slot = Arc::clone(&slot_arc).lock_owned().await;
+            // The reaper may have retired this slot while we waited for it: take the current one.
+            let current = self
+                .stateless
                 .lock()
                 .expect("stateless lock")
-                .entry(owner)
-                .or_default(),
-        );
-        let mut slot = slot.lock().await;
+                .get(&owner)
+                .is_some_and(|s| Arc::ptr_eq(s, &slot_arc));
+            if current {
+                break slot;
+            }
+        };
         if let Some(s) = slot.as_ref()
             && !s.child.conn.is_closed()
         {
@@ -645,11 +684,13 @@ impl StdioUpstream {
                     let child = Arc::clone(&s.child);
                     tokio::spawn(async move { child.shutdown().await });
                 }
-                drop(slot);
+                // Retired while still locked: a request waiting for this slot sees it is no
+                // longer the current one and takes a fresh slot.
                 self.stateless
                     .lock()
                     .expect("stateless lock")
                     .remove(&owner);
+                drop(slot);
             }
         }
         let mut shared = self.shared.lock().await;
@@ -667,6 +708,11 @@ impl StdioUpstream {
     /// Refuses new children and ends every GET and listen stream; requests in flight go on.
     pub fn drain(&self) {
         self.stopping.cancel();
+        for session in self.sessions.lock().expect("sessions lock").values() {
+            if let Some(t) = &session.translation {
+                t.listen.lock().expect("listen lock").take();
+            }
+        }
         for child in self
             .all
             .lock()
