@@ -99,7 +99,7 @@ match = ["drop_*", "shutdown"]
     assert!(!decide(&p, &anyone, &tool("drop_table", None)).allowed());
     assert!(!decide(&p, &anyone, &tool("shutdown", None)).allowed());
     assert!(decide(&p, &anyone, &tool("select", None)).allowed());
-    assert!(decide(&p, &anyone, &Target::new(Kind::Prompt, "drop_x")).allowed() == false);
+    assert!(!decide(&p, &anyone, &Target::new(Kind::Prompt, "drop_x")).allowed());
 }
 
 #[test]
