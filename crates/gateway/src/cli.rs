@@ -27,6 +27,9 @@ pub enum Command {
     CheckConfig(ServeArgs),
     /// Run a demo MCP server behind the gateway with a development token (not for production).
     Quickstart(QuickstartArgs),
+    /// Authorization policy tools.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Print the configuration reference: `markdown` (docs/configuration.md), `toml`
     /// (mcpgate.example.toml) or `env` (.env.example).
     #[command(hide = true)]
@@ -35,6 +38,46 @@ pub enum Command {
         #[arg(value_parser = ["markdown", "toml", "env"], default_value = "markdown")]
         format: String,
     },
+}
+
+/// `mcpgate policy …`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Show which rule decides for a token's claims and a target, and what every rule did.
+    Explain(ExplainArgs),
+}
+
+/// `mcpgate policy explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The configuration, as for `serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// A JSON file with the token's claims (`sub`, `scope`, and any others the rules use).
+    #[arg(long, value_name = "FILE")]
+    pub subject_claims: PathBuf,
+    /// A tool name.
+    #[arg(long, value_name = "NAME", group = "target")]
+    pub tool: Option<String>,
+    /// A resource URI.
+    #[arg(long, value_name = "URI", group = "target")]
+    pub resource: Option<String>,
+    /// A resource template (its URI template).
+    #[arg(long, value_name = "TEMPLATE", group = "target")]
+    pub resource_template: Option<String>,
+    /// A prompt name.
+    #[arg(long, value_name = "NAME", group = "target")]
+    pub prompt: Option<String>,
+    /// The tool's annotations as JSON, e.g. '{"readOnlyHint":true}' (default: not known yet).
+    #[arg(long, value_name = "JSON")]
+    pub annotations: Option<String>,
+    /// The target's `_meta` tags (comma-separated).
+    #[arg(long, value_name = "TAGS", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// The MCP method (default: the one that uses the target: tools/call, resources/read,
+    /// prompts/get).
+    #[arg(long, value_name = "METHOD")]
+    pub method: Option<String>,
 }
 
 /// Settings shared by `serve` and `check-config`. Each has an `MCPGATE_*` variable and a

@@ -1,12 +1,15 @@
 //! `mcpgate`: OAuth 2.1 in front of Model Context Protocol servers.
 
+mod audit;
 mod auth;
 mod cli;
 mod config;
 mod demo;
 mod dns_rebinding;
+mod enforce;
 mod health;
 mod logging;
+mod metrics;
 mod proxy;
 mod quickstart;
 mod server;
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::CheckConfig(args) => check_config(args),
             Command::Quickstart(args) => quickstart::run(args).await,
+            Command::Policy(cli::PolicyCommand::Explain(args)) => explain(args),
             Command::ConfigReference { format } => {
                 let text = match format.as_str() {
                     "toml" => config::toml_example(),
@@ -75,6 +79,122 @@ fn check_config(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `mcpgate policy explain`.
+fn explain(args: cli::ExplainArgs) -> ExitCode {
+    use mcpgate_guard::policy::{Annotations, Caller, Kind, OnDeny, Policy, Target, Verdict};
+    let config = match load(&args.serve) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let fail = |msg: String| {
+        eprintln!("mcpgate: {msg}");
+        ExitCode::from(2)
+    };
+    let claims: serde_json::Map<String, serde_json::Value> =
+        match std::fs::read(&args.subject_claims)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(format!(
+                    "--subject-claims {}: {e}",
+                    args.subject_claims.display()
+                ));
+            }
+        };
+    let principal = match mcpgate_guard::Principal::from_claims(claims) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("--subject-claims: {e}")),
+    };
+    let (kind, name, method) = match (
+        &args.tool,
+        &args.resource,
+        &args.resource_template,
+        &args.prompt,
+    ) {
+        (Some(t), ..) => (Kind::Tool, t.clone(), "tools/call"),
+        (_, Some(r), ..) => (Kind::Resource, r.clone(), "resources/read"),
+        (_, _, Some(t), _) => (Kind::ResourceTemplate, t.clone(), "completion/complete"),
+        (_, _, _, Some(p)) => (Kind::Prompt, p.clone(), "prompts/get"),
+        _ => {
+            return fail(
+                "name a target: --tool, --resource, --resource-template or --prompt".into(),
+            );
+        }
+    };
+    let annotations = match &args.annotations {
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) => Some(Annotations::from_json(Some(&v))),
+            Err(e) => return fail(format!("--annotations: {e}")),
+        },
+        None => None,
+    };
+    let policy = match Policy::compile(&config.authorization, &config.policy) {
+        Ok(p) => p,
+        Err(e) => {
+            return fail(
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+    };
+    let method = args.method.as_deref().unwrap_or(method);
+    let caller = Caller {
+        principal: &principal,
+        method,
+    };
+    let trim = mcpgate_guard::policy::lists::Trim::new(
+        "upstream",
+        &config.upstream.expose,
+        &config.upstream.hide,
+    )
+    .unwrap_or_default();
+    if !trim.visible(kind, &name) {
+        println!("decision: hide\ndecided by: trimming (upstream.expose / upstream.hide)");
+        return ExitCode::SUCCESS;
+    }
+    let global = policy.check_global(&caller);
+    if !global.allowed() {
+        println!("decision: challenge\ndecided by: authorization.global");
+        return ExitCode::SUCCESS;
+    }
+    let target = Target {
+        kind,
+        name: &name,
+        annotations: annotations.as_ref(),
+        tags: &args.tags,
+    };
+    let (decision, steps) = policy.explain(&caller, &target);
+    let verdict = match &decision.verdict {
+        Verdict::Allow => "allow".to_owned(),
+        Verdict::Deny {
+            on_deny: OnDeny::Challenge,
+            scopes,
+        } if !scopes.is_empty() => {
+            format!("challenge (scopes: {})", scopes.join(" "))
+        }
+        Verdict::Deny {
+            on_deny: OnDeny::Hide,
+            ..
+        } => "hide".to_owned(),
+        Verdict::Deny { .. } => "deny".to_owned(),
+    };
+    println!("decision: {verdict}");
+    println!("decided by: {}", decision.rule);
+    if annotations.is_none() && kind == Kind::Tool && policy.uses_annotations() {
+        println!(
+            "(annotations not given: rules that select by annotations are treated as the gateway treats a tool it has not seen listed yet)"
+        );
+    }
+    for step in steps {
+        println!("  {}: {}", step.rule, step.outcome);
+    }
+    ExitCode::SUCCESS
 }
 
 /// Things that are allowed but deserve a word at start.

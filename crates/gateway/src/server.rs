@@ -78,7 +78,48 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         Upstream::Stdio(s) => Some(Arc::clone(s)),
         Upstream::Http(_) => None,
     };
+    let enforcer = {
+        let policy = mcpgate_guard::policy::Policy::compile(&config.authorization, &config.policy)
+            .map_err(|e| {
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?;
+        let trim = mcpgate_guard::policy::lists::Trim::new(
+            "upstream",
+            &config.upstream.expose,
+            &config.upstream.hide,
+        )
+        .map_err(|e| {
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let audit = crate::audit::Audit::start(
+            crate::audit::Output::parse(&config.audit.output),
+            config.audit.include.iter().any(|f| f == "arguments"),
+        )
+        .map_err(|e| format!("audit.output: cannot open `{}`: {e}", config.audit.output))?;
+        let required: Vec<mcpgate_guard::Scope> = config
+            .auth
+            .required_scopes
+            .iter()
+            .map(mcpgate_guard::Scope::new)
+            .collect();
+        let enforcer = crate::enforce::Enforcer::new(
+            policy,
+            trim,
+            config.authorization.validate_arguments,
+            Arc::new(audit),
+            resource.metadata_url().to_string(),
+            required,
+        );
+        enforcer.is_active().then(|| Arc::new(enforcer))
+    };
     let gateway = Arc::new(Gateway {
+        enforcer,
         upstream,
         sessions,
         token,
@@ -136,10 +177,14 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         ));
     // Health routes sit outside the Host check (probes reach pods by IP), and so does the public
     // metadata (browser-based clients read it from any origin; it is served with CORS `*`).
-    let ops = wellknown
+    let mut ops = wellknown
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(health);
+    if config.metrics.enabled {
+        crate::metrics::install();
+        ops = ops.route("/metrics", get(crate::metrics::render));
+    }
     let app = ops.merge(app);
 
     // Behind a reverse proxy that keeps a path prefix (`https://example.com/team-a/mcp`), the

@@ -92,6 +92,48 @@ pub struct Config {
     pub http: HttpConfig,
     /// Logging.
     pub log: LogConfig,
+    /// What no rule decides: the default, the global conditions, scope hierarchy.
+    pub authorization: mcpgate_guard::policy::AuthorizationConfig,
+    /// `[[policy]]` rules.
+    pub policy: Vec<mcpgate_guard::policy::RuleConfig>,
+    /// The audit log.
+    pub audit: AuditConfig,
+    /// `/metrics`.
+    pub metrics: MetricsConfig,
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `stdout`, `off`, or a file to append to.
+    pub output: String,
+    /// Opt-in fields: `arguments` (tool-call arguments).
+    #[serde(deserialize_with = "values::list::deserialize")]
+    pub include: Vec<String>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            output: "stdout".into(),
+            include: Vec::new(),
+        }
+    }
+}
+
+/// `/metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at `/metrics`.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
+    }
 }
 
 /// The upstream MCP server.
@@ -144,6 +186,10 @@ pub struct UpstreamConfig {
     /// Time for a new child to answer its first message.
     #[serde(with = "values::duration")]
     pub startup_timeout: Duration,
+    /// Only these tools, resources, templates and prompts exist (per kind; unset: all).
+    pub expose: mcpgate_guard::policy::lists::KindPatterns,
+    /// These never exist, for anyone.
+    pub hide: mcpgate_guard::policy::lists::KindPatterns,
 }
 
 /// How MCP sessions map to processes of a stdio upstream.
@@ -289,6 +335,10 @@ impl Default for Config {
             session: SessionConfig::default(),
             http: HttpConfig::default(),
             log: LogConfig::default(),
+            authorization: Default::default(),
+            policy: Vec::new(),
+            audit: AuditConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -324,6 +374,8 @@ impl Default for UpstreamConfig {
             max_sessions_per_subject: 8,
             child_idle_timeout: Duration::from_secs(900),
             startup_timeout: Duration::from_secs(60),
+            expose: Default::default(),
+            hide: Default::default(),
         }
     }
 }

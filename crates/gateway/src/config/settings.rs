@@ -170,6 +170,18 @@ pub const SETTINGS: &[Setting] = &[
         "Most processes at once in `per-session` mode; a new session beyond it gets 503 with Retry-After.",
     ),
     s(
+        "upstream.expose",
+        None,
+        "table",
+        "Trimming: only these exist, for everyone, per kind: `{ tools = [\"search_*\", \"get_*\"], resources = [\"docs://*\"], resource_templates = [...], prompts = [...] }` (globs; a kind left out keeps all).",
+    ),
+    s(
+        "upstream.hide",
+        None,
+        "table",
+        "Trimming: these never exist, for anyone, per kind (same shape as `upstream.expose`).",
+    ),
+    s(
         "upstream.max_sessions_per_subject",
         None,
         "integer",
@@ -339,6 +351,60 @@ pub const SETTINGS: &[Setting] = &[
         "integer",
         "Largest request body accepted (413 beyond).",
     ),
+    s(
+        "authorization.default",
+        None,
+        "`allow`, `deny`",
+        "What happens to a tool, resource, template or prompt no `[[policy]]` rule selects. See docs/policy.md for how allow rules, deny rules and the default combine.",
+    ),
+    s(
+        "authorization.on_deny",
+        None,
+        "`hide`, `challenge`",
+        "How a denied client is answered unless a rule says otherwise: `hide` (as if the target did not exist) or `challenge` (403 `insufficient_scope` naming the scopes needed, so the client can step up).",
+    ),
+    s(
+        "authorization.global",
+        None,
+        "table",
+        "Conditions every MCP request must meet: `{ scopes_all = [\"mcp\"], scopes_any = [], when = \"claims.email_verified == true\" }`.",
+    ),
+    s(
+        "authorization.scope_hierarchy",
+        None,
+        "table",
+        "Scopes that include others (transitively): `{ admin = [\"write\"], write = [\"read\"] }`.",
+    ),
+    s(
+        "authorization.validate_arguments",
+        None,
+        "bool",
+        "Check `tools/call` arguments against the tool's `inputSchema` (learnt from `tools/list`) and refuse misfits with JSON-RPC -32602 before the upstream sees them.",
+    ),
+    s(
+        "policy",
+        None,
+        "array of tables",
+        "Authorization rules (`[[policy]]`): `name`, `effect` (`allow`/`deny`), `kind`, `match` (globs), `annotations`, `tags`, `scopes_all`, `scopes_any`, `when` (CEL), `on_deny`. See docs/policy.md.",
+    ),
+    s(
+        "audit.output",
+        None,
+        "`stdout`, `off`, path",
+        "Where the audit log (one JSON line per authorization decision) goes.",
+    ),
+    s(
+        "audit.include",
+        None,
+        "list",
+        "Opt-in fields of audit records: `arguments` (tool-call arguments; off by default, as they may hold personal data).",
+    ),
+    s(
+        "metrics.enabled",
+        None,
+        "bool",
+        "Serve Prometheus metrics at `/metrics` (outside authentication, like `/healthz`).",
+    ),
     s("log.format", None, "`text`, `json`", "Log format."),
     s(
         "log.level",
@@ -436,7 +502,31 @@ fn toml_default(key: &str) -> String {
     }
     match value {
         serde_json::Value::Null => "\"\"".into(),
-        serde_json::Value::Object(o) if o.is_empty() => "{}".into(),
+        other => inline_toml(other),
+    }
+}
+
+/// A value in TOML's inline syntax (null members left out).
+fn inline_toml(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(o) => {
+            let members: Vec<String> = o
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!("{k} = {}", inline_toml(v)))
+                .collect();
+            if members.is_empty() {
+                "{}".into()
+            } else {
+                format!("{{ {} }}", members.join(", "))
+            }
+        }
+        serde_json::Value::Array(a) => {
+            format!(
+                "[{}]",
+                a.iter().map(inline_toml).collect::<Vec<_>>().join(", ")
+            )
+        }
         other => other.to_string(),
     }
 }

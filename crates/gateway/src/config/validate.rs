@@ -356,6 +356,42 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
         err("auth.max_token_bytes", "must be greater than zero".into());
     }
 
+    // Authorization policy, trimming, audit.
+    if let Err(problems) =
+        mcpgate_guard::policy::Policy::compile(&config.authorization, &config.policy)
+    {
+        for p in problems {
+            err(&p.key, p.problem);
+        }
+    }
+    if let Err(problems) = mcpgate_guard::policy::lists::Trim::new(
+        "upstream",
+        &config.upstream.expose,
+        &config.upstream.hide,
+    ) {
+        for p in problems {
+            err(&p.key, p.problem);
+        }
+    }
+    for field in &config.audit.include {
+        if field != "arguments" {
+            err(
+                "audit.include",
+                format!("`{field}` is not an optional audit field (there is: arguments)"),
+            );
+        }
+    }
+    if let crate::audit::Output::File(path) = crate::audit::Output::parse(&config.audit.output)
+        && path
+            .parent()
+            .is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir())
+    {
+        err(
+            "audit.output",
+            format!("the directory of `{}` does not exist", path.display()),
+        );
+    }
+
     // Sessions and HTTP.
     if let Some(key) = &config.session.key
         && let Err(problem) = session_key(key.expose())

@@ -13,6 +13,7 @@
 
 pub mod message;
 pub mod modern;
+mod sse;
 mod stdio;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use axum::response::IntoResponse;
+use futures::TryStreamExt as _;
 use mcpgate_guard::Principal;
 use serde_json::value::RawValue;
 
@@ -56,6 +58,8 @@ pub struct IdentityHeaders {
 
 /// Everything `/mcp` needs.
 pub struct Gateway {
+    /// Authorization policy, trimming and the audit log (`None`: nothing to enforce).
+    pub enforcer: Option<Arc<crate::enforce::Enforcer>>,
     /// The upstream.
     pub upstream: Upstream,
     /// Seals session ids.
@@ -195,10 +199,28 @@ pub async fn post(
             &format!("Header mismatch: {why}"),
         );
     }
+    let mut pending = None;
+    if let Some(enforcer) = &gw.enforcer {
+        let principal = who.as_ref().map(|axum::Extension(p)| p.as_ref());
+        let session = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
+        match enforcer.check(principal, &message, &body, session) {
+            crate::enforce::Check::Respond(r) => return r,
+            crate::enforce::Check::Forward(mut p) => {
+                if let Some(record) = p.record.as_mut() {
+                    if enforcer.audit().include_arguments() {
+                        record.arguments = crate::enforce::arguments(&body);
+                    }
+                    record.forwarded();
+                }
+                pending = Some(p);
+            }
+        }
+    }
     let http = match &gw.upstream {
         Upstream::Http(h) => h,
         Upstream::Stdio(up) => {
-            return stdio::post(&gw, up, &who, &headers, &message, &body, stateless).await;
+            let r = stdio::post(&gw, up, &who, &headers, &message, &body, stateless).await;
+            return finish(&gw, pending, &who, stateless, r).await;
         }
     };
     let mut upstream_headers = match gw.upstream_headers(http, &headers, &who) {
@@ -258,7 +280,69 @@ pub async fn post(
     } else {
         SessionIssue::None
     };
-    relay(&gw, http, response, session, cancel, id.as_deref())
+    let r = relay(&gw, http, response, session, cancel, id.as_deref());
+    finish(&gw, pending, &who, stateless, r).await
+}
+
+/// After the upstream answered: the audit record is completed, a list answer is filtered for
+/// the caller (JSON, or the answer's event in a stream), and streams are watched for a
+/// changed tool list.
+async fn finish(
+    gw: &Gateway,
+    pending: Option<crate::enforce::Pending>,
+    who: &Who,
+    stateless: bool,
+    response: Response<Body>,
+) -> Response<Body> {
+    let (Some(enforcer), Some(mut pending)) = (&gw.enforcer, pending) else {
+        return response;
+    };
+    if let Some(mut record) = pending.record.take() {
+        record.answered(response.status().as_u16());
+        if pending.list.is_some() {
+            record.decision = "filter".into();
+        }
+        enforcer.audit().write(record);
+    }
+    let principal: Option<Arc<Principal>> = who.as_ref().map(|axum::Extension(p)| Arc::clone(p));
+    filtered(enforcer, pending.list, principal, stateless, response).await
+}
+
+/// A response with its list answer filtered (when `list` is set) and its stream watched.
+async fn filtered(
+    enforcer: &Arc<crate::enforce::Enforcer>,
+    list: Option<mcpgate_guard::policy::Kind>,
+    principal: Option<Arc<Principal>>,
+    stateless: bool,
+    response: Response<Body>,
+) -> Response<Body> {
+    let is_stream = crate::upstream::http::is_event_stream(response.headers());
+    let (mut parts, body) = response.into_parts();
+    if is_stream {
+        let enforcer = Arc::clone(enforcer);
+        let events = sse::map_events(
+            http_body_util::BodyDataStream::new(body).map_err(std::io::Error::other),
+            move |data| {
+                enforcer.observe(data);
+                let kind = list?;
+                enforcer.filter(kind, principal.as_deref(), data, stateless)
+            },
+        );
+        return Response::from_parts(parts, Body::from_stream(events));
+    }
+    let Some(kind) = list else {
+        return Response::from_parts(parts, body);
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return message::text_response(StatusCode::BAD_GATEWAY, "Bad Gateway");
+    };
+    match enforcer.filter(kind, principal.as_deref(), &bytes, stateless) {
+        Some(new) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(new))
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
+    }
 }
 
 /// `GET /mcp`: the legacy revisions' server-to-client stream.
@@ -305,7 +389,11 @@ async fn within_session(
         Upstream::Stdio(up) => {
             let key = upstream_id.to_str().unwrap_or_default();
             return if method == Method::GET {
-                stdio::get(up, key)
+                let r = stdio::get(up, key);
+                match &gw.enforcer {
+                    Some(e) => filtered(e, None, None, false, r).await,
+                    None => r,
+                }
             } else {
                 stdio::delete(up, key)
             };
@@ -318,7 +406,13 @@ async fn within_session(
     upstream_headers.insert(SESSION_HEADER, upstream_id);
     let what = method.to_string();
     match http.exchange(method, upstream_headers, None).await {
-        Ok(response) => relay(gw, http, response, SessionIssue::None, None, None),
+        Ok(response) => {
+            let r = relay(gw, http, response, SessionIssue::None, None, None);
+            match &gw.enforcer {
+                Some(e) => filtered(e, None, None, false, r).await,
+                None => r,
+            }
+        }
         Err(e) => upstream_failure(&e, None, Some(&what)),
     }
 }

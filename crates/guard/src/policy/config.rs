@@ -106,6 +106,9 @@ pub struct AuthorizationConfig {
     pub global: ConditionsConfig,
     /// Scopes that include others: `{ admin = ["write"], write = ["read"] }` (transitive).
     pub scope_hierarchy: BTreeMap<String, Vec<String>>,
+    /// Check tool-call arguments against the tool's `inputSchema` before they go upstream
+    /// (for enforcers that see arguments, such as the gateway).
+    pub validate_arguments: bool,
 }
 
 impl Default for AuthorizationConfig {
@@ -115,6 +118,7 @@ impl Default for AuthorizationConfig {
             on_deny: OnDeny::Hide,
             global: ConditionsConfig::default(),
             scope_hierarchy: BTreeMap::new(),
+            validate_arguments: false,
         }
     }
 }

@@ -457,6 +457,11 @@ impl Policy {
         self.uses_annotations
     }
 
+    /// Whether there are global conditions.
+    pub fn has_global(&self) -> bool {
+        !self.global.is_empty()
+    }
+
     /// Whether there is anything to enforce beyond the global conditions.
     pub fn has_rules(&self) -> bool {
         !self.rules.is_empty() || self.default == Effect::Deny

@@ -1,0 +1,408 @@
+//! Authorization policy and trimming, enforced on `/mcp` for any upstream.
+//!
+//! Before a message goes upstream: the global conditions, then, for a request naming a target
+//! (`tools/call`, `resources/read`, `resources/subscribe`, `resources/unsubscribe`,
+//! `prompts/get`, `completion/complete`), trimming and the policy — decided on the validated
+//! body (the 2026-07-28 headers have already been checked against it). A hidden target is
+//! answered as if it did not exist; a challenged one with `403 insufficient_scope` naming every
+//! scope the operation needs. With `validate_arguments`, a tool call's arguments are checked
+//! against the tool's `inputSchema`.
+//!
+//! After: list results (`tools/list`, `resources/list`, `resources/templates/list`,
+//! `prompts/list`, JSON or SSE, page by page) lose what the caller may not see; on the
+//! 2026-07-28 revision they are marked `cacheScope: "private"`. Tool annotations, tags and
+//! schemas are learnt from every `tools/list` answer and forgotten on
+//! `notifications/tools/list_changed`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::body::Body;
+use axum::http::{Response, StatusCode};
+use mcpgate_guard::challenge::Denial;
+use mcpgate_guard::policy::lists::{Trim, filter_response, list_kind};
+use mcpgate_guard::policy::{Annotations, Caller, Decision, Kind, OnDeny, Policy, Target, Verdict};
+use mcpgate_guard::{Principal, Scope, Subject};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::audit::{Audit, Record};
+use crate::proxy::message::{self, Message};
+
+/// JSON-RPC: invalid params (unknown tool or prompt, arguments that do not fit).
+const INVALID_PARAMS: i64 = -32602;
+/// MCP: resource not found.
+const RESOURCE_NOT_FOUND: i64 = -32002;
+
+/// What is known about a tool from the upstream's lists.
+struct ToolEntry {
+    annotations: Annotations,
+    tags: Vec<String>,
+    validator: Option<Arc<jsonschema::Validator>>,
+}
+
+/// The enforcer.
+pub struct Enforcer {
+    policy: Policy,
+    trim: Trim,
+    validate_arguments: bool,
+    tools: RwLock<HashMap<String, ToolEntry>>,
+    audit: Arc<Audit>,
+    anonymous: Principal,
+    /// `resource_metadata` for challenges.
+    resource_metadata: String,
+    /// Scopes every request needs (named in challenges too).
+    required: Vec<Scope>,
+}
+
+impl std::fmt::Debug for Enforcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enforcer")
+            .field("rules", &self.policy.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to do with a message.
+pub enum Check {
+    /// Forward it; `list` is set when the answer is a list to filter.
+    Forward(Pending),
+    /// Answer the client with this instead.
+    Respond(Response<Body>),
+}
+
+/// A forwarded message's bookkeeping, for the answer and the audit record.
+pub struct Pending {
+    /// A list to filter in the answer.
+    pub list: Option<Kind>,
+    /// The audit record, completed when the answer comes.
+    pub record: Option<Record>,
+}
+
+/// What a request targets.
+struct Aim {
+    kind: Kind,
+    name: String,
+}
+
+impl Enforcer {
+    /// An enforcer.
+    pub fn new(
+        policy: Policy,
+        trim: Trim,
+        validate_arguments: bool,
+        audit: Arc<Audit>,
+        resource_metadata: String,
+        required: Vec<Scope>,
+    ) -> Self {
+        Enforcer {
+            policy,
+            trim,
+            validate_arguments,
+            tools: RwLock::new(HashMap::new()),
+            audit,
+            anonymous: Principal::builder(Subject::new("anonymous")).build(),
+            resource_metadata,
+            required,
+        }
+    }
+
+    /// Whether anything is enforced at all (otherwise the gateway skips every step).
+    pub fn is_active(&self) -> bool {
+        self.policy.has_rules()
+            || !self.trim.is_empty()
+            || self.validate_arguments
+            || self.audit.enabled()
+            || self.policy.has_global()
+    }
+
+    /// Checks a client message before it goes upstream.
+    pub fn check(
+        &self,
+        who: Option<&Principal>,
+        message: &Message<'_>,
+        body: &[u8],
+        session: Option<&str>,
+    ) -> Check {
+        let principal = who.unwrap_or(&self.anonymous);
+        let Some(method) = message.method.as_deref() else {
+            return Check::Forward(Pending {
+                list: None,
+                record: None,
+            });
+        };
+        if message.id.is_none() {
+            // Notifications carry no target.
+            return Check::Forward(Pending {
+                list: None,
+                record: None,
+            });
+        }
+        let caller = Caller { principal, method };
+        let mut record = self.audit.record(principal, session, method);
+        let global = self.policy.check_global(&caller);
+        if !global.allowed() {
+            record.decide(&global, None);
+            self.audit.write(record);
+            crate::metrics::decision("deny", method);
+            return Check::Respond(self.refuse(&global, message, None));
+        }
+        if let Some(kind) = list_kind(method) {
+            record.target = Some(kind.as_str().to_owned() + "s");
+            return Check::Forward(Pending {
+                list: Some(kind),
+                record: Some(record),
+            });
+        }
+        let Some(aim) = aim(method, message, body) else {
+            crate::metrics::decision("allow", method);
+            return Check::Forward(Pending {
+                list: None,
+                record: Some(record),
+            });
+        };
+        record.target = Some(aim.name.clone());
+        if !self.trim.visible(aim.kind, &aim.name) {
+            record.decision = "hide".into();
+            record.rule = Some("trim".into());
+            self.audit.write(record);
+            crate::metrics::decision("hide", method);
+            return Check::Respond(not_found(message.id, aim.kind, &aim.name));
+        }
+        let tools = self.tools.read().expect("tools lock");
+        let entry = (aim.kind == Kind::Tool)
+            .then(|| tools.get(&aim.name))
+            .flatten();
+        let no_tags = Vec::new();
+        let target = Target {
+            kind: aim.kind,
+            name: &aim.name,
+            annotations: entry.map(|e| &e.annotations),
+            tags: entry.map_or(&no_tags, |e| &e.tags),
+        };
+        let decision = self.policy.decide(&caller, &target);
+        let validator = entry.and_then(|e| e.validator.clone());
+        drop(tools);
+        record.decide(&decision, Some(aim.kind));
+        if !decision.allowed() {
+            crate::metrics::decision(record.decision.as_str(), method);
+            self.audit.write(record);
+            return Check::Respond(self.refuse(&decision, message, Some(&aim)));
+        }
+        if self.validate_arguments
+            && aim.kind == Kind::Tool
+            && method == "tools/call"
+            && let Some(validator) = validator
+        {
+            let arguments = arguments_of(body);
+            let problems: Vec<String> = validator
+                .iter_errors(&arguments)
+                .take(5)
+                .map(|e| {
+                    // Where and which schema keyword; never the value (it may be personal).
+                    let at = format!("arguments{}", e.instance_path());
+                    match e.kind() {
+                        jsonschema::error::ValidationErrorKind::Required { property } => {
+                            format!("{at}: missing required property {property}")
+                        }
+                        _ => {
+                            let keyword = e.schema_path().to_string();
+                            let keyword = keyword.rsplit('/').next().unwrap_or_default().to_owned();
+                            format!("{at}: does not satisfy `{keyword}`")
+                        }
+                    }
+                })
+                .collect();
+            if !problems.is_empty() {
+                record.decision = "invalid".into();
+                crate::metrics::decision("invalid", method);
+                self.audit.write(record);
+                return Check::Respond(message::error_response(
+                    StatusCode::OK,
+                    message.id,
+                    INVALID_PARAMS,
+                    &format!(
+                        "Invalid arguments for tool {}: {}",
+                        aim.name,
+                        problems.join("; ")
+                    ),
+                ));
+            }
+        }
+        crate::metrics::decision("allow", method);
+        Check::Forward(Pending {
+            list: None,
+            record: Some(record),
+        })
+    }
+
+    fn refuse(
+        &self,
+        decision: &Decision,
+        message: &Message<'_>,
+        aim: Option<&Aim>,
+    ) -> Response<Body> {
+        match &decision.verdict {
+            Verdict::Deny {
+                on_deny: OnDeny::Challenge,
+                scopes,
+            } if !scopes.is_empty() => {
+                let scopes: Vec<Scope> = scopes.iter().map(Scope::new).collect();
+                let r = Denial::InsufficientScope(scopes)
+                    .into_response(&self.resource_metadata, &self.required);
+                r.map(Body::from)
+            }
+            Verdict::Deny { .. } => match aim {
+                Some(aim) => not_found(message.id, aim.kind, &aim.name),
+                None => message::error_response(
+                    StatusCode::FORBIDDEN,
+                    message.id,
+                    message::INTERNAL_ERROR,
+                    "Forbidden",
+                ),
+            },
+            Verdict::Allow => message::text_response(StatusCode::INTERNAL_SERVER_ERROR, "Error"),
+        }
+    }
+
+    /// Filters a list answer for the caller (and learns what it says about tools). `None`:
+    /// leave the message as it is.
+    pub fn filter(
+        &self,
+        kind: Kind,
+        who: Option<&Principal>,
+        answer: &[u8],
+        private: bool,
+    ) -> Option<Vec<u8>> {
+        let principal = who.unwrap_or(&self.anonymous);
+        let method = match kind {
+            Kind::Tool => "tools/list",
+            Kind::Resource => "resources/list",
+            Kind::ResourceTemplate => "resources/templates/list",
+            Kind::Prompt => "prompts/list",
+        };
+        let caller = Caller { principal, method };
+        let mut learnt = Vec::new();
+        let out = filter_response(
+            &self.policy,
+            &self.trim,
+            Some(&caller),
+            kind,
+            answer,
+            private,
+            |name, facts| learnt.push((name.to_owned(), facts)),
+        );
+        if !learnt.is_empty() {
+            let mut tools = self.tools.write().expect("tools lock");
+            for (name, facts) in learnt {
+                let validator = if self.validate_arguments {
+                    facts
+                        .input_schema
+                        .as_ref()
+                        .and_then(|s| serde_json::from_str::<Value>(s.get()).ok())
+                        .and_then(|s| jsonschema::validator_for(&s).ok())
+                        .map(Arc::new)
+                } else {
+                    None
+                };
+                tools.insert(
+                    name,
+                    ToolEntry {
+                        annotations: facts.annotations,
+                        tags: facts.tags,
+                        validator,
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    /// Sees a message from the upstream that is not an answer: a changed tool list makes
+    /// what was learnt about tools stale.
+    pub fn observe(&self, message: &[u8]) {
+        if memchr_contains(message, b"notifications/tools/list_changed") {
+            self.tools.write().expect("tools lock").clear();
+            tracing::debug!(target: "mcpgate::policy", "tool list changed: annotations will be learnt again");
+        }
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+}
+
+fn memchr_contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A request's target, read from the validated body.
+fn aim(method: &str, message: &Message<'_>, body: &[u8]) -> Option<Aim> {
+    let (kind, name) = match method {
+        "tools/call" => (Kind::Tool, message.name.as_deref()?.to_owned()),
+        "prompts/get" => (Kind::Prompt, message.name.as_deref()?.to_owned()),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            (Kind::Resource, message.uri.as_deref()?.to_owned())
+        }
+        "completion/complete" => {
+            #[derive(serde::Deserialize)]
+            struct P {
+                params: Params,
+            }
+            #[derive(serde::Deserialize)]
+            struct Params {
+                #[serde(rename = "ref")]
+                reference: Ref,
+            }
+            #[derive(serde::Deserialize)]
+            struct Ref {
+                #[serde(rename = "type")]
+                kind: String,
+                name: Option<String>,
+                uri: Option<String>,
+            }
+            let p: P = serde_json::from_slice(body).ok()?;
+            match p.params.reference.kind.as_str() {
+                "ref/prompt" => (Kind::Prompt, p.params.reference.name?),
+                "ref/resource" => (Kind::ResourceTemplate, p.params.reference.uri?),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    Some(Aim { kind, name })
+}
+
+/// A tool call's arguments, for an audit record that includes them.
+pub fn arguments(body: &[u8]) -> Option<Value> {
+    Some(arguments_of(body))
+}
+
+fn arguments_of(body: &[u8]) -> Value {
+    #[derive(serde::Deserialize)]
+    struct P {
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        arguments: Option<Value>,
+    }
+    serde_json::from_slice::<P>(body)
+        .ok()
+        .and_then(|p| p.params)
+        .and_then(|p| p.arguments)
+        .unwrap_or_else(|| Value::Object(Default::default()))
+}
+
+/// What the upstream would answer for a target that does not exist.
+fn not_found(id: Option<&RawValue>, kind: Kind, name: &str) -> Response<Body> {
+    let (code, text) = match kind {
+        Kind::Tool => (INVALID_PARAMS, format!("Unknown tool: {name}")),
+        Kind::Prompt => (INVALID_PARAMS, format!("Unknown prompt: {name}")),
+        Kind::Resource | Kind::ResourceTemplate => {
+            (RESOURCE_NOT_FOUND, format!("Resource not found: {name}"))
+        }
+    };
+    message::error_response(StatusCode::OK, id, code, &text)
+}

@@ -1,0 +1,83 @@
+//! `/metrics`: Prometheus counters for authorization decisions, answers and the audit log.
+
+use std::sync::OnceLock;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the recorder (once per process).
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (tests): then counts go there.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    });
+}
+
+/// Methods are client input: only MCP's own become label values.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "initialize",
+        "ping",
+        "server/discover",
+        "tools/list",
+        "tools/call",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "logging/setLevel",
+        "subscriptions/listen",
+    ];
+    KNOWN
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Counts a decision.
+pub fn decision(decision: &str, method: &str) {
+    let decision: &'static str = match decision {
+        "allow" => "allow",
+        "hide" => "hide",
+        "challenge" => "challenge",
+        "invalid" => "invalid",
+        "filter" => "filter",
+        _ => "deny",
+    };
+    metrics::counter!(
+        "mcpgate_policy_decisions_total",
+        "decision" => decision,
+        "method" => method_label(method)
+    )
+    .increment(1);
+}
+
+/// Counts an audit record that could not be queued.
+pub fn audit_dropped() {
+    metrics::counter!("mcpgate_audit_records_dropped_total").increment(1);
+}
+
+/// `GET /metrics`.
+pub async fn render() -> Response {
+    let body = HANDLE
+        .get()
+        .map(PrometheusHandle::render)
+        .unwrap_or_default();
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
