@@ -75,13 +75,23 @@ impl TestServer {
         }
     }
 
-    #[tool(description = "Returns its message")]
+    #[tool(
+        description = "Returns its message",
+        annotations(read_only_hint = true, destructive_hint = false)
+    )]
     fn echo(&self, Parameters(EchoArgs { message }): Parameters<EchoArgs>) -> String {
         self.observed.calls.fetch_add(1, Ordering::SeqCst);
         message
     }
 
-    #[tool(description = "Adds two integers")]
+    #[tool(
+        description = "Adds two integers",
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true
+        )
+    )]
     fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {
         self.observed.calls.fetch_add(1, Ordering::SeqCst);
         (a + b).to_string()

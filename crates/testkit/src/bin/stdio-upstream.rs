@@ -279,12 +279,22 @@ impl StdioServer {
         }
     }
 
-    #[tool(description = "Returns its message")]
+    #[tool(
+        description = "Returns its message",
+        annotations(read_only_hint = true, destructive_hint = false)
+    )]
     fn echo(&self, Parameters(EchoArgs { message }): Parameters<EchoArgs>) -> String {
         message
     }
 
-    #[tool(description = "Adds two integers")]
+    #[tool(
+        description = "Adds two integers",
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true
+        )
+    )]
     fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {
         (a + b).to_string()
     }
