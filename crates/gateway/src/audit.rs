@@ -125,7 +125,7 @@ pub struct Audit {
 impl Audit {
     /// An audit log writing to `output`.
     pub fn start(output: Output, include_arguments: bool) -> std::io::Result<Audit> {
-        let mut sink: Box<dyn Write + Send> = match &output {
+        let sink: Box<dyn Write + Send> = match &output {
             Output::Off => {
                 return Ok(Audit {
                     tx: None,
@@ -140,6 +140,8 @@ impl Audit {
                     .open(path)?,
             ),
         };
+        // Buffered: records that queue up while one is written go out in one write.
+        let mut sink = std::io::BufWriter::with_capacity(64 * 1024, sink);
         let (tx, mut rx) = mpsc::channel::<String>(4096);
         std::thread::Builder::new()
             .name("mcpgate-audit".into())
@@ -147,7 +149,7 @@ impl Audit {
                 while let Some(line) = rx.blocking_recv() {
                     let _ = sink.write_all(line.as_bytes());
                     let _ = sink.write_all(b"\n");
-                    // Records are few; each one is on disk (or in the pipe) before the next.
+                    // Nothing else waiting: this record goes out now, not with the next one.
                     if rx.is_empty() {
                         let _ = sink.flush();
                     }

@@ -25,7 +25,7 @@ fn audit_file(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("mcpgate-audit-{tag}-{}.jsonl", std::process::id()))
 }
 
-async fn gateway(upstream: &str, audit: &PathBuf, extra: &[(&str, &str)]) -> Gateway {
+async fn gateway(upstream: &str, audit: &std::path::Path, extra: &[(&str, &str)]) -> Gateway {
     let audit = audit.display().to_string();
     let mut env = vec![
         ("MCPGATE_AUTH_STATIC_TOKENS", TOKENS),
@@ -46,7 +46,7 @@ fn names(tools: &[rmcp::model::Tool]) -> Vec<String> {
     n
 }
 
-async fn audit_records(path: &PathBuf, at_least: usize) -> Vec<Value> {
+async fn audit_records(path: &std::path::Path, at_least: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -194,6 +194,19 @@ pub struct Principal {
     pub issuer: Option<String>,
     /// Every claim of the token (or introspection response), for policies and handlers.
     pub claims: Map<String, Value>,
+    /// The claims and scopes as policy expressions see them, converted on first use.
+    pub(crate) facts: PolicyFacts,
+}
+
+/// A principal's claims and scopes, converted once for policy expressions.
+#[derive(Clone, Default)]
+pub(crate) struct PolicyFacts(pub(crate) std::sync::OnceLock<std::sync::Arc<crate::policy::Vals>>);
+
+impl PartialEq for PolicyFacts {
+    /// A cache: it never makes two principals differ.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Principal {
@@ -207,6 +220,7 @@ impl Principal {
             expires_at: None,
             issuer: None,
             claims: Map::new(),
+            facts: PolicyFacts::default(),
         })
     }
 
@@ -273,6 +287,7 @@ impl Principal {
             expires_at,
             issuer,
             claims,
+            facts: PolicyFacts::default(),
         })
     }
 }

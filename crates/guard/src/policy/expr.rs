@@ -195,11 +195,49 @@ fn check_fields(expr: &IdedExpr) -> Result<(), String> {
     }
 }
 
+/// A principal's claims and scopes as CEL values, converted once and then lent to every
+/// expression that reads them (through a variable resolver: no copy per decision).
+#[derive(Debug)]
+pub struct Vals {
+    claims: Box<dyn cel::common::value::Val>,
+    scopes: Box<dyn cel::common::value::Val>,
+}
+
+impl Vals {
+    fn of(p: &crate::Principal) -> Vals {
+        let claims = serde_json::Value::Object(p.claims.clone());
+        let claims = cel::to_value(&claims).unwrap_or(Value::Null);
+        let scopes = Value::from(
+            p.scopes
+                .iter()
+                .map(|s| Value::from(s.as_str().to_owned()))
+                .collect::<Vec<Value>>(),
+        );
+        let null = || -> Box<dyn cel::common::value::Val> {
+            Value::Null.try_into().expect("null converts")
+        };
+        Vals {
+            claims: claims.try_into().unwrap_or_else(|_| null()),
+            scopes: scopes.try_into().unwrap_or_else(|_| null()),
+        }
+    }
+}
+
+impl cel::context::VariableResolver for Vals {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<cel::common::value::CowVal<'b, 'b>> {
+        match variable {
+            "claims" => Some(cel::common::value::CowVal::Borrowed(self.claims.as_ref())),
+            "scopes" => Some(cel::common::value::CowVal::Borrowed(self.scopes.as_ref())),
+            _ => None,
+        }
+    }
+}
+
 /// What expressions see, built on first use and reused by every expression of a decision.
 pub(super) struct Facts<'a> {
     caller: &'a Caller<'a>,
     target: Option<&'a Target<'a>>,
-    context: Option<Context<'static, 'static>>,
+    context: Option<Context<'a, 'a>>,
 }
 
 impl<'a> Facts<'a> {
@@ -211,19 +249,12 @@ impl<'a> Facts<'a> {
         }
     }
 
-    fn context(&mut self, env: &Arc<Env>) -> &Context<'static, 'static> {
+    fn context(&mut self, env: &Arc<Env>) -> &Context<'a, 'a> {
         if self.context.is_none() {
             let mut ctx = Context::with_env(Arc::clone(env));
-            let p = self.caller.principal;
-            let claims = serde_json::Value::Object(p.claims.clone());
-            ctx.add_variable_from_value("claims", cel::to_value(&claims).unwrap_or(Value::Null));
-            ctx.add_variable_from_value(
-                "scopes",
-                p.scopes
-                    .iter()
-                    .map(|s| Value::from(s.as_str().to_owned()))
-                    .collect::<Vec<Value>>(),
-            );
+            let p: &'a crate::Principal = self.caller.principal;
+            let vals: &'a Arc<Vals> = p.facts.0.get_or_init(|| Arc::new(Vals::of(p)));
+            ctx.set_variable_resolver(vals.as_ref());
             ctx.add_variable_from_value("subject", p.subject.as_str().to_owned());
             ctx.add_variable_from_value(
                 "client_id",

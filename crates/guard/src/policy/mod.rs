@@ -44,6 +44,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde_json::Value;
 
 pub use config::{AuthorizationConfig, ConditionsConfig, Effect, Kind, OnDeny, RuleConfig};
+pub use expr::Vals;
 use expr::{Expr, Facts};
 
 use crate::Principal;
@@ -213,7 +214,8 @@ struct Rule {
     effect: Effect,
     /// Bit per [`Kind`]; 0 = every kind.
     kinds: u8,
-    names: Option<GlobSet>,
+    /// Whether the rule has `match` patterns (they live in the policy's one [`GlobSet`]).
+    has_names: bool,
     annotations: Vec<(Annotation, bool)>,
     tags: Vec<String>,
     conditions: Conditions,
@@ -238,13 +240,12 @@ enum Selects {
 }
 
 impl Rule {
-    fn selects(&self, target: &Target<'_>) -> Selects {
+    /// `name_matches`: whether one of the rule's patterns matched the target's name.
+    fn selects(&self, target: &Target<'_>, name_matches: bool) -> Selects {
         if self.kinds != 0 && self.kinds & kind_bit(target.kind) == 0 {
             return Selects::No;
         }
-        if let Some(names) = &self.names
-            && !names.is_match(target.name)
-        {
+        if self.has_names && !name_matches {
             return Selects::No;
         }
         if !self
@@ -312,6 +313,10 @@ impl Hierarchy {
 #[derive(Debug)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// Every rule's `match` patterns, matched against a name in one pass.
+    names: GlobSet,
+    /// For each pattern of `names`, the rule it belongs to.
+    pattern_rule: Vec<usize>,
     default: Effect,
     on_deny: OnDeny,
     global: Conditions,
@@ -333,6 +338,8 @@ impl Policy {
     pub fn allow_all() -> Self {
         Policy {
             rules: Vec::new(),
+            names: GlobSet::empty(),
+            pattern_rule: Vec::new(),
             default: Effect::Allow,
             on_deny: OnDeny::Hide,
             global: Conditions {
@@ -362,6 +369,8 @@ impl Policy {
             &mut errors,
         );
         let mut compiled = Vec::with_capacity(rules.len());
+        let mut all_names = GlobSetBuilder::new();
+        let mut pattern_rule = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             let key = format!("policy[{i}]");
             let mut err = |field: &str, problem: String| {
@@ -370,20 +379,15 @@ impl Policy {
                     problem,
                 })
             };
-            let names = if rule.matches.is_empty() {
-                None
-            } else {
-                let mut builder = GlobSetBuilder::new();
-                for pattern in &rule.matches {
-                    match Glob::new(pattern) {
-                        Ok(g) => {
-                            builder.add(g);
-                        }
-                        Err(e) => err("match", format!("`{pattern}` is not a valid pattern: {e}")),
+            for pattern in &rule.matches {
+                match Glob::new(pattern) {
+                    Ok(g) => {
+                        all_names.add(g);
+                        pattern_rule.push(i);
                     }
+                    Err(e) => err("match", format!("`{pattern}` is not a valid pattern: {e}")),
                 }
-                builder.build().ok()
-            };
+            }
             let mut annotations = Vec::new();
             for (name, value) in &rule.annotations {
                 match Annotation::parse(name) {
@@ -422,7 +426,7 @@ impl Policy {
                 name: rule.name.clone().unwrap_or_else(|| key.clone()),
                 effect: rule.effect,
                 kinds,
-                names,
+                has_names: !rule.matches.is_empty(),
                 annotations,
                 tags: rule.tags.clone(),
                 conditions,
@@ -442,8 +446,16 @@ impl Policy {
             return Err(errors);
         }
         let uses_annotations = compiled.iter().any(|r| !r.annotations.is_empty());
+        let names = all_names.build().map_err(|e| {
+            vec![PolicyError {
+                key: "policy".into(),
+                problem: format!("the match patterns cannot be compiled together: {e}"),
+            }]
+        })?;
         Ok(Policy {
             rules: compiled,
+            names,
+            pattern_rule,
             default: authorization.default,
             on_deny: authorization.on_deny,
             global,
@@ -513,8 +525,30 @@ impl Policy {
         let mut facts = Facts::new(caller, Some(target));
         let mut allowed_by: Option<&Rule> = None;
         let mut refusal: Option<(&Rule, Vec<String>)> = None;
-        for rule in &self.rules {
-            let selects = rule.selects(target);
+        // One pass over every pattern of every rule.
+        let mut named = [0u64; 4];
+        let mut named_big: Vec<bool> = Vec::new();
+        let big = self.rules.len() > 256;
+        if big {
+            named_big = vec![false; self.rules.len()];
+        }
+        if !self.pattern_rule.is_empty() {
+            for p in self.names.matches(target.name) {
+                let r = self.pattern_rule[p];
+                if big {
+                    named_big[r] = true;
+                } else {
+                    named[r / 64] |= 1 << (r % 64);
+                }
+            }
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            let name_matches = if big {
+                named_big[i]
+            } else {
+                named[i / 64] & (1 << (i % 64)) != 0
+            };
+            let selects = rule.selects(target, name_matches);
             if selects == Selects::No {
                 if let Some(s) = steps.as_deref_mut() {
                     s.push(Step {
