@@ -179,6 +179,7 @@ impl Enforcer {
             name: &aim.name,
             annotations: entry.map(|e| &e.annotations),
             tags: entry.map_or(&no_tags, |e| &e.tags),
+            known: entry.is_some(),
         };
         let decision = self.policy.decide(&caller, &target);
         let validator = entry.and_then(|e| e.validator.clone());

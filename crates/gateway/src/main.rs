@@ -168,6 +168,7 @@ fn explain(args: cli::ExplainArgs) -> ExitCode {
         name: &name,
         annotations: annotations.as_ref(),
         tags: &args.tags,
+        known: annotations.is_some() || !args.tags.is_empty(),
     };
     let (decision, steps) = policy.explain(&caller, &target);
     let verdict = match &decision.verdict {

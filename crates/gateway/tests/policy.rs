@@ -366,6 +366,37 @@ async fn annotations_are_learnt_from_lists_and_forgotten_when_the_list_changes()
 }
 
 #[tokio::test]
+async fn meta_tags_select_tools_and_unknown_tags_do_not_bypass_them() {
+    let upstream = TestUpstream::start(Mode::StatelessJson).await;
+    let audit = audit_file("tags");
+    let gw = gateway(
+        &upstream.url,
+        &audit,
+        &[(
+            "MCPGATE_POLICY",
+            r#"[{ name = "math for admins", tags = ["math"], scopes_all = ["admin"] }]"#,
+        )],
+    )
+    .await;
+    let rita = client(&gw.mcp, Some("reader-token"), Generation::Legacy)
+        .await
+        .unwrap();
+    let adam = client(&gw.mcp, Some("admin-token"), Generation::Legacy)
+        .await
+        .unwrap();
+    let add = || CallToolRequestParams::new("add").with_arguments(args(json!({"a": 1, "b": 2})));
+    // Before any list the gateway does not know add's tags: the tag rule still applies.
+    assert!(rita.call_tool(add()).await.is_err());
+    assert!(!names(&rita.list_all_tools().await.unwrap()).contains(&"add".to_owned()));
+    assert!(names(&adam.list_all_tools().await.unwrap()).contains(&"add".to_owned()));
+    assert!(rita.call_tool(add()).await.is_err());
+    assert_eq!(text_of(&adam.call_tool(add()).await.unwrap()), "3");
+    let _ = rita.cancel().await;
+    let _ = adam.cancel().await;
+    let _ = std::fs::remove_file(&audit);
+}
+
+#[tokio::test]
 async fn arguments_are_checked_against_the_tools_input_schema() {
     let upstream = TestUpstream::start(Mode::Sessions).await;
     let audit = audit_file("validate");

@@ -108,6 +108,7 @@ fn bench(c: &mut Criterion) {
         name: "get_invoice",
         annotations: Some(&annotations),
         tags: &[],
+        known: true,
     };
     assert!(policy.decide(&caller, &target).allowed());
     c.bench_function("decide, 100 rules (3 CEL expressions run)", |b| {
@@ -118,6 +119,7 @@ fn bench(c: &mut Criterion) {
         name: "service7_restart",
         annotations: Some(&annotations),
         tags: &[],
+        known: true,
     };
     c.bench_function("decide, 100 rules (no expression runs)", |b| {
         b.iter(|| black_box(policy.decide(black_box(&caller), black_box(&plain))))

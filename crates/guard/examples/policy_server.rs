@@ -4,8 +4,13 @@
 //! token lacks it).
 //!
 //! ```sh
-//! cargo run -p mcpgate-guard --example policy_server
+//! cargo run -p mcpgate-guard --example policy_server [127.0.0.1:8090]
 //! # tokens: "reader" (scope mcp) and "admin" (scopes mcp admin)
+//! ```
+//!
+//! `crates/guard/tests/policy_example.rs` runs it with rmcp clients.
+//!
+//! ```text
 //! ```
 
 use std::sync::Arc;
@@ -53,6 +58,11 @@ impl Notes {
         "groceries, ideas".into()
     }
 
+    #[tool(description = "Reads the admin's secret notes (hidden from everyone else)")]
+    fn read_secrets(&self) -> String {
+        "the vault code is 1234".into()
+    }
+
     #[tool(description = "Deletes every note (needs the admin scope)")]
     fn delete_notes(&self, context: RequestContext<RoleServer>) -> String {
         format!(
@@ -89,12 +99,7 @@ impl ServerHandler for Notes {
                 let annotations = mcpgate_guard::policy::Annotations::from_json(
                     serde_json::to_value(&tool.annotations).ok().as_ref(),
                 );
-                let target = Target {
-                    kind: Kind::Tool,
-                    name: &tool.name,
-                    annotations: Some(&annotations),
-                    tags: &[],
-                };
+                let target = Target::listed(Kind::Tool, &tool.name, Some(&annotations), &[]);
                 let d = self.policy.decide(&caller, &target);
                 // A challenged tool stays listed so the client can step up for it.
                 d.allowed()
@@ -116,9 +121,22 @@ impl ServerHandler for Notes {
             principal: &who,
             method: "tools/call",
         };
-        let decision = self
-            .policy
-            .decide(&caller, &Target::new(Kind::Tool, &request.name));
+        // The tool's own annotations count (a tool this server does not have has none).
+        let annotations = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .find(|t| t.name == request.name)
+            .map(|t| {
+                mcpgate_guard::policy::Annotations::from_json(
+                    serde_json::to_value(&t.annotations).ok().as_ref(),
+                )
+            });
+        let target = match &annotations {
+            Some(a) => Target::listed(Kind::Tool, &request.name, Some(a), &[]),
+            None => Target::new(Kind::Tool, &request.name),
+        };
+        let decision = self.policy.decide(&caller, &target);
         if !decision.allowed() {
             // Inside an MCP server the step-up is a tool error naming the scopes; the gateway
             // answers it at the HTTP level (403 insufficient_scope) before the server is reached.
@@ -138,6 +156,7 @@ impl ServerHandler for Notes {
 fn policy() -> Policy {
     let rules: Vec<RuleConfig> = serde_json::from_value(serde_json::json!([
         { "name": "delete needs admin", "match": ["delete_*"], "scopes_all": ["admin"], "on_deny": "challenge" },
+        { "name": "secrets for admins only", "match": ["read_secrets"], "scopes_all": ["admin"] },
         { "name": "read-only for everyone with mcp", "annotations": { "readOnlyHint": true }, "scopes_all": ["mcp"] }
     ]))
     .expect("rules");
@@ -146,9 +165,13 @@ fn policy() -> Policy {
 
 #[tokio::main]
 async fn main() {
+    // `policy_server [ADDR]`: where to listen (default 127.0.0.1:8090).
+    let listen = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8090".into());
     let policy = Arc::new(policy());
     let resource = ProtectedResource::new(
-        ResourceUrl::parse("http://127.0.0.1:8090/mcp").expect("resource URL"),
+        ResourceUrl::parse(&format!("http://{listen}/mcp")).expect("resource URL"),
     )
     .authorization_server("https://login.example.com")
     .scopes_supported([Scope::new("mcp")]);
@@ -187,9 +210,12 @@ async fn main() {
                 async move { doc.map(axum::body::Body::from) }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:8090")
+    let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .expect("bind 127.0.0.1:8090");
-    println!("MCP server on http://127.0.0.1:8090/mcp (tokens: reader, admin)");
+        .expect("bind the listen address");
+    println!(
+        "MCP server on http://{}/mcp (tokens: reader, admin)",
+        listener.local_addr().expect("bound")
+    );
     axum::serve(listener, app).await.expect("serve");
 }

@@ -90,6 +90,9 @@ impl TestServer {
             read_only_hint = true,
             destructive_hint = false,
             idempotent_hint = true
+        ),
+        meta = rmcp::model::MetaObject(
+            serde_json::json!({"tags": ["math"]}).as_object().cloned().unwrap_or_default()
         )
     )]
     fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {

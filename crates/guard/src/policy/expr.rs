@@ -101,12 +101,7 @@ impl Expr {
             method: "tools/call",
         };
         let annotations = super::Annotations::default();
-        let target = Target {
-            kind: super::Kind::Tool,
-            name: "sample",
-            annotations: Some(&annotations),
-            tags: &[],
-        };
+        let target = Target::listed(super::Kind::Tool, "sample", Some(&annotations), &[]);
         let mut facts = Facts::new(&caller, has_target.then_some(&target));
         match self.program.execute(facts.context(&self.env)) {
             Err(ExecutionError::UndeclaredReference(name))

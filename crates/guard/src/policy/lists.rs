@@ -250,12 +250,12 @@ pub fn filter_response(
             continue;
         }
         if let Some(caller) = caller {
-            let target = Target {
+            let target = Target::listed(
                 kind,
                 name,
-                annotations: (kind == Kind::Tool).then_some(&annotations),
-                tags: &tags,
-            };
+                (kind == Kind::Tool).then_some(&annotations),
+                &tags,
+            );
             let decision = policy.decide(caller, &target);
             // A challenged target stays listed, so that the client can find it and step up.
             if !decision.allowed()

@@ -132,16 +132,36 @@ pub struct Target<'a> {
     pub annotations: Option<&'a Annotations>,
     /// Its `_meta` tags.
     pub tags: &'a [String],
+    /// Whether `annotations` and `tags` are known (learnt from a list). When not, rules that
+    /// select by them may select the target: their requirements apply, but they never allow.
+    pub known: bool,
 }
 
 impl<'a> Target<'a> {
-    /// A target with no annotations or tags known (prompts, resources).
+    /// A target whose annotations and tags are not known.
     pub fn new(kind: Kind, name: &'a str) -> Self {
         Target {
             kind,
             name,
             annotations: None,
             tags: &[],
+            known: false,
+        }
+    }
+
+    /// A target with what a list said about it.
+    pub fn listed(
+        kind: Kind,
+        name: &'a str,
+        annotations: Option<&'a Annotations>,
+        tags: &'a [String],
+    ) -> Self {
+        Target {
+            kind,
+            name,
+            annotations,
+            tags,
+            known: true,
         }
     }
 }
@@ -248,25 +268,22 @@ impl Rule {
         if self.has_names && !name_matches {
             return Selects::No;
         }
-        if !self
-            .tags
-            .iter()
-            .all(|t| target.tags.iter().any(|have| have == t))
-        {
-            return Selects::No;
-        }
-        if self.annotations.is_empty() {
+        if self.tags.is_empty() && self.annotations.is_empty() {
             return Selects::Yes;
         }
-        match target.annotations {
-            Some(a) => {
-                if self.annotations.iter().all(|(k, v)| a.get(*k) == *v) {
-                    Selects::Yes
-                } else {
-                    Selects::No
-                }
-            }
-            None => Selects::Maybe,
+        if !target.known {
+            return Selects::Maybe;
+        }
+        let tagged = self
+            .tags
+            .iter()
+            .all(|t| target.tags.iter().any(|have| have == t));
+        let defaults = Annotations::default();
+        let a = target.annotations.unwrap_or(&defaults);
+        if tagged && self.annotations.iter().all(|(k, v)| a.get(*k) == *v) {
+            Selects::Yes
+        } else {
+            Selects::No
         }
     }
 }
@@ -445,7 +462,9 @@ impl Policy {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let uses_annotations = compiled.iter().any(|r| !r.annotations.is_empty());
+        let uses_annotations = compiled
+            .iter()
+            .any(|r| !r.annotations.is_empty() || !r.tags.is_empty());
         let names = all_names.build().map_err(|e| {
             vec![PolicyError {
                 key: "policy".into(),
@@ -464,7 +483,7 @@ impl Policy {
         })
     }
 
-    /// Whether any rule selects on tool annotations (the gateway then learns them).
+    /// Whether any rule selects on tool annotations or tags (the gateway then learns them).
     pub fn uses_annotations(&self) -> bool {
         self.uses_annotations
     }

@@ -27,6 +27,7 @@ fn tool<'a>(name: &'a str, annotations: Option<&'a Annotations>) -> Target<'a> {
         name,
         annotations,
         tags: &[],
+        known: annotations.is_some(),
     }
 }
 
@@ -187,15 +188,20 @@ scopes_all = ["finance"]
     )
     .unwrap();
     let tags = vec!["finance".to_owned(), "beta".to_owned()];
-    let tagged = Target {
-        kind: Kind::Tool,
-        name: "post_entry",
-        annotations: None,
-        tags: &tags,
-    };
+    let tagged = Target::listed(Kind::Tool, "post_entry", None, &tags);
     assert!(!decide(&p, &principal(&[], json!({})), &tagged).allowed());
     assert!(decide(&p, &principal(&["finance"], json!({})), &tagged).allowed());
-    assert!(decide(&p, &principal(&[], json!({})), &tool("other", None)).allowed());
+    let untagged = Target::listed(Kind::Tool, "other", None, &[]);
+    assert!(decide(&p, &principal(&[], json!({})), &untagged).allowed());
+    // Tags not known yet: the tag rule's requirement applies.
+    assert!(
+        !decide(
+            &p,
+            &principal(&[], json!({})),
+            &Target::new(Kind::Tool, "post_entry")
+        )
+        .allowed()
+    );
 }
 
 #[test]
