@@ -125,6 +125,28 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(policy.decide(black_box(&caller), black_box(&plain))))
     });
 
+    // Expressions that read only the principal are evaluated once per principal.
+    let claims_rules: Vec<RuleConfig> = (0..100)
+        .map(|i| RuleConfig {
+            name: Some(format!("r{i}")),
+            matches: vec![if i < 3 {
+                "get_*".into()
+            } else {
+                format!("svc{i}_*")
+            }],
+            when: Some(format!(
+                "'staff' in claims.realm_access.roles && claims.department != 'dept{i}'"
+            )),
+            ..Default::default()
+        })
+        .collect();
+    let claims_policy = Policy::compile(&AuthorizationConfig::default(), &claims_rules).unwrap();
+    assert!(claims_policy.decide(&caller, &target).allowed());
+    c.bench_function(
+        "decide, 100 rules (3 claims-only expressions, remembered)",
+        |b| b.iter(|| black_box(claims_policy.decide(black_box(&caller), black_box(&target)))),
+    );
+
     let page = tools_list(500);
     let trim = Trim::default();
     let list_caller = Caller {

@@ -48,7 +48,13 @@ pub(super) struct Expr {
     source: String,
     program: Program,
     env: Arc<Env>,
+    /// Set when the expression reads only the principal (`claims`, `scopes`, `subject`,
+    /// `client_id`): its result is then remembered per principal under this id.
+    memo_id: Option<u64>,
 }
+
+/// Ids for remembered results; never reused, so no principal can see another policy's.
+static NEXT_MEMO_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl std::fmt::Debug for Expr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,10 +83,17 @@ impl Expr {
             }
         }
         check_fields(program.expression())?;
+        let principal_only = program
+            .references()
+            .variables()
+            .iter()
+            .all(|v| matches!(*v, "claims" | "scopes" | "subject" | "client_id"));
         let expr = Expr {
             source: source.to_owned(),
             program,
             env: Arc::clone(env),
+            memo_id: principal_only
+                .then(|| NEXT_MEMO_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
         };
         expr.dry_run(has_target)?;
         Ok(expr)
@@ -117,6 +130,23 @@ impl Expr {
 
     /// Evaluates to a boolean; anything else (another type, an error) is an error.
     pub(super) fn eval(&self, facts: &mut Facts<'_>) -> Result<bool, String> {
+        if let Some(id) = self.memo_id {
+            let vals = facts.vals();
+            if let Some(known) = vals.memo.lock().expect("memo lock").get(&id) {
+                return known.clone();
+            }
+            let result = self.run(facts);
+            let vals = facts.vals();
+            let mut memo = vals.memo.lock().expect("memo lock");
+            if memo.len() < 1024 {
+                memo.insert(id, result.clone());
+            }
+            return result;
+        }
+        self.run(facts)
+    }
+
+    fn run(&self, facts: &mut Facts<'_>) -> Result<bool, String> {
         match self.program.execute(facts.context(&self.env)) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!("evaluated to {other:?}, not a boolean")),
@@ -196,6 +226,8 @@ fn check_fields(expr: &IdedExpr) -> Result<(), String> {
 pub struct Vals {
     claims: Box<dyn cel::common::value::Val>,
     scopes: Box<dyn cel::common::value::Val>,
+    /// Results of expressions that read only the principal.
+    memo: std::sync::Mutex<std::collections::HashMap<u64, Result<bool, String>>>,
 }
 
 impl Vals {
@@ -214,6 +246,7 @@ impl Vals {
         Vals {
             claims: claims.try_into().unwrap_or_else(|_| null()),
             scopes: scopes.try_into().unwrap_or_else(|_| null()),
+            memo: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 }
@@ -242,6 +275,12 @@ impl<'a> Facts<'a> {
             target,
             context: None,
         }
+    }
+
+    /// The principal's converted claims and scopes (made on first use).
+    fn vals(&self) -> &'a Arc<Vals> {
+        let p: &'a crate::Principal = self.caller.principal;
+        p.facts.0.get_or_init(|| Arc::new(Vals::of(p)))
     }
 
     fn context(&mut self, env: &Arc<Env>) -> &Context<'a, 'a> {
