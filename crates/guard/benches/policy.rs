@@ -111,9 +111,26 @@ fn bench(c: &mut Criterion) {
         known: true,
     };
     assert!(policy.decide(&caller, &target).allowed());
-    c.bench_function("decide, 100 rules (3 CEL expressions run)", |b| {
-        b.iter(|| black_box(policy.decide(black_box(&caller), black_box(&target))))
-    });
+    c.bench_function(
+        "decide, 100 rules (3 target expressions, repeated target: remembered)",
+        |b| b.iter(|| black_box(policy.decide(black_box(&caller), black_box(&target)))),
+    );
+    c.bench_function(
+        "decide, 100 rules (3 target expressions, first decision of a principal)",
+        |b| {
+            b.iter_batched(
+                principal,
+                |fresh| {
+                    let caller = Caller {
+                        principal: &fresh,
+                        method: "tools/call",
+                    };
+                    black_box(policy.decide(&caller, black_box(&target)).allowed())
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        },
+    );
     let plain = Target {
         kind: Kind::Tool,
         name: "service7_restart",

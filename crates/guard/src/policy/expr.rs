@@ -48,10 +48,17 @@ pub(super) struct Expr {
     source: String,
     program: Program,
     env: Arc<Env>,
-    /// Set when the expression reads only the principal (`claims`, `scopes`, `subject`,
-    /// `client_id`): its result is then remembered per principal under this id.
-    memo_id: Option<u64>,
+    /// This expression's id for remembered results.
+    memo_id: u64,
+    /// Whether it reads only the principal (`claims`, `scopes`, `subject`, `client_id`): its
+    /// result is then remembered per principal; otherwise per principal and target, for a
+    /// few targets.
+    principal_only: bool,
 }
+
+/// Most remembered target-dependent results per principal (principals are cached with their
+/// token, so this bounds memory: a few KiB per cached principal).
+const TARGET_MEMO: usize = 32;
 
 /// Ids for remembered results; never reused, so no principal can see another policy's.
 static NEXT_MEMO_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -92,8 +99,8 @@ impl Expr {
             source: source.to_owned(),
             program,
             env: Arc::clone(env),
-            memo_id: principal_only
-                .then(|| NEXT_MEMO_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+            memo_id: NEXT_MEMO_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            principal_only,
         };
         expr.dry_run(has_target)?;
         Ok(expr)
@@ -130,20 +137,38 @@ impl Expr {
 
     /// Evaluates to a boolean; anything else (another type, an error) is an error.
     pub(super) fn eval(&self, facts: &mut Facts<'_>) -> Result<bool, String> {
-        if let Some(id) = self.memo_id {
-            let vals = facts.vals();
-            if let Some(known) = vals.memo.lock().expect("memo lock").get(&id) {
+        let vals = facts.vals();
+        if self.principal_only {
+            if let Some(known) = vals.memo.lock().expect("memo lock").get(&self.memo_id) {
                 return known.clone();
             }
             let result = self.run(facts);
-            let vals = facts.vals();
-            let mut memo = vals.memo.lock().expect("memo lock");
-            if memo.len() < 1024 {
-                memo.insert(id, result.clone());
-            }
+            vals.memo
+                .lock()
+                .expect("memo lock")
+                .insert(self.memo_id, result.clone());
             return result;
         }
-        self.run(facts)
+        // Everything the expression can read besides the principal, spelt out in full: no
+        // hash collision can make one target's result another's.
+        let key = facts.target_key(self.memo_id);
+        if let Some(known) = vals
+            .target_memo
+            .lock()
+            .expect("memo lock")
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, r)| r.clone())
+        {
+            return known;
+        }
+        let result = self.run(facts);
+        let mut memo = vals.target_memo.lock().expect("memo lock");
+        if memo.len() >= TARGET_MEMO {
+            memo.pop_front();
+        }
+        memo.push_back((key, result.clone()));
+        result
     }
 
     fn run(&self, facts: &mut Facts<'_>) -> Result<bool, String> {
@@ -228,6 +253,8 @@ pub struct Vals {
     scopes: Box<dyn cel::common::value::Val>,
     /// Results of expressions that read only the principal.
     memo: std::sync::Mutex<std::collections::HashMap<u64, Result<bool, String>>>,
+    /// Results of expressions that read the request too, for the most recent targets.
+    target_memo: std::sync::Mutex<std::collections::VecDeque<(String, Result<bool, String>)>>,
 }
 
 impl Vals {
@@ -247,6 +274,7 @@ impl Vals {
             claims: claims.try_into().unwrap_or_else(|_| null()),
             scopes: scopes.try_into().unwrap_or_else(|_| null()),
             memo: std::sync::Mutex::new(std::collections::HashMap::new()),
+            target_memo: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }
     }
 }
@@ -275,6 +303,28 @@ impl<'a> Facts<'a> {
             target,
             context: None,
         }
+    }
+
+    /// The request's part of a remembered result's key: expression, method and target.
+    fn target_key(&self, expr: u64) -> String {
+        let mut key = format!("{expr}\u{0}{}", self.caller.method);
+        if let Some(t) = self.target {
+            let a = t.annotations.copied().unwrap_or_default();
+            key.push_str(&format!(
+                "\u{0}{}\u{0}{}\u{0}{:?}{:?}{:?}{:?}",
+                t.kind.as_str(),
+                t.name,
+                a.read_only,
+                a.destructive,
+                a.idempotent,
+                a.open_world
+            ));
+            for tag in t.tags {
+                key.push('\u{0}');
+                key.push_str(tag);
+            }
+        }
+        key
     }
 
     /// The principal's converted claims and scopes (made on first use).

@@ -420,3 +420,34 @@ when = "claims.contractor == true"
     );
     assert!(steps[1].outcome.contains("do not hold"), "{steps:?}");
 }
+
+#[test]
+fn remembered_results_never_cross_targets_methods_or_principals() {
+    let p = policy(
+        "[[policy]]\nwhen = \"target.name == 'a' && method == 'tools/call' && claims.team == 'x'\"",
+    )
+    .unwrap();
+    let x = principal(&[], json!({"team": "x"}));
+    let y = principal(&[], json!({"team": "y"}));
+    let at = |who: &Principal, name: &str, method: &str| {
+        p.decide(
+            &Caller {
+                principal: who,
+                method,
+            },
+            &tool(name, None),
+        )
+        .allowed()
+    };
+    for _ in 0..2 {
+        assert!(at(&x, "a", "tools/call"));
+        assert!(!at(&x, "b", "tools/call"));
+        assert!(!at(&x, "a", "tools/list"));
+        assert!(!at(&y, "a", "tools/call"));
+    }
+    // Many targets: the memory of one principal stays bounded and answers stay right.
+    for i in 0..100 {
+        assert!(!at(&x, &format!("t{i}"), "tools/call"));
+    }
+    assert!(at(&x, "a", "tools/call"));
+}
