@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use mcpgate_guard::Principal;
-use mcpgate_guard::policy::{Decision, Kind, OnDeny, Verdict};
+use mcpgate_guard::policy::{Decision, OnDeny, Verdict};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -83,7 +83,7 @@ pub struct Record {
 
 impl Record {
     /// Sets the decision.
-    pub fn decide(&mut self, decision: &Decision, _kind: Option<Kind>) {
+    pub fn decide(&mut self, decision: &Decision) {
         self.rule = Some(decision.rule.clone());
         match &decision.verdict {
             Verdict::Allow => self.decision = "allow".into(),

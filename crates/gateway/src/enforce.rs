@@ -142,7 +142,7 @@ impl Enforcer {
         let mut record = self.audit.record(principal, session, method);
         let global = self.policy.check_global(&caller);
         if !global.allowed() {
-            record.decide(&global, None);
+            record.decide(&global);
             self.audit.write(record);
             crate::metrics::decision("deny", method);
             return Check::Respond(self.refuse(&global, message, None));
@@ -184,7 +184,7 @@ impl Enforcer {
         let decision = self.policy.decide(&caller, &target);
         let validator = entry.and_then(|e| e.validator.clone());
         drop(tools);
-        record.decide(&decision, Some(aim.kind));
+        record.decide(&decision);
         if !decision.allowed() {
             crate::metrics::decision(record.decision.as_str(), method);
             self.audit.write(record);
@@ -322,7 +322,7 @@ impl Enforcer {
     /// Sees a message from the upstream that is not an answer: a changed tool list makes
     /// what was learnt about tools stale.
     pub fn observe(&self, message: &[u8]) {
-        if memchr_contains(message, b"notifications/tools/list_changed") {
+        if memchr::memmem::find(message, b"notifications/tools/list_changed").is_some() {
             self.tools.write().expect("tools lock").clear();
             tracing::debug!(target: "mcpgate::policy", "tool list changed: annotations will be learnt again");
         }
@@ -332,10 +332,6 @@ impl Enforcer {
     pub fn audit(&self) -> &Audit {
         &self.audit
     }
-}
-
-fn memchr_contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A request's target, read from the validated body.

@@ -503,6 +503,67 @@ fn policy_configuration_errors_name_the_rule() {
     );
     assert_eq!(code, 2);
     assert!(err.contains("authorization.global.when"), "{err}");
+    let (code, _, err) = run(
+        &[
+            "check-config",
+            "--auth",
+            "none",
+            "--upstream-url",
+            "http://127.0.0.1:1/mcp",
+        ],
+        &[
+            ("MCPGATE_AUDIT_INCLUDE", "arguments,tokens"),
+            ("MCPGATE_AUDIT_OUTPUT", "/nonexistent-dir/audit.jsonl"),
+            ("MCPGATE_UPSTREAM_EXPOSE", r#"{ tools = ["["] }"#),
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("audit.include") && err.contains("`tokens`"),
+        "{err}"
+    );
+    assert!(err.contains("audit.output"), "{err}");
+    assert!(err.contains("upstream.expose.tools"), "{err}");
+}
+
+#[tokio::test]
+async fn global_conditions_refuse_every_request_that_does_not_meet_them() {
+    let upstream = TestUpstream::start(Mode::StatelessJson).await;
+    let audit = audit_file("global");
+    let gw = gateway(
+        &upstream.url,
+        &audit,
+        &[
+            ("MCPGATE_POLICY", "[]"),
+            (
+                "MCPGATE_AUTHORIZATION_GLOBAL",
+                r#"{ when = "subject == 'adam'" }"#,
+            ),
+        ],
+    )
+    .await;
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let send = |token: &'static str| {
+        reqwest::Client::new()
+            .post(&gw.mcp)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(list)
+            .send()
+    };
+    let refused = send("reader-token").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    // No scope can satisfy an expression: no step-up challenge is offered.
+    assert!(!refused.headers().contains_key("www-authenticate"));
+    assert_eq!(send("admin-token").await.unwrap().status(), 200);
+    let records = audit_until(&audit, |r| r.iter().any(|r| r["rule"] == "global")).await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r["rule"] == "global" && r["subject"] == "rita")
+    );
+    let _ = std::fs::remove_file(&audit);
 }
 
 #[test]

@@ -251,6 +251,13 @@ impl<'a> Message<'a> {
     }
 }
 
+/// A JSON-RPC error message (`id` null when unknown).
+pub fn error_body(id: Option<&RawValue>, code: i64, message: &str) -> String {
+    let id = id.map(RawValue::get).unwrap_or("null");
+    let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into());
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#)
+}
+
 /// A JSON-RPC error response with `status`. `id` is echoed when known; MCP clients (and the
 /// schema) expect it whenever the request could be read.
 pub fn error_response(
@@ -259,11 +266,7 @@ pub fn error_response(
     code: i64,
     message: &str,
 ) -> Response<Body> {
-    let id = id.map(RawValue::get).unwrap_or("null");
-    let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into());
-    let body =
-        format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#);
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(Body::from(error_body(id, code, message)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -440,7 +440,7 @@ async fn post_stateless(
         _ => {
             let state = object.object("params").and_then(|p| p.str("requestState"));
             if let Some(state) = state.filter(|s| s.starts_with("mcpgate-")) {
-                return resume(up, &session, owner, &state, &object, id, method).await;
+                return resume(up, owner, &state, &object, id, method).await;
             }
             // The child negotiated its revision in `initialize`: the request's own revision
             // markers would tell a child that speaks both to treat it as a 2026-07-28 request.
@@ -593,7 +593,6 @@ async fn listen(
 /// been waiting, and the original request goes on.
 async fn resume(
     up: &Arc<StdioUpstream>,
-    session: &Arc<Session>,
     owner: crate::session::Owner,
     state: &str,
     object: &RawObject,
@@ -649,7 +648,6 @@ async fn resume(
             return send_failure(&e, id);
         }
     }
-    let _ = session;
     respond(
         up,
         &parked.session,
@@ -1045,18 +1043,7 @@ fn answer_bytes(id: Option<&RawValue>, result: Box<RawValue>) -> Bytes {
 }
 
 fn error_bytes(id: Option<&RawValue>, code: i64, text: &str) -> Bytes {
-    let answer = RawObject(vec![
-        ("jsonrpc".into(), raw(&"2.0")),
-        (
-            "id".into(),
-            id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned),
-        ),
-        (
-            "error".into(),
-            raw(&serde_json::json!({"code": code, "message": text})),
-        ),
-    ]);
-    Bytes::from(answer.to_string())
+    Bytes::from(message::error_body(id, code, text))
 }
 
 fn is_method_not_found(bytes: &[u8]) -> bool {

@@ -191,16 +191,11 @@ pub(super) async fn request(
                 let mut subscribed = t.subscribed.lock().expect("subscribed lock");
                 if method == "resources/subscribe" {
                     if subscribed.len() >= 1000 {
-                        return json_response(
+                        return crate::proxy::message::error_response(
                             StatusCode::OK,
-                            Bytes::from(
-                                RawObject(vec![
-                                    ("jsonrpc".into(), raw(&"2.0")),
-                                    ("id".into(), id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned)),
-                                    ("error".into(), raw(&serde_json::json!({"code": -32602, "message": "too many resource subscriptions in this session (1000)"}))),
-                                ])
-                                .to_string(),
-                            ),
+                            id,
+                            -32602,
+                            "too many resource subscriptions in this session (1000)",
                         );
                     }
                     subscribed.insert(uri);
