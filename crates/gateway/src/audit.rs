@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use mcpgate_guard::Principal;
-use mcpgate_guard::policy::{Decision, OnDeny, Verdict};
+use mcpgate_guard::policy::{Decision, Verdict};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -85,20 +85,9 @@ impl Record {
     /// Sets the decision.
     pub fn decide(&mut self, decision: &Decision) {
         self.rule = Some(decision.rule.clone());
-        match &decision.verdict {
-            Verdict::Allow => self.decision = "allow".into(),
-            Verdict::Deny {
-                on_deny: OnDeny::Challenge,
-                scopes,
-            } if !scopes.is_empty() => {
-                self.decision = "challenge".into();
-                self.scopes = Some(scopes.clone());
-            }
-            Verdict::Deny {
-                on_deny: OnDeny::Hide,
-                ..
-            } => self.decision = "hide".into(),
-            Verdict::Deny { .. } => self.decision = "deny".into(),
+        self.decision = decision.verdict.as_str().into();
+        if let Verdict::Challenge { scopes } = &decision.verdict {
+            self.scopes = Some(scopes.iter().map(|s| s.as_str().to_owned()).collect());
         }
     }
 

@@ -20,19 +20,15 @@ use std::sync::{Arc, RwLock};
 use axum::body::Body;
 use axum::http::{Response, StatusCode};
 use mcpgate_guard::challenge::Denial;
-use mcpgate_guard::policy::lists::{Trim, filter_response, list_kind};
-use mcpgate_guard::policy::{Annotations, Caller, Decision, Kind, OnDeny, Policy, Target, Verdict};
-use mcpgate_guard::{Principal, Scope, Subject};
+use mcpgate_guard::policy::lists::{Trim, Unfilterable, filter_response, list_kind};
+use mcpgate_guard::policy::{Annotations, Caller, Decision, Kind, Policy, Target, Verdict};
+use mcpgate_guard::{Principal, Subject};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::audit::{Audit, Record};
 use crate::proxy::message::{self, Message};
-
-/// JSON-RPC: invalid params (unknown tool or prompt, arguments that do not fit).
-const INVALID_PARAMS: i64 = -32602;
-/// MCP: resource not found.
-const RESOURCE_NOT_FOUND: i64 = -32002;
+use crate::proxy::target::Aim;
 
 /// What is known about a tool from the upstream's lists.
 struct ToolEntry {
@@ -51,8 +47,6 @@ pub struct Enforcer {
     anonymous: Principal,
     /// `resource_metadata` for challenges.
     resource_metadata: String,
-    /// Scopes every request needs (named in challenges too).
-    required: Vec<Scope>,
 }
 
 impl std::fmt::Debug for Enforcer {
@@ -79,12 +73,6 @@ pub struct Pending {
     pub record: Option<Record>,
 }
 
-/// What a request targets.
-struct Aim {
-    kind: Kind,
-    name: String,
-}
-
 impl Enforcer {
     /// An enforcer.
     pub fn new(
@@ -93,7 +81,6 @@ impl Enforcer {
         validate_arguments: bool,
         audit: Arc<Audit>,
         resource_metadata: String,
-        required: Vec<Scope>,
     ) -> Self {
         Enforcer {
             policy,
@@ -103,7 +90,6 @@ impl Enforcer {
             audit,
             anonymous: Principal::builder(Subject::new("anonymous")).build(),
             resource_metadata,
-            required,
         }
     }
 
@@ -116,35 +102,32 @@ impl Enforcer {
             || self.policy.has_global()
     }
 
-    /// Checks a client message before it goes upstream.
+    /// Checks a client message before it goes upstream. `aim` is the target of a governed
+    /// request, already read strictly ([`crate::proxy::target::aim`]).
     pub fn check(
         &self,
         who: Option<&Principal>,
         message: &Message<'_>,
+        aim: Option<&Aim>,
         body: &[u8],
         session: Option<&str>,
     ) -> Check {
         let principal = who.unwrap_or(&self.anonymous);
-        let Some(method) = message.method.as_deref() else {
+        let (Some(method), message::Kind::Request) = (message.method.as_deref(), message.kind)
+        else {
+            // Notifications of ungoverned methods and responses carry no target.
             return Check::Forward(Pending {
                 list: None,
                 record: None,
             });
         };
-        if message.id.is_none() {
-            // Notifications carry no target.
-            return Check::Forward(Pending {
-                list: None,
-                record: None,
-            });
-        }
         let caller = Caller { principal, method };
         let mut record = self.audit.record(principal, session, method);
         let global = self.policy.check_global(&caller);
         if !global.allowed() {
             record.decide(&global);
             self.audit.write(record);
-            crate::metrics::decision("deny", method);
+            crate::metrics::decision(global.verdict.as_str(), method);
             return Check::Respond(self.refuse(&global, message, None));
         }
         if let Some(kind) = list_kind(method) {
@@ -154,7 +137,7 @@ impl Enforcer {
                 record: Some(record),
             });
         }
-        let Some(aim) = aim(method, message, body) else {
+        let Some(aim) = aim else {
             crate::metrics::decision("allow", method);
             return Check::Forward(Pending {
                 list: None,
@@ -162,13 +145,6 @@ impl Enforcer {
             });
         };
         record.target = Some(aim.name.clone());
-        if !self.trim.visible(aim.kind, &aim.name) {
-            record.decision = "hide".into();
-            record.rule = Some("trim".into());
-            self.audit.write(record);
-            crate::metrics::decision("hide", method);
-            return Check::Respond(not_found(message.id, aim.kind, &aim.name));
-        }
         let tools = self.tools.read().expect("tools lock");
         let entry = (aim.kind == Kind::Tool)
             .then(|| tools.get(&aim.name))
@@ -181,52 +157,28 @@ impl Enforcer {
             tags: entry.map_or(&no_tags, |e| &e.tags),
             known: entry.is_some(),
         };
-        let decision = self.policy.decide(&caller, &target);
+        // Global conditions (again: they hold), trimming, then the rules — the one decision
+        // function `policy explain` uses too.
+        let decision = self.policy.decide_call(&self.trim, &caller, &target);
+        let listed = entry.is_some();
         let validator = entry.and_then(|e| e.validator.clone());
         drop(tools);
         record.decide(&decision);
         if !decision.allowed() {
             crate::metrics::decision(record.decision.as_str(), method);
             self.audit.write(record);
-            return Check::Respond(self.refuse(&decision, message, Some(&aim)));
+            return Check::Respond(self.refuse(&decision, message, Some(aim)));
         }
-        if self.validate_arguments
-            && aim.kind == Kind::Tool
-            && method == "tools/call"
-            && let Some(validator) = validator
-        {
-            let arguments = arguments_of(body);
-            let problems: Vec<String> = validator
-                .iter_errors(&arguments)
-                .take(5)
-                .map(|e| {
-                    // Where and which schema keyword; never the value (it may be personal).
-                    let at = format!("arguments{}", e.instance_path());
-                    match e.kind() {
-                        jsonschema::error::ValidationErrorKind::Required { property } => {
-                            format!("{at}: missing required property {property}")
-                        }
-                        _ => {
-                            let keyword = e.schema_path().to_string();
-                            let keyword = keyword.rsplit('/').next().unwrap_or_default().to_owned();
-                            format!("{at}: does not satisfy `{keyword}`")
-                        }
-                    }
-                })
-                .collect();
-            if !problems.is_empty() {
+        if self.validate_arguments && aim.kind == Kind::Tool && method == "tools/call" {
+            if let Err(problem) = validate(listed, validator.as_deref(), body) {
                 record.decision = "invalid".into();
                 crate::metrics::decision("invalid", method);
                 self.audit.write(record);
                 return Check::Respond(message::error_response(
                     StatusCode::OK,
                     message.id,
-                    INVALID_PARAMS,
-                    &format!(
-                        "Invalid arguments for tool {}: {}",
-                        aim.name,
-                        problems.join("; ")
-                    ),
+                    message::INVALID_PARAMS,
+                    &format!("Invalid arguments for tool {}: {problem}", aim.name),
                 ));
             }
         }
@@ -237,6 +189,8 @@ impl Enforcer {
         })
     }
 
+    /// The answer to a refusal: "not found" for a hidden target, a step-up challenge, or a
+    /// plain 403.
     fn refuse(
         &self,
         decision: &Decision,
@@ -244,37 +198,34 @@ impl Enforcer {
         aim: Option<&Aim>,
     ) -> Response<Body> {
         match &decision.verdict {
-            Verdict::Deny {
-                on_deny: OnDeny::Challenge,
-                scopes,
-            } if !scopes.is_empty() => {
-                let scopes: Vec<Scope> = scopes.iter().map(Scope::new).collect();
-                let r = Denial::InsufficientScope(scopes)
-                    .into_response(&self.resource_metadata, &self.required);
-                r.map(Body::from)
-            }
-            Verdict::Deny { .. } => match aim {
+            Verdict::Challenge { scopes } => Denial::InsufficientScope(scopes.clone())
+                // The policy's scopes already include the required ones.
+                .into_response(&self.resource_metadata, &[])
+                .map(Body::from),
+            Verdict::Hide => match aim {
                 Some(aim) => not_found(message.id, aim.kind, &aim.name),
-                None => message::error_response(
-                    StatusCode::FORBIDDEN,
-                    message.id,
-                    message::INTERNAL_ERROR,
-                    "Forbidden",
-                ),
+                None => forbidden(message.id),
             },
-            Verdict::Allow => message::text_response(StatusCode::INTERNAL_SERVER_ERROR, "Error"),
+            Verdict::Forbid => forbidden(message.id),
+            Verdict::Allow => message::error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                message.id,
+                message::INTERNAL_ERROR,
+                "Internal error",
+            ),
         }
     }
 
-    /// Filters a list answer for the caller (and learns what it says about tools). `None`:
-    /// leave the message as it is.
+    /// Filters a list answer for the caller (and learns what it says about tools).
+    /// `Ok(None)`: an error answer, to pass on as it is; an answer that cannot be filtered is
+    /// an error, never passed on.
     pub fn filter(
         &self,
         kind: Kind,
         who: Option<&Principal>,
         answer: &[u8],
         private: bool,
-    ) -> Option<Vec<u8>> {
+    ) -> Result<Option<Vec<u8>>, Unfilterable> {
         let principal = who.unwrap_or(&self.anonymous);
         let method = match kind {
             Kind::Tool => "tools/list",
@@ -319,10 +270,13 @@ impl Enforcer {
         out
     }
 
-    /// Sees a message from the upstream that is not an answer: a changed tool list makes
-    /// what was learnt about tools stale.
-    pub fn observe(&self, message: &[u8]) {
-        if memchr::memmem::find(message, b"notifications/tools/list_changed").is_some() {
+    /// Sees a notification from the upstream: a changed tool list makes what was learnt
+    /// about tools stale. Only a real `notifications/tools/list_changed` message counts — not
+    /// a tool result that merely contains the words.
+    pub fn observe(&self, notification: &Message<'_>) {
+        if notification.kind == message::Kind::Notification
+            && notification.method.as_deref() == Some("notifications/tools/list_changed")
+        {
             self.tools.write().expect("tools lock").clear();
             tracing::debug!(target: "mcpgate::policy", "tool list changed: annotations will be learnt again");
         }
@@ -334,49 +288,14 @@ impl Enforcer {
     }
 }
 
-/// A request's target, read from the validated body.
-fn aim(method: &str, message: &Message<'_>, body: &[u8]) -> Option<Aim> {
-    let (kind, name) = match method {
-        "tools/call" => (Kind::Tool, message.name.as_deref()?.to_owned()),
-        "prompts/get" => (Kind::Prompt, message.name.as_deref()?.to_owned()),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            (Kind::Resource, message.uri.as_deref()?.to_owned())
-        }
-        "completion/complete" => {
-            #[derive(serde::Deserialize)]
-            struct P {
-                params: Params,
-            }
-            #[derive(serde::Deserialize)]
-            struct Params {
-                #[serde(rename = "ref")]
-                reference: Ref,
-            }
-            #[derive(serde::Deserialize)]
-            struct Ref {
-                #[serde(rename = "type")]
-                kind: String,
-                name: Option<String>,
-                uri: Option<String>,
-            }
-            let p: P = serde_json::from_slice(body).ok()?;
-            match p.params.reference.kind.as_str() {
-                "ref/prompt" => (Kind::Prompt, p.params.reference.name?),
-                "ref/resource" => (Kind::ResourceTemplate, p.params.reference.uri?),
-                _ => return None,
-            }
-        }
-        _ => return None,
-    };
-    Some(Aim { kind, name })
-}
-
 /// A tool call's arguments, for an audit record that includes them.
 pub fn arguments(body: &[u8]) -> Option<Value> {
-    Some(arguments_of(body))
+    arguments_of(body).ok()
 }
 
-fn arguments_of(body: &[u8]) -> Value {
+/// A tool call's arguments (`{}` when it has none); an error when they cannot be read — a
+/// number out of range, say.
+fn arguments_of(body: &[u8]) -> Result<Value, serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct P {
         params: Option<Params>,
@@ -385,21 +304,73 @@ fn arguments_of(body: &[u8]) -> Value {
     struct Params {
         arguments: Option<Value>,
     }
-    serde_json::from_slice::<P>(body)
-        .ok()
-        .and_then(|p| p.params)
+    Ok(serde_json::from_slice::<P>(body)?
+        .params
         .and_then(|p| p.arguments)
-        .unwrap_or_else(|| Value::Object(Default::default()))
+        .unwrap_or_else(|| Value::Object(Default::default())))
+}
+
+/// Checks a tool call's arguments against the tool's `inputSchema`. A call that cannot be
+/// checked — a tool never seen listed, a schema that cannot be used, arguments that cannot be
+/// read — is refused, never let through unchecked.
+fn validate(
+    listed: bool,
+    validator: Option<&jsonschema::Validator>,
+    body: &[u8],
+) -> Result<(), String> {
+    if !listed {
+        return Err(
+            "the gateway has not seen this tool listed yet, so its arguments cannot be checked; list tools (tools/list) first".into(),
+        );
+    }
+    let Some(validator) = validator else {
+        return Err("the tool's inputSchema cannot be used to check arguments".into());
+    };
+    let arguments = arguments_of(body)
+        .map_err(|_| "the arguments cannot be read (a number out of range, say)".to_owned())?;
+    let problems: Vec<String> = validator
+        .iter_errors(&arguments)
+        .take(5)
+        .map(|e| {
+            // Where and which schema keyword; never the value (it may be personal).
+            let at = format!("arguments{}", e.instance_path());
+            match e.kind() {
+                jsonschema::error::ValidationErrorKind::Required { property } => {
+                    format!("{at}: missing required property {property}")
+                }
+                _ => {
+                    let keyword = e.schema_path().to_string();
+                    let keyword = keyword.rsplit('/').next().unwrap_or_default().to_owned();
+                    format!("{at}: does not satisfy `{keyword}`")
+                }
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+fn forbidden(id: Option<&RawValue>) -> Response<Body> {
+    message::error_response(
+        StatusCode::FORBIDDEN,
+        id,
+        message::FORBIDDEN,
+        "Forbidden: the gateway's authorization policy does not allow this request",
+    )
 }
 
 /// What the upstream would answer for a target that does not exist.
 fn not_found(id: Option<&RawValue>, kind: Kind, name: &str) -> Response<Body> {
     let (code, text) = match kind {
-        Kind::Tool => (INVALID_PARAMS, format!("Unknown tool: {name}")),
-        Kind::Prompt => (INVALID_PARAMS, format!("Unknown prompt: {name}")),
-        Kind::Resource | Kind::ResourceTemplate => {
-            (RESOURCE_NOT_FOUND, format!("Resource not found: {name}"))
-        }
+        Kind::Tool => (message::INVALID_PARAMS, format!("Unknown tool: {name}")),
+        Kind::Prompt => (message::INVALID_PARAMS, format!("Unknown prompt: {name}")),
+        Kind::Resource | Kind::ResourceTemplate => (
+            message::RESOURCE_NOT_FOUND,
+            format!("Resource not found: {name}"),
+        ),
     };
     message::error_response(StatusCode::OK, id, code, &text)
 }

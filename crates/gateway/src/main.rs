@@ -83,7 +83,7 @@ fn check_config(args: ServeArgs) -> ExitCode {
 
 /// `mcpgate policy explain`.
 fn explain(args: cli::ExplainArgs) -> ExitCode {
-    use mcpgate_guard::policy::{Annotations, Caller, Kind, OnDeny, Policy, Target, Verdict};
+    use mcpgate_guard::policy::{Annotations, Caller, Kind, Policy, Target, Verdict};
     let config = match load(&args.serve) {
         Ok(c) => c,
         Err(code) => return code,
@@ -154,15 +154,21 @@ fn explain(args: cli::ExplainArgs) -> ExitCode {
         &config.upstream.hide,
     )
     .unwrap_or_default();
-    if !trim.visible(kind, &name) {
-        println!("decision: hide\ndecided by: trimming (upstream.expose / upstream.hide)");
-        return ExitCode::SUCCESS;
-    }
-    let global = policy.check_global(&caller);
-    if !global.allowed() {
-        println!("decision: challenge\ndecided by: authorization.global");
-        return ExitCode::SUCCESS;
-    }
+    // Resource URIs are decided in their normal spelling, as the gateway does.
+    let name = match kind {
+        Kind::Resource => mcpgate_guard::uri::normalize(&name).map(|n| n.into_owned()),
+        Kind::ResourceTemplate => {
+            mcpgate_guard::uri::normalize_template(&name).map(|n| n.into_owned())
+        }
+        Kind::Tool | Kind::Prompt => Ok(name),
+    };
+    let name = match name {
+        Ok(n) => n,
+        Err(e) => {
+            println!("decision: refused before any rule (the gateway answers -32602: {e})");
+            return ExitCode::SUCCESS;
+        }
+    };
     let target = Target {
         kind,
         name: &name,
@@ -170,20 +176,20 @@ fn explain(args: cli::ExplainArgs) -> ExitCode {
         tags: &args.tags,
         known: annotations.is_some() || !args.tags.is_empty(),
     };
-    let (decision, steps) = policy.explain(&caller, &target);
+    let required: Vec<mcpgate_guard::Scope> = config
+        .auth
+        .required_scopes
+        .iter()
+        .map(mcpgate_guard::Scope::new)
+        .collect();
+    let policy = policy.with_required_scopes(&required);
+    let (decision, steps) = policy.explain_call(&trim, &caller, &target);
     let verdict = match &decision.verdict {
-        Verdict::Allow => "allow".to_owned(),
-        Verdict::Deny {
-            on_deny: OnDeny::Challenge,
-            scopes,
-        } if !scopes.is_empty() => {
-            format!("challenge (scopes: {})", scopes.join(" "))
-        }
-        Verdict::Deny {
-            on_deny: OnDeny::Hide,
-            ..
-        } => "hide".to_owned(),
-        Verdict::Deny { .. } => "deny".to_owned(),
+        Verdict::Challenge { scopes } => format!(
+            "challenge (scopes: {})",
+            mcpgate_guard::Scopes::from_iter(scopes.iter().cloned()).to_space_delimited()
+        ),
+        other => other.as_str().to_owned(),
     };
     println!("decision: {verdict}");
     println!("decided by: {}", decision.rule);

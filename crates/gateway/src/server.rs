@@ -79,13 +79,20 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         Upstream::Http(_) => None,
     };
     let enforcer = {
+        let required: Vec<mcpgate_guard::Scope> = config
+            .auth
+            .required_scopes
+            .iter()
+            .map(mcpgate_guard::Scope::new)
+            .collect();
         let policy = mcpgate_guard::policy::Policy::compile(&config.authorization, &config.policy)
             .map_err(|e| {
                 e.iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("; ")
-            })?;
+            })?
+            .with_required_scopes(&required);
         let trim = mcpgate_guard::policy::lists::Trim::new(
             "upstream",
             &config.upstream.expose,
@@ -102,19 +109,12 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
             config.audit.include.iter().any(|f| f == "arguments"),
         )
         .map_err(|e| format!("audit.output: cannot open `{}`: {e}", config.audit.output))?;
-        let required: Vec<mcpgate_guard::Scope> = config
-            .auth
-            .required_scopes
-            .iter()
-            .map(mcpgate_guard::Scope::new)
-            .collect();
         let enforcer = crate::enforce::Enforcer::new(
             policy,
             trim,
             config.authorization.validate_arguments,
             Arc::new(audit),
             resource.metadata_url().to_string(),
-            required,
         );
         enforcer.is_active().then(|| Arc::new(enforcer))
     };
@@ -124,6 +124,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         sessions,
         token,
         identity,
+        max_message_bytes: config.upstream.max_response_bytes,
     });
     let health = Arc::new(Health::new(Arc::clone(&gateway), verifier.clone()));
 

@@ -121,11 +121,7 @@ impl Drop for Fixture {
 }
 
 fn conformance_fixture() -> Fixture {
-    let bin = Path::new(env!("CARGO_BIN_EXE_mcpgate")).with_file_name("conformance-upstream");
-    assert!(
-        bin.exists(),
-        "build the fixture first: cargo build -p mcpgate-testkit --bin conformance-upstream"
-    );
+    let bin = mcpgate_testkit::fixture(env!("CARGO_BIN_EXE_mcpgate"), "conformance-upstream");
     let mut child = Command::new(bin)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

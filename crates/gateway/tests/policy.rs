@@ -301,12 +301,7 @@ async fn stateless_list_results_are_private_and_headers_must_match_the_body() {
 
 #[tokio::test]
 async fn annotations_are_learnt_from_lists_and_forgotten_when_the_list_changes() {
-    let stdio =
-        std::path::Path::new(env!("CARGO_BIN_EXE_mcpgate")).with_file_name("stdio-upstream");
-    assert!(
-        stdio.exists(),
-        "cargo build -p mcpgate-testkit --bin stdio-upstream"
-    );
+    let stdio = mcpgate_testkit::fixture(env!("CARGO_BIN_EXE_mcpgate"), "stdio-upstream");
     let audit = audit_file("learn");
     let audit_s = audit.display().to_string();
     let policy = r#"[

@@ -1,8 +1,7 @@
 //! A stdio MCP server behind the gateway: rmcp clients of both generations → the real
 //! `mcpgate` binary → `stdio-upstream` (crates/testkit) as a child process.
 //!
-//! The fixture binary is built by `cargo test --workspace`; alone, first run
-//! `cargo build -p mcpgate-testkit --bin stdio-upstream`.
+//! The fixture program is built on first use ([`mcpgate_testkit::fixture`]).
 
 // Sampling, roots and logging are deprecated by SEP-2577 but still part of the protocol that
 // clients and servers speak today; the gateway must carry them.
@@ -31,12 +30,7 @@ const TOKENS: &str =
     r#"[{token="alice-token", subject="alice"}, {token="bob-token", subject="bob"}]"#;
 
 fn fixture() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_mcpgate")).with_file_name("stdio-upstream");
-    assert!(
-        bin.exists(),
-        "build the fixture first: cargo build -p mcpgate-testkit --bin stdio-upstream (cargo test --workspace does)"
-    );
-    bin
+    mcpgate_testkit::fixture(env!("CARGO_BIN_EXE_mcpgate"), "stdio-upstream")
 }
 
 /// The command line for the fixture with `flags`.

@@ -102,8 +102,7 @@ impl ServerHandler for Notes {
                 let target = Target::listed(Kind::Tool, &tool.name, Some(&annotations), &[]);
                 let d = self.policy.decide(&caller, &target);
                 // A challenged tool stays listed so the client can step up for it.
-                d.allowed()
-                    || matches!(d.verdict, mcpgate_guard::policy::Verdict::Deny { on_deny: mcpgate_guard::policy::OnDeny::Challenge, ref scopes } if !scopes.is_empty())
+                d.verdict.listed()
             })
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
@@ -141,8 +140,11 @@ impl ServerHandler for Notes {
             // Inside an MCP server the step-up is a tool error naming the scopes; the gateway
             // answers it at the HTTP level (403 insufficient_scope) before the server is reached.
             let text = match decision.verdict {
-                mcpgate_guard::policy::Verdict::Deny { scopes, .. } if !scopes.is_empty() => {
-                    format!("insufficient_scope: this tool needs {}", scopes.join(" "))
+                mcpgate_guard::policy::Verdict::Challenge { scopes } => {
+                    format!(
+                        "insufficient_scope: this tool needs {}",
+                        mcpgate_guard::Scopes::from_iter(scopes).to_space_delimited()
+                    )
                 }
                 _ => format!("Unknown tool: {}", request.name),
             };

@@ -47,6 +47,7 @@ pub mod policy;
 mod principal;
 mod resource;
 mod static_tokens;
+pub mod uri;
 mod verifier;
 
 pub use claims::ClaimRules;

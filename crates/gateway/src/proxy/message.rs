@@ -17,8 +17,17 @@ use serde_json::value::RawValue;
 pub const PARSE_ERROR: i64 = -32700;
 /// JSON-RPC: invalid request.
 pub const INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC: invalid params (unknown tool or prompt, arguments that do not fit, a target
+/// that cannot be read).
+pub const INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC: internal error.
 pub const INTERNAL_ERROR: i64 = -32603;
+/// MCP: resource not found.
+pub const RESOURCE_NOT_FOUND: i64 = -32002;
+/// mcpgate: the policy refuses the request, and no scope would change that (HTTP 403).
+pub const FORBIDDEN: i64 = -32003;
+/// mcpgate: too many requests (HTTP 429, with `Retry-After`).
+pub const RATE_LIMITED: i64 = -32029;
 /// MCP 2026-07-28: a standard header does not match the body.
 pub const HEADER_MISMATCH: i64 = -32020;
 /// The gateway's "session not found" (the code rmcp and the TS SDK use for it).
@@ -77,13 +86,71 @@ impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
     }
 }
 
-/// The parts of `params` the gateway reads. Params that are not an object (JSON-RPC allows
-/// arrays; MCP never uses them) read as empty; everything else in them is skipped unread.
+/// A member of `params` the gateway reads: absent, a string, or something else.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Field<'a> {
+    /// Not there.
+    #[default]
+    Absent,
+    /// A string.
+    Str(Cow<'a, str>),
+    /// Another JSON type.
+    NotAString,
+}
+
+impl<'a> Field<'a> {
+    fn of(value: LenientStr<'a>) -> Self {
+        match value.0 {
+            Some(s) => Field::Str(s),
+            None => Field::NotAString,
+        }
+    }
+}
+
+/// What `params` is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// No `params`.
+    #[default]
+    Absent,
+    /// An object (the only shape MCP uses).
+    Object,
+    /// An array (JSON-RPC's positional parameters) or a scalar.
+    Other,
+}
+
+/// `params.ref` of `completion/complete`, read strictly: an object with a string `type` and a
+/// string `name` or `uri`, and nothing else.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Reference<'a> {
+    /// Not there.
+    #[default]
+    Absent,
+    /// Readable.
+    Valid {
+        /// `type`: `ref/prompt` or `ref/resource`.
+        kind: Cow<'a, str>,
+        /// `name`.
+        name: Option<Cow<'a, str>>,
+        /// `uri`.
+        uri: Option<Cow<'a, str>>,
+    },
+    /// Present, but not what the schema says (the text says how).
+    Invalid(&'static str),
+}
+
+/// The parts of `params` the gateway reads. Everything else in them is skipped unread.
 #[derive(Debug, Default)]
 struct Params<'a> {
-    name: Option<Cow<'a, str>>,
-    uri: Option<Cow<'a, str>>,
+    shape: Shape,
+    name: Field<'a>,
+    uri: Field<'a>,
+    reference: Reference<'a>,
+    /// Whether `arguments` is there, and an object.
+    arguments: Option<bool>,
     meta_version: Option<Cow<'a, str>>,
+    /// The first member the gateway reads that appears twice.
+    repeated: Option<&'static str>,
 }
 
 /// `params` (`is_meta` false) or `params._meta` (`is_meta` true).
@@ -98,12 +165,36 @@ impl<'de> Visitor<'de> for ParamsVisitor {
         f.write_str("any JSON value")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Params::default();
+        let mut out = Params {
+            shape: Shape::Object,
+            ..Params::default()
+        };
+        let mut seen = [false; 5];
+        let mut once = |out: &mut Params<'de>, i: usize, what: &'static str| {
+            if std::mem::replace(&mut seen[i], true) && out.repeated.is_none() {
+                out.repeated = Some(what);
+            }
+        };
         while let Some(LenientStr(key)) = map.next_key::<LenientStr<'de>>()? {
             match (self.is_meta, key.as_deref().unwrap_or_default()) {
-                (false, "name") => out.name = map.next_value::<LenientStr<'de>>()?.0,
-                (false, "uri") => out.uri = map.next_value::<LenientStr<'de>>()?.0,
+                (false, "name") => {
+                    once(&mut out, 0, "params.name");
+                    out.name = Field::of(map.next_value::<LenientStr<'de>>()?);
+                }
+                (false, "uri") => {
+                    once(&mut out, 1, "params.uri");
+                    out.uri = Field::of(map.next_value::<LenientStr<'de>>()?);
+                }
+                (false, "arguments") => {
+                    once(&mut out, 2, "params.arguments");
+                    out.arguments = Some(map.next_value::<IsObject>()?.0);
+                }
+                (false, "ref") => {
+                    once(&mut out, 3, "params.ref");
+                    out.reference = map.next_value::<StrictRef<'de>>()?.0;
+                }
                 (false, "_meta") => {
+                    once(&mut out, 4, "params._meta");
                     out.meta_version = map.next_value::<MetaParams<'de>>()?.0.meta_version
                 }
                 (true, "io.modelcontextprotocol/protocolVersion") => {
@@ -118,25 +209,163 @@ impl<'de> Visitor<'de> for ParamsVisitor {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Params::default())
+        Ok(Params::other())
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Params::default())
+        Ok(Params::other())
     }
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Params::default())
+        Ok(Params::other())
     }
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Params::default())
+        Ok(Params::other())
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Params::default())
+        Ok(Params::other())
     }
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Params::default())
+        Ok(Params::other())
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        // `"params": null`: no parameters.
         Ok(Params::default())
+    }
+}
+
+impl Params<'_> {
+    fn other() -> Self {
+        Params {
+            shape: Shape::Other,
+            ..Params::default()
+        }
+    }
+}
+
+/// Whether a value is an object (read without keeping it).
+struct IsObject(bool);
+
+impl<'de> Deserialize<'de> for IsObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = IsObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<IsObject, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(IsObject(true))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<IsObject, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(IsObject(false))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<IsObject, E> {
+                Ok(IsObject(false))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<IsObject, E> {
+                Ok(IsObject(false))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<IsObject, E> {
+                Ok(IsObject(false))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<IsObject, E> {
+                Ok(IsObject(false))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<IsObject, E> {
+                Ok(IsObject(false))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<IsObject, E> {
+                Ok(IsObject(false))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `params.ref`, read strictly.
+struct StrictRef<'a>(Reference<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for StrictRef<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrictRef<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictRef<'de>, A::Error> {
+                let (mut kind, mut name, mut uri) = (None, None, None);
+                let mut problem = None;
+                while let Some(LenientStr(key)) = map.next_key::<LenientStr<'de>>()? {
+                    let slot = match key.as_deref() {
+                        Some("type") => &mut kind,
+                        Some("name") => &mut name,
+                        Some("uri") => &mut uri,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            problem.get_or_insert(
+                                "params.ref has a member other than type, name and uri",
+                            );
+                            continue;
+                        }
+                    };
+                    let value = Field::of(map.next_value::<LenientStr<'de>>()?);
+                    if slot.is_some() {
+                        problem.get_or_insert("params.ref repeats a member");
+                    }
+                    match value {
+                        Field::Str(s) => *slot = Some(s),
+                        _ => {
+                            problem
+                                .get_or_insert("params.ref's type, name and uri must be strings");
+                        }
+                    }
+                }
+                Ok(StrictRef(match (problem, kind) {
+                    (Some(p), _) => Reference::Invalid(p),
+                    (None, None) => Reference::Invalid("params.ref.type is missing"),
+                    (None, Some(kind)) => Reference::Valid { kind, name, uri },
+                }))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrictRef<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(StrictRef(Reference::Invalid(
+                    "params.ref must be an object",
+                )))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<StrictRef<'de>, E> {
+                Ok(StrictRef(Reference::Invalid(
+                    "params.ref must be an object",
+                )))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<StrictRef<'de>, E> {
+                Ok(StrictRef(Reference::Invalid(
+                    "params.ref must be an object",
+                )))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<StrictRef<'de>, E> {
+                Ok(StrictRef(Reference::Invalid(
+                    "params.ref must be an object",
+                )))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<StrictRef<'de>, E> {
+                Ok(StrictRef(Reference::Invalid(
+                    "params.ref must be an object",
+                )))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<StrictRef<'de>, E> {
+                Ok(StrictRef(Reference::Invalid(
+                    "params.ref must be an object",
+                )))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<StrictRef<'de>, E> {
+                Ok(StrictRef(Reference::Invalid(
+                    "params.ref must be an object",
+                )))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -161,7 +390,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for MetaParams<'a> {
 
 #[derive(Debug, Deserialize)]
 struct Envelope<'a> {
-    #[serde(borrow, default)]
+    /// Raw, `null` included (an `Option` alone would read `null` as absent).
+    #[serde(borrow, default, deserialize_with = "raw_present")]
     id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     method: LenientStr<'a>,
@@ -171,6 +401,10 @@ struct Envelope<'a> {
     result: Option<IgnoredAny>,
     #[serde(default)]
     error: Option<IgnoredAny>,
+}
+
+fn raw_present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
 }
 
 /// What kind of JSON-RPC message a body holds.
@@ -193,12 +427,24 @@ pub struct Message<'a> {
     pub id: Option<&'a RawValue>,
     /// `method`.
     pub method: Option<Cow<'a, str>>,
-    /// `params.name`.
+    /// `params.name`, when it is a string.
     pub name: Option<Cow<'a, str>>,
-    /// `params.uri`.
+    /// `params.uri`, when it is a string.
     pub uri: Option<Cow<'a, str>>,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]`.
     pub meta_version: Option<Cow<'a, str>>,
+    /// What `params` is.
+    pub params: Shape,
+    /// `params.name` as it is, for deciding on it.
+    pub name_field: Field<'a>,
+    /// `params.uri` as it is, for deciding on it.
+    pub uri_field: Field<'a>,
+    /// `params.ref`, strictly read.
+    pub reference: Reference<'a>,
+    /// Whether `params.arguments` is there (`Some`), and an object (`Some(true)`).
+    pub arguments: Option<bool>,
+    /// The first member of `params` the gateway reads that appears twice.
+    pub repeated: Option<&'static str>,
 }
 
 /// Why a body is not a message the gateway forwards.
@@ -213,7 +459,9 @@ pub enum Unreadable<'a> {
 }
 
 impl<'a> Message<'a> {
-    /// Reads a body.
+    /// Reads a body. A message with `"id": null`, or an id that is neither a string nor an
+    /// integer, is not one MCP allows (it would be read as a notification by some and as a
+    /// request by others).
     pub fn parse(body: &'a [u8]) -> Result<Message<'a>, Unreadable<'a>> {
         let first = body.iter().find(|b| !b.is_ascii_whitespace());
         if first == Some(&b'[') {
@@ -227,7 +475,10 @@ impl<'a> Message<'a> {
             Err(e) if e.is_syntax() || e.is_eof() => return Err(Unreadable::Parse),
             Err(_) => return Err(Unreadable::Invalid(None)),
         };
-        let id = envelope.id.filter(|raw| raw.get() != "null");
+        let id = match envelope.id {
+            Some(raw) if !valid_id(raw) => return Err(Unreadable::Invalid(None)),
+            id => id,
+        };
         let method = envelope.method.0;
         let kind = match (
             &method,
@@ -244,10 +495,68 @@ impl<'a> Message<'a> {
             kind,
             id,
             method,
-            name: params.name,
-            uri: params.uri,
+            name: match &params.name {
+                Field::Str(s) => Some(s.clone()),
+                _ => None,
+            },
+            uri: match &params.uri {
+                Field::Str(s) => Some(s.clone()),
+                _ => None,
+            },
             meta_version: params.meta_version,
+            params: params.shape,
+            name_field: params.name,
+            uri_field: params.uri,
+            reference: params.reference,
+            arguments: params.arguments,
+            repeated: params.repeated,
         })
+    }
+}
+
+/// Deepest nesting of arrays and objects the gateway reads or forwards, anywhere in a
+/// message.
+pub const MAX_DEPTH: usize = 64;
+
+/// Whether `body` nests arrays and objects deeper than `max` (strings are skipped: brackets in
+/// them do not count). Linear in the body's length; runs before anything else reads it.
+pub fn nests_deeper_than(body: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// MCP ids are strings or integers, never null.
+fn valid_id(raw: &RawValue) -> bool {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => true,
+        Some(b'-' | b'0'..=b'9') => text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok(),
+        _ => false,
     }
 }
 

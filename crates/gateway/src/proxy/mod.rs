@@ -13,8 +13,9 @@
 
 pub mod message;
 pub mod modern;
-mod sse;
+pub mod sse;
 mod stdio;
+pub mod target;
 
 use std::sync::Arc;
 
@@ -30,8 +31,8 @@ use crate::session::{Owner, SessionSealer};
 use crate::upstream::Upstream;
 use crate::upstream::http::{HttpUpstream, Reply, UpstreamError};
 use message::{
-    HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Kind, Message, PARSE_ERROR,
-    SESSION_NOT_FOUND, Unreadable,
+    HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, Kind, MAX_DEPTH, Message,
+    PARSE_ERROR, SESSION_NOT_FOUND, Unreadable,
 };
 
 pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
@@ -68,6 +69,8 @@ pub struct Gateway {
     pub token: TokenForwarding,
     /// Identity headers to add.
     pub identity: IdentityHeaders,
+    /// Largest upstream message the gateway reads (`upstream.max_response_bytes`).
+    pub max_message_bytes: usize,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -162,6 +165,14 @@ pub async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
+    if message::nests_deeper_than(&body, MAX_DEPTH) {
+        return message::error_response(
+            StatusCode::BAD_REQUEST,
+            None,
+            INVALID_REQUEST,
+            &format!("Invalid Request: the message nests deeper than {MAX_DEPTH} levels"),
+        );
+    }
     let message = match Message::parse(&body) {
         Ok(m) => m,
         Err(Unreadable::Parse) => {
@@ -185,7 +196,7 @@ pub async fn post(
                 StatusCode::BAD_REQUEST,
                 id,
                 INVALID_REQUEST,
-                "Invalid Request: not a JSON-RPC message",
+                "Invalid Request: not a JSON-RPC message MCP allows (ids are strings or integers, never null)",
             );
         }
     };
@@ -199,11 +210,33 @@ pub async fn post(
             &format!("Header mismatch: {why}"),
         );
     }
+    // A governed request's target, read strictly, or a refusal: never forwarded undecided.
+    let aim = match target::aim(&message) {
+        Ok(aim) => aim,
+        Err(target::Refusal::Request(why)) => {
+            tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = why, "request refused");
+            return message::error_response(
+                StatusCode::BAD_REQUEST,
+                message.id,
+                INVALID_REQUEST,
+                &format!("Invalid Request: {why}"),
+            );
+        }
+        Err(target::Refusal::Params(why)) => {
+            tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = %why, "request refused");
+            return message::error_response(
+                StatusCode::OK,
+                message.id,
+                INVALID_PARAMS,
+                &format!("Invalid params: {why}"),
+            );
+        }
+    };
     let mut pending = None;
     if let Some(enforcer) = &gw.enforcer {
         let principal = who.as_ref().map(|axum::Extension(p)| p.as_ref());
         let session = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
-        match enforcer.check(principal, &message, &body, session) {
+        match enforcer.check(principal, &message, aim.as_ref(), &body, session) {
             crate::enforce::Check::Respond(r) => return r,
             crate::enforce::Check::Forward(mut p) => {
                 if let Some(record) = p.record.as_mut() {
@@ -216,11 +249,32 @@ pub async fn post(
             }
         }
     }
+    // The upstream reads the URI in the spelling that was decided on.
+    let respelt = aim
+        .as_ref()
+        .filter(|a| a.respelt)
+        .and_then(|a| target::respell(&body, a).map(|b| (b, a.name.clone())));
+    let request_id: Option<Box<RawValue>> = (message.kind == Kind::Request)
+        .then(|| message.id.map(ToOwned::to_owned))
+        .flatten();
+    // `message` keeps reading the body as received; what goes upstream is `forward`.
+    let mut headers = headers;
+    let forward = match respelt {
+        Some((new, name)) => {
+            if headers.contains_key("mcp-name")
+                && let Ok(v) = HeaderValue::from_str(&name)
+            {
+                headers.insert("mcp-name", v);
+            }
+            new
+        }
+        None => body.clone(),
+    };
     let http = match &gw.upstream {
         Upstream::Http(h) => h,
         Upstream::Stdio(up) => {
-            let r = stdio::post(&gw, up, &who, &headers, &message, &body, stateless).await;
-            return finish(&gw, pending, &who, stateless, r).await;
+            let r = stdio::post(&gw, up, &who, &headers, &message, &forward, stateless).await;
+            return finish(&gw, pending, &who, stateless, request_id, r).await;
         }
     };
     let mut upstream_headers = match gw.upstream_headers(http, &headers, &who) {
@@ -245,6 +299,7 @@ pub async fn post(
         && message.kind == Kind::Request
         && message.method.as_deref() == Some("initialize");
     let id: Option<Box<RawValue>> = message.id.map(ToOwned::to_owned);
+
     // A legacy request whose client disconnects is cancelled upstream explicitly; in the
     // stateless revision closing the connection is the cancellation.
     let mut cancel = match (
@@ -265,13 +320,16 @@ pub async fn post(
     drop(message);
 
     let response = match http
-        .exchange(Method::POST, upstream_headers, Some(body))
+        .exchange(Method::POST, upstream_headers, Some(forward))
         .await
     {
         Ok(r) => r,
         Err(e) => {
-            // Nothing to cancel upstream: the request did not get through.
-            disarm(&mut cancel);
+            // An unreachable upstream never got the request: nothing to cancel. One that timed
+            // out or answered too much did: the guard cancels it as it drops.
+            if matches!(e, UpstreamError::Unreachable(_)) {
+                disarm(&mut cancel);
+            }
             return upstream_failure(&e, id.as_deref(), method.as_deref());
         }
     };
@@ -281,36 +339,41 @@ pub async fn post(
         SessionIssue::None
     };
     let r = relay(&gw, http, response, session, cancel, id.as_deref());
-    finish(&gw, pending, &who, stateless, r).await
+    finish(&gw, pending, &who, stateless, request_id, r).await
 }
 
-/// After the upstream answered: the audit record is completed, a list answer is filtered for
-/// the caller (JSON, or the answer's event in a stream), and streams are watched for a
-/// changed tool list.
+/// After the upstream answered: the audit record is completed, and the answer is checked —
+/// a JSON answer must be the answer to this request (else 502), a list answer is filtered
+/// for the caller (JSON, or the answer's event in a stream), and streams are read event by
+/// event ([`sse::watch`]).
 async fn finish(
     gw: &Gateway,
     pending: Option<crate::enforce::Pending>,
     who: &Who,
     stateless: bool,
+    request: Option<Box<RawValue>>,
     response: Response<Body>,
 ) -> Response<Body> {
-    let (Some(enforcer), Some(mut pending)) = (&gw.enforcer, pending) else {
-        return response;
-    };
-    if let Some(mut record) = pending.record.take() {
-        record.answered(response.status().as_u16());
-        if pending.list.is_some() {
-            record.decision = "filter".into();
+    let mut list = None;
+    if let (Some(enforcer), Some(mut pending)) = (&gw.enforcer, pending) {
+        if let Some(mut record) = pending.record.take() {
+            record.answered(response.status().as_u16());
+            if pending.list.is_some() {
+                record.decision = "filter".into();
+            }
+            enforcer.audit().write(record);
         }
-        enforcer.audit().write(record);
+        list = pending.list;
     }
     let principal: Option<Arc<Principal>> = who.as_ref().map(|axum::Extension(p)| Arc::clone(p));
-    filtered(enforcer, pending.list, principal, stateless, response).await
+    checked(gw, request, list, principal, stateless, response).await
 }
 
-/// A response with its list answer filtered (when `list` is set) and its stream watched.
-async fn filtered(
-    enforcer: &Arc<crate::enforce::Enforcer>,
+/// A response checked on its way to the client (see [`finish`]); `request` is the id of the
+/// request it answers (`None` for a GET stream, a notification or a client's response).
+async fn checked(
+    gw: &Gateway,
+    request: Option<Box<RawValue>>,
     list: Option<mcpgate_guard::policy::Kind>,
     principal: Option<Arc<Principal>>,
     stateless: bool,
@@ -319,29 +382,72 @@ async fn filtered(
     let is_stream = crate::upstream::http::is_event_stream(response.headers());
     let (mut parts, body) = response.into_parts();
     if is_stream {
-        let enforcer = Arc::clone(enforcer);
-        let events = sse::map_events(
+        let watch = sse::Watch {
+            request,
+            enforcer: gw.enforcer.clone(),
+            list,
+            principal,
+            private: stateless,
+            max_event: gw.max_message_bytes,
+        };
+        let events = sse::watch(
             http_body_util::BodyDataStream::new(body).map_err(std::io::Error::other),
-            move |data| {
-                enforcer.observe(data);
-                let kind = list?;
-                enforcer.filter(kind, principal.as_deref(), data, stateless)
-            },
+            watch,
         );
+        parts.headers.remove(header::CONTENT_LENGTH);
         return Response::from_parts(parts, Body::from_stream(events));
     }
-    let Some(kind) = list else {
+    // Only a request's successful answer has a message to check; refusals (4xx, 5xx) and
+    // 202s pass as they are.
+    let Some(request) = request.filter(|_| parts.status == StatusCode::OK) else {
         return Response::from_parts(parts, body);
     };
-    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return message::text_response(StatusCode::BAD_GATEWAY, "Bad Gateway");
+    let bad = |text: &str| {
+        tracing::error!(target: "mcpgate::proxy", reason = text, "upstream answer refused");
+        message::error_response(
+            StatusCode::BAD_GATEWAY,
+            Some(&request),
+            INTERNAL_ERROR,
+            text,
+        )
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, gw.max_message_bytes).await else {
+        return bad("The upstream MCP server's reply is too large");
+    };
+    if !answers(&bytes, &request) {
+        return bad("The upstream MCP server's reply is not the answer to this request");
+    }
+    let (Some(kind), Some(enforcer)) = (list, &gw.enforcer) else {
+        return Response::from_parts(parts, Body::from(bytes));
     };
     match enforcer.filter(kind, principal.as_deref(), &bytes, stateless) {
-        Some(new) => {
+        Ok(Some(new)) => {
             parts.headers.remove(header::CONTENT_LENGTH);
             Response::from_parts(parts, Body::from(new))
         }
-        None => Response::from_parts(parts, Body::from(bytes)),
+        Ok(None) => Response::from_parts(parts, Body::from(bytes)),
+        Err(e) => {
+            tracing::error!(target: "mcpgate::policy", reason = %e, "list answer cannot be filtered; refused");
+            bad("The upstream MCP server's list answer cannot be read, so it cannot be filtered")
+        }
+    }
+}
+
+/// Whether `bytes` is a JSON-RPC response (a result or an error, not both) to `request`.
+fn answers(bytes: &[u8], request: &RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Reply<'a> {
+        #[serde(borrow)]
+        id: Option<&'a RawValue>,
+        result: Option<serde::de::IgnoredAny>,
+        error: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_slice::<Reply<'_>>(bytes) {
+        Ok(r) => {
+            r.id.map(RawValue::get) == Some(request.get())
+                && (r.result.is_some() != r.error.is_some())
+        }
+        Err(_) => false,
     }
 }
 
@@ -390,10 +496,7 @@ async fn within_session(
             let key = upstream_id.to_str().unwrap_or_default();
             return if method == Method::GET {
                 let r = stdio::get(up, key);
-                match &gw.enforcer {
-                    Some(e) => filtered(e, None, None, false, r).await,
-                    None => r,
-                }
+                checked(gw, None, None, None, false, r).await
             } else {
                 stdio::delete(up, key)
             };
@@ -408,10 +511,7 @@ async fn within_session(
     match http.exchange(method, upstream_headers, None).await {
         Ok(response) => {
             let r = relay(gw, http, response, SessionIssue::None, None, None);
-            match &gw.enforcer {
-                Some(e) => filtered(e, None, None, false, r).await,
-                None => r,
-            }
+            checked(gw, None, None, None, false, r).await
         }
         Err(e) => upstream_failure(&e, None, Some(&what)),
     }

@@ -75,26 +75,17 @@ impl Expr {
         let program = env
             .compile(source)
             .map_err(|e| format!("not a valid CEL expression: {e}"))?;
-        let references = program.references();
-        for var in references.variables() {
-            if var == "target" && !has_target {
-                return Err(
-                    "`target` is not available here: global conditions apply to every request, whatever its target".into(),
-                );
-            }
-            if !VARIABLES.contains(&var) {
-                return Err(format!(
-                    "`{var}` is not available to policy expressions (they see {})",
-                    VARIABLES.join(", ")
-                ));
-            }
+        check_names(program.expression(), has_target, &mut Vec::new())?;
+        check_functions(env, program.expression())?;
+        if never_boolean(program.expression()) {
+            return Err("the expression does not evaluate to true or false".into());
         }
         check_fields(program.expression())?;
-        let principal_only = program
+        let principal_only = !program
             .references()
             .variables()
             .iter()
-            .all(|v| matches!(*v, "claims" | "scopes" | "subject" | "client_id"));
+            .any(|v| matches!(*v, "method" | "target"));
         let expr = Expr {
             source: source.to_owned(),
             program,
@@ -131,7 +122,11 @@ impl Expr {
                     "`{name}` is not a CEL function or name available here"
                 ))
             }
-            _ => Ok(()),
+            Ok(Value::Bool(_)) | Err(_) => Ok(()),
+            Ok(other) => Err(format!(
+                "the expression evaluates to {}, not to true or false",
+                type_name(&other)
+            )),
         }
     }
 
@@ -177,6 +172,183 @@ impl Expr {
             Ok(other) => Err(format!("evaluated to {other:?}, not a boolean")),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+/// Type names an expression may use as values (`type(x) == string`).
+const TYPE_NAMES: &[&str] = &[
+    "bool",
+    "bytes",
+    "double",
+    "dyn",
+    "int",
+    "list",
+    "map",
+    "null_type",
+    "string",
+    "type",
+    "uint",
+];
+
+/// Checks every name the expression reads: the variables policy expressions see, the
+/// variables a macro such as `exists(s, …)` binds, and type names. `bound`: the names bound
+/// by enclosing comprehensions.
+fn check_names(expr: &IdedExpr, has_target: bool, bound: &mut Vec<String>) -> Result<(), String> {
+    let all = |list: &[&IdedExpr], bound: &mut Vec<String>| {
+        list.iter()
+            .try_for_each(|e| check_names(e, has_target, bound))
+    };
+    match &expr.expr {
+        Ast::Ident(name) => {
+            if name.starts_with('@') || bound.iter().any(|b| b == name) {
+                return Ok(());
+            }
+            if name == "target" && !has_target {
+                return Err(
+                    "`target` is not available here: global conditions apply to every request, whatever its target".into(),
+                );
+            }
+            if VARIABLES.contains(&name.as_str()) || TYPE_NAMES.contains(&name.as_str()) {
+                return Ok(());
+            }
+            Err(format!(
+                "`{name}` is not available to policy expressions (they see {})",
+                VARIABLES.join(", ")
+            ))
+        }
+        Ast::Select(select) => check_names(&select.operand, has_target, bound),
+        Ast::Call(call) => {
+            if let Some(t) = &call.target {
+                check_names(t, has_target, bound)?;
+            }
+            all(&call.args.iter().collect::<Vec<_>>(), bound)
+        }
+        Ast::Comprehension(c) => {
+            all(&[&c.iter_range, &c.accu_init], bound)?;
+            let before = bound.len();
+            bound.push(c.iter_var.clone());
+            if let Some(v) = &c.iter_var2 {
+                bound.push(v.clone());
+            }
+            bound.push(c.accu_var.clone());
+            let inner = all(&[&c.loop_cond, &c.loop_step, &c.result], bound);
+            bound.truncate(before);
+            inner
+        }
+        Ast::List(list) => all(&list.elements.iter().collect::<Vec<_>>(), bound),
+        Ast::Map(map) => map.entries.iter().try_for_each(|e| match &e.expr {
+            EntryExpr::MapEntry(m) => all(&[&m.key, &m.value], bound),
+            EntryExpr::StructField(f) => check_names(&f.value, has_target, bound),
+        }),
+        Ast::Struct(s) => s.entries.iter().try_for_each(|e| match &e.expr {
+            EntryExpr::MapEntry(m) => all(&[&m.key, &m.value], bound),
+            EntryExpr::StructField(f) => check_names(&f.value, has_target, bound),
+        }),
+        Ast::Literal(_) | Ast::Unspecified => Ok(()),
+    }
+}
+
+/// Every function the expression calls exists in CEL's standard library: each is called once
+/// on `null` arguments, where an unknown name is an undeclared reference and a known one at
+/// worst a type error. (Operators, which the parser names `_+_`, `!_`, `@in` …, always exist.)
+fn check_functions(env: &Arc<Env>, expr: &IdedExpr) -> Result<(), String> {
+    let mut names: Vec<(&str, bool, usize)> = Vec::new();
+    collect_calls(expr, &mut names);
+    for (name, member, arity) in names {
+        if name.starts_with('_') || name.starts_with('@') || name.ends_with('_') {
+            continue;
+        }
+        let args = vec!["null"; arity].join(", ");
+        let probe = if member {
+            format!("null.{name}({args})")
+        } else {
+            format!("{name}({args})")
+        };
+        let Ok(program) = env.compile(&probe) else {
+            continue;
+        };
+        let context = Context::with_env(Arc::clone(env));
+        if let Err(ExecutionError::UndeclaredReference(n)) = program.execute(&context)
+            && n.as_str() == name
+        {
+            return Err(format!(
+                "`{name}` is not a CEL function (the standard library's are size, contains, startsWith, endsWith, exists, all, has, …)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn collect_calls<'e>(expr: &'e IdedExpr, out: &mut Vec<(&'e str, bool, usize)>) {
+    match &expr.expr {
+        Ast::Call(call) => {
+            out.push((&call.func_name, call.target.is_some(), call.args.len()));
+            if let Some(t) = &call.target {
+                collect_calls(t, out);
+            }
+            call.args.iter().for_each(|a| collect_calls(a, out));
+        }
+        Ast::Select(select) => collect_calls(&select.operand, out),
+        Ast::Comprehension(c) => {
+            for e in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                collect_calls(e, out);
+            }
+        }
+        Ast::List(list) => list.elements.iter().for_each(|e| collect_calls(e, out)),
+        Ast::Map(map) => map.entries.iter().for_each(|e| match &e.expr {
+            EntryExpr::MapEntry(m) => {
+                collect_calls(&m.key, out);
+                collect_calls(&m.value, out);
+            }
+            EntryExpr::StructField(f) => collect_calls(&f.value, out),
+        }),
+        Ast::Struct(s) => s.entries.iter().for_each(|e| match &e.expr {
+            EntryExpr::MapEntry(m) => {
+                collect_calls(&m.key, out);
+                collect_calls(&m.value, out);
+            }
+            EntryExpr::StructField(f) => collect_calls(&f.value, out),
+        }),
+        Ast::Ident(_) | Ast::Literal(_) | Ast::Unspecified => {}
+    }
+}
+
+/// Whether the expression can be seen, without running it, never to be a boolean: a literal
+/// that is not one, a list or map, arithmetic, or a conversion to another type.
+fn never_boolean(expr: &IdedExpr) -> bool {
+    use cel::common::ast::LiteralValue;
+    match &expr.expr {
+        Ast::Literal(l) => !matches!(l, LiteralValue::Boolean(_)),
+        Ast::List(_) | Ast::Map(_) | Ast::Struct(_) => true,
+        Ast::Call(call) => match call.func_name.as_str() {
+            "_+_" | "_-_" | "_*_" | "_/_" | "_%_" | "-_" | "size" | "int" | "uint" | "double"
+            | "string" | "bytes" | "type" => true,
+            "_?_:_" => {
+                call.args.len() == 3 && never_boolean(&call.args[1]) && never_boolean(&call.args[2])
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Int(_) => "an integer",
+        Value::UInt(_) => "an unsigned integer",
+        Value::Float(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Bytes(_) => "bytes",
+        Value::List(_) => "a list",
+        Value::Map(_) => "a map",
+        Value::Null => "null",
+        _ => "a value that is not a boolean",
     }
 }
 

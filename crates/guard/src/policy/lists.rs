@@ -196,10 +196,27 @@ pub fn tags_of(meta: Option<&Value>) -> Vec<String> {
     tags
 }
 
-/// Filters one JSON-RPC response to a list request of `kind`. Returns the new message, or
-/// `None` when it is not a list result (an error, something unreadable: passed on as it is).
+/// Why a list answer cannot be filtered (and so must not be passed on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unfilterable {
+    /// Not a JSON-RPC response at all.
+    #[error("the answer is not a JSON-RPC response")]
+    NotAResponse,
+    /// A member appears twice (readers disagree on which one counts).
+    #[error("the answer repeats a member")]
+    RepeatedMember,
+    /// A result without the list it should carry, or a list that is not an array.
+    #[error("the result has no readable list")]
+    NoList,
+}
+
+/// Filters one JSON-RPC response to a list request of `kind`: `Ok(Some(page))` is the page
+/// the caller may see, `Ok(None)` an error response (passed on as it is), and an answer that
+/// cannot be read for certain is an error, never passed on unfiltered.
 /// `private`: mark the result `cacheScope: "private"` (2026-07-28: it depends on the caller).
 /// `learn` sees every tool of the page (before filtering) with what the policy needs.
+/// Resource URIs and URI templates are matched in their normal spelling
+/// ([`crate::uri::normalize`]); an item whose URI cannot be normalised is left out.
 pub fn filter_response(
     policy: &Policy,
     trim: &Trim,
@@ -208,32 +225,45 @@ pub fn filter_response(
     response: &[u8],
     private: bool,
     mut learn: impl FnMut(&str, ToolFacts),
-) -> Option<Vec<u8>> {
-    #[derive(Deserialize)]
-    struct Envelope<'a> {
-        #[serde(borrow)]
-        result: Option<&'a RawValue>,
-    }
-    let envelope: Envelope<'_> = serde_json::from_slice(response).ok()?;
-    let result = envelope.result?;
-    let members: Vec<(Cow<'_, str>, &RawValue)> =
-        serde_json::from_str::<RawMembers<'_>>(result.get()).ok()?.0;
+) -> Result<Option<Vec<u8>>, Unfilterable> {
+    let envelope: RawMembers<'_> =
+        serde_json::from_slice(response).map_err(|_| Unfilterable::NotAResponse)?;
+    let envelope = envelope.unique()?;
+    let get = |k: &str| envelope.iter().find(|(name, _)| name == k).map(|(_, v)| *v);
+    let Some(id) = get("id") else {
+        return Err(Unfilterable::NotAResponse);
+    };
+    let result = match (get("result"), get("error")) {
+        (Some(r), None) => r,
+        (None, Some(_)) => return Ok(None),
+        _ => return Err(Unfilterable::NotAResponse),
+    };
+    let members = serde_json::from_str::<RawMembers<'_>>(result.get())
+        .map_err(|_| Unfilterable::NoList)?
+        .unique()?;
     let list_field = field(kind);
     let items: Vec<&RawValue> = match members.iter().find(|(k, _)| k == list_field) {
-        Some((_, v)) => serde_json::from_str(v.get()).ok()?,
-        None => return None,
+        Some((_, v)) => serde_json::from_str(v.get()).map_err(|_| Unfilterable::NoList)?,
+        None => return Err(Unfilterable::NoList),
     };
     let mut kept: Vec<&RawValue> = Vec::with_capacity(items.len());
     for raw in items {
         let Ok(item) = serde_json::from_str::<Item<'_>>(raw.get()) else {
             continue;
         };
-        let name = match kind {
-            Kind::Tool | Kind::Prompt => item.name.as_deref(),
-            Kind::Resource => item.uri.as_deref(),
-            Kind::ResourceTemplate => item.uri_template.as_deref(),
+        let name: Option<Cow<'_, str>> = match kind {
+            Kind::Tool | Kind::Prompt => item.name.as_deref().map(Cow::Borrowed),
+            Kind::Resource => item
+                .uri
+                .as_deref()
+                .and_then(|u| crate::uri::normalize(u).ok()),
+            Kind::ResourceTemplate => item
+                .uri_template
+                .as_deref()
+                .and_then(|u| crate::uri::normalize_template(u).ok()),
         };
         let Some(name) = name else { continue };
+        let name: &str = &name;
         let annotations = Annotations::from_json(item.annotations.as_ref());
         let tags = tags_of(item.meta.as_ref());
         if kind == Kind::Tool {
@@ -256,17 +286,9 @@ pub fn filter_response(
                 (kind == Kind::Tool).then_some(&annotations),
                 &tags,
             );
-            let decision = policy.decide(caller, &target);
-            // A challenged target stays listed, so that the client can find it and step up.
-            if !decision.allowed()
-                && !matches!(
-                    decision.verdict,
-                    super::Verdict::Deny {
-                        on_deny: super::OnDeny::Challenge,
-                        ref scopes
-                    } if !scopes.is_empty()
-                )
-            {
+            // Challenged and forbidden targets stay listed (so that the client can find them
+            // and step up); hidden ones go.
+            if !policy.decide(caller, &target).verdict.listed() {
                 continue;
             }
         }
@@ -275,13 +297,7 @@ pub fn filter_response(
     // Rebuild: the result's members in order, the list replaced, cacheScope set when asked.
     let mut out = String::with_capacity(response.len());
     out.push_str(r#"{"jsonrpc":"2.0","id":"#);
-    #[derive(Deserialize)]
-    struct Id<'a> {
-        #[serde(borrow)]
-        id: &'a RawValue,
-    }
-    let id: Id<'_> = serde_json::from_slice(response).ok()?;
-    out.push_str(id.id.get());
+    out.push_str(id.get());
     out.push_str(r#","result":{"#);
     let mut first = true;
     let mut put = |out: &mut String, k: &str, v: &str| {
@@ -314,11 +330,24 @@ pub fn filter_response(
         put(&mut out, "cacheScope", r#""private""#);
     }
     out.push_str("}}");
-    Some(out.into_bytes())
+    Ok(Some(out.into_bytes()))
 }
 
 /// An object's members in order, values raw.
 struct RawMembers<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> RawMembers<'a> {
+    /// The members, when no name appears twice.
+    fn unique(self) -> Result<Vec<(Cow<'a, str>, &'a RawValue)>, Unfilterable> {
+        let members = self.0;
+        let mut seen = std::collections::HashSet::with_capacity(members.len());
+        if members.iter().all(|(k, _)| seen.insert(k.as_ref())) {
+            Ok(members)
+        } else {
+            Err(Unfilterable::RepeatedMember)
+        }
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawMembers<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -385,6 +414,7 @@ mod tests {
             false,
             |n, f| learnt.push((n.to_owned(), f)),
         )
+        .unwrap()
         .unwrap();
         let out = String::from_utf8(out).unwrap();
         assert_eq!(
@@ -408,6 +438,7 @@ mod tests {
             true,
             |_, _| {},
         )
+        .unwrap()
         .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["result"]["cacheScope"], "private");
@@ -438,6 +469,7 @@ mod tests {
             false,
             |_, _| {},
         )
+        .unwrap()
         .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);
@@ -450,10 +482,10 @@ mod tests {
     }
 
     #[test]
-    fn errors_and_other_messages_are_left_alone() {
+    fn error_answers_are_left_alone() {
         let p = Policy::allow_all();
         let t = Trim::default();
-        assert!(
+        assert_eq!(
             filter_response(
                 &p,
                 &t,
@@ -462,12 +494,79 @@ mod tests {
                 br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"x"}}"#,
                 true,
                 |_, _| {}
-            )
-            .is_none()
+            ),
+            Ok(None)
         );
-        assert!(filter_response(&p, &t, None, Kind::Tool, b"not json", true, |_, _| {}).is_none());
-        assert!(
-            filter_response(&p, &t, None, Kind::Prompt, PAGE.as_bytes(), true, |_, _| {}).is_none()
+    }
+
+    #[test]
+    fn answers_that_cannot_be_read_for_certain_are_refused() {
+        let p = Policy::allow_all();
+        let t = Trim::default();
+        let f =
+            |body: &[u8], kind: Kind| filter_response(&p, &t, None, kind, body, true, |_, _| {});
+        assert_eq!(f(b"not json", Kind::Tool), Err(Unfilterable::NotAResponse));
+        assert_eq!(f(PAGE.as_bytes(), Kind::Prompt), Err(Unfilterable::NoList));
+        assert_eq!(
+            f(
+                br#"{"jsonrpc":"2.0","id":1,"result":{"tools":{}}}"#,
+                Kind::Tool
+            ),
+            Err(Unfilterable::NoList)
         );
+        assert_eq!(
+            f(
+                br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"tools":[{"name":"x"}]}}"#,
+                Kind::Tool
+            ),
+            Err(Unfilterable::RepeatedMember)
+        );
+        assert_eq!(
+            f(
+                br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]},"result":{"tools":[{"name":"x"}]}}"#,
+                Kind::Tool
+            ),
+            Err(Unfilterable::RepeatedMember)
+        );
+        assert_eq!(
+            f(
+                br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]},"error":{}}"#,
+                Kind::Tool
+            ),
+            Err(Unfilterable::NotAResponse)
+        );
+    }
+
+    #[test]
+    fn resources_are_matched_in_their_normal_spelling() {
+        let p = rules(
+            "[[policy]]\neffect = \"deny\"\nkind = [\"resource\"]\nmatch = [\"file:///private/*\"]",
+        );
+        let who = Principal::builder(Subject::new("a")).build();
+        let caller = Caller {
+            principal: &who,
+            method: "resources/list",
+        };
+        let page = br#"{"jsonrpc":"2.0","id":1,"result":{"resources":[{"uri":"FILE:///public/../private/a"},{"uri":"file:///%70rivate/b"},{"uri":"file:///private//c#x"},{"uri":"file:///a%2fb"},{"uri":"file:///public/ok"}]}}"#;
+        let out = filter_response(
+            &p,
+            &Trim::default(),
+            Some(&caller),
+            Kind::Resource,
+            page,
+            false,
+            |_, _| {},
+        )
+        .unwrap()
+        .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let uris: Vec<&str> = v["result"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["uri"].as_str().unwrap())
+            .collect();
+        // Listed as the upstream spelt them; the ambiguous one is left out.
+        assert_eq!(uris, ["file:///public/ok"]);
     }
 }

@@ -15,13 +15,20 @@
 //! also held when a scope that includes it through `scope_hierarchy` is) and its `when`
 //! expression.
 //!
-//! For a target, every rule that selects it counts, in any order:
+//! For a target, every rule that selects it counts, and the order of the rules never changes
+//! the answer ([`Policy::decide`] and [`Policy::explain`] are one function):
 //!
-//! 1. a `deny` rule whose conditions hold denies it;
+//! 1. a `deny` rule whose conditions hold denies it: [`Verdict::Hide`] when that rule's
+//!    `on_deny` is `hide`, else [`Verdict::Forbid`] (no scope undoes a deny rule; when two
+//!    deny rules apply, `hide` wins);
 //! 2. an `allow` rule whose conditions do not hold denies it (requirements add up: a tool that
-//!    two allow rules select needs what both ask);
+//!    two allow rules select needs what both ask). The answer is a step-up
+//!    [`Verdict::Challenge`] naming every scope the operation needs when more scopes would
+//!    change it — every failing rule fails on its scopes only (its `when`, if any, holds) —
+//!    and at least one failing rule says `on_deny = "challenge"`; otherwise
+//!    [`Verdict::Hide`] when a failing rule says `hide`; otherwise [`Verdict::Forbid`];
 //! 3. otherwise, when at least one `allow` rule selects it, it is allowed;
-//! 4. otherwise `authorization.default` decides (`allow` unless set).
+//! 4. otherwise `authorization.default` decides (`allow` unless set; `deny` hides).
 //!
 //! So a set of deny rules never denies more than what the rules select, and an allow rule
 //! narrows only what it selects. A deny rule with no conditions always denies what it selects.
@@ -32,7 +39,13 @@
 //! be selected by annotation rules: each such rule's requirements apply and a deny rule
 //! applies, but such a rule never counts as allowing it.
 //!
-//! The global conditions (`authorization.global`) apply to every MCP request first.
+//! The deciding rule named in a [`Decision`] is the first rule, in configuration order, of
+//! those that produced the answer.
+//!
+//! The global conditions (`authorization.global`) apply to every MCP request first
+//! ([`Policy::check_global`]): a caller who lacks a global scope gets a challenge for it; one
+//! who holds the scopes but fails the `when` expression gets [`Verdict::Forbid`] (asking for
+//! scopes again would loop).
 
 mod config;
 mod expr;
@@ -47,7 +60,7 @@ pub use config::{AuthorizationConfig, ConditionsConfig, Effect, Kind, OnDeny, Ru
 pub use expr::Vals;
 use expr::{Expr, Facts};
 
-use crate::Principal;
+use crate::{Principal, Scope};
 
 /// A tool annotation a rule can select on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,19 +193,40 @@ pub struct Caller<'a> {
 pub enum Verdict {
     /// Go ahead.
     Allow,
-    /// Refused.
-    Deny {
-        /// How to answer.
-        on_deny: OnDeny,
-        /// Every scope the operation needs (for a step-up challenge), never `offline_access`.
-        scopes: Vec<String>,
+    /// As if the target did not exist: left out of lists, "not found" on use.
+    Hide,
+    /// Listed; a call is answered `403 insufficient_scope` naming every scope the operation
+    /// needs, so that the client re-authorizes once with all of them. Never `offline_access`.
+    Challenge {
+        /// Every scope the operation needs, the ones the caller holds included.
+        scopes: Vec<Scope>,
     },
+    /// Listed; a call is refused with a plain `403`: no scope would change the answer.
+    Forbid,
+}
+
+impl Verdict {
+    /// The word used in the audit log and by `policy explain`: `allow`, `hide`, `challenge`,
+    /// `deny`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Hide => "hide",
+            Verdict::Challenge { .. } => "challenge",
+            Verdict::Forbid => "deny",
+        }
+    }
+
+    /// Whether a list still shows the target (allowed, challenged or forbidden, not hidden).
+    pub fn listed(&self) -> bool {
+        !matches!(self, Verdict::Hide)
+    }
 }
 
 /// A decision and the rule that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// Allowed or not.
+    /// Allowed or not, and how a refusal is answered.
     pub verdict: Verdict,
     /// The deciding rule's name, or `default` / `global`.
     pub rule: String,
@@ -202,6 +236,13 @@ impl Decision {
     /// Whether the target is allowed.
     pub fn allowed(&self) -> bool {
         self.verdict == Verdict::Allow
+    }
+
+    fn new(verdict: Verdict, rule: &str) -> Self {
+        Decision {
+            verdict,
+            rule: rule.to_owned(),
+        }
     }
 }
 
@@ -288,6 +329,17 @@ impl Rule {
     }
 }
 
+/// How a rule's conditions turned out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// They hold.
+    Holds,
+    /// The expression (if any) holds, but a scope is missing: more scopes would help.
+    LacksScopes,
+    /// The expression does not hold.
+    Fails,
+}
+
 /// Which scopes include which (the transitive closure of `scope_hierarchy`).
 #[derive(Debug, Default)]
 struct Hierarchy {
@@ -339,6 +391,8 @@ pub struct Policy {
     global: Conditions,
     hierarchy: Hierarchy,
     uses_annotations: bool,
+    /// Scopes every request needs (the resource server's own), named in every challenge.
+    required: Vec<String>,
 }
 
 /// Why a rule did what it did, for `policy explain`.
@@ -366,7 +420,15 @@ impl Policy {
             },
             hierarchy: Hierarchy::default(),
             uses_annotations: false,
+            required: Vec::new(),
         }
+    }
+
+    /// Names `scopes` — those every request needs anyway, such as the gateway's
+    /// `auth.required_scopes` — in every challenge, so that a client that steps up keeps them.
+    pub fn with_required_scopes(mut self, scopes: &[Scope]) -> Self {
+        self.required = scopes.iter().map(|s| s.as_str().to_owned()).collect();
+        self
     }
 
     /// Compiles a policy; every problem is reported, each with its configuration key.
@@ -480,6 +542,7 @@ impl Policy {
             global,
             hierarchy: Hierarchy::new(&authorization.scope_hierarchy),
             uses_annotations,
+            required: Vec::new(),
         })
     }
 
@@ -498,32 +561,89 @@ impl Policy {
         !self.rules.is_empty() || self.default == Effect::Deny
     }
 
-    /// The global conditions, which every MCP request must meet.
+    /// The global conditions, which every MCP request must meet: allowed, a challenge for
+    /// the global scopes the caller lacks, or [`Verdict::Forbid`] when the scopes are held but
+    /// the expression does not hold (more scopes would not help).
     pub fn check_global(&self, caller: &Caller<'_>) -> Decision {
         if self.global.is_empty() {
-            return Decision {
-                verdict: Verdict::Allow,
-                rule: "global".into(),
-            };
+            return Decision::new(Verdict::Allow, "global");
         }
         let mut facts = Facts::new(caller, None);
-        if self.holds(&self.global, caller, &mut facts, true) {
-            Decision {
-                verdict: Verdict::Allow,
-                rule: "global".into(),
+        match self.check(&self.global, caller, &mut facts, true) {
+            Check::Holds => Decision::new(Verdict::Allow, "global"),
+            Check::LacksScopes => {
+                let mut scopes = Vec::new();
+                self.add_needed(&self.global, caller, &mut scopes);
+                Decision::new(self.challenge(scopes), "global")
             }
-        } else {
-            Decision {
-                verdict: Verdict::Deny {
-                    on_deny: OnDeny::Challenge,
-                    scopes: self.needed(&self.global, caller, Vec::new()),
-                },
-                rule: "global".into(),
-            }
+            Check::Fails => Decision::new(Verdict::Forbid, "global"),
         }
     }
 
-    /// Decides whether `caller` may see or use `target`.
+    /// The whole decision on a request for `target`, as the gateway makes it and `policy
+    /// explain` reports it: the global conditions first, then trimming (a trimmed target is
+    /// hidden, rule `trim`), then the rules.
+    pub fn decide_call(
+        &self,
+        trim: &lists::Trim,
+        caller: &Caller<'_>,
+        target: &Target<'_>,
+    ) -> Decision {
+        self.call(trim, caller, target, None)
+    }
+
+    /// [`Policy::decide_call`], saying what each step and rule did.
+    pub fn explain_call(
+        &self,
+        trim: &lists::Trim,
+        caller: &Caller<'_>,
+        target: &Target<'_>,
+    ) -> (Decision, Vec<Step>) {
+        let mut steps = Vec::new();
+        let decision = self.call(trim, caller, target, Some(&mut steps));
+        (decision, steps)
+    }
+
+    fn call(
+        &self,
+        trim: &lists::Trim,
+        caller: &Caller<'_>,
+        target: &Target<'_>,
+        mut steps: Option<&mut Vec<Step>>,
+    ) -> Decision {
+        let global = self.check_global(caller);
+        if let Some(s) = steps.as_deref_mut()
+            && self.has_global()
+        {
+            s.push(Step {
+                rule: "authorization.global".into(),
+                outcome: if global.allowed() {
+                    "conditions hold".into()
+                } else {
+                    format!(
+                        "conditions do not hold: DENIED (needs {})",
+                        describe(&self.global)
+                    )
+                },
+            });
+        }
+        if !global.allowed() {
+            return global;
+        }
+        if !trim.visible(target.kind, target.name) {
+            if let Some(s) = steps.as_deref_mut() {
+                s.push(Step {
+                    rule: "trim".into(),
+                    outcome: "removed by upstream.expose / upstream.hide: HIDDEN".into(),
+                });
+            }
+            return Decision::new(Verdict::Hide, "trim");
+        }
+        self.evaluate(caller, target, steps)
+    }
+
+    /// Decides whether `caller` may see or use `target` by the rules alone (no global
+    /// conditions, no trimming: see [`Policy::decide_call`]).
     pub fn decide(&self, caller: &Caller<'_>, target: &Target<'_>) -> Decision {
         self.evaluate(caller, target, None)
     }
@@ -543,7 +663,12 @@ impl Policy {
     ) -> Decision {
         let mut facts = Facts::new(caller, Some(target));
         let mut allowed_by: Option<&Rule> = None;
-        let mut refusal: Option<(&Rule, Vec<String>)> = None;
+        // Deny rules that apply, and allow rules whose conditions fail (with whether only
+        // their scopes are lacking), in configuration order.
+        let mut denied_by: Vec<&Rule> = Vec::new();
+        let mut failing: Vec<(&Rule, bool)> = Vec::new();
+        // Every allow rule that selects the target: their scopes make up a challenge.
+        let mut requiring: Vec<&Rule> = Vec::new();
         // One pass over every pattern of every rule.
         let mut named = [0u64; 4];
         let mut named_big: Vec<bool> = Vec::new();
@@ -561,6 +686,14 @@ impl Policy {
                 }
             }
         }
+        let mut note = |rule: &Rule, outcome: String| {
+            if let Some(s) = steps.as_deref_mut() {
+                s.push(Step {
+                    rule: rule.name.clone(),
+                    outcome,
+                });
+            }
+        };
         for (i, rule) in self.rules.iter().enumerate() {
             let name_matches = if big {
                 named_big[i]
@@ -569,132 +702,124 @@ impl Policy {
             };
             let selects = rule.selects(target, name_matches);
             if selects == Selects::No {
-                if let Some(s) = steps.as_deref_mut() {
-                    s.push(Step {
-                        rule: rule.name.clone(),
-                        outcome: "does not select this target".into(),
-                    });
-                }
+                note(rule, "does not select this target".into());
                 continue;
             }
             let maybe = selects == Selects::Maybe;
             match rule.effect {
                 Effect::Deny => {
                     // A failing expression counts as true here: errors never grant.
-                    let holds = self.holds(&rule.conditions, caller, &mut facts, false);
-                    if let Some(s) = steps.as_deref_mut() {
-                        s.push(Step {
-                            rule: rule.name.clone(),
-                            outcome: if holds {
-                                "deny rule applies: DENIED".into()
-                            } else {
-                                "deny rule's conditions do not hold".into()
-                            },
-                        });
-                    }
-                    if holds {
-                        // A deny rule decides at once, and no step-up can undo it.
-                        return Decision {
-                            // No scope undoes a deny rule: a challenge names none.
-                            verdict: Verdict::Deny {
-                                on_deny: rule.on_deny,
-                                scopes: Vec::new(),
-                            },
-                            rule: rule.name.clone(),
-                        };
+                    if self.check(&rule.conditions, caller, &mut facts, false) == Check::Holds {
+                        note(rule, "deny rule applies: DENIED".into());
+                        denied_by.push(rule);
+                    } else {
+                        note(rule, "deny rule's conditions do not hold".into());
                     }
                 }
                 Effect::Allow => {
-                    let holds = self.holds(&rule.conditions, caller, &mut facts, true);
-                    if let Some(s) = steps.as_deref_mut() {
-                        s.push(Step {
-                            rule: rule.name.clone(),
-                            outcome: match (holds, maybe) {
-                                (true, false) => "allow rule's conditions hold".into(),
-                                (true, true) => "may select this tool (annotations not known yet); conditions hold, but it does not allow on its own".into(),
-                                (false, _) => format!(
+                    requiring.push(rule);
+                    match self.check(&rule.conditions, caller, &mut facts, true) {
+                        Check::Holds => {
+                            note(
+                                rule,
+                                if maybe {
+                                    "may select this tool (annotations not known yet); conditions hold, but it does not allow on its own".into()
+                                } else {
+                                    "allow rule's conditions hold".into()
+                                },
+                            );
+                            if !maybe && allowed_by.is_none() {
+                                allowed_by = Some(rule);
+                            }
+                        }
+                        outcome => {
+                            note(
+                                rule,
+                                format!(
                                     "allow rule's conditions do not hold: DENIED (needs {})",
                                     describe(&rule.conditions)
                                 ),
-                            },
-                        });
-                    }
-                    if !holds {
-                        let scopes = match refusal.take() {
-                            Some((_, so_far)) => self.needed(&rule.conditions, caller, so_far),
-                            None => self.needed(&rule.conditions, caller, Vec::new()),
-                        };
-                        refusal = Some((rule, scopes));
-                        if steps.is_none() && rule.on_deny == OnDeny::Hide {
-                            // Hidden: nothing more to learn.
-                            break;
+                            );
+                            failing.push((rule, outcome == Check::LacksScopes));
                         }
-                    } else if !maybe && allowed_by.is_none() {
-                        allowed_by = Some(rule);
                     }
                 }
             }
         }
-        if let Some((rule, scopes)) = refusal {
-            let mut scopes = scopes;
-            for s in &self.global.scopes_all {
-                if !scopes.contains(s) {
-                    scopes.push(s.clone());
+        if !denied_by.is_empty() {
+            return match denied_by.iter().find(|r| r.on_deny == OnDeny::Hide) {
+                Some(rule) => Decision::new(Verdict::Hide, &rule.name),
+                None => Decision::new(Verdict::Forbid, &denied_by[0].name),
+            };
+        }
+        if !failing.is_empty() {
+            let step_up = failing.iter().all(|(_, scopes_only)| *scopes_only);
+            let challenger = failing.iter().find(|(r, _)| r.on_deny == OnDeny::Challenge);
+            if step_up && let Some((rule, _)) = challenger {
+                let mut scopes = Vec::new();
+                for r in &requiring {
+                    self.add_needed(&r.conditions, caller, &mut scopes);
                 }
+                self.add_needed(&self.global, caller, &mut scopes);
+                return Decision::new(self.challenge(scopes), &rule.name);
             }
-            scopes.retain(|s| s != "offline_access");
-            return Decision {
-                verdict: Verdict::Deny {
-                    on_deny: rule.on_deny,
-                    scopes,
-                },
-                rule: rule.name.clone(),
+            return match failing.iter().find(|(r, _)| r.on_deny == OnDeny::Hide) {
+                Some((rule, _)) => Decision::new(Verdict::Hide, &rule.name),
+                None => {
+                    // Every failing rule says challenge, but one fails on its expression.
+                    let (rule, _) = failing
+                        .iter()
+                        .find(|(_, scopes_only)| !scopes_only)
+                        .unwrap_or(&failing[0]);
+                    Decision::new(Verdict::Forbid, &rule.name)
+                }
             };
         }
         match allowed_by {
-            Some(rule) => Decision {
-                verdict: Verdict::Allow,
-                rule: rule.name.clone(),
-            },
-            None => Decision {
-                verdict: match self.default {
+            Some(rule) => Decision::new(Verdict::Allow, &rule.name),
+            None => Decision::new(
+                match self.default {
                     Effect::Allow => Verdict::Allow,
-                    Effect::Deny => Verdict::Deny {
-                        on_deny: OnDeny::Hide,
-                        scopes: Vec::new(),
-                    },
+                    Effect::Deny => Verdict::Hide,
                 },
-                rule: "default".into(),
-            },
+                "default",
+            ),
         }
     }
 
-    /// Whether `conditions` hold for `caller`. `error_means`: what an expression that fails
-    /// at run time counts as (false for allowing, true for denying).
-    fn holds(
+    /// A challenge naming `scopes`, then the required ones; never `offline_access`.
+    fn challenge(&self, mut scopes: Vec<String>) -> Verdict {
+        for s in &self.required {
+            if !scopes.contains(s) {
+                scopes.push(s.clone());
+            }
+        }
+        scopes.retain(|s| s != "offline_access");
+        Verdict::Challenge {
+            scopes: scopes.into_iter().map(Scope::new).collect(),
+        }
+    }
+
+    /// Whether `conditions` hold for `caller`. `allowing`: whether an expression that fails
+    /// at run time counts as false (allow rules) or as true (deny rules).
+    fn check(
         &self,
         conditions: &Conditions,
         caller: &Caller<'_>,
         facts: &mut Facts<'_>,
         allowing: bool,
-    ) -> bool {
+    ) -> Check {
         let p = caller.principal;
-        if !conditions
+        let all = conditions
             .scopes_all
             .iter()
-            .all(|s| self.hierarchy.holds(p, s))
-        {
-            return false;
-        }
-        if !conditions.scopes_any.is_empty()
-            && !conditions
+            .all(|s| self.hierarchy.holds(p, s));
+        let any = conditions.scopes_any.is_empty()
+            || conditions
                 .scopes_any
                 .iter()
-                .any(|s| self.hierarchy.holds(p, s))
-        {
-            return false;
-        }
-        match &conditions.when {
+                .any(|s| self.hierarchy.holds(p, s));
+        let when = match &conditions.when {
             None => true,
             Some(expr) => match expr.eval(facts) {
                 Ok(b) => b,
@@ -703,33 +828,31 @@ impl Policy {
                     !allowing
                 }
             },
+        };
+        match (all && any, when) {
+            (true, true) => Check::Holds,
+            (false, true) => Check::LacksScopes,
+            (_, false) => Check::Fails,
         }
     }
 
-    /// The scopes an operation needs, added to `so_far`: all of `scopes_all`, and the first of
-    /// `scopes_any` unless one is held.
-    fn needed(
-        &self,
-        conditions: &Conditions,
-        caller: &Caller<'_>,
-        mut so_far: Vec<String>,
-    ) -> Vec<String> {
-        for s in &conditions.scopes_all {
-            if !so_far.contains(s) {
-                so_far.push(s.clone());
+    /// Adds to `scopes` what `conditions` ask: all of `scopes_all`, and of `scopes_any` the
+    /// first one held (or the first one, when none is).
+    fn add_needed(&self, conditions: &Conditions, caller: &Caller<'_>, scopes: &mut Vec<String>) {
+        let mut add = |s: &String| {
+            if !scopes.contains(s) {
+                scopes.push(s.clone());
             }
-        }
-        if !conditions
+        };
+        conditions.scopes_all.iter().for_each(&mut add);
+        if let Some(s) = conditions
             .scopes_any
             .iter()
-            .any(|s| self.hierarchy.holds(caller.principal, s))
-            && let Some(first) = conditions.scopes_any.first()
-            && !so_far.contains(first)
+            .find(|s| self.hierarchy.holds(caller.principal, s))
+            .or(conditions.scopes_any.first())
         {
-            so_far.push(first.clone());
+            add(s);
         }
-        so_far.retain(|s| s != "offline_access");
-        so_far
     }
 
     /// How many rules there are.

@@ -246,11 +246,11 @@ scopes_any = ["write", "owner"]
     let user = principal(&["mcp"], json!({}));
     let d = decide(&p, &user, &tool("delete_x", Some(&DESTRUCTIVE)));
     match d.verdict {
-        Verdict::Deny { on_deny, scopes } => {
-            assert_eq!(on_deny, OnDeny::Challenge);
+        Verdict::Challenge { scopes } => {
+            let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
             assert_eq!(scopes, ["admin", "write", "mcp"]);
         }
-        Verdict::Allow => panic!("should be denied"),
+        other => panic!("should be challenged, got {other:?}"),
     }
 }
 
@@ -450,4 +450,258 @@ fn remembered_results_never_cross_targets_methods_or_principals() {
         assert!(!at(&x, &format!("t{i}"), "tools/call"));
     }
     assert!(at(&x, "a", "tools/call"));
+}
+
+fn scopes_of(d: &Decision) -> Vec<String> {
+    match &d.verdict {
+        Verdict::Challenge { scopes } => scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        other => panic!("expected a challenge, got {other:?}"),
+    }
+}
+
+const DOC_RULES: &str = r#"
+[authorization]
+global = { scopes_all = ["mcp"] }
+
+[[policy]]
+name = "read-only tools for readers"
+annotations = { readOnlyHint = true }
+scopes_any = ["read"]
+
+[[policy]]
+name = "delete needs admin"
+kind = ["tool"]
+match = ["delete_*"]
+scopes_all = ["admin"]
+on_deny = "challenge"
+
+[[policy]]
+name = "destructive needs write"
+annotations = { destructiveHint = true }
+scopes_all = ["write"]
+"#;
+
+#[test]
+fn a_challenge_rule_wins_over_a_failing_hide_rule_when_more_scopes_would_help() {
+    let p = policy(DOC_RULES).unwrap();
+    let reader = principal(&["mcp", "read"], json!({}));
+    let d = decide(&p, &reader, &tool("delete_user", Some(&DESTRUCTIVE)));
+    assert_eq!(d.rule, "delete needs admin");
+    assert_eq!(scopes_of(&d), ["admin", "write", "mcp"]);
+    // Annotations not known yet: the same answer.
+    let d = decide(&p, &reader, &tool("delete_user", None));
+    assert_eq!(d.verdict.as_str(), "challenge");
+}
+
+#[test]
+fn the_order_of_rules_never_changes_the_verdict() {
+    let reordered = {
+        let blocks: Vec<&str> = DOC_RULES.split("\n[[policy]]").collect();
+        let mut out = blocks[0].to_owned();
+        for b in blocks[1..].iter().rev() {
+            out.push_str("\n[[policy]]");
+            out.push_str(b);
+        }
+        out
+    };
+    let a = policy(DOC_RULES).unwrap();
+    let b = policy(&reordered).unwrap();
+    for scopes in [
+        &["mcp"][..],
+        &["mcp", "read"],
+        &["mcp", "write"],
+        &["mcp", "admin"],
+        &["mcp", "admin", "write"],
+    ] {
+        let who = principal(scopes, json!({}));
+        for (name, ann) in [
+            ("delete_user", Some(&DESTRUCTIVE)),
+            ("get_user", Some(&READ_ONLY)),
+            ("delete_x", None),
+            ("other", None),
+        ] {
+            let da = decide(&a, &who, &tool(name, ann));
+            let db = decide(&b, &who, &tool(name, ann));
+            // The same verdict; a challenge's scopes are a set, listed in rule order.
+            let sorted = |v: &Verdict| match v {
+                Verdict::Challenge { scopes } => {
+                    let mut s = scopes.clone();
+                    s.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+                    Verdict::Challenge { scopes: s }
+                }
+                other => other.clone(),
+            };
+            assert_eq!(
+                sorted(&da.verdict),
+                sorted(&db.verdict),
+                "{scopes:?} {name}"
+            );
+            let (ea, _) = a.explain(
+                &Caller {
+                    principal: &who,
+                    method: "tools/call",
+                },
+                &tool(name, ann),
+            );
+            assert_eq!(ea, da, "decide and explain agree");
+        }
+    }
+}
+
+#[test]
+fn a_hide_rule_that_fails_on_its_expression_hides_even_next_to_a_challenge_rule() {
+    let p = policy(
+        r#"
+[[policy]]
+match = ["pay_*"]
+scopes_all = ["payments"]
+on_deny = "challenge"
+
+[[policy]]
+match = ["pay_*"]
+when = "claims.department == 'finance'"
+"#,
+    )
+    .unwrap();
+    let sales = principal(&[], json!({"department": "sales"}));
+    assert_eq!(
+        decide(&p, &sales, &tool("pay_x", None)).verdict,
+        Verdict::Hide
+    );
+    let finance = principal(&[], json!({"department": "finance"}));
+    assert_eq!(
+        scopes_of(&decide(&p, &finance, &tool("pay_x", None))),
+        ["payments"]
+    );
+}
+
+#[test]
+fn a_challenge_rule_failing_on_its_expression_is_a_plain_refusal() {
+    let p = policy(
+        r#"
+[[policy]]
+match = ["x"]
+scopes_all = ["a"]
+when = "subject == 'bob'"
+on_deny = "challenge"
+"#,
+    )
+    .unwrap();
+    let alice = principal(&["a"], json!({}));
+    assert_eq!(
+        decide(&p, &alice, &tool("x", None)).verdict,
+        Verdict::Forbid
+    );
+}
+
+#[test]
+fn a_deny_rule_with_challenge_is_a_plain_refusal_and_hide_wins_between_deny_rules() {
+    let p = policy(
+        r#"
+[[policy]]
+name = "no x"
+effect = "deny"
+match = ["x*"]
+on_deny = "challenge"
+
+[[policy]]
+name = "no xy"
+effect = "deny"
+match = ["xy"]
+"#,
+    )
+    .unwrap();
+    let who = principal(&["admin"], json!({}));
+    let d = decide(&p, &who, &tool("x1", None));
+    assert_eq!((d.verdict, d.rule.as_str()), (Verdict::Forbid, "no x"));
+    let d = decide(&p, &who, &tool("xy", None));
+    assert_eq!((d.verdict, d.rule.as_str()), (Verdict::Hide, "no xy"));
+    assert!(Verdict::Forbid.listed());
+    assert!(!Verdict::Hide.listed());
+}
+
+#[test]
+fn global_conditions_challenge_only_for_scopes_the_caller_lacks() {
+    let p = policy(
+        r#"
+[authorization]
+global = { scopes_all = ["mcp"], when = "claims.email.endsWith('@example.com')" }
+"#,
+    )
+    .unwrap();
+    let caller = |who| Caller {
+        principal: who,
+        method: "tools/list",
+    };
+    let outsider = principal(&["mcp"], json!({"email": "eve@evil.test"}));
+    assert_eq!(p.check_global(&caller(&outsider)).verdict, Verdict::Forbid);
+    let no_scope = principal(&[], json!({"email": "al@example.com"}));
+    assert_eq!(scopes_of(&p.check_global(&caller(&no_scope))), ["mcp"]);
+    let fine = principal(&["mcp"], json!({"email": "al@example.com"}));
+    assert!(p.check_global(&caller(&fine)).allowed());
+}
+
+#[test]
+fn challenges_name_the_required_scopes_too() {
+    let p = policy(DOC_RULES)
+        .unwrap()
+        .with_required_scopes(&[Scope::new("mcp"), Scope::new("base")]);
+    let reader = principal(&["mcp", "read", "base"], json!({}));
+    let d = decide(&p, &reader, &tool("delete_user", Some(&DESTRUCTIVE)));
+    assert_eq!(scopes_of(&d), ["admin", "write", "mcp", "base"]);
+}
+
+#[test]
+fn misspelt_functions_macros_and_non_boolean_expressions_are_decided_at_load() {
+    let e = errors("[[policy]]\nwhen = \"claims.email.endsWithh('@x.com')\"");
+    assert!(
+        e[0].contains("endsWithh") && e[0].starts_with("policy[0].when"),
+        "{e:?}"
+    );
+    let e = errors("[[policy]]\nwhen = \"sizee(scopes) > 0\"");
+    assert!(e[0].contains("sizee"), "{e:?}");
+    assert!(policy("[[policy]]\nwhen = \"scopes.exists(s, s == 'admin')\"").is_ok());
+    assert!(policy("[[policy]]\nwhen = \"scopes.all(s, s.startsWith('a'))\"").is_ok());
+    assert!(policy("[[policy]]\nwhen = \"claims.groups.exists_one(g, g == 'x')\"").is_ok());
+    assert!(
+        policy("[[policy]]\nwhen = \"has(claims.email) && type(claims.email) == string\"").is_ok()
+    );
+    for bad in ["1 + 1", "'yes'", "[true]", "size(scopes)", "true ? 1 : 2"] {
+        let e = errors(&format!("[[policy]]\nwhen = \"{bad}\""));
+        assert!(
+            e.iter().any(|m| m.contains("true or false")),
+            "{bad}: {e:?}"
+        );
+    }
+    // A macro's variable is not visible outside it.
+    let e = errors("[[policy]]\nwhen = \"scopes.exists(s, s == 'a') && s == 'b'\"");
+    assert!(e[0].contains("`s`"), "{e:?}");
+    let e = errors("[authorization]\nglobal = { when = \"claims.a.endsWithh('x')\" }");
+    assert!(e[0].starts_with("authorization.global.when"), "{e:?}");
+}
+
+#[test]
+fn policy_matches_resources_in_their_normal_spelling() {
+    let p = policy(
+        r#"
+[authorization]
+default = "deny"
+
+[[policy]]
+kind = ["resource"]
+match = ["file:///public/*"]
+"#,
+    )
+    .unwrap();
+    let who = principal(&[], json!({}));
+    let read = |uri: &str| {
+        decide(
+            &p,
+            &who,
+            &Target::new(Kind::Resource, &crate::uri::normalize(uri).unwrap()),
+        )
+    };
+    assert!(read("FILE:///public/a").allowed());
+    assert!(!read("file:///public/../private/a").allowed());
+    assert!(!read("file:///%70rivate/a").allowed());
 }

@@ -1,0 +1,421 @@
+//! Resource URIs in one spelling, so that a policy rule written for `file:///private/*` also
+//! applies to `FILE:///public/../private/x`, `file:///%70rivate/x` and `file:///private//x#top`.
+//!
+//! [`normalize`] applies the syntax-based normalisation of RFC 3986 §6.2.2 — scheme and host
+//! to lower case, percent-encoding of unreserved characters decoded and the hex digits of the
+//! rest upper-cased, dot segments removed — and, beyond it, drops the fragment (it never
+//! reaches a server) and collapses runs of `/` in the path. What would still be ambiguous is
+//! refused rather than guessed: an encoded `/`, `.` or `\` in the path (servers disagree on
+//! whether `%2F` separates segments), a `..` that climbs above the root, control characters
+//! (raw or encoded), broken percent-encoding, a raw `\`, and a URI without a scheme.
+//!
+//! ```
+//! use mcpgate_guard::uri::{normalize, UriError};
+//!
+//! assert_eq!(normalize("FILE:///public/../private/x#frag").unwrap(), "file:///private/x");
+//! assert_eq!(normalize("config://SECRETS").unwrap(), "config://secrets");
+//! assert_eq!(normalize("file:///%70rivate//x").unwrap(), "file:///private/x");
+//! assert_eq!(normalize("file:///a%2fb"), Err(UriError::EncodedSeparator));
+//! assert_eq!(normalize("file:///../etc/passwd"), Err(UriError::ClimbsAboveRoot));
+//! ```
+//!
+//! [`normalize_template`] does the same for RFC 6570 URI templates, leaving each `{…}`
+//! expression as written.
+
+use std::borrow::Cow;
+
+/// Why a URI cannot be put in one spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UriError {
+    /// Empty.
+    #[error("the URI is empty")]
+    Empty,
+    /// No `scheme:` at the start (resource URIs are absolute).
+    #[error("the URI has no scheme (resource URIs are absolute, like file:///x)")]
+    NoScheme,
+    /// A control character, raw or percent-encoded.
+    #[error("the URI contains a control character")]
+    ControlCharacter,
+    /// A `%` not followed by two hex digits.
+    #[error("the URI has a broken percent-encoding")]
+    BadPercentEncoding,
+    /// `%2F`, `%2E` or `%5C` in the path: whether it separates or names a segment depends on
+    /// the server.
+    #[error("the URI's path contains an encoded '/', '.' or '\\', which servers read differently")]
+    EncodedSeparator,
+    /// A raw `\` in the path (a separator to some servers).
+    #[error("the URI's path contains '\\'")]
+    Backslash,
+    /// A `..` segment with nothing left to remove.
+    #[error("the URI's path climbs above its root with '..'")]
+    ClimbsAboveRoot,
+    /// An unterminated `{` in a URI template.
+    #[error("the URI template has an unterminated '{{'")]
+    UnterminatedExpression,
+}
+
+/// The one spelling of a resource URI (see the module documentation). Borrowed when the URI
+/// is already in it.
+pub fn normalize(uri: &str) -> Result<Cow<'_, str>, UriError> {
+    run(uri, false)
+}
+
+/// The one spelling of a URI template: as [`normalize`], with each `{…}` expression kept as it
+/// is written.
+pub fn normalize_template(template: &str) -> Result<Cow<'_, str>, UriError> {
+    run(template, true)
+}
+
+fn run(input: &str, template: bool) -> Result<Cow<'_, str>, UriError> {
+    let out = build(input, template)?;
+    Ok(if out == input {
+        Cow::Borrowed(input)
+    } else {
+        Cow::Owned(out)
+    })
+}
+
+/// RFC 3986 §2.3.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Characters that may appear raw in a URI (RFC 3986 §2.2 and §2.3), besides `%`.
+fn is_allowed(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b':' | b'/'
+                | b'?'
+                | b'#'
+                | b'['
+                | b']'
+                | b'@'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
+fn is_control(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
+}
+
+/// Which part of the URI a piece of text is in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Authority,
+    Path,
+    Query,
+}
+
+/// Byte offsets of the first of `stops` outside template expressions, or the end.
+fn find_outside(s: &str, stops: &[u8], template: bool) -> Result<usize, UriError> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if template && b == b'{' {
+            match bytes[i..].iter().position(|c| *c == b'}') {
+                Some(end) => {
+                    i += end + 1;
+                    continue;
+                }
+                None => return Err(UriError::UnterminatedExpression),
+            }
+        }
+        if stops.contains(&b) {
+            return Ok(i);
+        }
+        i += 1;
+    }
+    Ok(bytes.len())
+}
+
+/// Percent-encoding normalised: unreserved characters decoded, other escapes upper-cased,
+/// characters that may not appear raw encoded; template expressions copied as they are.
+fn escape(text: &str, part: Part, template: bool, out: &mut String) -> Result<(), UriError> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if is_control(b) {
+            return Err(UriError::ControlCharacter);
+        }
+        if template && b == b'{' {
+            let end = bytes[i..]
+                .iter()
+                .position(|c| *c == b'}')
+                .ok_or(UriError::UnterminatedExpression)?;
+            out.push_str(&text[i..i + end + 1]);
+            i += end + 1;
+            continue;
+        }
+        if b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .ok_or(UriError::BadPercentEncoding)?;
+            let value = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .filter(|_| hex.iter().all(u8::is_ascii_hexdigit))
+                .ok_or(UriError::BadPercentEncoding)?;
+            if is_control(value) {
+                return Err(UriError::ControlCharacter);
+            }
+            if part == Part::Path && matches!(value, b'/' | b'.' | b'\\') {
+                return Err(UriError::EncodedSeparator);
+            }
+            if is_unreserved(value) {
+                out.push(value as char);
+            } else {
+                push_escaped(value, out);
+            }
+            i += 3;
+            continue;
+        }
+        if b == b'\\' && part == Part::Path {
+            return Err(UriError::Backslash);
+        }
+        if b.is_ascii() && is_allowed(b) {
+            out.push(b as char);
+        } else {
+            // Non-ASCII (RFC 3987 §3.1) and ASCII that may not appear raw.
+            push_escaped(b, out);
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+fn push_escaped(b: u8, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(HEX[usize::from(b >> 4)] as char);
+    out.push(HEX[usize::from(b & 0xf)] as char);
+}
+
+/// Runs of `/` collapsed, then dot segments removed (RFC 3986 §5.2.4); `..` that would climb
+/// above the start is refused.
+fn clean_path(path: &str) -> Result<String, UriError> {
+    let rooted = path.starts_with('/');
+    let mut segments: Vec<&str> = Vec::new();
+    let pieces: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let trailing = path.ends_with('/')
+        || pieces
+            .last()
+            .is_some_and(|last| *last == "." || *last == "..");
+    for piece in pieces {
+        match piece {
+            "." => {}
+            ".." => {
+                if segments.pop().is_none() {
+                    return Err(UriError::ClimbsAboveRoot);
+                }
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    if rooted {
+        out.push('/');
+    }
+    out.push_str(&segments.join("/"));
+    if trailing && !segments.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+fn build(input: &str, template: bool) -> Result<String, UriError> {
+    if input.is_empty() {
+        return Err(UriError::Empty);
+    }
+    if input.bytes().any(is_control) {
+        return Err(UriError::ControlCharacter);
+    }
+    // The fragment never reaches a server.
+    let input = &input[..find_outside(input, b"#", template)?];
+    let colon = input.find(':').ok_or(UriError::NoScheme)?;
+    let scheme = &input[..colon];
+    let valid_scheme = scheme
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !valid_scheme {
+        return Err(UriError::NoScheme);
+    }
+    let mut out = String::with_capacity(input.len() + 8);
+    out.push_str(&scheme.to_ascii_lowercase());
+    out.push(':');
+    let mut rest = &input[colon + 1..];
+    if let Some(after) = rest.strip_prefix("//") {
+        let end = find_outside(after, b"/?", template)?;
+        let authority = &after[..end];
+        out.push_str("//");
+        let (userinfo, host) = match authority.rfind('@') {
+            Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+            None => (None, authority),
+        };
+        if let Some(userinfo) = userinfo {
+            escape(userinfo, Part::Authority, template, &mut out)?;
+            out.push('@');
+        }
+        let mut host_text = String::with_capacity(host.len());
+        escape(host, Part::Authority, template, &mut host_text)?;
+        if template {
+            out.push_str(&host_text);
+        } else {
+            out.push_str(&host_text.to_ascii_lowercase());
+        }
+        rest = &after[end..];
+    }
+    let query_at = find_outside(rest, b"?", template)?;
+    let (path, query) = rest.split_at(query_at);
+    let mut path_text = String::with_capacity(path.len());
+    escape(path, Part::Path, template, &mut path_text)?;
+    out.push_str(&clean_path(&path_text)?);
+    if !query.is_empty() {
+        out.push('?');
+        escape(&query[1..], Part::Query, template, &mut out)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> String {
+        normalize(s).unwrap().into_owned()
+    }
+
+    #[test]
+    fn a_normal_uri_is_borrowed_unchanged() {
+        assert!(matches!(
+            normalize("file:///public/a.txt").unwrap(),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            normalize("https://example.com/a?b=c").unwrap(),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn scheme_and_host_case_is_folded_but_path_case_is_kept() {
+        assert_eq!(n("FILE:///Public/X"), "file:///Public/X");
+        assert_eq!(n("LEDGER://Q3/Report"), "ledger://q3/Report");
+        assert_eq!(n("config://SECRETS"), "config://secrets");
+        assert_eq!(n("https://User@EXAMPLE.com/"), "https://User@example.com/");
+    }
+
+    #[test]
+    fn dot_segments_are_removed() {
+        assert_eq!(n("file:///public/../private/x"), "file:///private/x");
+        assert_eq!(n("file:///a/./b/."), "file:///a/b/");
+        assert_eq!(n("file:///a/b/.."), "file:///a/");
+        assert_eq!(n("urn:a/../b"), "urn:b");
+    }
+
+    #[test]
+    fn climbing_above_the_root_is_refused() {
+        assert_eq!(
+            normalize("file:///../etc/passwd"),
+            Err(UriError::ClimbsAboveRoot)
+        );
+        assert_eq!(
+            normalize("file:///a/../../b"),
+            Err(UriError::ClimbsAboveRoot)
+        );
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded_and_others_upper_cased() {
+        assert_eq!(n("file:///%70rivate/x"), "file:///private/x");
+        assert_eq!(n("file:///a%7eb"), "file:///a~b");
+        assert_eq!(n("file:///a%3fb"), "file:///a%3Fb");
+        assert_eq!(n("file:///a b"), "file:///a%20b");
+        assert_eq!(n("file:///caf%c3%a9"), "file:///caf%C3%A9");
+        assert_eq!(n("file:///café"), "file:///caf%C3%A9");
+        assert_eq!(n("x://h/?q=%2f%41"), "x://h/?q=%2FA");
+    }
+
+    #[test]
+    fn encoded_separators_in_the_path_are_refused() {
+        for bad in [
+            "file:///a%2fb",
+            "file:///a%2Fb",
+            "file:///%2e%2e/x",
+            "file:///a%2E",
+            "file:///a%5cb",
+        ] {
+            assert_eq!(normalize(bad), Err(UriError::EncodedSeparator), "{bad}");
+        }
+        assert_eq!(normalize("file:///a\\b"), Err(UriError::Backslash));
+    }
+
+    #[test]
+    fn runs_of_slashes_collapse_and_fragments_go() {
+        assert_eq!(n("file:///private//x"), "file:///private/x");
+        assert_eq!(n("file:////private/x"), "file:///private/x");
+        assert_eq!(n("config://secrets#x"), "config://secrets");
+        assert_eq!(n("config://secrets/#"), "config://secrets/");
+    }
+
+    #[test]
+    fn control_characters_and_broken_escapes_are_refused() {
+        assert_eq!(normalize("file:///a\nb"), Err(UriError::ControlCharacter));
+        assert_eq!(normalize("file:///a%00"), Err(UriError::ControlCharacter));
+        assert_eq!(normalize("file:///a%0A"), Err(UriError::ControlCharacter));
+        assert_eq!(normalize("file:///a%zz"), Err(UriError::BadPercentEncoding));
+        assert_eq!(normalize("file:///a%4"), Err(UriError::BadPercentEncoding));
+        assert_eq!(normalize("file:///a%+1"), Err(UriError::BadPercentEncoding));
+    }
+
+    #[test]
+    fn a_uri_needs_a_scheme() {
+        assert_eq!(normalize(""), Err(UriError::Empty));
+        assert_eq!(normalize("/etc/passwd"), Err(UriError::NoScheme));
+        assert_eq!(normalize("1x:/a"), Err(UriError::NoScheme));
+        assert_eq!(normalize("secrets"), Err(UriError::NoScheme));
+    }
+
+    #[test]
+    fn templates_keep_their_expressions() {
+        let t = |s: &str| normalize_template(s).unwrap().into_owned();
+        assert_eq!(t("FILE:///{path}"), "file:///{path}");
+        assert_eq!(t("file:///a/../{+path}{#frag}"), "file:///{+path}{#frag}");
+        assert_eq!(t("x://h/{?q,r}"), "x://h/{?q,r}");
+        assert_eq!(t("x://h/a#{frag}"), "x://h/a");
+        assert_eq!(
+            normalize_template("x://h/{a"),
+            Err(UriError::UnterminatedExpression)
+        );
+    }
+
+    #[test]
+    fn normalising_twice_changes_nothing() {
+        for s in [
+            "FILE:///public/../private/x",
+            "file:///%70rivate//x#f",
+            "x://H/a b/%c3%a9?%2f",
+            "urn:a/./b/",
+            "file:///a/b/..",
+        ] {
+            let once = n(s);
+            assert_eq!(n(&once), once, "{s}");
+        }
+    }
+}
