@@ -91,10 +91,18 @@ impl HostPolicy {
         headers: &HeaderMap,
         uri_authority: Option<&str>,
     ) -> Result<(), &'static str> {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(uri_authority);
+        let mut hosts = headers.get_all(header::HOST).iter();
+        let first = hosts.next();
+        if hosts.next().is_some() {
+            return Err(TWO_HOSTS);
+        }
+        let header_host = first.and_then(|h| h.to_str().ok());
+        if let (Some(h), Some(a)) = (header_host, uri_authority)
+            && !h.eq_ignore_ascii_case(a)
+        {
+            return Err(TWO_HOSTS);
+        }
+        let host = header_host.or(uri_authority);
         match host {
             Some(h) if self.host_allowed(h) => {}
             _ => return Err("Forbidden: Host header is not allowed"),
@@ -110,6 +118,10 @@ impl HostPolicy {
         Ok(())
     }
 }
+
+/// Two hosts named (two `Host` headers, or a `Host` that differs from the request target's
+/// authority): which one counts would depend on who reads it.
+const TWO_HOSTS: &str = "Bad Request: the request names more than one host";
 
 fn normalize_origin(origin: &str) -> String {
     if origin == "null" {
@@ -165,7 +177,12 @@ pub async fn enforce(
                 path = request.uri().path(),
                 "{why}"
             );
-            text_response(StatusCode::FORBIDDEN, why)
+            let status = if why == TWO_HOSTS {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            text_response(status, why)
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct Enforcer {
     anonymous: Principal,
     /// `resource_metadata` for challenges.
     resource_metadata: String,
+    /// Rate limits.
+    limits: crate::ratelimit::RateLimits,
 }
 
 impl std::fmt::Debug for Enforcer {
@@ -81,6 +83,7 @@ impl Enforcer {
         validate_arguments: bool,
         audit: Arc<Audit>,
         resource_metadata: String,
+        limits: crate::ratelimit::RateLimits,
     ) -> Self {
         Enforcer {
             policy,
@@ -90,6 +93,7 @@ impl Enforcer {
             audit,
             anonymous: Principal::builder(Subject::new("anonymous")).build(),
             resource_metadata,
+            limits,
         }
     }
 
@@ -100,6 +104,7 @@ impl Enforcer {
             || self.validate_arguments
             || self.audit.enabled()
             || self.policy.has_global()
+            || !self.limits.is_empty()
     }
 
     /// Checks a client message before it goes upstream. `aim` is the target of a governed
@@ -107,6 +112,7 @@ impl Enforcer {
     pub fn check(
         &self,
         who: Option<&Principal>,
+        address: Option<std::net::IpAddr>,
         message: &Message<'_>,
         aim: Option<&Aim>,
         body: &[u8],
@@ -182,11 +188,38 @@ impl Enforcer {
                 ));
             }
         }
+        if let Err(limited) = self.limits.check(principal, address, aim.kind, &aim.name) {
+            record.decision = "rate_limited".into();
+            record.rule = Some(limited.rule.clone());
+            crate::metrics::decision("rate_limited", method);
+            self.audit.write(record);
+            tracing::info!(target: "mcpgate::policy", subject = principal.subject.as_str(), rule = limited.rule, target = aim.name, "rate limit reached");
+            let mut r = message::error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                message.id,
+                message::RATE_LIMITED,
+                &format!(
+                    "Rate limit reached ({}); retry in {} s",
+                    limited.rule,
+                    limited.retry_after.as_secs().max(1)
+                ),
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                crate::server::retry_after(limited.retry_after),
+            );
+            return Check::Respond(r);
+        }
         crate::metrics::decision("allow", method);
         Check::Forward(Pending {
             list: None,
             record: Some(record),
         })
+    }
+
+    /// Forgets rate-limit allowances that are full again.
+    pub fn forget_idle(&self) {
+        self.limits.forget_idle();
     }
 
     /// The answer to a refusal: "not found" for a hidden target, a step-up challenge, or a

@@ -28,3 +28,35 @@ pub fn init(config: &LogConfig) {
             .try_init(),
     };
 }
+
+/// Text from elsewhere (a child's stderr or stdout) made safe to put in a log line: control
+/// characters — terminal escape sequences, carriage returns that overwrite a line, bells — are
+/// written as `\u{1b}` escapes instead of being passed to the terminal or log viewer.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(printable("plain text é"), "plain text é");
+        assert_eq!(
+            printable("\u{1b}[31mred\u{1b}[0m\r\u{7}"),
+            "\\u{1b}[31mred\\u{1b}[0m\\u{d}\\u{7}"
+        );
+    }
+}

@@ -8,10 +8,12 @@ mod demo;
 mod dns_rebinding;
 mod enforce;
 mod health;
+mod listener;
 mod logging;
 mod metrics;
 mod proxy;
 mod quickstart;
+mod ratelimit;
 mod server;
 mod session;
 mod upstream;
@@ -275,6 +277,7 @@ pub async fn run(config: Config) -> ExitCode {
     let result = server::serve(
         listener,
         prepared.router,
+        prepared.limits,
         Duration::from_secs(10),
         stdio.clone(),
     )

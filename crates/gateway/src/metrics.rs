@@ -53,6 +53,7 @@ pub fn decision(decision: &str, method: &str) {
         "challenge" => "challenge",
         "invalid" => "invalid",
         "filter" => "filter",
+        "rate_limited" => "rate_limited",
         _ => "deny",
     };
     metrics::counter!(
@@ -66,6 +67,22 @@ pub fn decision(decision: &str, method: &str) {
 /// Counts an audit record that could not be queued.
 pub fn audit_dropped() {
     metrics::counter!("mcpgate_audit_records_dropped_total").increment(1);
+}
+
+/// Counts a call refused by a rate limit (`rule` is the operator's rule name).
+pub fn rate_limited(rule: &str) {
+    metrics::counter!("mcpgate_rate_limited_total", "rule" => rule.to_owned()).increment(1);
+}
+
+/// Counts a request refused for lack of valid credentials from an address that has been
+/// refused too often.
+pub fn unauthenticated_limited() {
+    metrics::counter!("mcpgate_unauthenticated_limited_total").increment(1);
+}
+
+/// Counts a connection refused because of a limit (`limit`: `total` or `per_address`).
+pub fn connection_refused(limit: &'static str) {
+    metrics::counter!("mcpgate_connections_refused_total", "limit" => limit).increment(1);
 }
 
 /// `GET /metrics`.

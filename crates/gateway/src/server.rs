@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
@@ -33,6 +32,8 @@ pub struct Prepared {
     pub resource: String,
     /// A stdio upstream, whose children are stopped at shutdown.
     pub stdio: Option<Arc<StdioUpstream>>,
+    /// Connection limits.
+    pub limits: crate::listener::Limits,
 }
 
 /// Builds the application from a validated configuration.
@@ -109,14 +110,35 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
             config.audit.include.iter().any(|f| f == "arguments"),
         )
         .map_err(|e| format!("audit.output: cannot open `{}`: {e}", config.audit.output))?;
+        let limits = crate::ratelimit::RateLimits::compile(&config.rate_limit).map_err(|e| {
+            e.iter()
+                .map(|p| format!("{}: {}", p.key, p.problem))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
         let enforcer = crate::enforce::Enforcer::new(
             policy,
             trim,
             config.authorization.validate_arguments,
             Arc::new(audit),
             resource.metadata_url().to_string(),
+            limits,
         );
-        enforcer.is_active().then(|| Arc::new(enforcer))
+        let enforcer = enforcer.is_active().then(|| Arc::new(enforcer));
+        if let Some(e) = &enforcer {
+            // Rate-limit allowances that are full again are forgotten: memory follows the
+            // recent callers, not every caller ever seen.
+            let janitor = Arc::downgrade(e);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    let Some(e) = janitor.upgrade() else { return };
+                    e.forget_idle();
+                }
+            });
+        }
+        enforcer
     };
     let gateway = Arc::new(Gateway {
         enforcer,
@@ -125,6 +147,8 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         token,
         identity,
         max_message_bytes: config.upstream.max_response_bytes,
+        max_body_bytes: config.http.max_body_bytes,
+        body_timeout: config.http.body_timeout,
     });
     let health = Arc::new(Health::new(Arc::clone(&gateway), verifier.clone()));
 
@@ -149,7 +173,26 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         }
         Guard::Verify(v) => mcp.route_layer(auth::layer(v, &resource, config)),
     };
-    mcp = mcp.layer(DefaultBodyLimit::max(config.http.max_body_bytes));
+    // Addresses refused for lack of valid credentials too often wait (outside the auth layer,
+    // so that it sees the 401s).
+    if config.http.unauthenticated_per_address != "off"
+        && let Ok(rate) = crate::ratelimit::Rate::parse(&config.http.unauthenticated_per_address)
+    {
+        let limiter = Arc::new(crate::ratelimit::Unauthenticated::new(rate));
+        let janitor = Arc::downgrade(&limiter);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(l) = janitor.upgrade() else { return };
+                l.forget_idle();
+            }
+        });
+        mcp = mcp.layer(axum::middleware::from_fn_with_state(
+            limiter,
+            limit_unauthenticated,
+        ));
+    }
 
     let metadata = Arc::new(resource.clone());
     let mut wellknown = Router::new();
@@ -176,6 +219,14 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
             policy,
             dns_rebinding::enforce,
         ));
+    let trusted: Arc<Vec<ipnet::IpNet>> = Arc::new(
+        config
+            .http
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| crate::listener::parse_net(p))
+            .collect(),
+    );
     // Health routes sit outside the Host check (probes reach pods by IP), and so does the public
     // metadata (browser-based clients read it from any origin; it is served with CORS `*`).
     let mut ops = wellknown
@@ -196,11 +247,21 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     } else {
         Router::new().nest(&prefix, app.clone()).merge(app)
     };
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        Arc::clone(&trusted),
+        client_address,
+    ));
     Ok(Prepared {
         router,
         verifier,
         resource: resource.resource().to_string(),
         stdio,
+        limits: crate::listener::Limits {
+            header_timeout: config.http.header_timeout,
+            max_connections: crate::listener::connection_ceiling(config.http.max_connections),
+            per_address: config.http.max_connections_per_address,
+            trusted,
+        },
     })
 }
 
@@ -299,38 +360,81 @@ async fn not_found() -> Response {
     crate::proxy::message::text_response(StatusCode::NOT_FOUND, "Not Found")
 }
 
+/// The client's address ([`ClientAddress`]) for every request: the peer's, or the one a
+/// trusted proxy names.
+async fn client_address(
+    axum::extract::State(trusted): axum::extract::State<Arc<Vec<ipnet::IpNet>>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(crate::listener::Peer(peer)) = request.extensions().get().copied() {
+        let ip = crate::listener::client_address(peer.ip(), request.headers(), &trusted);
+        request.extensions_mut().insert(ClientAddress(ip));
+    }
+    next.run(request).await
+}
+
+/// The client's address, for per-address limits and logs.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
+/// 429 for an address that has been refused for missing or invalid credentials too often;
+/// every 401 counts against its address.
+async fn limit_unauthenticated(
+    axum::extract::State(limiter): axum::extract::State<Arc<crate::ratelimit::Unauthenticated>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let ip = request.extensions().get::<ClientAddress>().map(|a| a.0);
+    if let Some(ip) = ip
+        && let Some(wait) = limiter.blocked(ip)
+    {
+        crate::metrics::unauthenticated_limited();
+        tracing::info!(target: "mcpgate::auth", address = %ip, "refused: too many requests without valid credentials from this address");
+        let mut r = crate::proxy::message::error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            crate::proxy::message::RATE_LIMITED,
+            "Too Many Requests: too many requests without valid credentials from this address",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, retry_after(wait));
+        return r;
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::UNAUTHORIZED
+        && let Some(ip) = ip
+    {
+        limiter.refused(ip);
+    }
+    response
+}
+
+/// A `Retry-After` value: whole seconds, at least one.
+pub fn retry_after(wait: Duration) -> HeaderValue {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
+}
+
 /// Serves until SIGINT/SIGTERM, then lets requests finish for up to `grace`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: crate::listener::Limits,
     grace: Duration,
     stdio: Option<Arc<StdioUpstream>>,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server =
-        axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
-            let _ = stop_rx.await;
-        });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        result = &mut server => return result,
-        _ = shutdown_signal() => {}
-    }
-    tracing::info!(
-        "shutting down: no new connections; waiting up to {grace:?} for requests in flight"
-    );
-    let _ = stop_tx.send(());
-    if let Some(stdio) = &stdio {
-        // Streams that wait for server messages are not requests in flight: they end now.
-        stdio.drain();
-    }
-    match tokio::time::timeout(grace, server).await {
-        Ok(result) => result,
-        Err(_) => {
-            tracing::warn!("requests still open after {grace:?}; closing them");
-            Ok(())
+    let stop = async move {
+        shutdown_signal().await;
+        tracing::info!(
+            "shutting down: no new connections; waiting up to {grace:?} for requests in flight"
+        );
+        if let Some(stdio) = &stdio {
+            // Streams that wait for server messages are not requests in flight: they end now.
+            stdio.drain();
         }
-    }
+    };
+    crate::listener::serve(listener, router, limits, stop, grace).await
 }
 
 async fn shutdown_signal() {

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -487,6 +487,32 @@ async fn stateless_input_required_round_trip_by_hand() {
         .unwrap();
     assert_eq!(stolen["error"]["code"], -32602, "{stolen}");
 
+    // The state is bound to its request: a retry that names another tool is refused (and the
+    // parked request stays, for the real retry).
+    let other: Value = reqwest::Client::new()
+        .post(&gw.mcp)
+        .bearer_auth("alice-token")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .body(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"},"requestState":state,"inputResponses":{key: {"action":"accept","content":{"name":"Eve"}}},"_meta":meta}}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["error"]["code"], -32602, "{other}");
+    assert!(
+        other["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another request"),
+        "{other}"
+    );
+
     let second: Value = send(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"elicit_name","arguments":{},"requestState":state,"inputResponses":{key: {"action":"accept","content":{"name":"Grace"}}},"_meta":meta}}))
         .await
         .json()
@@ -598,6 +624,119 @@ async fn a_command_that_keeps_dying_is_restarted_with_backoff() {
     assert!(statuses[2].1.is_some(), "503 carries Retry-After");
     let ready = reqwest::get(format!("{}/readyz", gw.base)).await.unwrap();
     assert_eq!(ready.status(), 503);
+}
+
+#[tokio::test]
+async fn terminal_escapes_from_a_child_never_reach_the_log_raw() {
+    let gw = gateway("", &[]).await;
+    let (c, _) = answering_client(&gw.mcp, "alice-token", Generation::Legacy).await;
+    assert_eq!(call(&c, "ansi", json!({})).await, "ok");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(gw.log().contains("stderr-escape") && gw.log().contains("stdout-escape")) {
+        assert!(Instant::now() < deadline, "{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = gw.log();
+    assert!(
+        !log.contains('\u{1b}') && !log.contains('\u{7}'),
+        "raw escapes in the log"
+    );
+    assert!(log.contains("\\u{1b}[31mstderr-escape"), "{log}");
+    let _ = c.cancel().await;
+}
+
+#[tokio::test]
+async fn too_many_requests_waiting_for_input_are_refused() {
+    let gw = gateway("--legacy", &[]).await;
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"}
+    });
+    let client = reqwest::Client::new();
+    let mut outcomes = Vec::new();
+    for i in 0..34 {
+        let r: Value = client
+            .post(&gw.mcp)
+            .bearer_auth("alice-token")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "elicit_name")
+            .body(json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":{"name":"elicit_name","arguments":{},"_meta":meta}}).to_string())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        outcomes.push(r["result"]["resultType"] == "input_required");
+    }
+    assert!(outcomes[..32].iter().all(|p| *p), "{outcomes:?}");
+    assert!(!outcomes[32] && !outcomes[33], "{outcomes:?}");
+}
+
+#[tokio::test]
+async fn an_idle_shared_child_is_stopped_after_stateless_clients_used_it() {
+    let gw = gateway(
+        "",
+        &[
+            ("MCPGATE_UPSTREAM_SESSION_MODE", "shared"),
+            ("MCPGATE_UPSTREAM_CHILD_IDLE_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    let (c, _) = answering_client(&gw.mcp, "alice-token", Generation::Stateless).await;
+    let pid: u32 = call(&c, "pid", json!({})).await.parse().unwrap();
+    let _ = c.cancel().await;
+    assert!(
+        gone_within(pid, Duration::from_secs(20)).await,
+        "the shared child {pid} was never stopped"
+    );
+}
+
+#[tokio::test]
+async fn a_child_that_does_not_start_in_time_is_answered_at_once() {
+    // A child that never answers and ignores a closed stdin: stopping it takes the stop grace
+    // (seconds). The client hears of the failure before the child is gone.
+    let gw = Gateway::start(
+        &[
+            "--auth",
+            "static",
+            "--dev",
+            "--upstream-cmd",
+            "sh -c 'echo started-$$ >&2; exec sleep 60'",
+        ],
+        &[
+            ("MCPGATE_AUTH_STATIC_TOKENS", TOKENS),
+            ("MCPGATE_UPSTREAM_STARTUP_TIMEOUT", "1s"),
+            ("MCPGATE_UPSTREAM_INHERIT_ENV", "PATH"),
+        ],
+    )
+    .await;
+    let r = reqwest::Client::new()
+        .post(&gw.mcp)
+        .bearer_auth("alice-token")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().as_u16() >= 500, "{}", r.status());
+    let log = gw.log();
+    let pid: u32 = log
+        .split("started-")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(alive(pid), "the answer waited for the child's stop");
+    assert!(
+        gone_within(pid, Duration::from_secs(15)).await,
+        "the child was not stopped"
+    );
 }
 
 #[tokio::test]

@@ -3,10 +3,12 @@
 
 pub mod idp;
 pub mod keys;
+pub mod spy;
 pub mod upstream;
 
 pub use idp::FakeIdp;
 pub use keys::TestKey;
+pub use spy::{Behaviour, Spy};
 pub use upstream::{Mode, TestUpstream};
 
 /// The path of one of this crate's fixture programs (`stdio-upstream`, `conformance-upstream`

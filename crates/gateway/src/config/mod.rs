@@ -96,6 +96,8 @@ pub struct Config {
     pub authorization: mcpgate_guard::policy::AuthorizationConfig,
     /// `[[policy]]` rules.
     pub policy: Vec<mcpgate_guard::policy::RuleConfig>,
+    /// `[[rate_limit]]` rules (default: 100 tool calls per second per subject; `[]` for none).
+    pub rate_limit: Vec<crate::ratelimit::RateLimitConfig>,
     /// The audit log.
     pub audit: AuditConfig,
     /// `/metrics`.
@@ -311,6 +313,23 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// Time for a request head to arrive (and most time a kept-alive connection may sit idle).
+    #[serde(with = "values::duration")]
+    pub header_timeout: Duration,
+    /// Time for a whole request body to arrive.
+    #[serde(with = "values::duration")]
+    pub body_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address.
+    pub max_connections_per_address: usize,
+    /// How often one address may be refused for lack of valid credentials (`N/minute`, or
+    /// `off`) before it is answered 429 until the allowance refills.
+    pub unauthenticated_per_address: String,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client
+    /// address for per-address limits.
+    #[serde(deserialize_with = "values::list::deserialize")]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Logging.
@@ -337,6 +356,7 @@ impl Default for Config {
             log: LogConfig::default(),
             authorization: Default::default(),
             policy: Vec::new(),
+            rate_limit: crate::ratelimit::default_rules(),
             audit: AuditConfig::default(),
             metrics: MetricsConfig::default(),
         }
@@ -423,6 +443,12 @@ impl Default for HttpConfig {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_connections_per_address: 256,
+            unauthenticated_per_address: "120/minute".into(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -352,6 +352,42 @@ pub const SETTINGS: &[Setting] = &[
         "Largest request body accepted (413 beyond).",
     ),
     s(
+        "http.header_timeout",
+        None,
+        "duration",
+        "Time for a request's head to arrive, and the longest a kept-alive connection may sit idle; then the connection is closed (slow-header attacks).",
+    ),
+    s(
+        "http.body_timeout",
+        None,
+        "duration",
+        "Time for a whole request body to arrive (408 beyond).",
+    ),
+    s(
+        "http.max_connections",
+        None,
+        "integer",
+        "Most client connections open at once; beyond it new ones get 503 and are closed. Never more than the process's open-file limit allows.",
+    ),
+    s(
+        "http.max_connections_per_address",
+        None,
+        "integer",
+        "Most connections open at once from one client address (see `http.trusted_proxies`); beyond it: 429.",
+    ),
+    s(
+        "http.unauthenticated_per_address",
+        None,
+        "`N/second`, `N/minute`, `N/hour`, `off`",
+        "How often one client address may be refused for missing or invalid credentials (401) before it is answered 429 with Retry-After until its allowance refills.",
+    ),
+    s(
+        "http.trusted_proxies",
+        None,
+        "list of addresses or CIDR ranges",
+        "Reverse proxies in front of the gateway: for a connection from one of them, the client address (for per-address limits and the audit log) is the last `X-Forwarded-For` entry that is not itself a trusted proxy.",
+    ),
+    s(
         "authorization.default",
         None,
         "`allow`, `deny`",
@@ -386,6 +422,12 @@ pub const SETTINGS: &[Setting] = &[
         None,
         "array of tables",
         "Authorization rules (`[[policy]]`): `name`, `effect` (`allow`/`deny`), `kind`, `match` (globs), `annotations`, `tags`, `scopes_all`, `scopes_any`, `when` (CEL), `on_deny`. See docs/policy.md.",
+    ),
+    s(
+        "rate_limit",
+        None,
+        "array of tables",
+        "Rate limits (`[[rate_limit]]`): `name`, `kind` (default `[\"tool\"]`), `match` (globs), `per` (`subject`, `client`, `target`, `address`; default `[\"subject\"]`; empty: everyone together), `rate` (`N/second`, `N/minute`, `N/hour`). Default: 100 tool calls per second per subject; `rate_limit = []` turns limits off. Beyond a limit: 429 with Retry-After and a JSON-RPC error. See docs/policy.md.",
     ),
     s(
         "audit.output",

@@ -373,6 +373,11 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
             err(&p.key, p.problem);
         }
     }
+    if let Err(problems) = crate::ratelimit::RateLimits::compile(&config.rate_limit) {
+        for p in problems {
+            err(&p.key, p.problem);
+        }
+    }
     for field in &config.audit.include {
         if field != "arguments" {
             err(
@@ -424,6 +429,39 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
             "upstream.max_response_bytes",
             "must be greater than zero".into(),
         );
+    }
+    if config.http.unauthenticated_per_address != "off"
+        && let Err(problem) =
+            crate::ratelimit::Rate::parse(&config.http.unauthenticated_per_address)
+    {
+        err("http.unauthenticated_per_address", problem);
+    }
+    for proxy in &config.http.trusted_proxies {
+        if crate::listener::parse_net(proxy).is_none() {
+            err(
+                "http.trusted_proxies",
+                format!("`{proxy}` is not an IP address or CIDR range (10.0.0.0/8, ::1)"),
+            );
+        }
+    }
+    for (key, value) in [
+        ("http.max_connections", config.http.max_connections),
+        (
+            "http.max_connections_per_address",
+            config.http.max_connections_per_address,
+        ),
+    ] {
+        if value == 0 {
+            err(key, "must be greater than zero".into());
+        }
+    }
+    for (key, value) in [
+        ("http.header_timeout", config.http.header_timeout),
+        ("http.body_timeout", config.http.body_timeout),
+    ] {
+        if value.is_zero() {
+            err(key, "must be longer than zero".into());
+        }
     }
     if config.http.max_body_bytes == 0 {
         err("http.max_body_bytes", "must be greater than zero".into());

@@ -584,15 +584,16 @@ pub fn error_response(
     response
 }
 
-/// A plain-text response, for refusals that are not about one message.
+/// A refusal that is not about one message (a route, a header, a connection): a JSON-RPC
+/// error with a null id, like every other refusal — `-32600` for a 4xx status, `-32603` for a
+/// 5xx.
 pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    let code = if status.is_server_error() {
+        INTERNAL_ERROR
+    } else {
+        INVALID_REQUEST
+    };
+    error_response(status, None, code, text)
 }
 
 #[cfg(test)]

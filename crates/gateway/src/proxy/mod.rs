@@ -71,6 +71,10 @@ pub struct Gateway {
     pub identity: IdentityHeaders,
     /// Largest upstream message the gateway reads (`upstream.max_response_bytes`).
     pub max_message_bytes: usize,
+    /// Largest request body (`http.max_body_bytes`).
+    pub max_body_bytes: usize,
+    /// Time for a request body to arrive (`http.body_timeout`).
+    pub body_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -158,13 +162,54 @@ impl Gateway {
     }
 }
 
+/// Reads a request body within `http.max_body_bytes` and `http.body_timeout`; a refusal is a
+/// JSON-RPC error (413, 408).
+async fn read_body(gw: &Gateway, body: Body) -> Result<Bytes, Response<Body>> {
+    use http_body_util::BodyExt as _;
+    let limited = http_body_util::Limited::new(body, gw.max_body_bytes);
+    match tokio::time::timeout(gw.body_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(message::error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                INVALID_REQUEST,
+                &format!(
+                    "Payload Too Large: the body is larger than {} bytes (http.max_body_bytes)",
+                    gw.max_body_bytes
+                ),
+            ))
+        }
+        Ok(Err(_)) => Err(message::error_response(
+            StatusCode::BAD_REQUEST,
+            None,
+            INVALID_REQUEST,
+            "Bad Request: the body could not be read",
+        )),
+        Err(_) => Err(message::error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            None,
+            INVALID_REQUEST,
+            "Request Timeout: the body did not arrive in time (http.body_timeout)",
+        )),
+    }
+}
+
 /// `POST /mcp`.
 pub async fn post(
     State(gw): State<Arc<Gateway>>,
     who: Who,
+    address: Option<axum::Extension<crate::server::ClientAddress>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response<Body> {
+    let body = match read_body(&gw, body).await {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
+    };
     if message::nests_deeper_than(&body, MAX_DEPTH) {
         return message::error_response(
             StatusCode::BAD_REQUEST,
@@ -236,7 +281,8 @@ pub async fn post(
     if let Some(enforcer) = &gw.enforcer {
         let principal = who.as_ref().map(|axum::Extension(p)| p.as_ref());
         let session = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
-        match enforcer.check(principal, &message, aim.as_ref(), &body, session) {
+        let address = address.map(|axum::Extension(a)| a.0);
+        match enforcer.check(principal, address, &message, aim.as_ref(), &body, session) {
             crate::enforce::Check::Respond(r) => return r,
             crate::enforce::Check::Forward(mut p) => {
                 if let Some(record) = p.record.as_mut() {
@@ -391,7 +437,7 @@ async fn checked(
             max_event: gw.max_message_bytes,
         };
         let events = sse::watch(
-            http_body_util::BodyDataStream::new(body).map_err(std::io::Error::other),
+            http_body_util::BodyDataStream::new(body).map_err(io_error),
             watch,
         );
         parts.headers.remove(header::CONTENT_LENGTH);
@@ -431,6 +477,20 @@ async fn checked(
             bad("The upstream MCP server's list answer cannot be read, so it cannot be filtered")
         }
     }
+}
+
+/// A body error as an I/O error, keeping a timeout recognisable as one.
+fn io_error(e: axum::Error) -> std::io::Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return std::io::Error::new(std::io::ErrorKind::TimedOut, io.to_string());
+        }
+        source = s.source();
+    }
+    std::io::Error::other(e)
 }
 
 /// Whether `bytes` is a JSON-RPC response (a result or an error, not both) to `request`.

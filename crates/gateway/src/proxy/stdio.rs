@@ -24,8 +24,8 @@ use super::{Gateway, SESSION_HEADER, Who, owner, session_not_found};
 use crate::upstream::stdio::conn::{Call, Conn, Delivery, Listener, SendError};
 use crate::upstream::stdio::json::{RawObject, raw, raw_text, strip_meta};
 use crate::upstream::stdio::{
-    Generation, META_CAPABILITIES, META_CLIENT, META_LOG_LEVEL, META_SERVER, META_VERSION, Refusal,
-    Session, SessionMode, StdioUpstream,
+    Bound, Generation, META_CAPABILITIES, META_CLIENT, META_LOG_LEVEL, META_SERVER, META_VERSION,
+    Refusal, Session, SessionMode, StdioUpstream, Unpark,
 };
 
 mod translate;
@@ -125,9 +125,10 @@ pub async fn post(
             if let Some(t) = &session.translation {
                 return translate::request(up, &session, t, method, object, message.id).await;
             }
+            let bound = Bound::of(method, &object);
             match conn.request(&session.key, object, true).await {
                 Ok(call) => {
-                    respond(up, &session, call, Relay::Stream, message.id, method, None).await
+                    respond(up, &session, call, Relay::Stream, message.id, &bound, None).await
                 }
                 Err(e) => send_failure(&e, message.id),
             }
@@ -196,6 +197,7 @@ async fn initialize(
         .load(std::sync::atomic::Ordering::SeqCst)
         .then(|| translate::translation(&params));
     let session = Arc::new(Session {
+        ephemeral: false,
         key: Arc::clone(&key),
         owner,
         child,
@@ -237,9 +239,11 @@ async fn handshake(
     params: &RawObject,
     id: Option<&RawValue>,
 ) -> Result<(Arc<crate::upstream::stdio::Child>, RawObject, bool), Response<Body>> {
+    // The child is stopped in the background: the client hears of the failure at once, not
+    // after the child's stop grace.
     let give_up = |child: Arc<crate::upstream::stdio::Child>| async move {
         if owns_child {
-            child.shutdown().await;
+            tokio::spawn(async move { child.shutdown().await });
         }
     };
     let mut initialized = child.initialized.lock().await;
@@ -341,7 +345,10 @@ async fn notify(session: &Session, method: &str, object: RawObject) {
             }
         }
         _ => {
-            if let Err(e) = conn.send(Bytes::from(object.to_string())).await {
+            if let Err(e) = conn
+                .send_for(Some(&session.key), Bytes::from(object.to_string()))
+                .await
+            {
                 tracing::info!(target: "mcpgate::stdio", error = %e, method, "notification not delivered");
             }
         }
@@ -364,8 +371,12 @@ async fn post_stateless(
         },
         SessionMode::Shared => match up.shared_child(meta.as_ref()).await {
             Ok(child) => {
+                // A key per request, detached when the request is done (see `ephemeral`).
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let session = Arc::new(Session {
-                    key: Arc::from(format!("stateless-{}", owner.hex())),
+                    ephemeral: true,
+                    key: Arc::from(format!("stateless-{}-{n}", owner.hex())),
                     owner,
                     child,
                     owns_child: false,
@@ -391,10 +402,13 @@ async fn post_stateless(
         .clone();
     if let Generation::Modern(_) = generation {
         return match message.kind {
-            Kind::Request => match session.child.conn.request(&session.key, object, logs).await {
-                Ok(call) => respond(up, &session, call, Relay::Modern, id, method, None).await,
-                Err(e) => send_failure(&e, id),
-            },
+            Kind::Request => {
+                let bound = Bound::of(method, &object);
+                match session.child.conn.request(&session.key, object, logs).await {
+                    Ok(call) => respond(up, &session, call, Relay::Modern, id, &bound, None).await,
+                    Err(e) => send_failure(&e, id),
+                }
+            }
             Kind::Notification => {
                 notify(&session, method, object).await;
                 accepted()
@@ -439,8 +453,9 @@ async fn post_stateless(
         "subscriptions/listen" => listen(&session, id, &object, &init).await,
         _ => {
             let state = object.object("params").and_then(|p| p.str("requestState"));
+            let bound = Bound::of(method, &object);
             if let Some(state) = state.filter(|s| s.starts_with("mcpgate-")) {
-                return resume(up, owner, &state, &object, id, method).await;
+                return resume(up, owner, &state, &object, id, &bound).await;
             }
             // The child negotiated its revision in `initialize`: the request's own revision
             // markers would tell a child that speaks both to treat it as a 2026-07-28 request.
@@ -448,7 +463,7 @@ async fn post_stateless(
             let mut object = object;
             strip_meta(&mut object, &[META_VERSION, META_CAPABILITIES, META_CLIENT]);
             match session.child.conn.request(&session.key, object, logs).await {
-                Ok(call) => respond(up, &session, call, Relay::Translate, id, method, None).await,
+                Ok(call) => respond(up, &session, call, Relay::Translate, id, &bound, None).await,
                 Err(e) => send_failure(&e, id),
             }
         }
@@ -573,13 +588,14 @@ async fn listen(
         uris: uris.into_iter().collect(),
         tx,
     });
-    struct Unlisten(Arc<Conn>, u64);
+    // The stream holds the session: its routes live as long as the stream.
+    struct Unlisten(Arc<Conn>, u64, #[allow(dead_code)] Arc<Session>);
     impl Drop for Unlisten {
         fn drop(&mut self) {
             self.0.unlisten(self.1);
         }
     }
-    let guard = Unlisten(Arc::clone(&conn), listener);
+    let guard = Unlisten(Arc::clone(&conn), listener, Arc::clone(session));
     let first = futures::stream::once(async move { Ok(sse_event(ack.to_string().as_bytes())) });
     let rest = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
         let bytes = rx.recv().await?;
@@ -597,15 +613,27 @@ async fn resume(
     state: &str,
     object: &RawObject,
     id: Option<&RawValue>,
-    method: &str,
+    bound: &Bound,
 ) -> Response<Body> {
-    let Some(parked) = up.unpark(state, owner) else {
-        return message::error_response(
-            StatusCode::OK,
-            id,
-            INVALID_PARAMS,
-            "requestState is unknown or has expired; send the request again without it",
-        );
+    let parked = match up.unpark(state, owner, bound) {
+        Ok(p) => p,
+        Err(Unpark::Unknown) => {
+            return message::error_response(
+                StatusCode::OK,
+                id,
+                INVALID_PARAMS,
+                "requestState is unknown or has expired; send the request again without it",
+            );
+        }
+        Err(Unpark::OtherRequest) => {
+            tracing::warn!(target: "mcpgate::stdio", method = bound.method, "requestState presented with another request than the one it was issued for; refused");
+            return message::error_response(
+                StatusCode::OK,
+                id,
+                INVALID_PARAMS,
+                "requestState belongs to another request: retry the same method with the same target",
+            );
+        }
     };
     let responses = object
         .object("params")
@@ -654,7 +682,7 @@ async fn resume(
         parked.call,
         Relay::Translate,
         id,
-        method,
+        bound,
         None,
     )
     .await
@@ -723,7 +751,7 @@ async fn respond(
     mut call: Call,
     relay: Relay,
     id: Option<&RawValue>,
-    method: &str,
+    bound: &Bound,
     retry: Option<RawObject>,
 ) -> Response<Body> {
     let mut guard = CancelGuard {
@@ -764,7 +792,7 @@ async fn respond(
         }
         Step::Event(Delivery::Request { child_id, message }) if relay == Relay::Translate => {
             guard.armed = false;
-            let answer = input_required(up, session, call, id, method, child_id, message);
+            let answer = input_required(up, session, call, id, bound, child_id, message);
             return json_response(StatusCode::OK, answer);
         }
         _ => {}
@@ -780,7 +808,7 @@ async fn respond(
         events_open,
         relay,
         id: id.map(ToOwned::to_owned),
-        method: method.to_owned(),
+        bound: bound.clone(),
         retry,
         first: Some(first),
         tx,
@@ -803,7 +831,7 @@ struct Drive {
     events_open: bool,
     relay: Relay,
     id: Option<Box<RawValue>>,
-    method: String,
+    bound: Bound,
     retry: Option<RawObject>,
     first: Option<Step>,
     tx: tokio::sync::mpsc::Sender<Bytes>,
@@ -864,7 +892,7 @@ async fn drive(mut d: Drive) {
                         &d.session,
                         call,
                         d.id.as_deref(),
-                        &d.method,
+                        &d.bound,
                         child_id,
                         message,
                     );
@@ -953,10 +981,11 @@ fn input_required(
     session: &Arc<Session>,
     mut call: Call,
     id: Option<&RawValue>,
-    method: &str,
+    bound: &Bound,
     child_id: Box<RawValue>,
     message: RawObject,
 ) -> Bytes {
+    let method = bound.method.as_str();
     let conn = &session.child.conn;
     let mut asked = Vec::new();
     let mut requests = RawObject::default();
@@ -1021,7 +1050,22 @@ fn input_required(
             "The upstream MCP server asked the client for input that this request cannot carry",
         );
     }
-    let token = up.park(session.owner, Arc::clone(session), call, asked);
+    let gid = call.gid;
+    let Some(token) = up.park(
+        session.owner,
+        Arc::clone(session),
+        call,
+        asked,
+        bound.clone(),
+    ) else {
+        tracing::warn!(target: "mcpgate::stdio", "too many requests waiting for input; request refused");
+        conn.cancel(gid, "too many requests are waiting for input");
+        return error_bytes(
+            id,
+            INTERNAL_ERROR,
+            "Too many requests are waiting for input; answer or abandon one first",
+        );
+    };
     let result = RawObject(vec![
         ("resultType".into(), raw(&"input_required")),
         ("inputRequests".into(), requests.to_raw()),

@@ -475,6 +475,15 @@ impl StdioServer {
     }
 
     #[tool(
+        description = "Writes terminal escape sequences to stdout (not JSON) and stderr, then answers \"ok\""
+    )]
+    fn ansi(&self) -> String {
+        write_stdout_lines(&["\u{1b}[2J\u{1b}[31mstdout-escape\u{7}"]);
+        eprintln!("\u{1b}[31mstderr-escape\r\u{1b}[0m");
+        "ok".to_owned()
+    }
+
+    #[tool(
         description = "Sends resources/updated for the URI and tools/list_changed, to the peer \
                        and on every open subscriptions/listen stream that accepted them"
     )]

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     CancelGuard, Relay, answer_bytes, json_response, respond, send_failure, sse_event, sse_response,
 };
+use crate::upstream::stdio::Bound;
 use crate::upstream::stdio::conn::{Delivery, SUBSCRIPTION_ID};
 use crate::upstream::stdio::json::{RawObject, put_meta, raw, raw_text, strip_meta};
 use crate::upstream::stdio::{
@@ -216,7 +217,10 @@ pub(super) async fn request(
         .request(&session.key, message, true)
         .await
     {
-        Ok(call) => respond(up, session, call, Relay::Stream, id, method, Some(original)).await,
+        Ok(call) => {
+            let bound = Bound::of(method, &original);
+            respond(up, session, call, Relay::Stream, id, &bound, Some(original)).await
+        }
         Err(e) => send_failure(&e, id),
     }
 }

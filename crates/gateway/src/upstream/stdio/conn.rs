@@ -8,9 +8,12 @@
 //! byte for byte ([`RawObject`]).
 //!
 //! Nothing here can make memory grow without bound: the queue to the child's stdin is bounded
-//! (a child that stops reading makes senders wait, then fail), lines from the child are capped
-//! at `max_line` bytes, and each client stream has a bounded queue: a client that does not
-//! read loses notifications rather than holding up everyone else.
+//! in messages and bytes, and so is what may wait for room in it — per child and per session:
+//! a child that stops reading makes a few senders wait (then fail), and every sender beyond
+//! that is refused at once (503 with Retry-After), so that waiting requests cannot pile up.
+//! Lines from the child are capped at `max_line` bytes, and each client stream has a bounded
+//! queue: a client that does not read loses notifications rather than holding up everyone
+//! else.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,14 +35,63 @@ use super::process::Pipes;
 const STDIN_QUEUE: usize = 64;
 /// Bytes queued for the child's stdin.
 const STDIN_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes that may wait for room in the queue; beyond, senders are refused at once.
+const STDIN_WAITING_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes one session may have queued and waiting together.
+const SESSION_BYTES: usize = 4 * 1024 * 1024;
 /// Messages queued for one client stream.
 pub const STREAM_QUEUE: usize = 64;
 
 /// `_meta` key of a 2026-07-28 subscription stream's notifications.
 pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 
-/// A line for the child's stdin, holding its share of the byte budget until written.
-type Queued = (Bytes, Option<OwnedSemaphorePermit>);
+/// A line for the child's stdin, holding its share of the byte budgets until written.
+type Queued = (Bytes, Option<Held>);
+
+/// A line's share of the child's queue budget and of its session's.
+struct Held {
+    _queue: OwnedSemaphorePermit,
+    _session: Option<SessionShare>,
+}
+
+/// Bytes counted against one session until dropped.
+struct SessionShare {
+    shares: Arc<Mutex<HashMap<SessionKey, usize>>>,
+    session: SessionKey,
+    bytes: usize,
+}
+
+impl SessionShare {
+    fn take(
+        shares: &Arc<Mutex<HashMap<SessionKey, usize>>>,
+        session: &SessionKey,
+        bytes: usize,
+    ) -> Option<SessionShare> {
+        let mut map = shares.lock().expect("shares lock");
+        let used = map.entry(Arc::clone(session)).or_default();
+        if *used + bytes > SESSION_BYTES && *used > 0 {
+            return None;
+        }
+        *used += bytes;
+        Some(SessionShare {
+            shares: Arc::clone(shares),
+            session: Arc::clone(session),
+            bytes,
+        })
+    }
+}
+
+impl Drop for SessionShare {
+    fn drop(&mut self) {
+        let mut map = self.shares.lock().expect("shares lock");
+        if let Some(used) = map.get_mut(&self.session) {
+            *used = used.saturating_sub(self.bytes);
+            if *used == 0 {
+                map.remove(&self.session);
+            }
+        }
+    }
+}
 
 /// Names a session (or an internal user) among those sharing a child.
 pub type SessionKey = Arc<str>;
@@ -155,6 +207,8 @@ pub struct Conn {
     pid: u32,
     stdin: mpsc::Sender<Queued>,
     budget: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
+    shares: Arc<Mutex<HashMap<SessionKey, usize>>>,
     routes: Mutex<Routes>,
     next: AtomicU64,
     closed: CancellationToken,
@@ -190,6 +244,8 @@ impl Conn {
             pid,
             stdin: tx,
             budget: Arc::new(Semaphore::new(STDIN_QUEUE_BYTES)),
+            waiting: Arc::new(Semaphore::new(STDIN_WAITING_BYTES)),
+            shares: Arc::new(Mutex::new(HashMap::new())),
             routes: Mutex::new(Routes::default()),
             next: AtomicU64::new(1),
             closed: CancellationToken::new(),
@@ -394,7 +450,8 @@ impl Conn {
             }
         }
         let mut unsent = Unsent(self, gid, true);
-        self.send(Bytes::from(message.to_string())).await?;
+        self.send_for(Some(session), Bytes::from(message.to_string()))
+            .await?;
         unsent.2 = false;
         Ok(Call {
             gid,
@@ -487,7 +544,8 @@ impl Conn {
         if !allowed {
             return Ok(false);
         }
-        self.send(Bytes::from(message.to_string())).await?;
+        self.send_for(Some(session), Bytes::from(message.to_string()))
+            .await?;
         Ok(true)
     }
 
@@ -503,14 +561,31 @@ impl Conn {
         self.send(Bytes::from(message.to_string())).await
     }
 
-    /// Sends a message (a notification, or the gateway's answer to the child) as it is.
+    /// Sends a message (the gateway's own answer to the child) as it is.
     pub async fn send(&self, line: Bytes) -> Result<(), SendError> {
+        self.send_for(None, line).await
+    }
+
+    /// Sends a message of `session`'s (a notification, an answer) as it is.
+    pub async fn send_for(
+        &self,
+        session: Option<&SessionKey>,
+        line: Bytes,
+    ) -> Result<(), SendError> {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
-        // Room in bytes, then a slot: a child that stops reading makes senders wait here,
-        // up to the timeout, instead of letting the queue grow.
-        let want = u32::try_from(line.len().clamp(1, STDIN_QUEUE_BYTES)).unwrap_or(u32::MAX);
+        let size = line.len().clamp(1, STDIN_QUEUE_BYTES);
+        let want = u32::try_from(size).unwrap_or(u32::MAX);
+        // The session's share first, then room to wait: neither is waited for, so a child
+        // that stops reading leaves a bounded number of senders waiting and refuses the rest.
+        let share = match session {
+            Some(s) => Some(SessionShare::take(&self.shares, s, size).ok_or(SendError::Busy)?),
+            None => None,
+        };
+        let waiting = Arc::clone(&self.waiting)
+            .try_acquire_many_owned(want)
+            .map_err(|_| SendError::Busy)?;
         let budget = Arc::clone(&self.budget);
         let reserve = async {
             let bytes = budget
@@ -518,7 +593,14 @@ impl Conn {
                 .await
                 .map_err(|_| SendError::Closed)?;
             let slot = self.stdin.reserve().await.map_err(|_| SendError::Closed)?;
-            slot.send((line, Some(bytes)));
+            drop(waiting);
+            slot.send((
+                line,
+                Some(Held {
+                    _queue: bytes,
+                    _session: share,
+                }),
+            ));
             Ok(())
         };
         match tokio::time::timeout(self.send_timeout, reserve).await {
@@ -570,6 +652,7 @@ impl Conn {
     fn dispatch(&self, line: &str) {
         let Some(message) = RawObject::parse(line.as_bytes()) else {
             let shown: String = line.chars().take(120).collect();
+            let shown = crate::logging::printable(&shown);
             tracing::warn!(target: "mcpgate::stdio", session = self.label, pid = self.pid, bytes = line.len(), start = %shown, "upstream command wrote a line that is not a JSON-RPC message; ignored");
             return;
         };

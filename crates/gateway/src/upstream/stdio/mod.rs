@@ -146,6 +146,18 @@ pub struct Session {
     pub translation: Option<Translation>,
     /// Last request (to end abandoned sessions of a shared child).
     pub last_used: Mutex<Option<Instant>>,
+    /// One stateless request's use of the shared child: detached from the child when the
+    /// request is done (its answer sent, its parked state and streams gone), so that an idle
+    /// shared child can be stopped.
+    pub ephemeral: bool,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.ephemeral {
+            self.child.conn.detach(&self.key);
+        }
+    }
 }
 
 /// A session client in front of a child that only speaks 2026-07-28: the gateway answered its
@@ -168,12 +180,53 @@ pub struct Translation {
     pub relisten: tokio::sync::Mutex<()>,
 }
 
+/// What a request is about: its method and target (`params.name`, `params.uri`, or
+/// `params.ref`), which a retry carrying the request's `requestState` must name again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    /// The method.
+    pub method: String,
+    /// The target, as the gateway forwarded it (URIs in their normal spelling).
+    pub target: Option<String>,
+}
+
+impl Bound {
+    /// The method and target of `request`.
+    pub fn of(method: &str, request: &RawObject) -> Bound {
+        let params = request.object("params");
+        let target = params.as_ref().and_then(|p| {
+            p.str("name")
+                .or_else(|| p.str("uri"))
+                .or_else(|| p.get("ref").map(|r| r.get().to_owned()))
+        });
+        Bound {
+            method: method.to_owned(),
+            target,
+        }
+    }
+}
+
+/// Most requests waiting for their clients' input at once, in all and per owner.
+const MAX_PARKED: usize = 1024;
+const MAX_PARKED_PER_OWNER: usize = 32;
+
+/// Why a parked request cannot be continued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpark {
+    /// Unknown, expired, or parked by someone else.
+    Unknown,
+    /// Parked for another method or target: it stays parked.
+    OtherRequest,
+}
+
 /// A request of a 2026-07-28 client, waiting at the child for answers the client was asked
 /// for in an `input_required` result (the child asked with a server-to-client request).
 #[derive(Debug)]
 pub struct Parked {
     /// Who may continue it.
     pub owner: Owner,
+    /// What it is about.
+    pub bound: Bound,
     /// Where it runs.
     pub session: Arc<Session>,
     /// The request at the child.
@@ -498,6 +551,7 @@ impl StdioUpstream {
         let child = self.spawn(&key)?;
         self.probe(&child, meta).await;
         let session = Arc::new(Session {
+            ephemeral: false,
             key,
             owner,
             child,
@@ -592,17 +646,28 @@ impl StdioUpstream {
         Ok(result.to_owned())
     }
 
-    /// Parks a request until its client answers; returns the `requestState` handle.
+    /// Parks a request until its client answers; returns the `requestState` handle, or
+    /// `None` when too many requests wait already (in all, or for this owner).
     pub fn park(
         &self,
         owner: Owner,
         session: Arc<Session>,
         call: conn::Call,
         asked: Vec<(String, Box<RawValue>)>,
-    ) -> String {
+        bound: Bound,
+    ) -> Option<String> {
+        {
+            let parked = self.parked.lock().expect("parked lock");
+            if parked.len() >= MAX_PARKED
+                || parked.values().filter(|p| p.owner == owner).count() >= MAX_PARKED_PER_OWNER
+            {
+                return None;
+            }
+        }
         let token = format!("mcpgate-{}", random_hex());
         let parked = Parked {
             owner,
+            bound,
             session,
             call,
             asked,
@@ -612,15 +677,21 @@ impl StdioUpstream {
             .lock()
             .expect("parked lock")
             .insert(token.clone(), parked);
-        token
+        Some(token)
     }
 
-    /// Takes a parked request back, when `owner` parked it and it has not expired.
-    pub fn unpark(&self, token: &str, owner: Owner) -> Option<Parked> {
+    /// Takes a parked request back, when `owner` parked it, it has not expired, and the
+    /// retry is the same request (`bound`: method and target).
+    pub fn unpark(&self, token: &str, owner: Owner, bound: &Bound) -> Result<Parked, Unpark> {
         let mut parked = self.parked.lock().expect("parked lock");
         match parked.get(token) {
-            Some(p) if p.owner == owner && p.expires > Instant::now() => parked.remove(token),
-            _ => None,
+            Some(p) if p.owner == owner && p.expires > Instant::now() => {
+                if p.bound != *bound {
+                    return Err(Unpark::OtherRequest);
+                }
+                parked.remove(token).ok_or(Unpark::Unknown)
+            }
+            _ => Err(Unpark::Unknown),
         }
     }
 

@@ -190,7 +190,7 @@ async fn forward_stderr(stderr: tokio::process::ChildStderr, label: String, pid:
             Ok(_) => {
                 let complete = line.last() == Some(&b'\n');
                 let text = String::from_utf8_lossy(&line);
-                let text = text.trim_end();
+                let text = crate::logging::printable(text.trim_end());
                 if !text.is_empty() {
                     tracing::info!(target: "mcpgate::upstream::stderr", session = label, pid, "{text}");
                 }

@@ -1,0 +1,920 @@
+//! The holes a black-box attack on the gateway found, each closed as a class and tested through
+//! the public interface only: the real `mcpgate` binary on 127.0.0.1, raw HTTP and TCP, in
+//! front of a permissive upstream that runs whatever reaches it ([`Spy`]) — so that "refused"
+//! means the upstream never saw it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::Gateway;
+use mcpgate_testkit::{Behaviour, Spy};
+use serde_json::{Value, json};
+
+const TOKENS: &str = r#"[{token="alice-token", subject="alice", scopes=["mcp", "read"]}, {token="bob-token", subject="bob", scopes=["mcp"]}]"#;
+
+async fn gateway(upstream: &str, env: &[(&str, &str)]) -> Gateway {
+    let mut all = vec![
+        ("MCPGATE_AUTH_STATIC_TOKENS", TOKENS),
+        ("MCPGATE_AUDIT_OUTPUT", "off"),
+    ];
+    all.extend_from_slice(env);
+    Gateway::start(
+        &["--auth", "static", "--dev", "--upstream-url", upstream],
+        &all,
+    )
+    .await
+}
+
+/// A POST to `/mcp`: status, headers and body text.
+async fn post(gw: &Gateway, token: &str, body: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let r = reqwest::Client::new()
+        .post(&gw.mcp)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().await.unwrap())
+}
+
+/// The JSON-RPC messages of a JSON or SSE body.
+fn messages(text: &str) -> Vec<Value> {
+    if let Ok(v) = serde_json::from_str::<Value>(text) {
+        return vec![v];
+    }
+    let mut out = Vec::new();
+    for event in text.split("\n\n") {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|l| l.strip_prefix(' ').unwrap_or(l))
+            .collect();
+        if data.is_empty() || data.iter().all(|d| d.trim().is_empty()) {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&data.join("\n"))
+                .unwrap_or_else(|e| panic!("event is not JSON ({e}): {event:?}")),
+        );
+    }
+    out
+}
+
+fn error_code(text: &str) -> Option<i64> {
+    messages(text)
+        .iter()
+        .find_map(|m| m["error"]["code"].as_i64())
+}
+
+const DENY_SECRETS: &str = r#"[
+  { name = "no secret tools", effect = "deny", match = ["secret_*"] },
+  { name = "no private files", effect = "deny", kind = ["resource"], match = ["file:///private/*", "config://secrets*"] },
+  { name = "no secret prompts", effect = "deny", kind = ["prompt"], match = ["secret_*"] }
+]"#;
+
+#[tokio::test]
+async fn governed_requests_that_cannot_be_decided_never_reach_the_upstream() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(&spy.url, &[("MCPGATE_POLICY", DENY_SECRETS)]).await;
+    let undecidable = [
+        // Not a request: no id, or a null one, or an id MCP does not allow.
+        (
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":[1],"method":"tools/call","params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","method":"resources/read","params":{"uri":"file:///private/keys"}}"#,
+            -32600,
+        ),
+        // Positional or missing params.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["secret_tool",{}]}"#,
+            -32602,
+        ),
+        (r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#, -32602),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":"secret_prompt"}"#,
+            -32602,
+        ),
+        // Targets that are not strings, or missing.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":["secret_tool"]}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":{"n":"secret_tool"}}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":["file:///private/keys"]}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":null}}"#,
+            -32602,
+        ),
+        // Repeated members: readers disagree on which one counts.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"secret_tool"}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{},"arguments":{"x":1}}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/readme","uri":"file:///private/keys"}}"#,
+            -32602,
+        ),
+        // completion/complete refs read strictly.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"ok","name":"secret_prompt"},"argument":{"name":"a","value":""}}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"secret_prompt","uri":"x:y"},"argument":{"name":"a","value":""}}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"ok","extra":"secret_prompt"},"argument":{"name":"a","value":""}}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":5},"argument":{"name":"a","value":""}}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/other","name":"secret_prompt"}}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":["ref/prompt","secret_prompt"]}}"#,
+            -32602,
+        ),
+    ];
+    for (body, code) in undecidable {
+        let (status, _, text) = post(&gw, "alice-token", body).await;
+        assert_eq!(error_code(&text), Some(code), "{body}: {status} {text}");
+        assert!(status == 400 || status == 200, "{body}: {status}");
+    }
+    for method in [
+        "tools/call",
+        "resources/read",
+        "resources/subscribe",
+        "prompts/get",
+        "completion/complete",
+    ] {
+        assert!(
+            spy.calls(method).is_empty(),
+            "{method} reached the upstream: {:?}",
+            spy.calls(method)
+        );
+    }
+    // What can be decided is, and what is allowed goes through.
+    let (_, _, text) = post(&gw, "alice-token", r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"secret_tool","arguments":{}}}"#).await;
+    assert!(text.contains("Unknown tool"), "{text}");
+    let (_, _, text) = post(
+        &gw,
+        "alice-token",
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#,
+    )
+    .await;
+    assert!(text.contains("ran tools/call"), "{text}");
+    assert_eq!(spy.calls("tools/call").len(), 1);
+}
+
+#[tokio::test]
+async fn a_subject_refused_globally_cannot_slip_a_call_past_as_a_notification() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(
+        &spy.url,
+        &[(
+            "MCPGATE_AUTHORIZATION_GLOBAL",
+            r#"{ scopes_all = ["read"] }"#,
+        )],
+    )
+    .await;
+    for body in [
+        r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo"}}"#,
+        r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"echo"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["echo"]}"#,
+    ] {
+        let (status, _, _) = post(&gw, "bob-token", body).await;
+        assert!(status >= 400 || status == 200, "{status}");
+    }
+    let (status, headers, _) = post(
+        &gw,
+        "bob-token",
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains(r#"scope="read"#)
+    );
+    assert!(spy.calls("tools/call").is_empty(), "{:?}", spy.seen());
+}
+
+async fn read(gw: &Gateway, uri: &str) -> (u16, String) {
+    let body =
+        json!({"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri": uri}}).to_string();
+    let (status, _, text) = post(gw, "alice-token", &body).await;
+    (status, text)
+}
+
+const PRIVATE_SPELLINGS: &[&str] = &[
+    "file:///public/../private/keys",
+    "file:///public/./../private/keys",
+    "FILE:///private/keys",
+    "File:///private/keys",
+    "file:///%70rivate/keys",
+    "file:///%70%72ivate/keys",
+    "file:///private//keys",
+    "file:////private/keys",
+    "file:///private/keys#fragment",
+    "file:///private/./keys",
+    "config://SECRETS",
+    "CONFIG://secrets",
+    "config://secrets#x",
+    "config://Secrets/",
+];
+
+const AMBIGUOUS_SPELLINGS: &[&str] = &[
+    "file:///public/%2e%2e/private/keys",
+    "file:///public/%2E%2E/private/keys",
+    "file:///public/..%2fprivate/keys",
+    "file:///private%2Fkeys",
+    "file:///public\\..\\private\\keys",
+    "file:///../private/keys",
+    "file:///private/keys%00",
+    "file:///private/\u{1b}keys",
+    "file:///private/%zzkeys",
+    "/private/keys",
+];
+
+#[tokio::test]
+async fn equivalent_spellings_of_a_resource_uri_are_decided_alike() {
+    let spy = Spy::start(Behaviour::default()).await;
+    // A deny list …
+    let deny = gateway(&spy.url, &[("MCPGATE_POLICY", DENY_SECRETS)]).await;
+    // … an allow list with default deny, and a conditional allow rule.
+    let allow = gateway(
+        &spy.url,
+        &[
+            ("MCPGATE_AUTHORIZATION_DEFAULT", "deny"),
+            (
+                "MCPGATE_POLICY",
+                r#"[{ kind = ["resource"], match = ["file:///public/*"] }, { kind = ["tool"] }, { kind = ["resource"], match = ["config://public*"], when = "subject == 'alice'" }]"#,
+            ),
+        ],
+    )
+    .await;
+    for gw in [&deny, &allow] {
+        for uri in PRIVATE_SPELLINGS {
+            let (_, text) = read(gw, uri).await;
+            assert_eq!(error_code(&text), Some(-32002), "{uri}: {text}");
+        }
+        for uri in AMBIGUOUS_SPELLINGS {
+            let (_, text) = read(gw, uri).await;
+            assert_eq!(error_code(&text), Some(-32602), "{uri}: {text}");
+        }
+    }
+    assert!(
+        spy.calls("resources/read").is_empty(),
+        "{:?}",
+        spy.calls("resources/read")
+    );
+    // An allowed resource goes upstream in the spelling that was decided on.
+    for gw in [&deny, &allow] {
+        let (_, text) = read(gw, "FILE:///public/./sub/../readme#top").await;
+        assert!(text.contains("ran resources/read"), "{text}");
+    }
+    let reads = spy.calls("resources/read");
+    assert_eq!(reads.len(), 2);
+    for r in reads {
+        assert_eq!(r["params"]["uri"], "file:///public/readme", "{r}");
+    }
+}
+
+#[tokio::test]
+async fn lists_hide_resources_under_any_spelling() {
+    let spy = Spy::start(Behaviour {
+        resources: vec![
+            json!({"uri": "FILE:///public/../private/keys", "name": "a"}),
+            json!({"uri": "file:///%70rivate/keys", "name": "b"}),
+            json!({"uri": "config://SECRETS#x", "name": "c"}),
+            json!({"uri": "file:///public/%2e%2e/private/keys", "name": "d"}),
+            json!({"uri": "file:///public/readme", "name": "ok"}),
+        ],
+        ..Behaviour::default()
+    })
+    .await;
+    let gw = gateway(&spy.url, &[("MCPGATE_POLICY", DENY_SECRETS)]).await;
+    let (_, _, text) = post(
+        &gw,
+        "alice-token",
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#,
+    )
+    .await;
+    let listed: Vec<String> = messages(&text)[0]["result"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, ["ok"], "{text}");
+}
+
+#[tokio::test]
+async fn argument_validation_refuses_what_it_cannot_check() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(
+        &spy.url,
+        &[("MCPGATE_AUTHORIZATION_VALIDATE_ARGUMENTS", "true")],
+    )
+    .await;
+    let call = |args: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{args}}}}}"#
+        )
+    };
+    // Never listed: its schema is unknown.
+    let (_, _, text) = post(&gw, "alice-token", &call(r#"{"message":"hi"}"#)).await;
+    assert_eq!(error_code(&text), Some(-32602), "{text}");
+    assert!(text.contains("list tools"), "{text}");
+    post(
+        &gw,
+        "alice-token",
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await;
+    // Now it checks.
+    let (_, _, text) = post(&gw, "alice-token", &call(r#"{"message":"hi"}"#)).await;
+    assert!(text.contains("ran tools/call"), "{text}");
+    let (_, _, text) = post(&gw, "alice-token", &call(r#"{"message":5}"#)).await;
+    assert_eq!(error_code(&text), Some(-32602), "{text}");
+    // Arguments it cannot read for certain.
+    let (_, _, text) = post(&gw, "alice-token", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"},"arguments":{"message":5}}}"#).await;
+    assert_eq!(error_code(&text), Some(-32602), "{text}");
+    let (_, _, text) = post(&gw, "alice-token", &call(r#"{"message":"hi","n":1e400}"#)).await;
+    assert_eq!(error_code(&text), Some(-32602), "{text}");
+    let deep = format!(
+        r#"{{"message":"hi","x":{}{}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    let (status, _, text) = post(&gw, "alice-token", &call(&deep)).await;
+    assert_eq!((status, error_code(&text)), (400, Some(-32600)), "{text}");
+    assert_eq!(spy.calls("tools/call").len(), 1, "only the valid call ran");
+}
+
+#[tokio::test]
+async fn only_a_real_list_changed_notification_makes_the_gateway_forget_what_it_learnt() {
+    let spy = Spy::start(Behaviour {
+        sse: true,
+        result_text: Some(
+            r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#.into(),
+        ),
+        ..Behaviour::default()
+    })
+    .await;
+    let gw = gateway(
+        &spy.url,
+        &[("MCPGATE_AUTHORIZATION_VALIDATE_ARGUMENTS", "true")],
+    )
+    .await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"notifications/tools/list_changed"}}}"#;
+    post(
+        &gw,
+        "alice-token",
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await;
+    // A result that merely contains the words changes nothing …
+    for _ in 0..2 {
+        let (_, _, text) = post(&gw, "bob-token", call).await;
+        assert!(text.contains("ran tools/call"), "{text}");
+    }
+    // … a real notification from the upstream does.
+    spy.set(|b| b.notifications_first = vec!["notifications/tools/list_changed".into()]);
+    let (_, _, text) = post(&gw, "bob-token", call).await;
+    assert!(text.contains("ran tools/call"), "{text}");
+    spy.set(|b| b.notifications_first.clear());
+    let (_, _, text) = post(&gw, "bob-token", call).await;
+    assert!(text.contains("list tools"), "forgotten: {text}");
+}
+
+#[tokio::test]
+async fn list_answers_that_cannot_be_filtered_are_refused_never_passed_on() {
+    for sse in [false, true] {
+        // Larger than upstream.max_response_bytes.
+        let spy = Spy::start(Behaviour {
+            sse,
+            list_padding: 200 * 1024,
+            ..Behaviour::default()
+        })
+        .await;
+        let gw = gateway(
+            &spy.url,
+            &[
+                ("MCPGATE_POLICY", DENY_SECRETS),
+                ("MCPGATE_UPSTREAM_MAX_RESPONSE_BYTES", "65536"),
+            ],
+        )
+        .await;
+        let (status, _, text) = post(
+            &gw,
+            "alice-token",
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#,
+        )
+        .await;
+        assert!(
+            !text.contains("secret_tool"),
+            "sse={sse}: a hidden tool was delivered"
+        );
+        let m = messages(&text);
+        assert_eq!(m.last().unwrap()["id"], 9, "sse={sse}: {text:.300}");
+        assert!(m.last().unwrap()["error"].is_object(), "sse={sse}");
+        if !sse {
+            assert_eq!(status, 502);
+        }
+        // A list member given twice (a client may read the second).
+        spy.set(|b| {
+            b.list_padding = 0;
+            b.repeated_list = true;
+        });
+        let (_, _, text) = post(
+            &gw,
+            "alice-token",
+            r#"{"jsonrpc":"2.0","id":10,"method":"tools/list"}"#,
+        )
+        .await;
+        assert!(!text.contains("secret_tool"), "sse={sse}: {text}");
+        assert!(
+            messages(&text).last().unwrap()["error"].is_object(),
+            "sse={sse}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn filtered_sse_events_spanning_several_data_lines_stay_well_formed() {
+    let spy = Spy::start(Behaviour {
+        sse: true,
+        split_data_lines: true,
+        ..Behaviour::default()
+    })
+    .await;
+    let gw = gateway(&spy.url, &[("MCPGATE_POLICY", DENY_SECRETS)]).await;
+    let (_, _, text) = post(
+        &gw,
+        "alice-token",
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    )
+    .await;
+    let m = messages(&text);
+    let names: Vec<&str> = m[0]["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{text}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo", "deep"]);
+}
+
+#[tokio::test]
+async fn upstream_answers_that_are_not_this_requests_answer_are_refused() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(&spy.url, &[]).await;
+    let call = r#"{"jsonrpc":"2.0","id":"mine","method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    for (sse, reply) in [
+        (false, "<html>not json</html>"),
+        (
+            false,
+            r#"{"jsonrpc":"2.0","id":"someone-else","result":{"content":[]}}"#,
+        ),
+        (
+            false,
+            r#"{"jsonrpc":"2.0","id":{id},"result":{},"error":{"code":1,"message":"x"}}"#,
+        ),
+        (true, "<html>not json</html>"),
+        (
+            true,
+            r#"{"jsonrpc":"2.0","id":"someone-else","result":{"content":[]}}"#,
+        ),
+    ] {
+        spy.set(|b| {
+            b.sse = sse;
+            b.raw_reply = Some(reply.into());
+        });
+        let (status, _, text) = post(&gw, "alice-token", call).await;
+        let last = messages(&text).pop().unwrap();
+        assert_eq!(last["id"], "mine", "{reply}: {text}");
+        assert!(last["error"].is_object(), "{reply}: {text}");
+        assert!(!text.contains("someone-else"));
+        if !sse {
+            assert_eq!(status, 502, "{reply}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_silent_sse_answer_ends_with_a_json_rpc_error_not_a_cut_stream() {
+    let spy = Spy::start(Behaviour {
+        sse: true,
+        silent: true,
+        ..Behaviour::default()
+    })
+    .await;
+    let gw = gateway(&spy.url, &[("MCPGATE_UPSTREAM_IDLE_TIMEOUT", "1s")]).await;
+    let (status, _, text) = post(
+        &gw,
+        "alice-token",
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo"}}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let last = messages(&text).pop().unwrap();
+    assert_eq!(last["id"], 5, "{text}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("idle_timeout"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn one_depth_limit_applies_to_the_whole_message() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(&spy.url, &[]).await;
+    let nest = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    for body in [
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"x":{}}}}}}}"#,
+            nest(80)
+        ),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"x/y","params":{{"a":{}}}}}"#,
+            nest(80)
+        ),
+        format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/x","params":{{"a":{}}}}}"#,
+            nest(80)
+        ),
+    ] {
+        let (status, _, text) = post(&gw, "alice-token", &body).await;
+        assert_eq!((status, error_code(&text)), (400, Some(-32600)), "{text}");
+    }
+    assert!(spy.seen().is_empty(), "{:?}", spy.seen());
+    // Moderate nesting is fine.
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"x":{}}}}}}}"#,
+        nest(40)
+    );
+    let (status, _, _) = post(&gw, "alice-token", &body).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn refusals_are_json_rpc_errors_too_large_bodies_and_two_hosts_included() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(&spy.url, &[("MCPGATE_HTTP_MAX_BODY_BYTES", "1024")]).await;
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"x":"{}"}}}}}}"#,
+        "y".repeat(4096)
+    );
+    let (status, headers, text) = post(&gw, "alice-token", &big).await;
+    assert_eq!(status, 413);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(error_code(&text), Some(-32600), "{text}");
+    // Two Host headers (or a Host that differs from the request target): refused.
+    for head in [
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{0}\r\nHost: evil.example\r\nAuthorization: Bearer alice-token\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}",
+            gw.port
+        ),
+        format!(
+            "POST http://127.0.0.1:{0}/mcp HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer alice-token\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}",
+            gw.port
+        ),
+    ] {
+        let reply = raw_exchange(gw.port, head.as_bytes());
+        assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+        assert!(reply.contains("\"error\""), "{reply}");
+    }
+    assert!(spy.seen().is_empty());
+}
+
+/// Sends `bytes` on a fresh connection and reads what comes back until the server closes or
+/// five seconds pass.
+fn raw_exchange(port: u16, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"}") {
+                    break;
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether the server closes `s` within `limit` (reads return 0 or fail with reset).
+fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_heads_and_stalled_bodies_do_not_hold_connections() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(
+        &spy.url,
+        &[
+            ("MCPGATE_HTTP_HEADER_TIMEOUT", "1s"),
+            ("MCPGATE_HTTP_BODY_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    let port = gw.port;
+    tokio::task::spawn_blocking(move || {
+        // A head that never ends.
+        let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        slow.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").unwrap();
+        assert!(closed_within(&mut slow, Duration::from_secs(10)), "slow head kept open");
+        // A connection that says nothing at all.
+        let mut mute = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert!(closed_within(&mut mute, Duration::from_secs(10)), "silent connection kept open");
+        // A body that stalls: 408 with a JSON-RPC error.
+        let mut stall = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stall
+            .write_all(format!("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer alice-token\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{{\"jsonrpc\"").as_bytes())
+            .unwrap();
+        stall.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut reply = vec![0u8; 4096];
+        let n = stall.read(&mut reply).unwrap_or(0);
+        let reply = String::from_utf8_lossy(&reply[..n]).into_owned();
+        assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+        // An idle kept-alive connection is closed too.
+        let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        idle.write_all(format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes()).unwrap();
+        let mut buf = [0u8; 1024];
+        idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert!(idle.read(&mut buf).unwrap() > 0);
+        assert!(closed_within(&mut idle, Duration::from_secs(10)), "idle keep-alive kept open");
+    })
+    .await
+    .unwrap();
+    assert!(spy.seen().is_empty());
+}
+
+/// A connection from `from` (a loopback address) to the gateway.
+fn connect_from(from: &str, port: u16) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    let remote: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    socket.connect(&remote.into()).unwrap();
+    socket.into()
+}
+
+fn healthz_from(from: &str, port: u16) -> String {
+    let mut s = connect_from(from, port);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[tokio::test]
+async fn connection_floods_get_a_clear_refusal_and_others_are_still_served() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(
+        &spy.url,
+        &[
+            ("MCPGATE_HTTP_HEADER_TIMEOUT", "30s"),
+            ("MCPGATE_HTTP_MAX_CONNECTIONS", "12"),
+            ("MCPGATE_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "4"),
+        ],
+    )
+    .await;
+    let port = gw.port;
+    tokio::task::spawn_blocking(move || {
+        // One address opens as many connections as it may and sends nothing …
+        let held: Vec<TcpStream> = (0..4).map(|_| connect_from("127.0.0.3", port)).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        // … the next from it is refused with 429 …
+        let reply = healthz_from("127.0.0.3", port);
+        assert!(reply.starts_with("HTTP/1.1 429"), "{reply}");
+        assert!(reply.contains("\"error\""), "{reply}");
+        // … while another address is served.
+        assert!(healthz_from("127.0.0.4", port).starts_with("HTTP/1.1 200"));
+        // Many addresses together reach the total: 503, and a clear one.
+        let more: Vec<TcpStream> = ["127.0.0.5", "127.0.0.6"]
+            .iter()
+            .flat_map(|a| (0..4).map(move |_| connect_from(a, port)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let reply = healthz_from("127.0.0.7", port);
+        assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+        drop(more);
+        drop(held);
+        // Once they go, new clients are served again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !healthz_from("127.0.0.7", port).starts_with("HTTP/1.1 200") {
+            assert!(Instant::now() < deadline, "not served again");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_address_without_valid_credentials_is_slowed_down() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(
+        &spy.url,
+        &[("MCPGATE_HTTP_UNAUTHENTICATED_PER_ADDRESS", "3/minute")],
+    )
+    .await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let mut statuses = Vec::new();
+    for token in [
+        "wrong-1",
+        "wrong-2",
+        "wrong-3",
+        "wrong-4",
+        "wrong-5",
+        "alice-token",
+    ] {
+        let (status, headers, text) = post(&gw, token, body).await;
+        if status == 429 {
+            assert!(headers.contains_key("retry-after"));
+            assert_eq!(error_code(&text), Some(-32029), "{text}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 429, 429]);
+}
+
+#[tokio::test]
+async fn tool_calls_are_rate_limited_with_429_retry_after_audit_and_metrics() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let audit = std::env::temp_dir().join(format!("mcpgate-rl-{}.jsonl", std::process::id()));
+    let audit_s = audit.display().to_string();
+    let gw = gateway(
+        &spy.url,
+        &[
+            (
+                "MCPGATE_RATE_LIMIT",
+                r#"[{ name = "two per minute", rate = "2/minute" }]"#,
+            ),
+            ("MCPGATE_AUDIT_OUTPUT", &audit_s),
+        ],
+    )
+    .await;
+    let call =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    for _ in 0..2 {
+        let (status, _, _) = post(&gw, "alice-token", call).await;
+        assert_eq!(status, 200);
+    }
+    let (status, headers, text) = post(&gw, "alice-token", call).await;
+    assert_eq!(status, 429);
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(error_code(&text), Some(-32029), "{text}");
+    // Bob has his own allowance; lists are not counted.
+    assert_eq!(post(&gw, "bob-token", call).await.0, 200);
+    assert_eq!(
+        post(
+            &gw,
+            "alice-token",
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(spy.calls("tools/call").len(), 3);
+    let metrics = reqwest::get(format!("{}/metrics", gw.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"mcpgate_rate_limited_total{rule="two per minute"} 1"#),
+        "{metrics}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if text.contains(r#""decision":"rate_limited""#) {
+            assert!(text.contains(r#""rule":"two per minute""#), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no audit record: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::remove_file(&audit);
+}
+
+#[tokio::test]
+async fn a_request_that_times_out_is_cancelled_upstream() {
+    let spy = Spy::start(Behaviour {
+        delay: Some(Duration::from_secs(3)),
+        ..Behaviour::default()
+    })
+    .await;
+    let gw = gateway(&spy.url, &[("MCPGATE_UPSTREAM_TIMEOUT", "300ms")]).await;
+    let r = reqwest::Client::new()
+        .post(&gw.mcp)
+        .bearer_auth("alice-token")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let r = reqwest::Client::new()
+        .post(&gw.mcp)
+        .bearer_auth("alice-token")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .body(r#"{"jsonrpc":"2.0","id":"slow-1","method":"tools/call","params":{"name":"echo","arguments":{}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let cancelled = spy.calls("notifications/cancelled");
+        if let Some(c) = cancelled.first() {
+            assert_eq!(c["params"]["requestId"], "slow-1", "{c}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the upstream never heard of the cancellation"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
