@@ -44,7 +44,7 @@ pub struct Enforcer {
     validate_arguments: bool,
     tools: RwLock<HashMap<String, ToolEntry>>,
     audit: Arc<Audit>,
-    anonymous: Principal,
+    anonymous: Arc<Principal>,
     /// `resource_metadata` for challenges.
     resource_metadata: String,
     /// Rate limits.
@@ -91,7 +91,7 @@ impl Enforcer {
             validate_arguments,
             tools: RwLock::new(HashMap::new()),
             audit,
-            anonymous: Principal::builder(Subject::new("anonymous")).build(),
+            anonymous: Arc::new(Principal::builder(Subject::new("anonymous")).build()),
             resource_metadata,
             limits,
         }
@@ -111,14 +111,15 @@ impl Enforcer {
     /// request, already read strictly ([`crate::proxy::target::aim`]).
     pub fn check(
         &self,
-        who: Option<&Principal>,
+        who: Option<&Arc<Principal>>,
         address: Option<std::net::IpAddr>,
         message: &Message<'_>,
         aim: Option<&Aim>,
         body: &[u8],
         session: Option<&str>,
     ) -> Check {
-        let principal = who.unwrap_or(&self.anonymous);
+        let owner = who.unwrap_or(&self.anonymous);
+        let principal: &Principal = owner;
         let (Some(method), message::Kind::Request) = (message.method.as_deref(), message.kind)
         else {
             // Notifications of ungoverned methods and responses carry no target.
@@ -128,7 +129,7 @@ impl Enforcer {
             });
         };
         let caller = Caller { principal, method };
-        let mut record = self.audit.record(principal, session, method);
+        let mut record = self.audit.record(owner, session, method);
         let global = self.policy.check_global(&caller);
         if !global.allowed() {
             record.decide(&global);
@@ -171,25 +172,27 @@ impl Enforcer {
         drop(tools);
         record.decide(&decision);
         if !decision.allowed() {
-            crate::metrics::decision(record.decision.as_str(), method);
+            crate::metrics::decision(record.decision, method);
             self.audit.write(record);
             return Check::Respond(self.refuse(&decision, message, Some(aim)));
         }
-        if self.validate_arguments && aim.kind == Kind::Tool && method == "tools/call" {
-            if let Err(problem) = validate(listed, validator.as_deref(), body) {
-                record.decision = "invalid".into();
-                crate::metrics::decision("invalid", method);
-                self.audit.write(record);
-                return Check::Respond(message::error_response(
-                    StatusCode::OK,
-                    message.id,
-                    message::INVALID_PARAMS,
-                    &format!("Invalid arguments for tool {}: {problem}", aim.name),
-                ));
-            }
+        if self.validate_arguments
+            && aim.kind == Kind::Tool
+            && method == "tools/call"
+            && let Err(problem) = validate(listed, validator.as_deref(), body)
+        {
+            record.decision = "invalid";
+            crate::metrics::decision("invalid", method);
+            self.audit.write(record);
+            return Check::Respond(message::error_response(
+                StatusCode::OK,
+                message.id,
+                message::INVALID_PARAMS,
+                &format!("Invalid arguments for tool {}: {problem}", aim.name),
+            ));
         }
         if let Err(limited) = self.limits.check(principal, address, aim.kind, &aim.name) {
-            record.decision = "rate_limited".into();
+            record.decision = "rate_limited";
             record.rule = Some(limited.rule.clone());
             crate::metrics::decision("rate_limited", method);
             self.audit.write(record);
@@ -259,7 +262,7 @@ impl Enforcer {
         answer: &[u8],
         private: bool,
     ) -> Result<Option<Vec<u8>>, Unfilterable> {
-        let principal = who.unwrap_or(&self.anonymous);
+        let principal: &Principal = who.unwrap_or(&self.anonymous);
         let method = match kind {
             Kind::Tool => "tools/list",
             Kind::Resource => "resources/list",

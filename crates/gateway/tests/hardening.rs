@@ -572,6 +572,29 @@ async fn a_silent_sse_answer_ends_with_a_json_rpc_error_not_a_cut_stream() {
 }
 
 #[tokio::test]
+async fn bodies_that_are_not_utf8_are_refused_before_anything_reads_them() {
+    // Found by the jsonrpc fuzz target: raw bytes that are not UTF-8 inside a member the
+    // gateway skips were forwarded for the upstream to read in its own way.
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(&spy.url, &[]).await;
+    let mut body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{},"x":""#.to_vec();
+    body.extend_from_slice(&[0x88, 0x88, 0xff]);
+    body.extend_from_slice(br#""}}"#);
+    let r = reqwest::Client::new()
+        .post(&gw.mcp)
+        .bearer_auth("alice-token")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.text().await.unwrap()), Some(-32700));
+    assert!(spy.seen().is_empty());
+}
+
+#[tokio::test]
 async fn one_depth_limit_applies_to_the_whole_message() {
     let spy = Spy::start(Behaviour::default()).await;
     let gw = gateway(&spy.url, &[]).await;

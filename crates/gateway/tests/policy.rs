@@ -642,3 +642,159 @@ async fn each_page_is_filtered_and_keeps_its_cursor_in_json_and_in_sse() {
         let _ = std::fs::remove_file(&audit);
     }
 }
+
+/// Splits a documented command line on spaces (the documented commands quote nothing).
+fn words(line: &str) -> Vec<String> {
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The fenced block of `lang` that follows `after` in `text`.
+fn block_after<'a>(text: &'a str, after: &str, lang: &str) -> &'a str {
+    let start = text
+        .find(after)
+        .unwrap_or_else(|| panic!("`{after}` not in the page"));
+    let rest = &text[start + after.len()..];
+    let fence = format!("```{lang}\n");
+    let open = rest
+        .find(&fence)
+        .unwrap_or_else(|| panic!("no {lang} block after `{after}`"))
+        + fence.len();
+    let close = rest[open..].find("```").unwrap() + open;
+    &rest[open..close]
+}
+
+#[tokio::test]
+async fn docs_policy_example_holds_verbatim() {
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/policy.md"),
+    )
+    .unwrap();
+    let config = block_after(&page, "# Authorization policy", "toml");
+    let claims = block_after(&page, "### The example above, for a reader", "json");
+    let command = block_after(&page, "### The example above, for a reader", "sh").trim();
+    let expected = block_after(&page, &format!("{command}\n```"), "");
+    let dir = std::env::temp_dir().join(format!("mcpgate-doc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config_path = dir.join("mcpgate.toml");
+    let claims_path = dir.join("reader.json");
+    std::fs::write(&config_path, config).unwrap();
+    std::fs::write(&claims_path, claims).unwrap();
+    let mut args = words(command);
+    assert_eq!(args[0], "mcpgate");
+    args.remove(0);
+    for a in args.iter_mut() {
+        if a == "mcpgate.toml" {
+            *a = config_path.display().to_string();
+        } else if a == "reader.json" {
+            *a = claims_path.display().to_string();
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // The page's audit file is a deployment path; everything else is the page's.
+    let (code, out, err) = run(&args, &[("MCPGATE_AUDIT_OUTPUT", "off")]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out, expected,
+        "policy explain disagrees with docs/policy.md"
+    );
+
+    // The gateway, with the same configuration, answers the reader as the page says.
+    let spy = mcpgate_testkit::Spy::start(mcpgate_testkit::Behaviour {
+        tools: vec![
+            json!({"name": "delete_user", "inputSchema": {"type": "object"}, "annotations": {"destructiveHint": true}}),
+            json!({"name": "get_user", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true, "destructiveHint": false}}),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let audit = audit_file("doc-example");
+    let audit_s = audit.display().to_string();
+    let config_s = config_path.display().to_string();
+    let gw = Gateway::start(
+        &[
+            "--config",
+            &config_s,
+            "--auth",
+            "static",
+            "--dev",
+            "--upstream-url",
+            &spy.url,
+        ],
+        &[
+            (
+                "MCPGATE_AUTH_STATIC_TOKENS",
+                r#"[{token="rita-token", subject="rita", scopes=["mcp", "read"]}]"#,
+            ),
+            ("MCPGATE_AUDIT_OUTPUT", audit_s.as_str()),
+        ],
+    )
+    .await;
+    let post = |body: &'static str| {
+        reqwest::Client::new()
+            .post(&gw.mcp)
+            .bearer_auth("rita-token")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+    };
+    post(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .await
+        .unwrap();
+    let r = post(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_user","arguments":{}}}"#)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope", scope="admin write mcp""#),
+        "{challenge}"
+    );
+    let records = audit_until(&audit, |r| r.iter().any(|x| x["target"] == "delete_user")).await;
+    let record = records
+        .iter()
+        .find(|x| x["target"] == "delete_user")
+        .unwrap();
+    assert_eq!(record["decision"], "challenge");
+    let decided_by = expected
+        .lines()
+        .find_map(|l| l.strip_prefix("decided by: "))
+        .unwrap();
+    assert_eq!(
+        record["rule"], decided_by,
+        "audit and explain name the same rule"
+    );
+    assert!(spy.calls("tools/call").is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&audit);
+}
+
+#[test]
+fn expressions_that_cannot_work_are_configuration_errors() {
+    let dir = std::env::temp_dir().join(format!("mcpgate-cel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |name: &str, when: &str| {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!("[auth]\nmode = \"none\"\n[upstream]\nurl = \"http://127.0.0.1:9/mcp\"\n[[policy]]\nmatch = [\"x\"]\nwhen = {when:?}\n"),
+        )
+        .unwrap();
+        run(
+            &["check-config", "--config", &path.display().to_string()],
+            &[],
+        )
+    };
+    let (code, _, err) = check("misspelt", "claims.email.endsWithh('@example.com')");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("policy[0].when") && err.contains("endsWithh"),
+        "{err}"
+    );
+    let (code, _, err) = check("number", "1 + 1");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("true or false"), "{err}");
+    let (code, _, err) = check("macro", "scopes.exists(s, s == 'admin')");
+    assert_eq!(code, 0, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -203,12 +203,36 @@ fn push_escaped(b: u8, out: &mut String) {
     out.push(HEX[usize::from(b & 0xf)] as char);
 }
 
+/// The path's segments between `/`s; in a template, a `/` inside an expression (`{/path}`)
+/// does not separate.
+fn segments(path: &str, template: bool) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (i, b) in path.bytes().enumerate() {
+        match b {
+            b'{' if template => depth += 1,
+            b'}' if template => depth = depth.saturating_sub(1),
+            b'/' if depth == 0 => {
+                out.push(&path[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&path[start..]);
+    out
+}
+
 /// Runs of `/` collapsed, then dot segments removed (RFC 3986 §5.2.4); `..` that would climb
 /// above the start is refused.
-fn clean_path(path: &str) -> Result<String, UriError> {
+fn clean_path(path: &str, template: bool) -> Result<String, UriError> {
     let rooted = path.starts_with('/');
-    let mut segments: Vec<&str> = Vec::new();
-    let pieces: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut kept: Vec<&str> = Vec::new();
+    let pieces: Vec<&str> = segments(path, template)
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
     let trailing = path.ends_with('/')
         || pieces
             .last()
@@ -217,19 +241,19 @@ fn clean_path(path: &str) -> Result<String, UriError> {
         match piece {
             "." => {}
             ".." => {
-                if segments.pop().is_none() {
+                if kept.pop().is_none() {
                     return Err(UriError::ClimbsAboveRoot);
                 }
             }
-            s => segments.push(s),
+            s => kept.push(s),
         }
     }
     let mut out = String::with_capacity(path.len());
     if rooted {
         out.push('/');
     }
-    out.push_str(&segments.join("/"));
-    if trailing && !segments.is_empty() {
+    out.push_str(&kept.join("/"));
+    if trailing && !kept.is_empty() {
         out.push('/');
     }
     Ok(out)
@@ -285,7 +309,7 @@ fn build(input: &str, template: bool) -> Result<String, UriError> {
     let (path, query) = rest.split_at(query_at);
     let mut path_text = String::with_capacity(path.len());
     escape(path, Part::Path, template, &mut path_text)?;
-    out.push_str(&clean_path(&path_text)?);
+    out.push_str(&clean_path(&path_text, template)?);
     if !query.is_empty() {
         out.push('?');
         escape(&query[1..], Part::Query, template, &mut out)?;
@@ -403,6 +427,9 @@ mod tests {
             normalize_template("x://h/{a"),
             Err(UriError::UnterminatedExpression)
         );
+        // An expression with `/` in it is one segment; a stray `}` is escaped; both stable.
+        assert_eq!(t("x:/}sh~{/../f}}}"), "x:/%7Dsh~{/../f}%7D%7D");
+        assert_eq!(t("x:/%7Dsh~{/../f}%7D%7D"), "x:/%7Dsh~{/../f}%7D%7D");
     }
 
     #[test]

@@ -559,6 +559,33 @@ impl Config {
         Ok(config)
     }
 
+    /// Reads the configuration as [`Config::load`] does, without checking it as a whole (for
+    /// commands that use one part of it, such as `policy explain`).
+    pub fn load_unchecked(file: Option<&Path>, overrides: Overrides) -> Result<Config, LoadError> {
+        if let Some(path) = file
+            && !path.is_file()
+        {
+            let problem = format!("file `{}` does not exist or is not a file", path.display());
+            return Err(LoadError::Invalid(vec![ConfigError::new(
+                "config", problem,
+            )]));
+        }
+        Self::figment(file, overrides, std::env::vars())
+            .extract::<Config>()
+            .map_err(|e| LoadError::Parse(Box::new(e)))
+    }
+
+    /// Reads a configuration from TOML text alone (no file, no environment), then validates
+    /// it: what `check-config` says of a file with this text.
+    pub fn from_toml_str(text: &str) -> Result<Config, LoadError> {
+        let config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract::<Config>()
+            .map_err(|e| LoadError::Parse(Box::new(e)))?;
+        config.validate().map_err(LoadError::Invalid)?;
+        Ok(config)
+    }
+
     /// The layered sources, with environment variables taken from `env` (for tests).
     pub fn figment(
         file: Option<&Path>,

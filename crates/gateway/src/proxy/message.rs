@@ -664,6 +664,26 @@ mod tests {
     }
 
     #[test]
+    fn strings_the_gateway_decides_on_are_read_strictly() {
+        // A lone surrogate escape is no character: in a member the gateway reads, the message
+        // is refused. (In members it skips, JSON's grammar allows it and the bytes pass as
+        // they came; no decision depends on them.)
+        assert!(
+            Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"name":"\ud800"}}"#)
+                .is_err()
+        );
+        assert!(
+            Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"other":"\ud800"}}"#)
+                .is_ok()
+        );
+        // A broken escape is not JSON anywhere.
+        assert!(
+            Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"other":"\q"}}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn error_response_echoes_the_raw_id() {
         let raw = RawValue::from_string("\"abc\"".into()).unwrap();
         let r = error_response(

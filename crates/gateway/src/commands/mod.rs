@@ -1,0 +1,273 @@
+//! What each subcommand does; `main.rs` only parses the command line and picks one.
+
+pub mod quickstart;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::{self, ServeArgs};
+use crate::config::{AuthMode, Config};
+use crate::{logging, server};
+
+/// Loads the configuration for `args` (flags > environment > file > defaults), or says why not.
+pub fn load(args: &ServeArgs) -> Result<Config, ExitCode> {
+    Config::load(args.config.as_deref(), args.overrides()).map_err(|e| {
+        eprintln!("mcpgate: configuration error:\n{e}");
+        ExitCode::from(2)
+    })
+}
+
+/// `mcpgate check-config`.
+pub fn check_config(args: ServeArgs) -> ExitCode {
+    let config = match load(&args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match toml::to_string_pretty(&config) {
+        Ok(text) => {
+            println!("# effective configuration (secrets masked)\n{text}");
+            for warning in warnings(&config) {
+                eprintln!("warning: {warning}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mcpgate: cannot print the configuration: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `mcpgate policy explain`.
+pub fn explain(args: cli::ExplainArgs) -> ExitCode {
+    use mcpgate_guard::policy::{Annotations, Caller, Kind, Policy, Target, Verdict};
+    // Only the policy's part of the configuration matters here (its problems are reported
+    // below): a policy file can be explained before the rest of the deployment exists.
+    let config = match Config::load_unchecked(args.serve.config.as_deref(), args.serve.overrides())
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mcpgate: configuration error:\n{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let fail = |msg: String| {
+        eprintln!("mcpgate: {msg}");
+        ExitCode::from(2)
+    };
+    let claims: serde_json::Map<String, serde_json::Value> =
+        match std::fs::read(&args.subject_claims)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(format!(
+                    "--subject-claims {}: {e}",
+                    args.subject_claims.display()
+                ));
+            }
+        };
+    let principal = match mcpgate_guard::Principal::from_claims(claims) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("--subject-claims: {e}")),
+    };
+    let (kind, name, method) = match (
+        &args.tool,
+        &args.resource,
+        &args.resource_template,
+        &args.prompt,
+    ) {
+        (Some(t), ..) => (Kind::Tool, t.clone(), "tools/call"),
+        (_, Some(r), ..) => (Kind::Resource, r.clone(), "resources/read"),
+        (_, _, Some(t), _) => (Kind::ResourceTemplate, t.clone(), "completion/complete"),
+        (_, _, _, Some(p)) => (Kind::Prompt, p.clone(), "prompts/get"),
+        _ => {
+            return fail(
+                "name a target: --tool, --resource, --resource-template or --prompt".into(),
+            );
+        }
+    };
+    let annotations = match &args.annotations {
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) => Some(Annotations::from_json(Some(&v))),
+            Err(e) => return fail(format!("--annotations: {e}")),
+        },
+        None => None,
+    };
+    let policy = match Policy::compile(&config.authorization, &config.policy) {
+        Ok(p) => p,
+        Err(e) => {
+            return fail(
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+    };
+    let method = args.method.as_deref().unwrap_or(method);
+    let caller = Caller {
+        principal: &principal,
+        method,
+    };
+    let trim = mcpgate_guard::policy::lists::Trim::new(
+        "upstream",
+        &config.upstream.expose,
+        &config.upstream.hide,
+    )
+    .unwrap_or_default();
+    // Resource URIs are decided in their normal spelling, as the gateway does.
+    let name = match kind {
+        Kind::Resource => mcpgate_guard::uri::normalize(&name).map(|n| n.into_owned()),
+        Kind::ResourceTemplate => {
+            mcpgate_guard::uri::normalize_template(&name).map(|n| n.into_owned())
+        }
+        Kind::Tool | Kind::Prompt => Ok(name),
+    };
+    let name = match name {
+        Ok(n) => n,
+        Err(e) => {
+            println!("decision: refused before any rule (the gateway answers -32602: {e})");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let target = Target {
+        kind,
+        name: &name,
+        annotations: annotations.as_ref(),
+        tags: &args.tags,
+        known: annotations.is_some() || !args.tags.is_empty(),
+    };
+    let required: Vec<mcpgate_guard::Scope> = config
+        .auth
+        .required_scopes
+        .iter()
+        .map(mcpgate_guard::Scope::new)
+        .collect();
+    let policy = policy.with_required_scopes(&required);
+    let (decision, steps) = policy.explain_call(&trim, &caller, &target);
+    let verdict = match &decision.verdict {
+        Verdict::Challenge { scopes } => format!(
+            "challenge (scopes: {})",
+            mcpgate_guard::Scopes::from_iter(scopes.iter().cloned()).to_space_delimited()
+        ),
+        other => other.as_str().to_owned(),
+    };
+    println!("decision: {verdict}");
+    println!("decided by: {}", decision.rule);
+    if annotations.is_none() && kind == Kind::Tool && policy.uses_annotations() {
+        println!(
+            "(annotations not given: rules that select by annotations are treated as the gateway treats a tool it has not seen listed yet)"
+        );
+    }
+    for step in steps {
+        println!("  {}: {}", step.rule, step.outcome);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Things that are allowed but deserve a word at start.
+fn warnings(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if config.dev {
+        out.push("DEVELOPMENT MODE (dev = true): development-only settings are allowed. Never run this in production.".into());
+    }
+    match config.auth.mode {
+        AuthMode::None => out.push("auth.mode = none: every request is let through without authentication (loopback only).".into()),
+        AuthMode::Passthrough => out.push(
+            "auth.mode = passthrough: the gateway only checks that a bearer token is present and forwards it; the upstream must validate it.".into(),
+        ),
+        AuthMode::Static => out.push("auth.mode = static: fixed development tokens are accepted. Never use this in production.".into()),
+        _ => {}
+    }
+    if config.upstream.forward_token {
+        out.push(
+            "upstream.forward_token = true: clients' tokens are forwarded to the upstream.".into(),
+        );
+    }
+    out
+}
+
+/// `mcpgate serve`.
+pub async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match load(&args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    logging::init(&config.log);
+    run(config).await
+}
+
+/// Runs the gateway for a validated configuration until it is told to stop.
+pub async fn run(config: Config) -> ExitCode {
+    for warning in warnings(&config) {
+        tracing::warn!("{warning}");
+    }
+    let prepared = match server::prepare(&config) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("mcpgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(verifier) = &prepared.verifier
+        && let Err(e) = verifier.warm_up().await
+    {
+        tracing::warn!("token keys not loaded yet ({e}); requests will be refused until they are");
+    }
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mcpgate: cannot listen on {}: {e}", config.listen);
+            return ExitCode::from(1);
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(
+        listen = %local,
+        resource = %prepared.resource,
+        upstream = %upstream_description(&config),
+        auth = config.auth.mode.as_str(),
+        "mcpgate listening"
+    );
+    let stdio = prepared.stdio.clone();
+    let result = server::serve(
+        listener,
+        prepared.router,
+        prepared.limits,
+        Duration::from_secs(10),
+        stdio.clone(),
+    )
+    .await;
+    if let Some(stdio) = stdio {
+        // Requests are done (or out of time): the children go, gently first.
+        stdio.shutdown().await;
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcpgate: server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The upstream, for the start-up line (a command's arguments are shown; its environment is
+/// not).
+fn upstream_description(config: &Config) -> String {
+    match (&config.upstream.url, &config.upstream.command) {
+        (Some(url), _) => url.to_string(),
+        // Arguments may carry credentials (a DSN, a key): only the program is shown.
+        (None, Some(argv)) => format!(
+            "stdio: {} ({} arguments)",
+            argv.first().map(String::as_str).unwrap_or_default(),
+            argv.len().saturating_sub(1)
+        ),
+        (None, None) => String::new(),
+    }
+}

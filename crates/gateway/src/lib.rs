@@ -1,0 +1,24 @@
+//! # mcpgate
+//!
+//! The gateway as a library: configuration ([`config`]), the app built from it
+//! ([`server::prepare`]) and run ([`commands::run`]), the MCP-aware proxy ([`proxy`]), the
+//! upstreams ([`upstream`]) and the operational parts. The `mcpgate` binary is a thin `main`
+//! over [`commands`].
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod dns_rebinding;
+pub mod enforce;
+pub mod health;
+pub mod listener;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod ratelimit;
+pub mod server;
+pub mod session;
+pub mod upstream;
