@@ -8,12 +8,10 @@
 //! URL's origin; loopback origins when the public URL is loopback; `http.allowed_origins`.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Response, StatusCode, header};
-use axum::middleware::Next;
 use url::Url;
 
 use crate::proxy::message::text_response;
@@ -160,15 +158,11 @@ pub(crate) fn is_loopback_name(name: &str) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The middleware.
-pub async fn enforce(
-    State(policy): State<Arc<HostPolicy>>,
-    request: Request,
-    next: Next,
-) -> Response<Body> {
-    let authority = request.uri().authority().map(|a| a.as_str().to_owned());
-    match policy.check(request.headers(), authority.as_deref()) {
-        Ok(()) => next.run(request).await,
+/// Checks a request's Host and Origin; the refusal to send when they are not allowed.
+pub fn check(policy: &HostPolicy, request: &Request) -> Option<Response<Body>> {
+    let authority = request.uri().authority().map(|a| a.as_str());
+    match policy.check(request.headers(), authority) {
+        Ok(()) => None,
         Err(why) => {
             tracing::warn!(
                 target: "mcpgate::dns_rebinding",
@@ -182,7 +176,7 @@ pub async fn enforce(
             } else {
                 StatusCode::FORBIDDEN
             };
-            text_response(status, why)
+            Some(text_response(status, why))
         }
     }
 }

@@ -175,24 +175,23 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     };
     // Addresses refused for lack of valid credentials too often wait (outside the auth layer,
     // so that it sees the 401s).
-    if config.http.unauthenticated_per_address != "off"
-        && let Ok(rate) = crate::ratelimit::Rate::parse(&config.http.unauthenticated_per_address)
-    {
-        let limiter = Arc::new(crate::ratelimit::Unauthenticated::new(rate));
-        let janitor = Arc::downgrade(&limiter);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                let Some(l) = janitor.upgrade() else { return };
-                l.forget_idle();
+    let unauthenticated =
+        match crate::ratelimit::Rate::parse(&config.http.unauthenticated_per_address) {
+            Ok(rate) if config.http.unauthenticated_per_address != "off" => {
+                let limiter = Arc::new(crate::ratelimit::Unauthenticated::new(rate));
+                let janitor = Arc::downgrade(&limiter);
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(60));
+                    loop {
+                        tick.tick().await;
+                        let Some(l) = janitor.upgrade() else { return };
+                        l.forget_idle();
+                    }
+                });
+                Some(limiter)
             }
-        });
-        mcp = mcp.layer(axum::middleware::from_fn_with_state(
-            limiter,
-            limit_unauthenticated,
-        ));
-    }
+            _ => None,
+        };
 
     let metadata = Arc::new(resource.clone());
     let mut wellknown = Router::new();
@@ -204,21 +203,6 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         );
     }
 
-    let policy = Arc::new(HostPolicy::new(
-        &config.public_url(),
-        config.listen.ip().is_loopback(),
-        &config.http.allowed_hosts,
-        &config.http.allowed_origins,
-    ));
-    let cors = cors_layer();
-    let app = Router::new()
-        .merge(mcp)
-        .fallback(not_found)
-        .layer(cors)
-        .layer(axum::middleware::from_fn_with_state(
-            policy,
-            dns_rebinding::enforce,
-        ));
     let trusted: Arc<Vec<ipnet::IpNet>> = Arc::new(
         config
             .http
@@ -227,6 +211,22 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
             .filter_map(|p| crate::listener::parse_net(p))
             .collect(),
     );
+    let front = Arc::new(Front {
+        hosts: HostPolicy::new(
+            &config.public_url(),
+            config.listen.ip().is_loopback(),
+            &config.http.allowed_hosts,
+            &config.http.allowed_origins,
+        ),
+        trusted: Arc::clone(&trusted),
+        unauthenticated,
+    });
+    let cors = cors_layer();
+    let app = Router::new()
+        .merge(mcp)
+        .fallback(not_found)
+        .layer(cors)
+        .layer(axum::middleware::from_fn_with_state(front, front_door));
     // Health routes sit outside the Host check (probes reach pods by IP), and so does the public
     // metadata (browser-based clients read it from any origin; it is served with CORS `*`).
     let mut ops = wellknown
@@ -247,10 +247,6 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     } else {
         Router::new().nest(&prefix, app.clone()).merge(app)
     };
-    let router = router.layer(axum::middleware::from_fn_with_state(
-        Arc::clone(&trusted),
-        client_address,
-    ));
     Ok(Prepared {
         router,
         verifier,
@@ -360,32 +356,34 @@ async fn not_found() -> Response {
     crate::proxy::message::text_response(StatusCode::NOT_FOUND, "Not Found")
 }
 
-/// The client's address ([`ClientAddress`]) for every request: the peer's, or the one a
-/// trusted proxy names.
-async fn client_address(
-    axum::extract::State(trusted): axum::extract::State<Arc<Vec<ipnet::IpNet>>>,
+/// What every request to `/mcp` (and unknown routes) passes first, in one middleware: the
+/// client's address ([`ClientAddress`]: the peer's, or the one a trusted proxy names), the
+/// Host and Origin checks (DNS rebinding), and the per-address limit on requests without valid
+/// credentials.
+struct Front {
+    hosts: HostPolicy,
+    trusted: Arc<Vec<ipnet::IpNet>>,
+    unauthenticated: Option<Arc<crate::ratelimit::Unauthenticated>>,
+}
+
+async fn front_door(
+    axum::extract::State(front): axum::extract::State<Arc<Front>>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Some(crate::listener::Peer(peer)) = request.extensions().get().copied() {
-        let ip = crate::listener::client_address(peer.ip(), request.headers(), &trusted);
+    let ip = request
+        .extensions()
+        .get::<crate::listener::Peer>()
+        .map(|p| crate::listener::client_address(p.0.ip(), request.headers(), &front.trusted));
+    if let Some(ip) = ip {
         request.extensions_mut().insert(ClientAddress(ip));
     }
-    next.run(request).await
-}
-
-/// The client's address, for per-address limits and logs.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddress(pub std::net::IpAddr);
-
-/// 429 for an address that has been refused for missing or invalid credentials too often;
-/// every 401 counts against its address.
-async fn limit_unauthenticated(
-    axum::extract::State(limiter): axum::extract::State<Arc<crate::ratelimit::Unauthenticated>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let ip = request.extensions().get::<ClientAddress>().map(|a| a.0);
+    if let Some(refusal) = dns_rebinding::check(&front.hosts, &request) {
+        return refusal;
+    }
+    let Some(limiter) = &front.unauthenticated else {
+        return next.run(request).await;
+    };
     if let Some(ip) = ip
         && let Some(wait) = limiter.blocked(ip)
     {
@@ -409,6 +407,10 @@ async fn limit_unauthenticated(
     }
     response
 }
+
+/// The client's address, for per-address limits and logs.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub std::net::IpAddr);
 
 /// A `Retry-After` value: whole seconds, at least one.
 pub fn retry_after(wait: Duration) -> HeaderValue {

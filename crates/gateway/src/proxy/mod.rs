@@ -198,14 +198,21 @@ async fn read_body(gw: &Gateway, body: Body) -> Result<Bytes, Response<Body>> {
     }
 }
 
-/// `POST /mcp`.
+/// `POST /mcp`. (The request is taken whole: its headers are moved, not copied.)
 pub async fn post(
     State(gw): State<Arc<Gateway>>,
-    who: Who,
-    address: Option<axum::Extension<crate::server::ClientAddress>>,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let who: Who = parts
+        .extensions
+        .get::<Arc<Principal>>()
+        .map(|p| axum::Extension(Arc::clone(p)));
+    let address = parts
+        .extensions
+        .get::<crate::server::ClientAddress>()
+        .map(|a| axum::Extension(*a));
+    let headers = parts.headers;
     let body = match read_body(&gw, body).await {
         Ok(b) => b,
         Err(refusal) => return refusal,

@@ -1,9 +1,10 @@
 //! The upstream MCP server over Streamable HTTP: which request headers go up, which response
 //! headers come down, and response bodies streamed through chunk by chunk with an idle timeout.
 //!
-//! Requests go through a pooled hyper client (HTTP/1.1 and HTTP/2, TLS with rustls and the
-//! platform's trust store); this is the gateway's hot path, so the upstream URI is parsed once
-//! and nothing is copied that need not be.
+//! Requests go through the gateway's own pool of HTTP/1.1 connections ([`super::pool`]; TLS
+//! with rustls and the platform's trust store), each driven by the request that uses it; this
+//! is the gateway's hot path, so the upstream URI is parsed once and nothing is copied that
+//! need not be.
 
 use std::time::Duration;
 
@@ -12,10 +13,7 @@ use bytes::Bytes;
 use futures::Stream;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use url::Url;
 
 /// Client request headers that always pass (besides `Mcp-Param-*`).
@@ -44,7 +42,10 @@ const RETURNED: &[&str] = &[
 /// How to reach the upstream.
 pub struct HttpUpstream {
     uri: Uri,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// The request target as sent (origin form: path and query) and the `Host` header.
+    path: Uri,
+    host: HeaderValue,
+    pool: super::pool::Pool,
     extra_headers: HeaderMap,
     forward_extra: Vec<HeaderName>,
     response_timeout: Duration,
@@ -121,20 +122,31 @@ impl HttpUpstream {
         http.set_connect_timeout(Some(options.connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
+        // HTTP/1.1 only (over TLS too): it measured as fast as HTTP/2 here, and lets the pool
+        // drive each connection from the request that uses it (see `pool`).
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .try_with_platform_verifier()
             .map_err(|e| format!("TLS trust store: {e}"))?
             .https_or_http()
             .enable_http1()
-            .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(https);
+        let authority = uri
+            .authority()
+            .ok_or("upstream.url: has no host")?
+            .as_str()
+            .to_owned();
+        let host = HeaderValue::from_str(&authority).map_err(|_| "upstream.url: bad host")?;
+        let path: Uri = uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|e| format!("upstream.url: {e}"))?;
+        let pool = super::pool::Pool::new(https, uri.clone(), 256);
         Ok(HttpUpstream {
             uri,
-            client,
+            path,
+            host,
+            pool,
             extra_headers: options.extra_headers,
             forward_extra: options.forward_extra,
             response_timeout: options.response_timeout,
@@ -173,27 +185,36 @@ impl HttpUpstream {
     ) -> Result<Reply, UpstreamError> {
         let mut request = Request::new(Full::new(body.unwrap_or_default()));
         *request.method_mut() = method;
-        *request.uri_mut() = self.uri.clone();
+        *request.uri_mut() = self.path.clone();
         *request.headers_mut() = headers;
+        request
+            .headers_mut()
+            .insert(header::HOST, self.host.clone());
+        let max = self.max_response_bytes;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
+            let read = |body: Incoming| async move {
+                Limited::new(body, max)
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .map_err(|e| match e.downcast::<LengthLimitError>() {
+                        Ok(_) => UpstreamError::TooLarge(max),
+                        Err(e) => UpstreamError::Unreachable(describe(e.as_ref())),
+                    })
+            };
+            match self
+                .pool
+                .exchange(request, |p| is_event_stream(&p.headers), read)
                 .await
-                .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
-            let (parts, body) = response.into_parts();
-            if is_event_stream(&parts.headers) {
-                return Ok(Reply::Stream(parts, body));
+            {
+                Ok(super::pool::Answer::Read(parts, bytes)) => Ok(Reply::Whole(parts, bytes)),
+                Ok(super::pool::Answer::Streaming(response)) => {
+                    let (parts, body) = response.into_parts();
+                    Ok(Reply::Stream(parts, body))
+                }
+                Err(Ok(e)) => Err(e),
+                Err(Err(e)) => Err(UpstreamError::Unreachable(e.to_string())),
             }
-            let bytes = Limited::new(body, self.max_response_bytes)
-                .collect()
-                .await
-                .map_err(|e| match e.downcast::<LengthLimitError>() {
-                    Ok(_) => UpstreamError::TooLarge(self.max_response_bytes),
-                    Err(e) => UpstreamError::Unreachable(describe(e.as_ref())),
-                })?
-                .to_bytes();
-            Ok(Reply::Whole(parts, bytes))
         };
         tokio::time::timeout(self.response_timeout, exchange)
             .await
@@ -207,11 +228,17 @@ impl HttpUpstream {
             header::ACCEPT,
             HeaderValue::from_static("text/event-stream"),
         );
+        headers.insert(header::HOST, self.host.clone());
         let mut request = Request::new(Full::new(Bytes::new()));
-        *request.uri_mut() = self.uri.clone();
+        *request.uri_mut() = self.path.clone();
         *request.headers_mut() = headers;
         // Any HTTP answer counts; the body (perhaps a stream) is not read.
-        let probe = async { self.client.request(request).await.is_ok() };
+        let probe = async {
+            self.pool
+                .exchange(request, |_| true, |_| async { Ok::<(), ()>(()) })
+                .await
+                .is_ok()
+        };
         tokio::time::timeout(Duration::from_secs(2), probe)
             .await
             .unwrap_or(false)

@@ -1,6 +1,7 @@
 //! The MCP servers the gateway fronts: a Streamable HTTP endpoint, or a stdio command it runs.
 
 pub mod http;
+pub mod pool;
 pub mod stdio;
 
 use std::sync::Arc;
