@@ -81,7 +81,11 @@ impl Gateway {
             port,
             log,
         };
-        let client = reqwest::Client::new();
+        // No connection is kept open by the probe: tests count connections.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = gw.child.try_wait() {
@@ -90,7 +94,11 @@ impl Gateway {
                     gw.log()
                 );
             }
-            if let Ok(r) = client.get(format!("{}/healthz", gw.base)).send().await
+            if let Ok(r) = client
+                .get(format!("{}/healthz", gw.base))
+                .header("connection", "close")
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return gw;
