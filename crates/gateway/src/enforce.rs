@@ -29,6 +29,12 @@ use serde_json::value::RawValue;
 use crate::audit::{Audit, Record};
 use crate::proxy::message::{self, Message};
 use crate::proxy::target::Aim;
+use crate::session::Owner;
+
+/// Most principals whose tool lists are remembered at once (the least recently used go).
+const MAX_LEARNING_PRINCIPALS: u64 = 10_000;
+/// Most tools remembered per principal.
+const MAX_TOOLS: usize = 10_000;
 
 /// What is known about a tool from the upstream's lists.
 struct ToolEntry {
@@ -42,7 +48,10 @@ pub struct Enforcer {
     policy: Policy,
     trim: Trim,
     validate_arguments: bool,
-    tools: RwLock<HashMap<String, ToolEntry>>,
+    /// What each principal's lists said about tools (each principal learns from its own
+    /// lists: per-session children and upstreams that tailor tools per user list different
+    /// things).
+    tools: moka::sync::Cache<Owner, Arc<RwLock<HashMap<String, ToolEntry>>>>,
     audit: Arc<Audit>,
     anonymous: Arc<Principal>,
     /// `resource_metadata` for challenges.
@@ -89,7 +98,10 @@ impl Enforcer {
             policy,
             trim,
             validate_arguments,
-            tools: RwLock::new(HashMap::new()),
+            tools: moka::sync::Cache::builder()
+                .max_capacity(MAX_LEARNING_PRINCIPALS)
+                .time_to_idle(std::time::Duration::from_secs(3600))
+                .build(),
             audit,
             anonymous: Arc::new(Principal::builder(Subject::new("anonymous")).build()),
             resource_metadata,
@@ -122,7 +134,18 @@ impl Enforcer {
         let principal: &Principal = owner;
         let (Some(method), message::Kind::Request) = (message.method.as_deref(), message.kind)
         else {
-            // Notifications of ungoverned methods and responses carry no target.
+            // Notifications and the client's responses carry no target, but the global
+            // conditions apply to them too: a refused subject sends nothing upstream.
+            let method = message.method.as_deref().unwrap_or("(response)");
+            let caller = Caller { principal, method };
+            let global = self.policy.check_global(&caller);
+            if !global.allowed() {
+                let mut record = self.audit.record(owner, session, method);
+                record.decide(&global);
+                self.audit.write(record);
+                crate::metrics::decision(global.verdict.as_str(), method);
+                return Check::Respond(self.refuse(&global, message, None));
+            }
             return Check::Forward(Pending {
                 list: None,
                 record: None,
@@ -152,9 +175,10 @@ impl Enforcer {
             });
         };
         record.target = Some(aim.name.clone());
-        let tools = self.tools.read().expect("tools lock");
+        let table = self.tools.get(&Owner::of(principal));
+        let tools = table.as_ref().map(|t| t.read().expect("tools lock"));
         let entry = (aim.kind == Kind::Tool)
-            .then(|| tools.get(&aim.name))
+            .then(|| tools.as_ref().and_then(|t| t.get(&aim.name)))
             .flatten();
         let no_tags = Vec::new();
         let target = Target {
@@ -204,7 +228,7 @@ impl Enforcer {
                 &format!(
                     "Rate limit reached ({}); retry in {} s",
                     limited.rule,
-                    limited.retry_after.as_secs().max(1)
+                    crate::server::retry_after_secs(limited.retry_after)
                 ),
             );
             r.headers_mut().insert(
@@ -234,10 +258,27 @@ impl Enforcer {
         aim: Option<&Aim>,
     ) -> Response<Body> {
         match &decision.verdict {
-            Verdict::Challenge { scopes } => Denial::InsufficientScope(scopes.clone())
-                // The policy's scopes already include the required ones.
-                .into_response(&self.resource_metadata, &[])
-                .map(Body::from),
+            Verdict::Challenge { scopes } => {
+                // The challenge header as guard makes it (the policy's scopes already include
+                // the required ones); the body is a JSON-RPC error for the request, like every
+                // other refusal of the gateway's.
+                let denial = Denial::InsufficientScope(scopes.clone());
+                let wanted = mcpgate_guard::Scopes::from_iter(scopes.iter().cloned());
+                let mut r = message::error_response(
+                    denial.status(),
+                    message.id,
+                    message::FORBIDDEN,
+                    &format!(
+                        "Insufficient scope: this request needs the scopes {}",
+                        wanted.to_space_delimited()
+                    ),
+                );
+                if let Some(challenge) = denial.challenge(&self.resource_metadata, &[]) {
+                    r.headers_mut()
+                        .insert(axum::http::header::WWW_AUTHENTICATE, challenge);
+                }
+                r
+            }
             Verdict::Hide => match aim {
                 Some(aim) => not_found(message.id, aim.kind, &aim.name),
                 None => forbidden(message.id),
@@ -280,9 +321,15 @@ impl Enforcer {
             private,
             |name, facts| learnt.push((name.to_owned(), facts)),
         );
-        if !learnt.is_empty() {
-            let mut tools = self.tools.write().expect("tools lock");
+        if !learnt.is_empty() && out.is_ok() {
+            let table = self.tools.get_with(Owner::of(principal), || {
+                Arc::new(RwLock::new(HashMap::new()))
+            });
+            let mut tools = table.write().expect("tools lock");
             for (name, facts) in learnt {
+                if tools.len() >= MAX_TOOLS && !tools.contains_key(&name) {
+                    break;
+                }
                 let validator = if self.validate_arguments {
                     facts
                         .input_schema
@@ -309,12 +356,14 @@ impl Enforcer {
     /// Sees a notification from the upstream: a changed tool list makes what was learnt
     /// about tools stale. Only a real `notifications/tools/list_changed` message counts — not
     /// a tool result that merely contains the words.
-    pub fn observe(&self, notification: &Message<'_>) {
+    /// It concerns the principal on whose stream it came (`who`).
+    pub fn observe(&self, who: Option<&Principal>, notification: &Message<'_>) {
         if notification.kind == message::Kind::Notification
             && notification.method.as_deref() == Some("notifications/tools/list_changed")
         {
-            self.tools.write().expect("tools lock").clear();
-            tracing::debug!(target: "mcpgate::policy", "tool list changed: annotations will be learnt again");
+            let principal: &Principal = who.unwrap_or(&self.anonymous);
+            self.tools.invalidate(&Owner::of(principal));
+            tracing::debug!(target: "mcpgate::policy", subject = principal.subject.as_str(), "tool list changed: annotations will be learnt again");
         }
     }
 
@@ -346,6 +395,110 @@ fn arguments_of(body: &[u8]) -> Result<Value, serde_json::Error> {
         .unwrap_or_else(|| Value::Object(Default::default())))
 }
 
+/// A tool call's arguments read for validation, refusing what another reader could read
+/// otherwise: a member given twice or in another spelling (at any depth), or a number that
+/// cannot be held exactly (more than 17 significant digits, an integer beyond 64 bits).
+fn strict_arguments(body: &[u8]) -> Result<Value, String> {
+    #[derive(serde::Deserialize)]
+    struct P<'a> {
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow)]
+        arguments: Option<&'a RawValue>,
+    }
+    let unreadable = || "the arguments cannot be read (a number out of range, say)".to_owned();
+    let p: P<'_> = serde_json::from_slice(body).map_err(|_| unreadable())?;
+    let Some(raw) = p.params.and_then(|p| p.arguments) else {
+        return Ok(Value::Object(Default::default()));
+    };
+    unambiguous(raw)?;
+    serde_json::from_str(raw.get()).map_err(|_| unreadable())
+}
+
+fn unambiguous(raw: &RawValue) -> Result<(), String> {
+    let text = raw.get().trim_start();
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let members: Vec<(std::borrow::Cow<'_, str>, &RawValue)> =
+                serde_json::from_str::<RawObject<'_>>(text)
+                    .map_err(|_| "the arguments cannot be read".to_owned())?
+                    .0;
+            let mut seen = std::collections::HashSet::with_capacity(members.len());
+            for (key, value) in &members {
+                if !seen.insert(fold(key)) {
+                    return Err(format!(
+                        "the member `{}` of the arguments is given twice (or in another spelling)",
+                        crate::logging::printable(&key.chars().take(64).collect::<String>())
+                    ));
+                }
+                unambiguous(value)?;
+            }
+            Ok(())
+        }
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text)
+                .map_err(|_| "the arguments cannot be read".to_owned())?;
+            items.into_iter().try_for_each(unambiguous)
+        }
+        Some(b'-' | b'0'..=b'9') if !exact_number(text.trim_end()) => Err(
+            "a number in the arguments cannot be read exactly (more than 17 significant digits)"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A member name as case-insensitive readers see it.
+fn fold(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{17F}' => 's',
+            '\u{212A}' => 'k',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Whether a JSON number literal is read without losing precision.
+fn exact_number(literal: &str) -> bool {
+    if !literal.contains(['.', 'e', 'E']) {
+        return literal.parse::<i64>().is_ok() || literal.parse::<u64>().is_ok();
+    }
+    let mantissa = literal.split(['e', 'E']).next().unwrap_or_default();
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0');
+    significant.len() <= 17
+}
+
+/// An object's members in order, values raw.
+struct RawObject<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawObject<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    members.push((k, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(RawObject(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// Checks a tool call's arguments against the tool's `inputSchema`. A call that cannot be
 /// checked — a tool never seen listed, a schema that cannot be used, arguments that cannot be
 /// read — is refused, never let through unchecked.
@@ -362,8 +515,7 @@ fn validate(
     let Some(validator) = validator else {
         return Err("the tool's inputSchema cannot be used to check arguments".into());
     };
-    let arguments = arguments_of(body)
-        .map_err(|_| "the arguments cannot be read (a number out of range, say)".to_owned())?;
+    let arguments = strict_arguments(body)?;
     let problems: Vec<String> = validator
         .iter_errors(&arguments)
         .take(5)
@@ -409,4 +561,31 @@ fn not_found(id: Option<&RawValue>, kind: Kind, name: &str) -> Response<Body> {
         ),
     };
     message::error_response(StatusCode::OK, id, code, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Result<Value, String> {
+        strict_arguments(
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{text}}}}}"#)
+                .as_bytes(),
+        )
+    }
+
+    #[test]
+    fn arguments_another_reader_could_read_otherwise_are_refused() {
+        assert!(args(r#"{"text":"a","n":10}"#).is_ok());
+        assert!(args(r#"{"text":1,"text":"a"}"#).is_err());
+        assert!(args(r#"{"text":"a","Text":1}"#).is_err());
+        assert!(args(r#"{"a":{"b":1,"b":2}}"#).is_err());
+        assert!(args(r#"{"a":[{"x":1,"X":2}]}"#).is_err());
+        assert!(args(r#"{"n":10.0000000000000000001}"#).is_err());
+        assert!(args(r#"{"n":123456789012345678901234}"#).is_err());
+        assert!(args(r#"{"n":1e400}"#).is_err());
+        // Precise enough, however written.
+        assert!(args(r#"{"n":10.000000000000000000}"#).is_ok());
+        assert!(args(r#"{"n":0.1,"m":-2.5e-3,"k":18446744073709551615}"#).is_ok());
+    }
 }

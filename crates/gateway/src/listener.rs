@@ -227,6 +227,27 @@ fn refusal(status: StatusCode, text: &'static str) -> Response<Body> {
     r
 }
 
+/// Most refused connections being answered at once.
+const MAX_REFUSING: usize = 64;
+
+/// Answers a refused connection (one of a bounded number at a time), or closes it at once.
+fn refuse_bounded(
+    refusing: &Arc<tokio::sync::Semaphore>,
+    stream: tokio::net::TcpStream,
+    status: StatusCode,
+    text: &'static str,
+) {
+    match Arc::clone(refusing).try_acquire_owned() {
+        Ok(permit) => {
+            tokio::spawn(async move {
+                refuse(stream, status, text).await;
+                drop(permit);
+            });
+        }
+        Err(_) => drop(stream),
+    }
+}
+
 /// Answers every request of a refused connection, then closes it.
 async fn refuse(stream: tokio::net::TcpStream, status: StatusCode, text: &'static str) {
     let service =
@@ -235,10 +256,10 @@ async fn refuse(stream: tokio::net::TcpStream, status: StatusCode, text: &'stati
         });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(2))
+        .header_read_timeout(Duration::from_secs(1))
         .keep_alive(false)
         .serve_connection(TokioIo::new(stream), service);
-    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
 }
 
 /// Serves `router` on `listener` until `stop` resolves; then waits up to `grace` for open
@@ -251,6 +272,9 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let total = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    // Refused connections are answered by a few tasks at most; beyond, they are closed at once
+    // (each holds a file until it is answered).
+    let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
     let per = Arc::new(PerAddress::default());
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
@@ -261,7 +285,8 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
+        // Streams are requests: a few per connection (bodies are bounded in all, too).
+        .max_concurrent_streams(32)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(limits.header_timeout);
     let builder = Arc::new(builder);
@@ -283,11 +308,12 @@ pub async fn serve(
         let Ok(permit) = Arc::clone(&total).try_acquire_owned() else {
             crate::metrics::connection_refused("total");
             tracing::warn!(%peer, limit = limits.max_connections, "connection refused: too many open connections");
-            tokio::spawn(refuse(
+            refuse_bounded(
+                &refusing,
                 stream,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable: the gateway has too many open connections; try again shortly",
-            ));
+            );
             continue;
         };
         let ip = peer.ip();
@@ -299,11 +325,12 @@ pub async fn serve(
                 drop(map);
                 crate::metrics::connection_refused("per_address");
                 tracing::warn!(%peer, limit = limits.per_address, "connection refused: too many open connections from this address");
-                tokio::spawn(refuse(
+                refuse_bounded(
+                    &refusing,
                     stream,
                     StatusCode::TOO_MANY_REQUESTS,
                     "Too Many Requests: too many open connections from this address",
-                ));
+                );
                 continue;
             }
             *n += 1;

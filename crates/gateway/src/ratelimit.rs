@@ -109,14 +109,29 @@ pub fn default_rules() -> Vec<RateLimitConfig> {
     }]
 }
 
-type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
+/// A bucket's key: a digest of what the rule counts separately (subject, client, target,
+/// address), so that a long target name costs no more memory than a short one.
+type Key = [u8; 16];
+type Keyed = RateLimiter<Key, DefaultKeyedStateStore<Key>, DefaultClock>;
+
+/// Most buckets one rule keeps; when full, those that are full again are forgotten, and if
+/// that is not enough, calls that would need a new bucket are refused until some are.
+const MAX_BUCKETS: usize = 100_000;
 
 struct Rule {
+    /// When buckets that are full again were last forgotten (seconds since `epoch`).
+    last_sweep: std::sync::atomic::AtomicU64,
     name: String,
     kinds: Vec<Kind>,
     targets: Option<GlobSet>,
     per: Vec<Per>,
     limiter: Keyed,
+}
+
+/// A fixed instant for the sweep clock.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// A refusal: which rule, and when to try again.
@@ -186,6 +201,7 @@ impl RateLimits {
             };
             if let Some(rate) = rate {
                 rules.push(Rule {
+                    last_sweep: std::sync::atomic::AtomicU64::new(0),
                     name: c.name.clone().unwrap_or_else(|| format!("rate_limit[{i}]")),
                     kinds: if c.kind.is_empty() {
                         vec![Kind::Tool]
@@ -243,6 +259,35 @@ impl RateLimits {
                     }
                 }
                 key.push('\u{1}');
+            }
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
+            let mut key: Key = [0; 16];
+            key.copy_from_slice(&digest.as_ref()[..16]);
+            if rule.limiter.len() >= MAX_BUCKETS {
+                // A sweep at most once a second: it walks every bucket.
+                let now = epoch().elapsed().as_secs();
+                let last = rule.last_sweep.load(std::sync::atomic::Ordering::Relaxed);
+                if now > last
+                    && rule
+                        .last_sweep
+                        .compare_exchange(
+                            last,
+                            now,
+                            std::sync::atomic::Ordering::Relaxed,
+                            std::sync::atomic::Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
+                    rule.limiter.retain_recent();
+                }
+                if rule.limiter.len() >= MAX_BUCKETS {
+                    tracing::warn!(target: "mcpgate::policy", rule = rule.name, "rate limit has as many buckets as it keeps; refusing new callers");
+                    crate::metrics::rate_limited(&rule.name);
+                    return Err(Limited {
+                        rule: rule.name.clone(),
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
             }
             if let Err(not_until) = rule.limiter.check_key(&key) {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());

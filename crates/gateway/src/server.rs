@@ -149,6 +149,12 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         max_message_bytes: config.upstream.max_response_bytes,
         max_body_bytes: config.http.max_body_bytes,
         body_timeout: config.http.body_timeout,
+        bodies: Arc::new(tokio::sync::Semaphore::new(
+            config
+                .http
+                .max_body_bytes_in_flight
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        )),
     });
     let health = Arc::new(Health::new(Arc::clone(&gateway), verifier.clone()));
 
@@ -157,7 +163,8 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
             "/mcp",
             axum::routing::post(proxy::post)
                 .get(proxy::get)
-                .delete(proxy::delete),
+                .delete(proxy::delete)
+                .fallback(proxy::other_method),
         )
         .with_state(Arc::clone(&gateway));
     mcp = match guard {
@@ -220,6 +227,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         ),
         trusted: Arc::clone(&trusted),
         unauthenticated,
+        verifier: verifier.clone(),
     });
     let cors = cors_layer();
     let app = Router::new()
@@ -364,6 +372,8 @@ struct Front {
     hosts: HostPolicy,
     trusted: Arc<Vec<ipnet::IpNet>>,
     unauthenticated: Option<Arc<crate::ratelimit::Unauthenticated>>,
+    /// Lets callers whose token it accepted recently through a blocked address.
+    verifier: Option<Arc<dyn mcpgate_guard::TokenVerifier>>,
 }
 
 async fn front_door(
@@ -384,9 +394,13 @@ async fn front_door(
     let Some(limiter) = &front.unauthenticated else {
         return next.run(request).await;
     };
-    if let Some(ip) = ip
-        && let Some(wait) = limiter.blocked(ip)
-    {
+    let blocked = ip.and_then(|ip| limiter.blocked(ip)).filter(|_| {
+        !front.verifier.as_ref().is_some_and(|v| {
+            mcpgate_guard::bearer_token(request.headers(), request.uri())
+                .is_ok_and(|t| v.known_good(t))
+        })
+    });
+    if let (Some(ip), Some(wait)) = (ip, blocked) {
         crate::metrics::unauthenticated_limited();
         tracing::info!(target: "mcpgate::auth", address = %ip, "refused: too many requests without valid credentials from this address");
         let mut r = crate::proxy::message::error_response(
@@ -412,10 +426,14 @@ async fn front_door(
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddress(pub std::net::IpAddr);
 
+/// A wait in whole seconds, rounded up, at least one (what `Retry-After` says).
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// A `Retry-After` value: whole seconds, at least one.
 pub fn retry_after(wait: Duration) -> HeaderValue {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    HeaderValue::from(secs.max(1))
+    HeaderValue::from(retry_after_secs(wait))
 }
 
 /// Serves until SIGINT/SIGTERM, then lets requests finish for up to `grace`.

@@ -149,6 +149,58 @@ async fn governed_requests_that_cannot_be_decided_never_reach_the_upstream() {
             r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/readme","uri":"file:///private/keys"}}"#,
             -32602,
         ),
+        // Another spelling of a member: some readers (Go's encoding/json) match members
+        // case-insensitively, the last one winning.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","Name":"secret_tool"}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","NAME":"secret_tool"}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{},"Arguments":{"x":1}}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/readme","URI":"file:///private/keys"}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"Params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","Method":"tools/call","params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","method\u017f":"x","meth\u006fd":"tools/call"}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","paramſ":1,"nam\u0065":"x"}}"#,
+            -32602,
+        ),
+        // Another spelling of a governed method.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"Tools/Call","params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call ","params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"RESOURCES/READ","params":{"uri":"file:///private/keys"}}"#,
+            -32600,
+        ),
+        // A method that is not a string.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":5,"result":{},"params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
         // completion/complete refs read strictly.
         (
             r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"ok","name":"secret_prompt"},"argument":{"name":"a","value":""}}}"#,
@@ -249,6 +301,14 @@ async fn read(gw: &Gateway, uri: &str) -> (u16, String) {
 }
 
 const PRIVATE_SPELLINGS: &[&str] = &[
+    // RFC 8089: other spellings of the same local file.
+    "file:/private/keys",
+    "file://localhost/private/keys",
+    "file://LOCALHOST/private/keys",
+    "file:/public/../private/keys",
+    // Empty port, trailing dot of the host.
+    "config://secrets:",
+    "config://secrets.",
     "file:///public/../private/keys",
     "file:///public/./../private/keys",
     "FILE:///private/keys",
@@ -266,6 +326,10 @@ const PRIVATE_SPELLINGS: &[&str] = &[
 ];
 
 const AMBIGUOUS_SPELLINGS: &[&str] = &[
+    // User information: hosts read differently by different readers.
+    "config://user@secrets",
+    "config://@secrets",
+    "config://secrets:x",
     "file:///public/%2e%2e/private/keys",
     "file:///public/%2E%2E/private/keys",
     "file:///public/..%2fprivate/keys",
@@ -412,7 +476,7 @@ async fn only_a_real_list_changed_notification_makes_the_gateway_forget_what_it_
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"notifications/tools/list_changed"}}}"#;
     post(
         &gw,
-        "alice-token",
+        "bob-token",
         r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
     )
     .await;
@@ -834,7 +898,8 @@ async fn an_address_without_valid_credentials_is_slowed_down() {
         }
         statuses.push(status);
     }
-    assert_eq!(statuses, [401, 401, 401, 401, 429, 429]);
+    // Blocked — but a token the gateway knows to be good (here a configured one) still passes.
+    assert_eq!(statuses, [401, 401, 401, 401, 429, 200]);
 }
 
 #[tokio::test]
@@ -942,4 +1007,462 @@ async fn a_request_that_times_out_is_cancelled_upstream() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn targets_longer_than_the_gateway_decides_on_are_refused() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(&spy.url, &[]).await;
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name": "delete_".to_owned() + &"x".repeat(9000)}}).to_string();
+    let (_, _, text) = post(&gw, "alice-token", &body).await;
+    assert_eq!(error_code(&text), Some(-32602), "{text:.200}");
+    assert!(spy.seen().is_empty());
+}
+
+#[tokio::test]
+async fn any_success_status_must_carry_the_answer_and_lists_are_filtered_whatever_the_status() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(&spy.url, &[("MCPGATE_POLICY", DENY_SECRETS)]).await;
+    for status in [201, 203, 206, 299] {
+        spy.set(|b| b.status = Some(status));
+        let (got, _, text) = post(
+            &gw,
+            "alice-token",
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        )
+        .await;
+        assert_eq!(got, status, "{text}");
+        assert!(!text.contains("secret_tool"), "{status}: {text}");
+        spy.set(|b| {
+            b.raw_reply = Some(r#"{"jsonrpc":"2.0","id":999,"result":{"content":[]}}"#.into())
+        });
+        let (got, _, text) = post(
+            &gw,
+            "alice-token",
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"}}"#,
+        )
+        .await;
+        assert_eq!(got, 502, "{status}: {text}");
+        spy.set(|b| b.raw_reply = None);
+    }
+    // A refusal's body passes only when it is a JSON-RPC error.
+    for (status, body, passes) in [
+        (
+            500,
+            r#"{"jsonrpc":"2.0","id":{id},"error":{"code":-32603,"message":"boom"}}"#,
+            true,
+        ),
+        (
+            400,
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse"}}"#,
+            true,
+        ),
+        (404, "<html>not here</html>", false),
+        (
+            500,
+            r#"{"jsonrpc":"2.0","id":{id},"result":{"tools":[{"name":"secret_tool"}]}}"#,
+            false,
+        ),
+    ] {
+        spy.set(|b| {
+            b.status = Some(status);
+            b.raw_reply = Some(body.into());
+        });
+        let (got, _, text) = post(
+            &gw,
+            "alice-token",
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+        )
+        .await;
+        assert_eq!(got, status);
+        let m = &messages(&text)[0];
+        assert!(m["error"].is_object(), "{status}: {text}");
+        assert!(!text.contains("secret_tool"));
+        if passes {
+            assert!(
+                text.contains(
+                    body.split("message\":\"")
+                        .nth(1)
+                        .unwrap()
+                        .split('"')
+                        .next()
+                        .unwrap()
+                ),
+                "{text}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn sse_answers_are_read_as_clients_read_them() {
+    let spy = Spy::start(Behaviour {
+        sse: true,
+        sse_prefix: b"\xEF\xBB\xBF".to_vec(),
+        ..Behaviour::default()
+    })
+    .await;
+    let gw = gateway(&spy.url, &[("MCPGATE_POLICY", DENY_SECRETS)]).await;
+    // A byte-order mark first: stripped as SSE readers do, and the list still filtered.
+    let (_, _, text) = post(
+        &gw,
+        "alice-token",
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await;
+    assert!(!text.contains("secret_tool"), "{text}");
+    assert!(text.contains("\"echo\""), "{text}");
+    // An answer that also says it is a request: refused.
+    spy.set(|b| {
+        b.sse_prefix.clear();
+        b.raw_reply = Some(r#"{"jsonrpc":"2.0","id":{id},"method":"x","result":{"tools":[{"name":"secret_tool"}]}}"#.into());
+    });
+    let (_, _, text) = post(
+        &gw,
+        "alice-token",
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await;
+    assert!(!text.contains("secret_tool"), "{text}");
+    assert!(messages(&text).last().unwrap()["error"].is_object());
+    // A stream that ends without the answer ends with an error, not cut off …
+    spy.set(|b| {
+        b.raw_reply =
+            Some(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#.into())
+    });
+    let (_, _, text) = post(
+        &gw,
+        "alice-token",
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo"}}"#,
+    )
+    .await;
+    let last = messages(&text).pop().unwrap();
+    assert_eq!(
+        (last["id"].clone(), last["error"].is_object()),
+        (json!(4), true),
+        "{text}"
+    );
+    // … and a second answer to the same request is dropped.
+    spy.set(|b| {
+        b.raw_reply = None;
+        b.notifications_first = vec![];
+    });
+}
+
+#[tokio::test]
+async fn refused_subjects_send_nothing_upstream_not_even_notifications() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(
+        &spy.url,
+        &[(
+            "MCPGATE_AUTHORIZATION_GLOBAL",
+            r#"{ scopes_all = ["read"] }"#,
+        )],
+    )
+    .await;
+    for body in [
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
+        r#"{"jsonrpc":"2.0","method":"anything/at/all","params":{"name":"secret_tool"}}"#,
+        r#"{"jsonrpc":"2.0","id":42,"result":{}}"#,
+    ] {
+        let (status, _, text) = post(&gw, "bob-token", body).await;
+        assert_eq!(status, 403, "{body}: {text}");
+        assert!(messages(&text)[0]["error"].is_object(), "{text}");
+    }
+    assert!(spy.seen().is_empty(), "{:?}", spy.seen());
+    // Alice (who holds the scope) still can.
+    let (status, _, _) = post(
+        &gw,
+        "alice-token",
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!(status, 202);
+}
+
+#[tokio::test]
+async fn what_the_gateway_learns_about_tools_is_per_caller() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(
+        &spy.url,
+        &[("MCPGATE_AUTHORIZATION_VALIDATE_ARGUMENTS", "true")],
+    )
+    .await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#;
+    post(
+        &gw,
+        "alice-token",
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await;
+    // Alice listed; Bob did not: his call cannot be checked yet, hers can.
+    let (_, _, text) = post(&gw, "bob-token", call).await;
+    assert!(text.contains("list tools"), "{text}");
+    let (_, _, text) = post(&gw, "alice-token", call).await;
+    assert!(text.contains("ran tools/call"), "{text}");
+    // A list_changed on Bob's stream makes Bob's knowledge stale, not Alice's.
+    post(
+        &gw,
+        "bob-token",
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await;
+    spy.set(|b| {
+        b.sse = true;
+        b.notifications_first = vec!["notifications/tools/list_changed".into()];
+    });
+    post(&gw, "bob-token", call).await;
+    spy.set(|b| {
+        b.sse = false;
+        b.notifications_first.clear();
+    });
+    let (_, _, text) = post(&gw, "bob-token", call).await;
+    assert!(text.contains("list tools"), "{text}");
+    let (_, _, text) = post(&gw, "alice-token", call).await;
+    assert!(text.contains("ran tools/call"), "{text}");
+}
+
+#[tokio::test]
+async fn arguments_that_another_reader_could_read_otherwise_are_refused() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(
+        &spy.url,
+        &[("MCPGATE_AUTHORIZATION_VALIDATE_ARGUMENTS", "true")],
+    )
+    .await;
+    post(
+        &gw,
+        "alice-token",
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await;
+    for args in [
+        r#"{"message":5,"message":"hi"}"#,
+        r#"{"message":"hi","Message":5}"#,
+        r#"{"message":"hi","n":10.0000000000000000001}"#,
+    ] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{args}}}}}"#
+        );
+        let (_, _, text) = post(&gw, "alice-token", &body).await;
+        assert_eq!(error_code(&text), Some(-32602), "{args}: {text}");
+    }
+    assert!(spy.calls("tools/call").is_empty());
+}
+
+#[tokio::test]
+async fn a_blocked_address_still_serves_callers_whose_token_is_known_good() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(
+        &spy.url,
+        &[("MCPGATE_HTTP_UNAUTHENTICATED_PER_ADDRESS", "2/minute")],
+    )
+    .await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    // Alice has been served before the address got blocked; Bob has not.
+    assert_eq!(post(&gw, "alice-token", body).await.0, 200);
+    for t in ["bad-1", "bad-2", "bad-3"] {
+        post(&gw, t, body).await;
+    }
+    assert_eq!(post(&gw, "bad-4", body).await.0, 429);
+    assert_eq!(post(&gw, "alice-token", body).await.0, 200);
+}
+
+#[tokio::test]
+async fn step_up_challenges_and_other_methods_answer_with_json_rpc_errors() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(
+        &spy.url,
+        &[(
+            "MCPGATE_POLICY",
+            r#"[{ match = ["echo"], scopes_all = ["admin"], on_deny = "challenge" }]"#,
+        )],
+    )
+    .await;
+    let (status, headers, text) = post(
+        &gw,
+        "alice-token",
+        r#"{"jsonrpc":"2.0","id":"c-1","method":"tools/call","params":{"name":"echo"}}"#,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+    let m = &messages(&text)[0];
+    assert_eq!(m["id"], "c-1", "{text}");
+    assert!(
+        m["error"]["message"].as_str().unwrap().contains("admin"),
+        "{text}"
+    );
+    let r = reqwest::Client::new()
+        .put(&gw.mcp)
+        .bearer_auth("alice-token")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(r.headers().contains_key("allow"));
+    assert!(messages(&r.text().await.unwrap())[0]["error"].is_object());
+}
+
+#[tokio::test]
+async fn mirrored_headers_go_upstream_only_where_they_were_checked() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(&spy.url, &[]).await;
+    let r = reqwest::Client::new()
+        .post(&gw.mcp)
+        .bearer_auth("alice-token")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "secret_tool")
+        .header("mcp-param-x", "y")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let headers = &spy.headers_seen()[0];
+    assert!(
+        !headers.iter().any(|(k, _)| k.starts_with("mcp-name")
+            || k.starts_with("mcp-method")
+            || k.starts_with("mcp-param")),
+        "{headers:?}"
+    );
+}
+
+#[tokio::test]
+async fn many_bodies_arriving_at_once_are_bounded_in_all() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(
+        &spy.url,
+        &[
+            ("MCPGATE_HTTP_MAX_BODY_BYTES", "65536"),
+            ("MCPGATE_HTTP_MAX_BODY_BYTES_IN_FLIGHT", "65536"),
+            ("MCPGATE_HTTP_BODY_TIMEOUT", "20s"),
+        ],
+    )
+    .await;
+    let port = gw.port;
+    tokio::task::spawn_blocking(move || {
+        // Two bodies of 60 KB arrive slowly: the first 40 KB of each are held …
+        let head = format!("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer alice-token\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 60000\r\n\r\n");
+        let chunk = "x".repeat(40_000);
+        let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        first.write_all(head.as_bytes()).unwrap();
+        first.write_all(chunk.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut second = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        second.write_all(head.as_bytes()).unwrap();
+        second.write_all(chunk.as_bytes()).unwrap();
+        // … which together with the first is more than the gateway holds: 503 at once.
+        second.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut reply = vec![0u8; 2048];
+        let n = second.read(&mut reply).unwrap_or(0);
+        let reply = String::from_utf8_lossy(&reply[..n]).into_owned();
+        assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+        assert!(reply.to_ascii_lowercase().contains("retry-after"), "{reply}");
+        drop(first);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn refused_connections_do_not_pile_up_as_open_files() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(
+        &spy.url,
+        &[
+            ("MCPGATE_HTTP_MAX_CONNECTIONS", "4"),
+            ("MCPGATE_HTTP_HEADER_TIMEOUT", "30s"),
+        ],
+    )
+    .await;
+    let (port, pid) = (gw.port, gw.pid());
+    let files = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        let held: Vec<TcpStream> = (0..4)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // A flood of connections beyond the limit, none of which sends anything.
+        let flood: Vec<TcpStream> = (0..300)
+            .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let files = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count();
+        drop(flood);
+        drop(held);
+        files
+    })
+    .await
+    .unwrap();
+    // The four it serves, the refusals it answers at once (at most 64), and its own files.
+    assert!(files < 4 + 64 + 64, "{files} open files");
+}
+
+#[test]
+fn configuration_errors_never_print_secret_values() {
+    for (var, value) in [
+        (
+            "MCPGATE_AUTH_STATIC_TOKENS",
+            r#"[{token="STATICSECRET-5", subject="a""#,
+        ),
+        (
+            "MCPGATE_UPSTREAM_HEADERS",
+            r#"{ "X-Api-Key" = "HDRSECRET2 }"#,
+        ),
+        ("MCPGATE_SESSION_KEY", "KEYSECRET-not-base64"),
+    ] {
+        let (code, out, err) = common::run(
+            &[
+                "check-config",
+                "--auth",
+                "static",
+                "--dev",
+                "--upstream-url",
+                "http://127.0.0.1:9/mcp",
+            ],
+            &[(var, value)],
+        );
+        assert_ne!(code, 0, "{var}");
+        let secret = value
+            .split('"')
+            .find(|p| p.contains("SECRET"))
+            .unwrap_or(value);
+        assert!(
+            !out.contains("SECRET") && !err.contains("SECRET"),
+            "{var}: {err}"
+        );
+        assert!(
+            err.contains(
+                &var["MCPGATE_".len()..]
+                    .to_ascii_lowercase()
+                    .replacen('_', ".", 1)
+            ) || !secret.is_empty(),
+            "{err}"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("mcpgate-secret-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[session]\nkey = \"FILESESSIONKEYSECRET\n").unwrap();
+    let (code, _, err) = common::run(
+        &["check-config", "--config", &path.display().to_string()],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(!err.contains("FILESESSIONKEYSECRET"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -643,9 +643,17 @@ async fn each_page_is_filtered_and_keeps_its_cursor_in_json_and_in_sse() {
     }
 }
 
-/// Splits a documented command line on spaces (the documented commands quote nothing).
+/// Splits a documented command line on spaces, as a shell does with the single quotes the
+/// page uses (no spaces inside them).
 fn words(line: &str) -> Vec<String> {
-    line.split_whitespace().map(str::to_owned).collect()
+    line.split_whitespace()
+        .map(|w| {
+            w.strip_prefix('\'')
+                .and_then(|w| w.strip_suffix('\''))
+                .unwrap_or(w)
+                .to_owned()
+        })
+        .collect()
 }
 
 /// The fenced block of `lang` that follows `after` in `text`.

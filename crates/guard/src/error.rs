@@ -112,6 +112,10 @@ pub enum Malformed {
     /// The token is empty.
     #[error("the token is empty")]
     Empty,
+    /// The header names extensions that must be understood (`crit`, RFC 7515 §4.1.11); this
+    /// verifier understands none.
+    #[error("the header has critical extensions (crit), which are not supported")]
+    CriticalExtension,
 }
 
 /// A refused token with whatever is known of who presented it, for the operator's log.

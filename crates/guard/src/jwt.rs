@@ -216,6 +216,9 @@ impl JwtVerifier {
 
     async fn verify_uncached(&self, token: &str) -> Result<Map<String, Value>, Rejection> {
         let header = decode_header(token).map_err(|e| header_error(token, &e))?;
+        if has_critical_extensions(token) {
+            return Err(TokenError::Malformed(Malformed::CriticalExtension).into());
+        }
         if !self.allowed.contains(&header.alg) {
             return Err(TokenError::AlgorithmNotAllowed(format!("{:?}", header.alg)).into());
         }
@@ -260,6 +263,20 @@ impl JwtVerifier {
             }
         }
     }
+}
+
+/// Whether the token's header lists `crit` extensions (RFC 7515 §4.1.11: a recipient that
+/// does not understand them MUST reject the token; this one understands none).
+fn has_critical_extensions(token: &str) -> bool {
+    let Some(segment) = token.split('.').next() else {
+        return false;
+    };
+    let Ok(bytes) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(segment.trim_end_matches('='))
+    else {
+        return false;
+    };
+    serde_json::from_slice::<Map<String, Value>>(&bytes).is_ok_and(|h| h.contains_key("crit"))
 }
 
 fn verify_with(
@@ -367,6 +384,14 @@ impl TokenVerifier for JwtVerifier {
             Keys::Static(_) => true,
             Keys::Jwks(source) => source.is_loaded(),
         }
+    }
+
+    fn known_good(&self, token: &str) -> bool {
+        precheck(token, self.max_token_bytes).is_ok()
+            && self
+                .cache
+                .get(&digest(token), self.key_generation())
+                .is_some()
     }
 
     fn warm_up(&self) -> BoxFuture<'_, Result<(), String>> {

@@ -109,6 +109,13 @@ impl Scopes {
             .collect()
     }
 
+    /// Adds `scope` unless it is there already.
+    pub fn insert(&mut self, scope: Scope) {
+        if !self.contains(scope.as_str()) {
+            self.0.push(scope);
+        }
+    }
+
     /// Whether `scope` is granted.
     pub fn contains(&self, scope: &str) -> bool {
         self.0.iter().any(|s| s.as_str() == scope)
@@ -227,8 +234,8 @@ impl Principal {
     /// Reads a principal out of a JWT claim set or an RFC 7662 introspection response.
     ///
     /// `sub` names the subject; a token without `sub` that names a client is taken as that
-    /// client acting for itself. Scopes come from `scope` (space-delimited) or `scp` (array or
-    /// string); the client from `client_id`, `azp` or `cid`.
+    /// client acting for itself. Scopes come from `scope` or `scp`, each either a space-delimited
+    /// string or an array of strings; the client from `client_id`, `azp` or `cid`.
     pub fn from_claims(claims: Map<String, Value>) -> Result<Self, ClaimsError> {
         let client_id = ["client_id", "azp", "cid"]
             .iter()
@@ -243,16 +250,18 @@ impl Principal {
             },
             Some(_) => return Err(ClaimsError::Invalid("sub", "not a string")),
         };
+        // `scope` is a space-delimited string (RFC 8693 §4.2, RFC 9068), but Spring
+        // Authorization Server and Duende issue an array; Entra's `scp` is a string, Okta's an
+        // array. Either shape is read from either claim.
         let scopes = match (claims.get("scope"), claims.get("scp")) {
-            (Some(Value::String(s)), _) => Scopes::from_space_delimited(s),
-            (Some(_), _) => return Err(ClaimsError::Invalid("scope", "not a string")),
-            (None, Some(Value::Array(items))) => items
-                .iter()
-                .map(|v| v.as_str().map(Scope::new))
-                .collect::<Option<Scopes>>()
-                .ok_or(ClaimsError::Invalid("scp", "not an array of strings"))?,
-            (None, Some(Value::String(s))) => Scopes::from_space_delimited(s),
-            (None, Some(_)) => return Err(ClaimsError::Invalid("scp", "not an array of strings")),
+            (Some(v), _) => scopes_of(v).ok_or(ClaimsError::Invalid(
+                "scope",
+                "not a string or an array of strings",
+            ))?,
+            (None, Some(v)) => scopes_of(v).ok_or(ClaimsError::Invalid(
+                "scp",
+                "not a string or an array of strings",
+            ))?,
             (None, None) => Scopes::new(),
         };
         let audience = match claims.get("aud") {
@@ -289,6 +298,24 @@ impl Principal {
             claims,
             facts: PolicyFacts::default(),
         })
+    }
+}
+
+/// Scopes from a space-delimited string or an array of strings (each of which may itself hold
+/// several, space-delimited).
+fn scopes_of(value: &Value) -> Option<Scopes> {
+    match value {
+        Value::String(s) => Some(Scopes::from_space_delimited(s)),
+        Value::Array(items) => {
+            let mut out = Scopes::new();
+            for item in items {
+                for scope in item.as_str()?.split_whitespace() {
+                    out.insert(Scope::new(scope));
+                }
+            }
+            Some(out)
+        }
+        _ => None,
     }
 }
 
@@ -410,7 +437,27 @@ mod tests {
     #[test]
     fn scp_with_non_strings_is_rejected() {
         let err = Principal::from_claims(claims(json!({"sub":"a","scp":["x",1]}))).unwrap_err();
-        assert_eq!(err, ClaimsError::Invalid("scp", "not an array of strings"));
+        assert_eq!(
+            err,
+            ClaimsError::Invalid("scp", "not a string or an array of strings")
+        );
+    }
+
+    #[test]
+    fn scope_may_be_an_array_and_scp_a_string() {
+        // Spring Authorization Server and Duende issue `scope` as an array; Entra issues `scp`
+        // as a string.
+        let spring =
+            Principal::from_claims(claims(json!({"sub":"a","scope":["mcp","read write"]})))
+                .unwrap();
+        assert_eq!(spring.scopes.to_space_delimited(), "mcp read write");
+        let entra = Principal::from_claims(claims(json!({"sub":"a","scp":"mcp read"}))).unwrap();
+        assert_eq!(entra.scopes.to_space_delimited(), "mcp read");
+        let err = Principal::from_claims(claims(json!({"sub":"a","scope":{"x":1}}))).unwrap_err();
+        assert_eq!(
+            err,
+            ClaimsError::Invalid("scope", "not a string or an array of strings")
+        );
     }
 
     #[test]

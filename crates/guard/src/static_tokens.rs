@@ -57,6 +57,10 @@ impl TokenVerifier for StaticTokens {
         };
         Box::pin(std::future::ready(result))
     }
+
+    fn known_good(&self, token: &str) -> bool {
+        !token.is_empty() && self.tokens.contains_key(&digest(token))
+    }
 }
 
 #[cfg(test)]

@@ -3,11 +3,14 @@
 //!
 //! [`normalize`] applies the syntax-based normalisation of RFC 3986 §6.2.2 — scheme and host
 //! to lower case, percent-encoding of unreserved characters decoded and the hex digits of the
-//! rest upper-cased, dot segments removed — and, beyond it, drops the fragment (it never
-//! reaches a server) and collapses runs of `/` in the path. What would still be ambiguous is
-//! refused rather than guessed: an encoded `/`, `.` or `\` in the path (servers disagree on
-//! whether `%2F` separates segments), a `..` that climbs above the root, control characters
-//! (raw or encoded), broken percent-encoding, a raw `\`, and a URI without a scheme.
+//! rest upper-cased, dot segments removed — and the scheme-based one of §6.2.3 (an empty or
+//! default port dropped, leading zeros of a port, an empty `http(s)` path as `/`, `file:/p`
+//! and `file://localhost/p` as `file:///p` per RFC 8089, a host's trailing dot); beyond it, it
+//! drops the fragment (it never reaches a server) and collapses runs of `/` in the path. What
+//! would still be ambiguous is refused rather than guessed: an encoded `/`, `.` or `\` in the
+//! path (servers disagree on whether `%2F` separates segments), a `..` that climbs above the
+//! root, control characters (raw or encoded), broken percent-encoding, a raw `\`, user
+//! information in the authority, a port that is not a number, and a URI without a scheme.
 //!
 //! ```
 //! use mcpgate_guard::uri::{normalize, UriError};
@@ -52,6 +55,12 @@ pub enum UriError {
     /// An unterminated `{` in a URI template.
     #[error("the URI template has an unterminated '{{'")]
     UnterminatedExpression,
+    /// User information in the authority (`user@host`): hosts would be read differently.
+    #[error("the URI has user information (user@host), which is not accepted")]
+    UserInfo,
+    /// A port that is not a number.
+    #[error("the URI's port is not a number")]
+    BadPort,
 }
 
 /// The one spelling of a resource URI (see the module documentation). Borrowed when the URI
@@ -259,6 +268,52 @@ fn clean_path(path: &str, template: bool) -> Result<String, UriError> {
     Ok(out)
 }
 
+/// An authority in its one spelling: host in lower case without a trailing dot, the port
+/// without leading zeros (and without it when empty or the scheme's default), `localhost` of
+/// `file:` as the empty host. User information is refused: `config://user@secrets` is read as
+/// host `secrets` by some and not by others.
+fn authority(text: &str, scheme: &str, template: bool) -> Result<String, UriError> {
+    if find_outside(text, b"@", template)? < text.len() {
+        return Err(UriError::UserInfo);
+    }
+    // The port: after the last `:` outside an IPv6 literal.
+    let bracket_end = text.rfind(']').map_or(0, |i| i + 1);
+    let (host, port) = match text[bracket_end..].rfind(':') {
+        Some(i) => (&text[..bracket_end + i], Some(&text[bracket_end + i + 1..])),
+        None => (text, None),
+    };
+    let mut host_text = String::with_capacity(host.len());
+    escape(host, Part::Authority, template, &mut host_text)?;
+    if !template {
+        host_text.make_ascii_lowercase();
+        if host_text.len() > 1 && host_text.ends_with('.') && !host_text.ends_with("..") {
+            host_text.pop();
+        }
+        if scheme == "file" && host_text == "localhost" {
+            host_text.clear();
+        }
+    }
+    let mut out = host_text;
+    match port {
+        None | Some("") => {}
+        Some(p) if template && p.starts_with('{') => {
+            out.push(':');
+            out.push_str(p);
+        }
+        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => {
+            let digits = p.trim_start_matches('0');
+            let digits = if digits.is_empty() { "0" } else { digits };
+            let default = matches!((scheme, digits), ("http", "80") | ("https", "443"));
+            if !default {
+                out.push(':');
+                out.push_str(digits);
+            }
+        }
+        Some(_) => return Err(UriError::BadPort),
+    }
+    Ok(out)
+}
+
 fn build(input: &str, template: bool) -> Result<String, UriError> {
     if input.is_empty() {
         return Err(UriError::Empty);
@@ -280,30 +335,29 @@ fn build(input: &str, template: bool) -> Result<String, UriError> {
     if !valid_scheme {
         return Err(UriError::NoScheme);
     }
+    let scheme = scheme.to_ascii_lowercase();
     let mut out = String::with_capacity(input.len() + 8);
-    out.push_str(&scheme.to_ascii_lowercase());
+    out.push_str(&scheme);
     out.push(':');
     let mut rest = &input[colon + 1..];
+    let mut has_authority = false;
     if let Some(after) = rest.strip_prefix("//") {
+        has_authority = true;
         let end = find_outside(after, b"/?", template)?;
-        let authority = &after[..end];
         out.push_str("//");
-        let (userinfo, host) = match authority.rfind('@') {
-            Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
-            None => (None, authority),
-        };
-        if let Some(userinfo) = userinfo {
-            escape(userinfo, Part::Authority, template, &mut out)?;
-            out.push('@');
-        }
-        let mut host_text = String::with_capacity(host.len());
-        escape(host, Part::Authority, template, &mut host_text)?;
-        if template {
-            out.push_str(&host_text);
-        } else {
-            out.push_str(&host_text.to_ascii_lowercase());
-        }
+        out.push_str(&authority(&after[..end], &scheme, template)?);
         rest = &after[end..];
+    } else if scheme == "file" && rest.starts_with('/') {
+        // RFC 8089: `file:/p` is `file:///p`.
+        has_authority = true;
+        out.push_str("//");
+    }
+    if has_authority
+        && (scheme == "http" || scheme == "https")
+        && (rest.is_empty() || rest.starts_with('?'))
+    {
+        // RFC 3986 §6.2.3: an empty path is `/` for http(s).
+        out.push('/');
     }
     let query_at = find_outside(rest, b"?", template)?;
     let (path, query) = rest.split_at(query_at);
@@ -342,7 +396,38 @@ mod tests {
         assert_eq!(n("FILE:///Public/X"), "file:///Public/X");
         assert_eq!(n("LEDGER://Q3/Report"), "ledger://q3/Report");
         assert_eq!(n("config://SECRETS"), "config://secrets");
-        assert_eq!(n("https://User@EXAMPLE.com/"), "https://User@example.com/");
+        assert_eq!(n("https://EXAMPLE.com/A"), "https://example.com/A");
+    }
+
+    #[test]
+    fn scheme_based_spellings_are_unified() {
+        // RFC 8089: three spellings of one local file.
+        assert_eq!(n("file:/private/keys"), "file:///private/keys");
+        assert_eq!(n("file://localhost/private/keys"), "file:///private/keys");
+        assert_eq!(n("FILE://LOCALHOST/private/keys"), "file:///private/keys");
+        assert_eq!(n("file://server/share/x"), "file://server/share/x");
+        // Ports: empty, default, leading zeros.
+        assert_eq!(n("config://secrets:"), "config://secrets");
+        assert_eq!(n("config://secrets:0080/x"), "config://secrets:80/x");
+        assert_eq!(n("http://h:80"), "http://h/");
+        assert_eq!(n("https://h:443/a"), "https://h/a");
+        assert_eq!(n("https://h:8443"), "https://h:8443/");
+        assert_eq!(n("http://[::1]:80/a"), "http://[::1]/a");
+        assert_eq!(n("http://[::1]:8080/a"), "http://[::1]:8080/a");
+        // A host's trailing dot.
+        assert_eq!(n("config://secrets./x"), "config://secrets/x");
+    }
+
+    #[test]
+    fn user_information_and_ports_that_are_not_numbers_are_refused() {
+        for bad in [
+            "config://user@secrets",
+            "config://@secrets",
+            "https://u:p@h/",
+        ] {
+            assert_eq!(normalize(bad), Err(UriError::UserInfo), "{bad}");
+        }
+        assert_eq!(normalize("config://secrets:x"), Err(UriError::BadPort));
     }
 
     #[test]

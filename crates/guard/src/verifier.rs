@@ -52,6 +52,13 @@ pub trait TokenVerifier: Send + Sync + 'static {
     fn warm_up(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// Whether `token` was accepted recently and still would be, known without verifying it
+    /// again (from a cache, say) — `false` when unsure. A rate limiter uses it to let known
+    /// callers through while it slows down an address that sends bad tokens.
+    fn known_good(&self, _token: &str) -> bool {
+        false
+    }
 }
 
 impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
@@ -65,6 +72,10 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
 
     fn warm_up(&self) -> BoxFuture<'_, Result<(), String>> {
         (**self).warm_up()
+    }
+
+    fn known_good(&self, token: &str) -> bool {
+        (**self).known_good(token)
     }
 }
 

@@ -106,6 +106,40 @@ async fn hs256_token_with_the_shared_secret_is_accepted() {
 }
 
 #[tokio::test]
+async fn critical_header_extensions_are_refused_even_with_a_good_signature() {
+    // RFC 7515 §4.1.11: a recipient that does not understand a `crit` extension MUST reject.
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let v = JwtVerifier::builder(rules())
+        .hmac_secret(secret.to_vec())
+        .build()
+        .unwrap();
+    let signed = |header: &Value| {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(good_claims().to_string().as_bytes())
+        );
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+        let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+        format!("{input}.{}", b64(tag.as_ref()))
+    };
+    assert!(
+        v.verify(&signed(&json!({"alg": "HS256", "typ": "JWT"})))
+            .await
+            .is_ok()
+    );
+    for header in [
+        json!({"alg": "HS256", "crit": ["exp2"], "exp2": 1}),
+        json!({"alg": "HS256", "b64": false, "crit": ["b64"]}),
+    ] {
+        assert_eq!(
+            reason(&v, &signed(&header)).await,
+            TokenError::Malformed(Malformed::CriticalExtension)
+        );
+    }
+}
+
+#[tokio::test]
 async fn short_hmac_secret_is_refused_at_build() {
     assert!(
         JwtVerifier::builder(rules())

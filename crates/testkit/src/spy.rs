@@ -37,6 +37,10 @@ pub struct Behaviour {
     pub result_text: Option<String>,
     /// Wait this long before answering a `tools/call`.
     pub delay: Option<Duration>,
+    /// Answer requests with this status instead of 200.
+    pub status: Option<u16>,
+    /// Bytes sent before anything else on an SSE stream (a byte-order mark, say).
+    pub sse_prefix: Vec<u8>,
 }
 
 impl Default for Behaviour {
@@ -61,6 +65,8 @@ impl Default for Behaviour {
             split_data_lines: false,
             result_text: None,
             delay: None,
+            status: None,
+            sse_prefix: Vec::new(),
         }
     }
 }
@@ -68,6 +74,7 @@ impl Default for Behaviour {
 #[derive(Default)]
 struct State {
     seen: Mutex<Vec<Value>>,
+    headers: Mutex<Vec<Vec<(String, String)>>>,
     behaviour: Mutex<Behaviour>,
 }
 
@@ -90,6 +97,7 @@ impl Spy {
     pub async fn start(behaviour: Behaviour) -> Spy {
         let state = Arc::new(State {
             seen: Mutex::new(Vec::new()),
+            headers: Mutex::new(Vec::new()),
             behaviour: Mutex::new(behaviour),
         });
         let shared = Arc::clone(&state);
@@ -127,6 +135,11 @@ impl Spy {
         self.state.seen.lock().unwrap().clone()
     }
 
+    /// The request headers of every message received so far, in order.
+    pub fn headers_seen(&self) -> Vec<Vec<(String, String)>> {
+        self.state.headers.lock().unwrap().clone()
+    }
+
     /// The messages received with `method`.
     pub fn calls(&self, method: &str) -> Vec<Value> {
         self.seen()
@@ -145,6 +158,17 @@ fn answer(state: &State, headers: &HeaderMap, body: &[u8]) -> Response {
     let message: Value = serde_json::from_slice(body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
     state.seen.lock().unwrap().push(message.clone());
+    state.headers.lock().unwrap().push(
+        headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+    );
     if headers
         .get(header::ACCEPT)
         .is_some_and(|a| a == "text/event-stream")
@@ -212,8 +236,12 @@ fn status(s: StatusCode) -> Response {
 }
 
 fn reply(b: &Behaviour, text: String, method: &str) -> Response {
+    let status = StatusCode::from_u16(b.status.unwrap_or(200)).unwrap_or(StatusCode::OK);
     if !b.sse || method == "initialize" {
         let mut r = Response::new(Body::from(text));
+        if method != "initialize" {
+            *r.status_mut() = status;
+        }
         r.headers_mut()
             .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
         return r;
@@ -224,7 +252,12 @@ fn reply(b: &Behaviour, text: String, method: &str) -> Response {
         b.notifications_first.clone(),
         b.split_data_lines,
     );
-    let mut r = Response::new(Body::from_stream(events));
+    let prefix = futures::stream::iter(
+        (!b.sse_prefix.is_empty())
+            .then(|| Ok::<_, std::io::Error>(Bytes::from(b.sse_prefix.clone()))),
+    );
+    let mut r = Response::new(Body::from_stream(futures::StreamExt::chain(prefix, events)));
+    *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
     r
@@ -263,13 +296,13 @@ fn async_stream(
             format!("data: {json}\n")
         }
     };
-    let mut chunks: Vec<Bytes> = vec![Bytes::from_static(b": spy\n\n")];
+    let mut chunks: Vec<Bytes> = vec![];
     for method in &before {
         let json = format!(r#"{{"jsonrpc":"2.0","method":"{method}","params":{{}}}}"#);
         chunks.push(Bytes::from(format!("{}\n", data(&json))));
     }
     if !silent {
-        chunks.push(Bytes::from(format!("event: message\n{}\n", data(&text))));
+        chunks.push(Bytes::from(format!("{}\n", data(&text))));
     }
     futures::stream::unfold(
         (chunks.into_iter(), silent),

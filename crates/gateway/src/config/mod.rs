@@ -313,6 +313,8 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// Bytes of request bodies held at once by all requests together.
+    pub max_body_bytes_in_flight: usize,
     /// Time for a request head to arrive (and most time a kept-alive connection may sit idle).
     #[serde(with = "values::duration")]
     pub header_timeout: Duration,
@@ -443,10 +445,11 @@ impl Default for HttpConfig {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
+            max_body_bytes_in_flight: 256 * 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
-            max_connections_per_address: 256,
+            max_connections_per_address: 64,
             unauthenticated_per_address: "120/minute".into(),
             trusted_proxies: Vec::new(),
         }
@@ -515,12 +518,13 @@ impl std::fmt::Display for LoadError {
                         },
                         _ => String::new(),
                     };
+                    let what = describe_kind(&err.kind, settings::is_secret(&key));
                     let key = if key.is_empty() {
                         "configuration".to_owned()
                     } else {
                         key
                     };
-                    write!(f, "{key}: {}{origin}", err.kind)?;
+                    write!(f, "{key}: {what}{origin}")?;
                 }
                 Ok(())
             }
@@ -534,6 +538,66 @@ impl std::fmt::Display for LoadError {
                 Ok(())
             }
         }
+    }
+}
+
+/// What went wrong reading a value, without the value when it is a secret's, and without the
+/// quoted line of a file that does not parse (it may hold a secret).
+fn describe_kind(kind: &figment::error::Kind, secret: bool) -> String {
+    use figment::error::{Actual, Kind};
+    let shape = |a: &Actual| -> String {
+        match a {
+            Actual::Str(_) | Actual::Char(_) => "a string".into(),
+            Actual::Bytes(_) => "bytes".into(),
+            Actual::Bool(_) => "a boolean".into(),
+            Actual::Unsigned(_) | Actual::Signed(_) => "an integer".into(),
+            Actual::Float(_) => "a number".into(),
+            Actual::Seq => "a list".into(),
+            Actual::Map => "a table".into(),
+            other => format!("{other}"),
+        }
+    };
+    match kind {
+        Kind::InvalidType(actual, expected) if secret => {
+            format!(
+                "invalid type: found {}, expected {expected} (the value is secret: not shown)",
+                shape(actual)
+            )
+        }
+        Kind::InvalidValue(actual, expected) if secret => {
+            format!(
+                "invalid value: found {}, expected {expected} (the value is secret: not shown)",
+                shape(actual)
+            )
+        }
+        Kind::Message(text) => {
+            // A TOML syntax error quotes the offending line: keep its position and reason only.
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| {
+                    !l.is_empty()
+                        && !l.starts_with('|')
+                        && !l.chars().next().is_some_and(|c| c.is_ascii_digit())
+                        && !l.starts_with('^')
+                })
+                .collect();
+            if lines.len() > 1 || text.contains('|') {
+                lines.join(": ")
+            } else if secret {
+                "invalid value (the value is secret: not shown)".into()
+            } else {
+                text.clone()
+            }
+        }
+        other if secret => {
+            let text = other.to_string();
+            match text.find(['"', '`']) {
+                Some(i) => format!("{}(the value is secret: not shown)", &text[..i]),
+                None => text,
+            }
+        }
+        other => other.to_string(),
     }
 }
 

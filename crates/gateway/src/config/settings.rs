@@ -352,6 +352,12 @@ pub const SETTINGS: &[Setting] = &[
         "Largest request body accepted (413 beyond).",
     ),
     s(
+        "http.max_body_bytes_in_flight",
+        None,
+        "integer",
+        "Bytes of request bodies all requests together may hold at once (bodies arriving on many connections, or many HTTP/2 streams of one); beyond it: 503 with Retry-After.",
+    ),
+    s(
         "http.header_timeout",
         None,
         "duration",
@@ -460,6 +466,18 @@ pub const SETTINGS: &[Setting] = &[
 pub const ENV_ALIASES: &[(&str, &str)] = &[("MCPGATE_UPSTREAM_CMD", "upstream.command")];
 
 /// The environment variable of a key: `MCPGATE_` and the key in upper case with `_` for `.`.
+/// Whether `key` (a dotted key, or one inside a secret table such as `upstream.env.API_KEY`)
+/// holds a secret, whose value is never printed.
+pub fn is_secret(key: &str) -> bool {
+    SETTINGS.iter().any(|s| {
+        s.secret
+            && (key == s.key
+                || key
+                    .strip_prefix(s.key)
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('[')))
+    })
+}
+
 pub fn env_name(key: &str) -> String {
     format!("MCPGATE_{}", key.replace('.', "_").to_ascii_uppercase())
 }

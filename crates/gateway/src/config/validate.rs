@@ -271,6 +271,12 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
                         err(&key, e.to_string());
                     }
                 }
+                if auth.static_tokens[..i]
+                    .iter()
+                    .any(|other| other.token.expose() == t.token.expose())
+                {
+                    err(&key, "the same token is listed twice (each token names one subject)".into());
+                }
             }
         }
         AuthMode::Jwt => {
@@ -450,6 +456,10 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
             "http.max_connections_per_address",
             config.http.max_connections_per_address,
         ),
+        (
+            "http.max_body_bytes_in_flight",
+            config.http.max_body_bytes_in_flight,
+        ),
     ] {
         if value == 0 {
             err(key, "must be greater than zero".into());
@@ -462,6 +472,15 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
         if value.is_zero() {
             err(key, "must be longer than zero".into());
         }
+    }
+    if config.http.max_body_bytes_in_flight < config.http.max_body_bytes {
+        err(
+            "http.max_body_bytes_in_flight",
+            format!(
+                "must be at least http.max_body_bytes ({}), or no body of the largest size could be read",
+                config.http.max_body_bytes
+            ),
+        );
     }
     if config.http.max_body_bytes == 0 {
         err("http.max_body_bytes", "must be greater than zero".into());

@@ -195,12 +195,38 @@ impl<'de> Visitor<'de> for ParamsVisitor {
                 }
                 (false, "_meta") => {
                     once(&mut out, 4, "params._meta");
-                    out.meta_version = map.next_value::<MetaParams<'de>>()?.0.meta_version
+                    let meta = map.next_value::<MetaParams<'de>>()?.0;
+                    out.meta_version = meta.meta_version;
+                    if out.repeated.is_none() {
+                        out.repeated = meta.repeated;
+                    }
                 }
                 (true, "io.modelcontextprotocol/protocolVersion") => {
+                    if out.meta_version.is_some() && out.repeated.is_none() {
+                        out.repeated = Some("params._meta's protocol version");
+                    }
                     out.meta_version = map.next_value::<LenientStr<'de>>()?.0
                 }
-                _ => {
+                (is_meta, other) => {
+                    let watched: &[(&str, &'static str)] = if is_meta {
+                        &[(
+                            "io.modelcontextprotocol/protocolVersion",
+                            "params._meta's protocol version",
+                        )]
+                    } else {
+                        &[
+                            ("name", "params.name"),
+                            ("uri", "params.uri"),
+                            ("arguments", "params.arguments"),
+                            ("ref", "params.ref"),
+                            ("_meta", "params._meta"),
+                        ]
+                    };
+                    if out.repeated.is_none()
+                        && let Some((_, what)) = watched.iter().find(|(w, _)| folds_to(other, w))
+                    {
+                        out.repeated = Some(what);
+                    }
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -302,6 +328,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for StrictRef<'a> {
                         Some("type") => &mut kind,
                         Some("name") => &mut name,
                         Some("uri") => &mut uri,
+                        Some(other)
+                            if ["type", "name", "uri"].iter().any(|m| folds_to(other, m)) =>
+                        {
+                            map.next_value::<IgnoredAny>()?;
+                            problem.get_or_insert("params.ref has a member in another spelling");
+                            continue;
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                             problem.get_or_insert(
@@ -388,24 +421,74 @@ impl<'de: 'a, 'a> Deserialize<'de> for MetaParams<'a> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The members of a message, read once each. A member that differs from one of JSON-RPC's
+/// only in case (`Method`, `Params`, `ID`, or with the two non-ASCII letters that fold to
+/// ASCII ones) makes the message ambiguous: some JSON readers (Go's `encoding/json`) match
+/// members case-insensitively, the last one winning.
+#[derive(Debug, Default)]
 struct Envelope<'a> {
-    /// Raw, `null` included (an `Option` alone would read `null` as absent).
-    #[serde(borrow, default, deserialize_with = "raw_present")]
+    /// Raw, `null` included.
     id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     method: LenientStr<'a>,
-    #[serde(borrow, default)]
+    /// Whether `method` is there but not a string.
+    method_not_a_string: bool,
     params: Option<LenientParams<'a>>,
-    #[serde(default)]
-    result: Option<IgnoredAny>,
-    #[serde(default)]
-    error: Option<IgnoredAny>,
+    /// Whether `result` or `error` is there (whatever its value).
+    outcome: bool,
+    /// A member given twice, or in another spelling.
+    ambiguous: bool,
 }
 
-fn raw_present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&'de RawValue>::deserialize(d).map(Some)
+const ENVELOPE_MEMBERS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
+
+impl<'de: 'a, 'a> Deserialize<'de> for Envelope<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Envelope<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON-RPC message")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Envelope::default();
+                let mut seen = [false; 6];
+                while let Some(LenientStr(key)) = map.next_key::<LenientStr<'de>>()? {
+                    let key = key.unwrap_or_default();
+                    let exact = ENVELOPE_MEMBERS.iter().position(|m| *m == key);
+                    let Some(i) = exact else {
+                        if ENVELOPE_MEMBERS.iter().any(|m| folds_to(&key, m)) {
+                            out.ambiguous = true;
+                        }
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    };
+                    if std::mem::replace(&mut seen[i], true) {
+                        out.ambiguous = true;
+                    }
+                    match i {
+                        1 => out.id = Some(map.next_value::<&'de RawValue>()?),
+                        2 => {
+                            out.method = map.next_value::<LenientStr<'de>>()?;
+                            out.method_not_a_string = out.method.0.is_none();
+                        }
+                        3 => out.params = Some(map.next_value::<LenientParams<'de>>()?),
+                        4 | 5 => {
+                            map.next_value::<IgnoredAny>()?;
+                            out.outcome = true;
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
+
+pub use mcpgate_guard::policy::lists::folds_to;
 
 /// What kind of JSON-RPC message a body holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -425,6 +508,9 @@ pub struct Message<'a> {
     pub kind: Kind,
     /// The raw `id`, when there is one (echoed in the gateway's errors).
     pub id: Option<&'a RawValue>,
+    /// Whether it has a `result` or an `error` (a request that also has one is not one a
+    /// server may send).
+    pub has_outcome: bool,
     /// `method`.
     pub method: Option<Cow<'a, str>>,
     /// `params.name`, when it is a string.
@@ -475,16 +561,15 @@ impl<'a> Message<'a> {
             Err(e) if e.is_syntax() || e.is_eof() => return Err(Unreadable::Parse),
             Err(_) => return Err(Unreadable::Invalid(None)),
         };
+        if envelope.ambiguous || envelope.method_not_a_string {
+            return Err(Unreadable::Invalid(None));
+        }
         let id = match envelope.id {
             Some(raw) if !valid_id(raw) => return Err(Unreadable::Invalid(None)),
             id => id,
         };
         let method = envelope.method.0;
-        let kind = match (
-            &method,
-            id,
-            envelope.result.is_some() || envelope.error.is_some(),
-        ) {
+        let kind = match (&method, id, envelope.outcome) {
             (Some(_), Some(_), _) => Kind::Request,
             (Some(_), None, _) => Kind::Notification,
             (None, Some(_), true) => Kind::Response,
@@ -494,6 +579,7 @@ impl<'a> Message<'a> {
         Ok(Message {
             kind,
             id,
+            has_outcome: envelope.outcome,
             method,
             name: match &params.name {
                 Field::Str(s) => Some(s.clone()),

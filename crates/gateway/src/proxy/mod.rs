@@ -75,6 +75,9 @@ pub struct Gateway {
     pub max_body_bytes: usize,
     /// Time for a request body to arrive (`http.body_timeout`).
     pub body_timeout: std::time::Duration,
+    /// Bytes of request bodies held at once, by all requests together
+    /// (`http.max_body_bytes_in_flight`).
+    pub bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -162,33 +165,70 @@ impl Gateway {
     }
 }
 
-/// Reads a request body within `http.max_body_bytes` and `http.body_timeout`; a refusal is a
-/// JSON-RPC error (413, 408).
-async fn read_body(gw: &Gateway, body: Body) -> Result<Bytes, Response<Body>> {
+/// Reads a request body within `http.max_body_bytes` and `http.body_timeout`, counting its
+/// bytes against what all requests together may hold (`http.max_body_bytes_in_flight`; the
+/// share is returned, to be held while the request lasts); a refusal is a JSON-RPC error
+/// (413, 408, 503).
+async fn read_body(
+    gw: &Gateway,
+    body: Body,
+) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), Response<Body>> {
     use http_body_util::BodyExt as _;
-    let limited = http_body_util::Limited::new(body, gw.max_body_bytes);
-    match tokio::time::timeout(gw.body_timeout, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e))
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(message::error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                None,
-                INVALID_REQUEST,
-                &format!(
-                    "Payload Too Large: the body is larger than {} bytes (http.max_body_bytes)",
-                    gw.max_body_bytes
-                ),
-            ))
-        }
-        Ok(Err(_)) => Err(message::error_response(
-            StatusCode::BAD_REQUEST,
+    let too_large = || {
+        message::error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
             None,
             INVALID_REQUEST,
-            "Bad Request: the body could not be read",
-        )),
+            &format!(
+                "Payload Too Large: the body is larger than {} bytes (http.max_body_bytes)",
+                gw.max_body_bytes
+            ),
+        )
+    };
+    let read = async {
+        let mut body = body;
+        let mut buf = bytes::BytesMut::new();
+        let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(message::error_response(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    INVALID_REQUEST,
+                    "Bad Request: the body could not be read",
+                ));
+            };
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
+            if buf.len() + chunk.len() > gw.max_body_bytes {
+                return Err(too_large());
+            }
+            let want = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+            match Arc::clone(&gw.bodies).try_acquire_many_owned(want) {
+                Ok(p) => match held.as_mut() {
+                    Some(h) => h.merge(p),
+                    None => held = Some(p),
+                },
+                Err(_) => {
+                    tracing::warn!(target: "mcpgate::proxy", "request refused: too many request bodies in flight");
+                    let mut r = message::error_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        None,
+                        INTERNAL_ERROR,
+                        "Service Unavailable: the gateway is receiving too many request bodies; try again shortly",
+                    );
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    return Err(r);
+                }
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok((buf.freeze(), held))
+    };
+    match tokio::time::timeout(gw.body_timeout, read).await {
+        Ok(result) => result,
         Err(_) => Err(message::error_response(
             StatusCode::REQUEST_TIMEOUT,
             None,
@@ -213,7 +253,8 @@ pub async fn post(
         .get::<crate::server::ClientAddress>()
         .map(|a| axum::Extension(*a));
     let headers = parts.headers;
-    let body = match read_body(&gw, body).await {
+    // The body's share of the in-flight budget is held until the answer is built.
+    let (body, _share) = match read_body(&gw, body).await {
         Ok(b) => b,
         Err(refusal) => return refusal,
     };
@@ -322,6 +363,26 @@ pub async fn post(
         .flatten();
     // `message` keeps reading the body as received; what goes upstream is `forward`.
     let mut headers = headers;
+    // The mirrored headers mean something only where they were checked against the body: a
+    // request of the session revisions carries none upstream, and `Mcp-Name` goes only with
+    // the methods that define it.
+    if !stateless {
+        headers.remove("mcp-method");
+        headers.remove("mcp-name");
+        let params: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("mcp-param-"))
+            .cloned()
+            .collect();
+        for p in params {
+            headers.remove(p);
+        }
+    } else if !matches!(
+        message.method.as_deref(),
+        Some("tools/call" | "prompts/get" | "resources/read")
+    ) {
+        headers.remove("mcp-name");
+    }
     let forward = match respelt {
         Some((new, name)) => {
             if headers.contains_key("mcp-name")
@@ -460,9 +521,8 @@ async fn checked(
         parts.headers.remove(header::CONTENT_LENGTH);
         return Response::from_parts(parts, Body::from_stream(events));
     }
-    // Only a request's successful answer has a message to check; refusals (4xx, 5xx) and
-    // 202s pass as they are.
-    let Some(request) = request.filter(|_| parts.status == StatusCode::OK) else {
+    let Some(request) = request else {
+        // A notification's or a client response's acknowledgement: nothing to check.
         return Response::from_parts(parts, body);
     };
     let bad = |text: &str| {
@@ -477,6 +537,30 @@ async fn checked(
     let Ok(bytes) = axum::body::to_bytes(body, gw.max_message_bytes).await else {
         return bad("The upstream MCP server's reply is too large");
     };
+    if !parts.status.is_success() {
+        // A refusal by the upstream (a 4xx or 5xx) passes with its status when its body is
+        // empty or a JSON-RPC error; anything else in it (a result, a list, a page of HTML) is
+        // replaced by the gateway's own error.
+        if bytes.is_empty() || is_error_for(&bytes, &request) {
+            return Response::from_parts(parts, Body::from(bytes));
+        }
+        tracing::warn!(target: "mcpgate::proxy", status = %parts.status, "upstream refusal with a body that is not a JSON-RPC error; replaced");
+        let text = match parts.status {
+            StatusCode::NOT_FOUND => {
+                "Not Found: the upstream MCP server does not know this session"
+            }
+            s if s.is_client_error() => "The upstream MCP server refused the request",
+            _ => "The upstream MCP server failed",
+        };
+        let mut r = message::error_response(parts.status, Some(&request), INTERNAL_ERROR, text);
+        for h in [header::RETRY_AFTER, header::ALLOW] {
+            if let Some(v) = parts.headers.get(&h) {
+                r.headers_mut().insert(h, v.clone());
+            }
+        }
+        return r;
+    }
+    // Any success (200, 201, 203 …) must be the answer to this request.
     if !answers(&bytes, &request) {
         return bad("The upstream MCP server's reply is not the answer to this request");
     }
@@ -493,6 +577,27 @@ async fn checked(
             tracing::error!(target: "mcpgate::policy", reason = %e, "list answer cannot be filtered; refused");
             bad("The upstream MCP server's list answer cannot be read, so it cannot be filtered")
         }
+    }
+}
+
+/// Whether `bytes` is a JSON-RPC error response for `request` (or with a null id, as for a
+/// message the upstream could not read).
+fn is_error_for(bytes: &[u8], request: &RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Reply<'a> {
+        #[serde(borrow)]
+        id: Option<&'a RawValue>,
+        result: Option<serde::de::IgnoredAny>,
+        error: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_slice::<Reply<'_>>(bytes) {
+        Ok(r) => {
+            r.error.is_some()
+                && r.result.is_none()
+                && r.id
+                    .is_none_or(|id| id.get() == request.get() || id.get() == "null")
+        }
+        Err(_) => false,
     }
 }
 
@@ -573,7 +678,8 @@ async fn within_session(
             let key = upstream_id.to_str().unwrap_or_default();
             return if method == Method::GET {
                 let r = stdio::get(up, key);
-                checked(gw, None, None, None, false, r).await
+                let principal = who.as_ref().map(|axum::Extension(p)| Arc::clone(p));
+                checked(gw, None, None, principal, false, r).await
             } else {
                 stdio::delete(up, key)
             };
@@ -588,7 +694,8 @@ async fn within_session(
     match http.exchange(method, upstream_headers, None).await {
         Ok(response) => {
             let r = relay(gw, http, response, SessionIssue::None, None, None);
-            checked(gw, None, None, None, false, r).await
+            let principal = who.as_ref().map(|axum::Extension(p)| Arc::clone(p));
+            checked(gw, None, None, principal, false, r).await
         }
         Err(e) => upstream_failure(&e, None, Some(&what)),
     }
@@ -798,6 +905,17 @@ pub(crate) fn session_not_found(id: Option<&RawValue>) -> Response<Body> {
         ),
         None => message::text_response(StatusCode::NOT_FOUND, "Not Found: Session not found"),
     }
+}
+
+/// Any other HTTP method on `/mcp` (`PUT`, `PATCH` …): 405 with a JSON-RPC error.
+pub async fn other_method() -> Response<Body> {
+    let mut r = message::text_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method Not Allowed: /mcp takes POST, GET and DELETE",
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+    r
 }
 
 fn method_not_allowed() -> Response<Body> {

@@ -45,6 +45,7 @@ pub struct Watch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
     NotJsonRpc,
+    NoAnswer,
     OtherId,
     Unfilterable,
     TooLarge,
@@ -56,6 +57,7 @@ impl Failure {
     fn text(self) -> &'static str {
         match self {
             Failure::NotJsonRpc => "The upstream MCP server sent an event that is not JSON-RPC",
+            Failure::NoAnswer => "The upstream MCP server's stream ended without an answer",
             Failure::OtherId => "The upstream MCP server answered with another request's id",
             Failure::Unfilterable => {
                 "The upstream MCP server's list answer cannot be read, so it cannot be filtered"
@@ -208,7 +210,9 @@ enum Verdict {
 }
 
 impl Watch {
-    fn judge(&self, event: &[u8]) -> Verdict {
+    /// What to do with `event`; `answered` says whether the request's answer went by already
+    /// (a second one is dropped).
+    fn judge(&self, event: &[u8], answered: &mut bool) -> Verdict {
         // No data, or empty data (the event that primes resumption, SEP-1699): nothing to
         // read.
         let Some(data) = data_of(event).filter(|d| !d.iter().all(u8::is_ascii_whitespace)) else {
@@ -226,10 +230,18 @@ impl Watch {
                 };
             }
         };
+        if message.kind != message::Kind::Response && message.has_outcome {
+            // A request or notification that also carries a result: readers disagree on what
+            // it is.
+            return match self.request {
+                Some(_) => Verdict::Fail(Failure::NotJsonRpc),
+                None => Verdict::Drop,
+            };
+        }
         match message.kind {
             message::Kind::Notification => {
                 if let Some(e) = &self.enforcer {
-                    e.observe(&message);
+                    e.observe(self.principal.as_deref(), &message);
                 }
                 Verdict::Pass
             }
@@ -241,6 +253,10 @@ impl Watch {
                 };
                 if message.id.map(RawValue::get) != Some(request.get()) {
                     return Verdict::Fail(Failure::OtherId);
+                }
+                if std::mem::replace(answered, true) {
+                    tracing::warn!(target: "mcpgate::proxy", "a second answer to the same request; dropped");
+                    return Verdict::Drop;
                 }
                 let (Some(kind), Some(enforcer)) = (self.list, &self.enforcer) else {
                     return Verdict::Pass;
@@ -269,8 +285,16 @@ struct State<S> {
     watch: Watch,
     /// Discarding an oversized event on a GET stream until its end.
     skipping: bool,
+    /// Whether the start of the stream (a byte-order mark there) has been looked at.
+    started: bool,
+    /// Whether the request's answer went by.
+    answered: bool,
     done: bool,
 }
+
+/// The UTF-8 byte-order mark, which SSE readers strip from the start of a stream (WHATWG HTML,
+/// "event stream interpretation").
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Checks `body`, an SSE stream, event by event (see the module documentation).
 pub fn watch<S>(body: S, watch: Watch) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send
@@ -283,6 +307,8 @@ where
         scan: Scan::default(),
         watch,
         skipping: false,
+        started: false,
+        answered: false,
         done: false,
     };
     futures::stream::unfold(state, |mut st| async move {
@@ -290,7 +316,14 @@ where
             return None;
         }
         loop {
-            if let Some(end) = st.scan.next_event(&st.buf) {
+            if !st.started && (st.buf.len() >= BOM.len() || !BOM.starts_with(&st.buf)) {
+                // Read as clients read it: without a leading byte-order mark.
+                if st.buf.starts_with(BOM) {
+                    let _ = st.buf.split_to(BOM.len());
+                }
+                st.started = true;
+            }
+            if let Some(end) = st.scan.next_event(&st.buf).filter(|_| st.started) {
                 let event = st.buf.split_to(end);
                 if std::mem::take(&mut st.skipping) {
                     continue;
@@ -303,7 +336,7 @@ where
                     tracing::warn!(target: "mcpgate::proxy", limit = st.watch.max_event, "oversized event on a GET stream; dropped");
                     continue;
                 }
-                match st.watch.judge(&event) {
+                match st.watch.judge(&event, &mut st.answered) {
                     Verdict::Pass => return Some((Ok(event.freeze()), st)),
                     Verdict::Replace(new) => return Some((Ok(new), st)),
                     Verdict::Drop => continue,
@@ -343,18 +376,30 @@ where
                 }
                 None => {
                     st.done = true;
-                    if st.buf.is_empty() || st.skipping {
+                    let mut out = BytesMut::new();
+                    if !st.buf.is_empty() && !st.skipping {
+                        // An unfinished last event: read as if it were finished.
+                        let mut event = std::mem::take(&mut st.buf);
+                        if !st.started && event.starts_with(BOM) {
+                            let _ = event.split_to(BOM.len());
+                        }
+                        event.extend_from_slice(b"\n\n");
+                        match st.watch.judge(&event, &mut st.answered) {
+                            Verdict::Pass => out.extend_from_slice(&event),
+                            Verdict::Replace(new) => out.extend_from_slice(&new),
+                            Verdict::Drop => {}
+                            Verdict::Fail(f) => return Some((Ok(st.watch.failure(f)), st)),
+                        }
+                    }
+                    if st.watch.request.is_some() && !st.answered {
+                        // The stream ended without the answer: say so, rather than cut off.
+                        tracing::error!(target: "mcpgate::proxy", "upstream stream ended without an answer");
+                        out.extend_from_slice(&st.watch.failure(Failure::NoAnswer));
+                    }
+                    if out.is_empty() {
                         return None;
                     }
-                    // An unfinished last event: read as if it were finished.
-                    let mut event = std::mem::take(&mut st.buf);
-                    event.extend_from_slice(b"\n\n");
-                    return match st.watch.judge(&event) {
-                        Verdict::Pass => Some((Ok(event.freeze()), st)),
-                        Verdict::Replace(new) => Some((Ok(new), st)),
-                        Verdict::Drop => None,
-                        Verdict::Fail(f) => Some((Ok(st.watch.failure(f)), st)),
-                    };
+                    return Some((Ok(out.freeze()), st));
                 }
             }
         }
@@ -440,8 +485,44 @@ mod tests {
 
     #[tokio::test]
     async fn priming_events_without_data_pass() {
-        let out = run(vec![Ok("id: 0\nretry: 3000\ndata: \n\n")], plain(id("1"))).await;
-        assert_eq!(out, "id: 0\nretry: 3000\ndata: \n\n");
+        let out = run(
+            vec![Ok("id: 0\nretry: 3000\ndata: \n\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n")],
+            plain(id("1")),
+        )
+        .await;
+        assert!(out.starts_with("id: 0\nretry: 3000\ndata: \n\n"), "{out}");
+        assert!(!out.contains("error"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_without_the_answer_says_so_and_a_second_answer_is_dropped() {
+        let out = run(vec![Ok("id: 0\ndata: \n\n")], plain(id("1"))).await;
+        assert!(
+            out.contains("\"id\":1,\"error\"") && out.contains("without an answer"),
+            "{out}"
+        );
+        let out = run(
+            vec![Ok("data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"n\":1}}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"n\":2}}\n\n")],
+            plain(id("1")),
+        )
+        .await;
+        assert!(out.contains("\"n\":1") && !out.contains("\"n\":2"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn a_byte_order_mark_before_the_first_event_is_read_as_clients_read_it() {
+        let out = run(
+            vec![
+                Ok("\u{feff}"),
+                Ok("data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n"),
+            ],
+            plain(id("1")),
+        )
+        .await;
+        assert_eq!(
+            out,
+            "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n"
+        );
     }
 
     #[tokio::test]

@@ -52,12 +52,41 @@ pub fn governs(method: &str) -> bool {
     )
 }
 
+/// The methods of MCP whose other spellings (`Tools/Call`, `tools/call `) are refused: an
+/// upstream that reads methods case-insensitively would run them undecided.
+const KNOWN: &[&str] = &[
+    "tools/call",
+    "prompts/get",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "tools/list",
+    "resources/list",
+    "resources/templates/list",
+    "prompts/list",
+    "initialize",
+    "ping",
+    "server/discover",
+    "subscriptions/listen",
+    "logging/setLevel",
+];
+
+/// Longest target (name or URI) the gateway decides on.
+pub const MAX_TARGET: usize = 8 * 1024;
+
 /// The target of a governed request; `Ok(None)` for other messages.
 pub fn aim(message: &Message<'_>) -> Result<Option<Aim>, Refusal> {
     let Some(method) = message.method.as_deref() else {
         return Ok(None);
     };
     if !governs(method) {
+        let trimmed = method.trim();
+        if trimmed != method || KNOWN.iter().any(|k| super::message::folds_to(trimmed, k)) {
+            return Err(Refusal::Request(
+                "the method is another spelling of an MCP method (methods are case-sensitive)",
+            ));
+        }
         return Ok(None);
     }
     if message.kind != MessageKind::Request {
@@ -69,7 +98,9 @@ pub fn aim(message: &Message<'_>) -> Result<Option<Aim>, Refusal> {
         return Err(Refusal::Params("params must be an object".into()));
     }
     if let Some(member) = message.repeated {
-        return Err(Refusal::Params(format!("{member} appears more than once")));
+        return Err(Refusal::Params(format!(
+            "{member} appears more than once (or in another spelling)"
+        )));
     }
     let string = |field: &Field<'_>, what: &str| -> Result<String, Refusal> {
         match field {
@@ -141,6 +172,11 @@ pub fn aim(message: &Message<'_>) -> Result<Option<Aim>, Refusal> {
             (Kind::Resource, n, respelt)
         }
     };
+    if name.len() > MAX_TARGET {
+        return Err(Refusal::Params(format!(
+            "the target is longer than {MAX_TARGET} bytes"
+        )));
+    }
     Ok(Some(Aim {
         kind,
         name,

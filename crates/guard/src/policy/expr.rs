@@ -60,6 +60,9 @@ pub(super) struct Expr {
 /// token, so this bounds memory: a few KiB per cached principal).
 const TARGET_MEMO: usize = 32;
 
+/// Longest remembered key (expression, method and target spelt out).
+const MAX_MEMO_KEY: usize = 512;
+
 /// Ids for remembered results; never reused, so no principal can see another policy's.
 static NEXT_MEMO_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -106,7 +109,13 @@ impl Expr {
     /// undeclared reference. (Errors that depend on the token, such as a claim it lacks, do not
     /// count: the sample's claims are empty.)
     fn dry_run(&self, has_target: bool) -> Result<(), String> {
-        let principal = crate::Principal::builder(crate::Subject::new("sample")).build();
+        let principal = crate::Principal::builder(crate::Subject::new("sample"))
+            .client_id(crate::ClientId::new("sample"))
+            .scopes([crate::Scope::new("sample")])
+            .build();
+        // Without `claims`, what an expression reads has the same types for every caller: a
+        // type error here is one for everyone.
+        let reads_claims = self.program.references().has_variable("claims");
         let caller = Caller {
             principal: &principal,
             method: "tools/call",
@@ -122,6 +131,9 @@ impl Expr {
                     "`{name}` is not a CEL function or name available here"
                 ))
             }
+            Err(e) if !reads_claims && fails_for_everyone(&e) => Err(format!(
+                "the expression fails for every caller ({e}), so it never holds"
+            )),
             Ok(Value::Bool(_)) | Err(_) => Ok(()),
             Ok(other) => Err(format!(
                 "the expression evaluates to {}, not to true or false",
@@ -145,8 +157,12 @@ impl Expr {
             return result;
         }
         // Everything the expression can read besides the principal, spelt out in full: no
-        // hash collision can make one target's result another's.
+        // hash collision can make one target's result another's. Long keys (long target
+        // names) are not remembered, which keeps a principal's memory to a few KiB.
         let key = facts.target_key(self.memo_id);
+        if key.len() > MAX_MEMO_KEY {
+            return self.run(facts);
+        }
         if let Some(known) = vals
             .target_memo
             .lock()
@@ -173,6 +189,23 @@ impl Expr {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+/// Errors that come from the expression's types, not from the caller's values (a missing key
+/// or index may exist for another caller; a type error cannot).
+fn fails_for_everyone(e: &ExecutionError) -> bool {
+    matches!(
+        e,
+        ExecutionError::UnexpectedType { .. }
+            | ExecutionError::NoSuchOverload(_)
+            | ExecutionError::MissingArgumentOrTarget
+            | ExecutionError::ValuesNotComparable(..)
+            | ExecutionError::UnsupportedBinaryOperator(..)
+            | ExecutionError::UnsupportedIndex(..)
+            | ExecutionError::DivisionByZero(_)
+            | ExecutionError::RemainderByZero(_)
+            | ExecutionError::DuplicateKey(_)
+    )
 }
 
 /// Type names an expression may use as values (`type(x) == string`).

@@ -196,6 +196,30 @@ pub fn tags_of(meta: Option<&Value>) -> Vec<String> {
     tags
 }
 
+/// Whether `key` is another spelling of `member`: equal when compared as Go's `encoding/json`
+/// does (ASCII case folded, and `ſ` as `s`, `K` (Kelvin sign) as `k`) but not the same text.
+/// Some JSON readers match members that way, the last one winning, so a message holding both
+/// spellings means different things to different readers.
+pub fn folds_to(key: &str, member: &str) -> bool {
+    if key == member || key.len() < member.len() || key.len() > member.len() * 3 {
+        return false;
+    }
+    let fold = |c: char| match c {
+        '\u{17F}' => Some('s'),
+        '\u{212A}' => Some('k'),
+        c if c.is_ascii() => Some(c.to_ascii_lowercase()),
+        _ => None,
+    };
+    let mut chars = key.chars();
+    for m in member.chars() {
+        match chars.next().and_then(fold) {
+            Some(c) if c == m.to_ascii_lowercase() => {}
+            _ => return false,
+        }
+    }
+    chars.next().is_none()
+}
+
 /// Why a list answer cannot be filtered (and so must not be passed on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Unfilterable {
@@ -228,7 +252,7 @@ pub fn filter_response(
 ) -> Result<Option<Vec<u8>>, Unfilterable> {
     let envelope: RawMembers<'_> =
         serde_json::from_slice(response).map_err(|_| Unfilterable::NotAResponse)?;
-    let envelope = envelope.unique()?;
+    let envelope = envelope.unique(&["jsonrpc", "id", "result", "error"])?;
     let get = |k: &str| envelope.iter().find(|(name, _)| name == k).map(|(_, v)| *v);
     let Some(id) = get("id") else {
         return Err(Unfilterable::NotAResponse);
@@ -238,16 +262,34 @@ pub fn filter_response(
         (None, Some(_)) => return Ok(None),
         _ => return Err(Unfilterable::NotAResponse),
     };
+    let list_field = field(kind);
     let members = serde_json::from_str::<RawMembers<'_>>(result.get())
         .map_err(|_| Unfilterable::NoList)?
-        .unique()?;
-    let list_field = field(kind);
+        .unique(&[list_field, "nextCursor", "cacheScope"])?;
     let items: Vec<&RawValue> = match members.iter().find(|(k, _)| k == list_field) {
         Some((_, v)) => serde_json::from_str(v.get()).map_err(|_| Unfilterable::NoList)?,
         None => return Err(Unfilterable::NoList),
     };
     let mut kept: Vec<&RawValue> = Vec::with_capacity(items.len());
     for raw in items {
+        // An item whose members can be read two ways is left out (fail closed).
+        let readable = serde_json::from_str::<RawMembers<'_>>(raw.get())
+            .ok()
+            .and_then(|m| {
+                m.unique(&[
+                    "name",
+                    "uri",
+                    "uriTemplate",
+                    "annotations",
+                    "_meta",
+                    "inputSchema",
+                ])
+                .ok()
+            })
+            .is_some();
+        if !readable {
+            continue;
+        }
         let Ok(item) = serde_json::from_str::<Item<'_>>(raw.get()) else {
             continue;
         };
@@ -337,11 +379,16 @@ pub fn filter_response(
 struct RawMembers<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> RawMembers<'a> {
-    /// The members, when no name appears twice.
-    fn unique(self) -> Result<Vec<(Cow<'a, str>, &'a RawValue)>, Unfilterable> {
+    /// The members, when no name appears twice and none of `watched` appears in another
+    /// spelling ([`folds_to`]).
+    fn unique(self, watched: &[&str]) -> Result<Vec<(Cow<'a, str>, &'a RawValue)>, Unfilterable> {
         let members = self.0;
         let mut seen = std::collections::HashSet::with_capacity(members.len());
-        if members.iter().all(|(k, _)| seen.insert(k.as_ref())) {
+        if members.iter().all(|(k, _)| seen.insert(k.as_ref()))
+            && !members
+                .iter()
+                .any(|(k, _)| watched.iter().any(|w| folds_to(k, w)))
+        {
             Ok(members)
         } else {
             Err(Unfilterable::RepeatedMember)
@@ -534,6 +581,50 @@ mod tests {
                 Kind::Tool
             ),
             Err(Unfilterable::NotAResponse)
+        );
+    }
+
+    #[test]
+    fn members_in_another_spelling_are_not_passed_on() {
+        let p = rules("[[policy]]\neffect = \"deny\"\nmatch = [\"secret*\"]");
+        let who = Principal::builder(Subject::new("a")).build();
+        let caller = Caller {
+            principal: &who,
+            method: "tools/list",
+        };
+        let f = |body: &[u8]| {
+            filter_response(
+                &p,
+                &Trim::default(),
+                Some(&caller),
+                Kind::Tool,
+                body,
+                false,
+                |_, _| {},
+            )
+        };
+        // A second list under another spelling of its name: refused.
+        assert_eq!(
+            f(br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"Tools":[{"name":"secret"}]}}"#),
+            Err(Unfilterable::RepeatedMember)
+        );
+        assert_eq!(
+            f(br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]},"Result":{"tools":[{"name":"secret"}]}}"#),
+            Err(Unfilterable::RepeatedMember)
+        );
+        // An item with two names: left out.
+        let out = f(br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo","Name":"secret"},{"name":"ok"}]}}"#)
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);
+        assert!(
+            folds_to("Name", "name")
+                && folds_to("paramſ", "params")
+                && folds_to("\u{212A}ind", "kind")
+        );
+        assert!(
+            !folds_to("name", "name") && !folds_to("names", "name") && !folds_to("nämе", "name")
         );
     }
 

@@ -467,6 +467,15 @@ impl Policy {
                     Err(e) => err("match", format!("`{pattern}` is not a valid pattern: {e}")),
                 }
             }
+            if rule.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                err(
+                    "name",
+                    "must not be empty (leave it out for `policy[N]`)".into(),
+                );
+            }
+            if rule.tags.iter().any(|t| t.is_empty()) {
+                err("tags", "a tag must not be empty".into());
+            }
             let mut annotations = Vec::new();
             for (name, value) in &rule.annotations {
                 match Annotation::parse(name) {

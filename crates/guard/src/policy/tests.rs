@@ -673,6 +673,22 @@ fn misspelt_functions_macros_and_non_boolean_expressions_are_decided_at_load() {
             "{bad}: {e:?}"
         );
     }
+    // Expressions that fail for every caller, whatever the token.
+    for bad in [
+        "!subject",
+        "subject.endsWith(1)",
+        "1 / 0 == 1",
+        "'a' in subject",
+        "target.annotations.readOnlyHint + 1 == 2",
+        "scopes.all(s, s)",
+        "scopes[0]",
+    ] {
+        let e = errors(&format!("[[policy]]\nwhen = \"{bad}\""));
+        assert!(!e.is_empty(), "{bad} was accepted");
+    }
+    // What depends on the caller's values is fine.
+    assert!(policy("[[policy]]\nwhen = \"scopes[1] == 'admin'\"").is_ok());
+    assert!(policy("[[policy]]\nwhen = \"claims.level > 3\"").is_ok());
     // A macro's variable is not visible outside it.
     let e = errors("[[policy]]\nwhen = \"scopes.exists(s, s == 'a') && s == 'b'\"");
     assert!(e[0].contains("`s`"), "{e:?}");
