@@ -867,7 +867,15 @@ async fn the_child_gets_only_the_environment_it_is_given() {
 
 #[tokio::test]
 async fn a_child_that_stops_reading_does_not_make_the_gateway_grow() {
-    let gw = gateway("--stall", &[("MCPGATE_UPSTREAM_TIMEOUT", "300ms")]).await;
+    // Rate limits off: what is measured is the stdio queue's own push-back.
+    let gw = gateway(
+        "--stall",
+        &[
+            ("MCPGATE_UPSTREAM_TIMEOUT", "300ms"),
+            ("MCPGATE_RATE_LIMIT", "[]"),
+        ],
+    )
+    .await;
     let sid = raw_session(&gw, "alice-token").await;
     let rss = |pid: u32| -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -626,3 +626,40 @@ async fn cors_preflight_answers_allowed_origins_and_refuses_others() {
     assert_eq!(evil.status(), 403);
     assert!(evil.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn stateless_resource_subscriptions_are_method_not_found_with_or_without_params() {
+    // SEP-2575: 2026-07-28 removed resources/subscribe and resources/unsubscribe
+    // (subscriptions/listen replaces them). The gateway answers 404 / -32601 itself, whatever
+    // the params, and nothing reaches the upstream.
+    let spy = mcpgate_testkit::Spy::start(mcpgate_testkit::Behaviour::default()).await;
+    let gw = Gateway::start(&["--auth", "none", "--upstream-url", &spy.url], &[]).await;
+    for method in ["resources/subscribe", "resources/unsubscribe"] {
+        for params in [
+            json!({"uri": "test://x"}),
+            json!({}),
+            json!({"uri": ["a", "b"]}),
+        ] {
+            let mut params = params;
+            params["_meta"] = json!({
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {}
+            });
+            let body = json!({"jsonrpc":"2.0","id":4,"method":method,"params":params});
+            let r = post(&gw)
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", method)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 404, "{method} {params}");
+            let m = message(r).await;
+            assert_eq!(m["error"]["code"], -32601, "{m}");
+            assert_eq!(m["id"], 4, "{m}");
+        }
+    }
+    assert!(spy.calls("resources/subscribe").is_empty());
+    assert!(spy.calls("resources/unsubscribe").is_empty());
+}

@@ -61,6 +61,9 @@ pub enum UriError {
     /// A port that is not a number.
     #[error("the URI's port is not a number")]
     BadPort,
+    /// A host with brackets that do not make an IP literal.
+    #[error("the URI's host is not a name or an IP literal")]
+    BadHost,
 }
 
 /// The one spelling of a resource URI (see the module documentation). Borrowed when the URI
@@ -149,6 +152,27 @@ fn find_outside(s: &str, stops: &[u8], template: bool) -> Result<usize, UriError
     Ok(bytes.len())
 }
 
+/// The offset of the last `stop` outside template expressions.
+fn last_outside(s: &str, stop: u8, template: bool) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut last = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        if template && bytes[i] == b'{' {
+            match bytes[i..].iter().position(|b| *b == b'}') {
+                Some(end) => i += end + 1,
+                None => return last,
+            }
+            continue;
+        }
+        if bytes[i] == stop {
+            last = Some(i);
+        }
+        i += 1;
+    }
+    last
+}
+
 /// Percent-encoding normalised: unreserved characters decoded, other escapes upper-cased,
 /// characters that may not appear raw encoded; template expressions copied as they are.
 fn escape(text: &str, part: Part, template: bool, out: &mut String) -> Result<(), UriError> {
@@ -215,21 +239,26 @@ fn push_escaped(b: u8, out: &mut String) {
 /// The path's segments between `/`s; in a template, a `/` inside an expression (`{/path}`)
 /// does not separate.
 fn segments(path: &str, template: bool) -> Vec<&str> {
+    let bytes = path.as_bytes();
     let mut out = Vec::new();
-    let mut depth = 0usize;
     let mut start = 0;
-    for (i, b) in path.bytes().enumerate() {
-        match b {
-            b'{' if template => depth += 1,
-            b'}' if template => depth = depth.saturating_sub(1),
-            b'/' if depth == 0 => {
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            // An expression runs to the first `}` (expressions do not nest), as `escape` reads it.
+            b'{' if template => match bytes[i..].iter().position(|b| *b == b'}') {
+                Some(end) => i += end,
+                None => i = bytes.len(),
+            },
+            b'/' => {
                 out.push(&path[start..i]);
                 start = i + 1;
             }
             _ => {}
         }
+        i += 1;
     }
-    out.push(&path[start..]);
+    out.push(&path[start.min(path.len())..]);
     out
 }
 
@@ -276,12 +305,46 @@ fn authority(text: &str, scheme: &str, template: bool) -> Result<String, UriErro
     if find_outside(text, b"@", template)? < text.len() {
         return Err(UriError::UserInfo);
     }
-    // The port: after the last `:` outside an IPv6 literal.
-    let bracket_end = text.rfind(']').map_or(0, |i| i + 1);
-    let (host, port) = match text[bracket_end..].rfind(':') {
-        Some(i) => (&text[..bracket_end + i], Some(&text[bracket_end + i + 1..])),
-        None => (text, None),
+    // The port: after the last `:` outside an IPv6 literal (and, in a template, outside
+    // expressions).
+    // An IP literal (`[::1]`, RFC 3986 §3.2.2) is a bracketed run of hex digits, `:` and `.`
+    // (or a `v`-prefixed future form); anything else with a bracket is refused.
+    let bracket_end = if text.starts_with('[') {
+        let end = text.find(']').ok_or(UriError::BadHost)?;
+        let inside = &text[1..end];
+        let literal = !inside.is_empty()
+            && (inside
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                || inside.starts_with(['v', 'V']));
+        if !literal {
+            return Err(UriError::BadHost);
+        }
+        end + 1
+    } else if !template && text.contains(['[', ']']) {
+        return Err(UriError::BadHost);
+    } else {
+        0
     };
+    let (host, port) = if bracket_end > 0 {
+        // After an IP literal, only a port.
+        match &text[bracket_end..] {
+            "" => (text, None),
+            rest => match rest.strip_prefix(':') {
+                Some(port) => (&text[..bracket_end], Some(port)),
+                None => return Err(UriError::BadHost),
+            },
+        }
+    } else {
+        match last_outside(text, b':', template) {
+            Some(i) => (&text[..i], Some(&text[i + 1..])),
+            None => (text, None),
+        }
+    };
+    if bracket_end == 0 && find_outside(host, b":", template)? < host.len() {
+        // Two colons outside an IPv6 literal: which part is the port is anyone's guess.
+        return Err(UriError::BadPort);
+    }
     let mut host_text = String::with_capacity(host.len());
     escape(host, Part::Authority, template, &mut host_text)?;
     if !template {
@@ -428,6 +491,12 @@ mod tests {
             assert_eq!(normalize(bad), Err(UriError::UserInfo), "{bad}");
         }
         assert_eq!(normalize("config://secrets:x"), Err(UriError::BadPort));
+        // Found by the uri fuzz target: a host with a colon once the empty port is gone.
+        assert_eq!(normalize("x9h://\\\\8:ipx:"), Err(UriError::BadPort));
+        assert_eq!(normalize("x://a:b:80/"), Err(UriError::BadPort));
+        assert_eq!(normalize("n://[:/x"), Err(UriError::BadHost));
+        assert_eq!(normalize("n://a[b]/x"), Err(UriError::BadHost));
+        assert_eq!(normalize("yx://[.]x::f/"), Err(UriError::BadHost));
     }
 
     #[test]
@@ -515,6 +584,11 @@ mod tests {
         // An expression with `/` in it is one segment; a stray `}` is escaped; both stable.
         assert_eq!(t("x:/}sh~{/../f}}}"), "x:/%7Dsh~{/../f}%7D%7D");
         assert_eq!(t("x:/%7Dsh~{/../f}%7D%7D"), "x:/%7Dsh~{/../f}%7D%7D");
+        // Found by the uri fuzz target: an expression holding a `{` ends at the first `}`.
+        let once = t("xi:le[[[[va!{:{/q}te/");
+        assert_eq!(t(&once), once);
+        let once = t("x://{+fe:://0=%2e0=lf:/{?}elf:/{?}");
+        assert_eq!(t(&once), once);
     }
 
     #[test]

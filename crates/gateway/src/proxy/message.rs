@@ -17,6 +17,8 @@ use serde_json::value::RawValue;
 pub const PARSE_ERROR: i64 = -32700;
 /// JSON-RPC: invalid request.
 pub const INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC: method not found (HTTP 404 for a method the stateless revision removed).
+pub const METHOD_NOT_FOUND: i64 = -32601;
 /// JSON-RPC: invalid params (unknown tool or prompt, arguments that do not fit, a target
 /// that cannot be read).
 pub const INVALID_PARAMS: i64 = -32602;

@@ -31,8 +31,8 @@ use crate::session::{Owner, SessionSealer};
 use crate::upstream::Upstream;
 use crate::upstream::http::{HttpUpstream, Reply, UpstreamError};
 use message::{
-    HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, Kind, MAX_DEPTH, Message,
-    PARSE_ERROR, SESSION_NOT_FOUND, Unreadable,
+    HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, Kind, MAX_DEPTH,
+    METHOD_NOT_FOUND, Message, PARSE_ERROR, SESSION_NOT_FOUND, Unreadable,
 };
 
 pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
@@ -311,6 +311,23 @@ pub async fn post(
             message.id,
             HEADER_MISMATCH,
             &format!("Header mismatch: {why}"),
+        );
+    }
+    // The stateless revision removed resource subscriptions (`subscriptions/listen` replaces
+    // them): such a request is answered here, whatever the upstream would make of it.
+    if stateless
+        && message.kind == Kind::Request
+        && let Some(method @ ("resources/subscribe" | "resources/unsubscribe")) =
+            message.method.as_deref()
+    {
+        return message::error_response(
+            StatusCode::NOT_FOUND,
+            message.id,
+            METHOD_NOT_FOUND,
+            &format!(
+                "Method not found: {method} was removed in MCP {}",
+                modern::STATELESS_REVISION
+            ),
         );
     }
     // A governed request's target, read strictly, or a refusal: never forwarded undecided.

@@ -19,7 +19,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde_json::value::RawValue;
 
-use super::message::{self, INTERNAL_ERROR, INVALID_REQUEST, Kind, Message};
+use super::message::{self, INTERNAL_ERROR, INVALID_REQUEST, Kind, METHOD_NOT_FOUND, Message};
 use super::{Gateway, SESSION_HEADER, Who, owner, session_not_found};
 use crate::upstream::stdio::conn::{Call, Conn, Delivery, Listener, SendError};
 use crate::upstream::stdio::json::{RawObject, raw, raw_text, strip_meta};
@@ -33,7 +33,6 @@ mod translate;
 /// JSON-RPC: invalid params.
 const INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC: method not found.
-const METHOD_NOT_FOUND: i64 = -32601;
 /// Most URIs one emulated `subscriptions/listen` may subscribe to.
 const MAX_LISTEN_URIS: usize = 100;
 /// The 2026-07-28 revision, as the gateway advertises it for a child of older revisions.
