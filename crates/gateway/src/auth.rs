@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::Response;
 use axum::middleware::Next;
+use mcpgate_guard::challenge::ScopeNames;
 use mcpgate_guard::{
     Audience, BearerAuthLayer, ClaimRules, ClientAuth, ClientId, IntrospectionVerifier,
     JwksOptions, JwtVerifier, Principal, ProtectedResource, ResourceUrl, Scope, StaticTokens,
@@ -43,7 +44,23 @@ pub fn protected_resource(config: &Config) -> Result<ProtectedResource, String> 
         .scopes_supported
         .as_ref()
         .unwrap_or(&config.auth.required_scopes);
-    Ok(pr.scopes_supported(advertised.iter().map(Scope::new)))
+    let names = scope_names(config);
+    Ok(
+        pr.scopes_supported(
+            names.advertise(&advertised.iter().map(Scope::new).collect::<Vec<_>>()),
+        ),
+    )
+}
+
+/// How scopes are named to clients (`auth.scope_map`).
+pub fn scope_names(config: &Config) -> ScopeNames {
+    ScopeNames::new(
+        config
+            .auth
+            .scope_map
+            .iter()
+            .map(|(advertised, checked)| (Scope::new(advertised), Scope::new(checked))),
+    )
 }
 
 /// Builds the guard for the configured mode.
@@ -100,6 +117,14 @@ pub fn guard(config: &Config, resource: &ProtectedResource) -> Result<Guard, Str
                 builder = builder.public_key_pem(pem);
             } else if let Some(secret) = &auth.hmac_secret {
                 builder = builder.hmac_secret(secret.expose().as_bytes().to_vec());
+            } else if let Some(issuer) = &auth.issuer_url {
+                // No key source given: the issuer's metadata names its JWKS.
+                let options = JwksOptions {
+                    min_refresh_interval: auth.jwks_refresh_interval,
+                    max_age: auth.jwks_max_age,
+                    ..JwksOptions::default()
+                };
+                builder = builder.jwks_from_issuer(issuer.clone(), options);
             }
             Guard::Verify(Arc::new(builder.build().map_err(|e| format!("auth: {e}"))?))
         }
@@ -147,6 +172,7 @@ pub fn layer(
     config: &Config,
 ) -> BearerAuthLayer {
     BearerAuthLayer::from_arc(verifier, resource)
+        .scope_names(scope_names(config))
         .required_scopes(config.auth.required_scopes.iter().map(Scope::new))
 }
 

@@ -105,7 +105,7 @@ pub struct ServeArgs {
     /// Authorization server issuer: advertised and checked as `iss` [env: MCPGATE_AUTH_ISSUER_URL].
     #[arg(long, value_name = "URL")]
     pub issuer_url: Option<String>,
-    /// JWKS location for `jwt` mode [env: MCPGATE_AUTH_JWKS_URI].
+    /// JWKS location for `jwt` mode; default: discovered from the issuer's metadata [env: MCPGATE_AUTH_JWKS_URI].
     #[arg(long, value_name = "URL")]
     pub jwks_uri: Option<String>,
     /// PEM file with a static verification key for `jwt` mode [env: MCPGATE_AUTH_JWT_PUBLIC_KEY].

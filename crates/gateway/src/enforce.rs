@@ -58,6 +58,8 @@ pub struct Enforcer {
     resource_metadata: String,
     /// Rate limits.
     limits: crate::ratelimit::RateLimits,
+    /// How scopes are named in step-up challenges.
+    scope_names: mcpgate_guard::challenge::ScopeNames,
 }
 
 impl std::fmt::Debug for Enforcer {
@@ -106,7 +108,15 @@ impl Enforcer {
             anonymous: Arc::new(Principal::builder(Subject::new("anonymous")).build()),
             resource_metadata,
             limits,
+            scope_names: Default::default(),
         }
+    }
+
+    /// Names scopes in step-up challenges as clients must request them (`auth.scope_map`).
+    #[must_use]
+    pub fn with_scope_names(mut self, names: mcpgate_guard::challenge::ScopeNames) -> Self {
+        self.scope_names = names;
+        self
     }
 
     /// Whether anything is enforced at all (otherwise the gateway skips every step).
@@ -262,6 +272,7 @@ impl Enforcer {
                 // The challenge header as guard makes it (the policy's scopes already include
                 // the required ones); the body is a JSON-RPC error for the request, like every
                 // other refusal of the gateway's.
+                let scopes = self.scope_names.advertise(scopes);
                 let denial = Denial::InsufficientScope(scopes.clone());
                 let wanted = mcpgate_guard::Scopes::from_iter(scopes.iter().cloned());
                 let mut r = message::error_response(

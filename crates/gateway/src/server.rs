@@ -123,7 +123,8 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
             Arc::new(audit),
             resource.metadata_url().to_string(),
             limits,
-        );
+        )
+        .with_scope_names(crate::auth::scope_names(config));
         let enforcer = enforcer.is_active().then(|| Arc::new(enforcer));
         if let Some(e) = &enforcer {
             // Rate-limit allowances that are full again are forgotten: memory follows the

@@ -249,6 +249,14 @@ async fn rs_37_session_of_one_subject_is_refused_to_another() {
         .unwrap();
     assert_eq!(notify.status(), 202);
     assert_eq!(list(alice.clone(), session.clone()).await.status(), 200);
+    // A refreshed access token for the same principal (other bytes, other `exp` and `jti`)
+    // continues the session: it is bound to issuer + subject, not to the token.
+    let mut refreshed = mcpgate_testkit::keys::claims(ISS, &s.gw.mcp, "alice", "mcp");
+    refreshed["exp"] = json!(refreshed["exp"].as_u64().unwrap() + 1200);
+    refreshed["jti"] = json!("refreshed-1");
+    let refreshed = s.key.sign(&refreshed);
+    assert_ne!(refreshed, alice);
+    assert_eq!(list(refreshed, session.clone()).await.status(), 200);
     // Another subject with a perfectly valid token: as if the session did not exist.
     let hijack = list(mallory.clone(), session.clone()).await;
     assert_eq!(hijack.status(), 404);

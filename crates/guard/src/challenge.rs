@@ -33,6 +33,48 @@ use http::{HeaderValue, Response, StatusCode, header};
 use crate::error::{Rejection, TokenError};
 use crate::principal::{Scope, join_scopes};
 
+/// How scopes are named to clients where that differs from how tokens carry them.
+///
+/// Some providers make clients request one name and put another in the token: with Microsoft
+/// Entra ID a client requests `api://<app-id>/mcp` and the token carries `scp: mcp`. Checks use
+/// the name in the token (`mcp`); what clients are told to request — `scopes_supported`, the
+/// `scope` of every challenge — uses the name the provider understands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeNames {
+    /// Checked name → advertised name.
+    advertised: std::collections::HashMap<Scope, Scope>,
+}
+
+impl ScopeNames {
+    /// From pairs of (advertised, checked) names.
+    pub fn new(advertised_to_checked: impl IntoIterator<Item = (Scope, Scope)>) -> Self {
+        ScopeNames {
+            advertised: advertised_to_checked
+                .into_iter()
+                .map(|(advertised, checked)| (checked, advertised))
+                .collect(),
+        }
+    }
+
+    /// Whether no scope is renamed.
+    pub fn is_empty(&self) -> bool {
+        self.advertised.is_empty()
+    }
+
+    /// The name clients request for `checked`.
+    pub fn advertised<'a>(&'a self, checked: &'a Scope) -> &'a Scope {
+        self.advertised.get(checked).unwrap_or(checked)
+    }
+
+    /// The names clients request for `checked`, in order.
+    pub fn advertise<'a>(&self, checked: impl IntoIterator<Item = &'a Scope>) -> Vec<Scope> {
+        checked
+            .into_iter()
+            .map(|s| self.advertised(s).clone())
+            .collect()
+    }
+}
+
 /// Why a request is refused, as far as the client may know.
 #[derive(Debug, Clone)]
 pub enum Denial {
@@ -182,6 +224,16 @@ mod tests {
     use super::*;
 
     const PRM: &str = "https://mcp.example/.well-known/oauth-protected-resource/mcp";
+
+    #[test]
+    fn scope_names_rename_only_what_is_mapped() {
+        let names = ScopeNames::new([(Scope::new("api://app/mcp"), Scope::new("mcp"))]);
+        assert_eq!(
+            names.advertise(&[Scope::new("mcp"), Scope::new("read")]),
+            [Scope::new("api://app/mcp"), Scope::new("read")]
+        );
+        assert!(ScopeNames::default().is_empty());
+    }
 
     #[test]
     fn missing_token_challenge_has_no_error_code() {

@@ -44,9 +44,21 @@ pub(crate) struct KeySet {
     fetched_at: Instant,
 }
 
-/// A JWKS URL and the keys last fetched from it.
+/// Where the key set is.
+enum Location {
+    /// A configured JWKS URL.
+    Fixed(Url),
+    /// The `jwks_uri` of an issuer's metadata, discovered on the first fetch.
+    Issuer {
+        issuer: String,
+        found: ArcSwapOption<Url>,
+    },
+}
+
+/// A JWKS URL (given, or discovered from an issuer's metadata) and the keys last fetched from
+/// it.
 pub struct JwksSource {
-    url: Url,
+    location: Location,
     client: reqwest::Client,
     allowed: Vec<Algorithm>,
     options: JwksOptions,
@@ -61,7 +73,7 @@ pub struct JwksSource {
 impl std::fmt::Debug for JwksSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwksSource")
-            .field("url", &self.url.as_str())
+            .field("url", &self.describe())
             .finish_non_exhaustive()
     }
 }
@@ -79,8 +91,32 @@ impl JwksSource {
         allowed: &[Algorithm],
         options: JwksOptions,
     ) -> Self {
+        Self::at(Location::Fixed(url), client, allowed, options)
+    }
+
+    /// A source for the `jwks_uri` in `issuer`'s metadata ([`crate::discovery`]), found on the
+    /// first fetch and kept after that.
+    pub fn from_issuer(
+        issuer: impl Into<String>,
+        client: reqwest::Client,
+        allowed: &[Algorithm],
+        options: JwksOptions,
+    ) -> Self {
+        let location = Location::Issuer {
+            issuer: issuer.into(),
+            found: ArcSwapOption::empty(),
+        };
+        Self::at(location, client, allowed, options)
+    }
+
+    fn at(
+        location: Location,
+        client: reqwest::Client,
+        allowed: &[Algorithm],
+        options: JwksOptions,
+    ) -> Self {
         JwksSource {
-            url,
+            location,
             client,
             allowed: allowed.to_vec(),
             options,
@@ -106,6 +142,40 @@ impl JwksSource {
     /// Changes whenever a key in service is withdrawn.
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// The JWKS URL, or the issuer it is discovered from, for logs.
+    fn describe(&self) -> String {
+        match &self.location {
+            Location::Fixed(url) => url.to_string(),
+            Location::Issuer { issuer, found } => match found.load_full() {
+                Some(url) => url.to_string(),
+                None => format!("(from the metadata of {issuer})"),
+            },
+        }
+    }
+
+    /// The JWKS URL, discovering it first when it comes from an issuer's metadata.
+    async fn url(&self) -> Result<Url, String> {
+        match &self.location {
+            Location::Fixed(url) => Ok(url.clone()),
+            Location::Issuer { issuer, found } => {
+                if let Some(url) = found.load_full() {
+                    return Ok((*url).clone());
+                }
+                let metadata = crate::discovery::discover(
+                    &self.client,
+                    issuer,
+                    self.options.timeout,
+                    self.options.max_bytes,
+                )
+                .await
+                .map_err(|e| format!("discovery: {e}"))?;
+                tracing::info!(target: "mcpgate::jwks", issuer = %issuer, metadata = %metadata.location, jwks_uri = %metadata.jwks_uri, "issuer metadata discovered");
+                found.store(Some(Arc::new(metadata.jwks_uri.clone())));
+                Ok(metadata.jwks_uri)
+            }
+        }
     }
 
     /// Whether keys have been loaded.
@@ -137,7 +207,7 @@ impl JwksSource {
         *last = Some(Instant::now());
         match self.fetch().await {
             Ok(keys) => {
-                tracing::info!(target: "mcpgate::jwks", url = %self.url, keys = keys.len(), "JWKS loaded");
+                tracing::info!(target: "mcpgate::jwks", url = %self.describe(), keys = keys.len(), "JWKS loaded");
                 let withdrawn = self.current.load().as_ref().is_some_and(|old| {
                     old.keys.iter().any(|k| {
                         !keys
@@ -156,16 +226,17 @@ impl JwksSource {
                 Ok(true)
             }
             Err(e) => {
-                tracing::warn!(target: "mcpgate::jwks", url = %self.url, error = %e, kept = self.is_loaded(), "JWKS fetch failed");
+                tracing::warn!(target: "mcpgate::jwks", url = %self.describe(), error = %e, kept = self.is_loaded(), "JWKS fetch failed");
                 Err(e)
             }
         }
     }
 
     async fn fetch(&self) -> Result<Vec<VerificationKey>, String> {
+        let url = self.url().await?;
         let response = self
             .client
-            .get(self.url.clone())
+            .get(url)
             .header(
                 http::header::ACCEPT,
                 "application/json, application/jwk-set+json",

@@ -76,6 +76,7 @@ pub struct JwtVerifierBuilder {
 
 enum KeySource {
     Jwks(Url, JwksOptions),
+    Discover(String, JwksOptions),
     Pem(Vec<u8>),
     Hmac(Vec<u8>),
 }
@@ -101,6 +102,13 @@ impl JwtVerifierBuilder {
     /// Fetches keys from a JWKS URL.
     pub fn jwks(mut self, url: Url, options: JwksOptions) -> Self {
         self.source = Some(KeySource::Jwks(url, options));
+        self
+    }
+
+    /// Verifies with keys from the `jwks_uri` in `issuer`'s RFC 8414 or OpenID metadata,
+    /// discovered on [`TokenVerifier::warm_up`] or the first token (see [`crate::discovery`]).
+    pub fn jwks_from_issuer(mut self, issuer: impl Into<String>, options: JwksOptions) -> Self {
+        self.source = Some(KeySource::Discover(issuer.into(), options));
         self
     }
 
@@ -157,16 +165,18 @@ impl JwtVerifierBuilder {
                 &self.allowed,
             )?]),
             KeySource::Jwks(url, options) => {
-                let client = match self.client {
-                    Some(c) => c,
-                    None => reqwest::Client::builder()
-                        .redirect(reqwest::redirect::Policy::none())
-                        .connect_timeout(options.timeout)
-                        .build()
-                        .map_err(|e| JwtConfigError::Client(e.to_string()))?,
-                };
+                let client = client(self.client, &options)?;
                 Keys::Jwks(Arc::new(JwksSource::new(
                     url,
+                    client,
+                    &self.allowed,
+                    options,
+                )))
+            }
+            KeySource::Discover(issuer, options) => {
+                let client = client(self.client, &options)?;
+                Keys::Jwks(Arc::new(JwksSource::from_issuer(
+                    issuer,
                     client,
                     &self.allowed,
                     options,
@@ -180,6 +190,21 @@ impl JwtVerifierBuilder {
             max_token_bytes: self.max_token_bytes,
             cache: VerifiedCache::new(self.cache_capacity, self.cache_ttl),
         })
+    }
+}
+
+/// The given HTTP client, or one that follows no redirects.
+fn client(
+    given: Option<reqwest::Client>,
+    options: &JwksOptions,
+) -> Result<reqwest::Client, JwtConfigError> {
+    match given {
+        Some(c) => Ok(c),
+        None => reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(options.timeout)
+            .build()
+            .map_err(|e| JwtConfigError::Client(e.to_string())),
     }
 }
 

@@ -26,7 +26,7 @@ use http::{HeaderMap, Request, Response, Uri, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::challenge::Denial;
+use crate::challenge::{Denial, ScopeNames};
 use crate::metadata::ProtectedResource;
 use crate::principal::{Principal, Scope};
 use crate::verifier::{BoxFuture, TokenVerifier};
@@ -37,10 +37,15 @@ pub struct BearerAuthLayer {
     shared: Arc<Shared>,
 }
 
+#[derive(Clone)]
 struct Shared {
     verifier: Arc<dyn TokenVerifier>,
     resource_metadata: String,
     required: Vec<Scope>,
+    /// How scopes are named in challenges.
+    names: ScopeNames,
+    /// `required` as named in challenges.
+    advertised: Vec<Scope>,
 }
 
 impl BearerAuthLayer {
@@ -56,6 +61,8 @@ impl BearerAuthLayer {
                 verifier,
                 resource_metadata: resource.metadata_url().to_string(),
                 required: Vec::new(),
+                names: ScopeNames::default(),
+                advertised: Vec::new(),
             }),
         }
     }
@@ -63,13 +70,23 @@ impl BearerAuthLayer {
     /// Scopes every request needs; a token without them gets `403 insufficient_scope`.
     #[must_use]
     pub fn required_scopes(self, scopes: impl IntoIterator<Item = Scope>) -> Self {
-        let shared = &self.shared;
+        let mut shared = (*self.shared).clone();
+        shared.required = scopes.into_iter().collect();
+        shared.advertised = shared.names.advertise(&shared.required);
         BearerAuthLayer {
-            shared: Arc::new(Shared {
-                verifier: Arc::clone(&shared.verifier),
-                resource_metadata: shared.resource_metadata.clone(),
-                required: scopes.into_iter().collect(),
-            }),
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Names scopes in challenges as clients must request them ([`ScopeNames`]); checks
+    /// still use the names tokens carry.
+    #[must_use]
+    pub fn scope_names(self, names: ScopeNames) -> Self {
+        let mut shared = (*self.shared).clone();
+        shared.advertised = names.advertise(&shared.required);
+        shared.names = names;
+        BearerAuthLayer {
+            shared: Arc::new(shared),
         }
     }
 }
@@ -173,7 +190,7 @@ where
                     inner.call(req).await
                 }
                 Err(denial) => Ok(denial
-                    .into_response(&shared.resource_metadata, &shared.required)
+                    .into_response(&shared.resource_metadata, &shared.advertised)
                     .map(ResBody::from)),
             }
         })
@@ -217,7 +234,7 @@ async fn authenticate(
             path = uri.path(),
             "token lacks a required scope"
         );
-        return Err(Denial::InsufficientScope(missing));
+        return Err(Denial::InsufficientScope(shared.names.advertise(&missing)));
     }
     Ok(principal)
 }

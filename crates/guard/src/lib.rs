@@ -36,6 +36,7 @@
 
 pub mod challenge;
 mod claims;
+pub mod discovery;
 mod error;
 mod introspection;
 mod jwks;

@@ -26,6 +26,10 @@ struct IdpState {
     down: AtomicBool,
     jwks_hits: AtomicUsize,
     introspection_hits: AtomicUsize,
+    /// Other JSON documents by path (metadata at a well-known location, say).
+    documents: Mutex<HashMap<String, Value>>,
+    /// Paths asked for that are not the JWKS or introspection.
+    asked: Mutex<Vec<String>>,
 }
 
 /// A running fake identity provider.
@@ -50,6 +54,7 @@ impl FakeIdp {
         let app = Router::new()
             .route("/jwks", get(serve_jwks))
             .route("/introspect", post(introspect))
+            .fallback(serve_document)
             .with_state(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -93,6 +98,20 @@ impl FakeIdp {
         self.state.down.store(down, Ordering::SeqCst);
     }
 
+    /// Serves `document` as JSON at `path` (e.g. `/.well-known/openid-configuration`).
+    pub fn set_document(&self, path: &str, document: Value) {
+        self.state
+            .documents
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), document);
+    }
+
+    /// The paths asked for besides the JWKS and introspection, in order.
+    pub fn asked(&self) -> Vec<String> {
+        self.state.asked.lock().unwrap().clone()
+    }
+
     /// How many times the JWKS was fetched.
     pub fn jwks_hits(&self) -> usize {
         self.state.jwks_hits.load(Ordering::SeqCst)
@@ -113,6 +132,19 @@ async fn pause(state: &IdpState) -> Option<Response> {
         .down
         .load(Ordering::SeqCst)
         .then(|| StatusCode::SERVICE_UNAVAILABLE.into_response())
+}
+
+async fn serve_document(State(state): State<Arc<IdpState>>, uri: axum::http::Uri) -> Response {
+    let path = uri.path().to_owned();
+    state.asked.lock().unwrap().push(path.clone());
+    if let Some(r) = pause(&state).await {
+        return r;
+    }
+    let document = state.documents.lock().unwrap().get(&path).cloned();
+    match document {
+        Some(d) => Json(d).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn serve_jwks(State(state): State<Arc<IdpState>>) -> Response {

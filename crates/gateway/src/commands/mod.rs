@@ -216,6 +216,29 @@ pub async fn run(config: Config) -> ExitCode {
         && let Err(e) = verifier.warm_up().await
     {
         tracing::warn!("token keys not loaded yet ({e}); requests will be refused until they are");
+        // Tried again in the background until they load (`/readyz` says so meanwhile); a
+        // token arriving in between also tries, no more often than the refresh floor allows.
+        let verifier = std::sync::Arc::clone(verifier);
+        let every = config
+            .auth
+            .jwks_refresh_interval
+            .max(std::time::Duration::from_secs(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if verifier.is_ready() {
+                    break;
+                }
+                match verifier.warm_up().await {
+                    Ok(()) if verifier.is_ready() => {
+                        tracing::info!("token keys loaded");
+                        break;
+                    }
+                    Ok(()) => {}
+                    Err(e) => tracing::warn!("token keys still not loaded ({e})"),
+                }
+            }
+        });
     }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,

@@ -245,6 +245,8 @@ pub struct AuthConfig {
     /// Scopes advertised in the metadata (default: `required_scopes`).
     #[serde(deserialize_with = "values::opt_list::deserialize")]
     pub scopes_supported: Option<Vec<String>>,
+    /// Advertised scope name → the name tokens carry (what is checked).
+    pub scope_map: BTreeMap<String, String>,
     /// Allowed clock skew for `exp` and `nbf`.
     #[serde(with = "values::duration")]
     pub leeway: Duration,
@@ -415,6 +417,7 @@ impl Default for AuthConfig {
             audience: Vec::new(),
             required_scopes: Vec::new(),
             scopes_supported: None,
+            scope_map: BTreeMap::new(),
             leeway: Duration::from_secs(30),
             max_token_bytes: mcpgate_guard::DEFAULT_MAX_TOKEN_BYTES,
             cache_ttl: Duration::from_secs(300),
@@ -862,11 +865,20 @@ mod tests {
     }
 
     #[test]
-    fn jwt_without_issuer_or_key_names_both() {
+    fn jwt_without_issuer_is_named() {
         let mut c = valid_jwt();
         c.auth.issuer_url = None;
         c.auth.jwks_uri = None;
-        assert_eq!(problems(&c), ["auth.issuer_url", "auth.jwks_uri"]);
+        assert_eq!(problems(&c), ["auth.issuer_url"]);
+    }
+
+    #[test]
+    fn jwt_with_an_issuer_alone_discovers_its_keys_if_the_issuer_can_be_looked_up() {
+        let mut c = valid_jwt();
+        c.auth.jwks_uri = None;
+        assert!(problems(&c).is_empty());
+        c.auth.issuer_url = Some("https://idp.example/?tenant=x".into());
+        assert_eq!(problems(&c), ["auth.issuer_url"]);
     }
 
     #[test]

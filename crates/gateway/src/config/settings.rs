@@ -221,7 +221,7 @@ pub const SETTINGS: &[Setting] = &[
         "auth.jwks_uri",
         Some("--jwks-uri"),
         "URL",
-        "JWKS location (`jwt` mode).",
+        "JWKS location (`jwt` mode). Without it (and without `auth.jwt_public_key` or `auth.hmac_secret`), the JWKS is the `jwks_uri` of the issuer's metadata, fetched at start from `/.well-known/oauth-authorization-server` or `/.well-known/openid-configuration` (path-insertion forms first for an issuer with a path); the document's `issuer` must equal `auth.issuer_url` exactly, and `/readyz` fails, with the reason in the log, until it has been read.",
     ),
     s(
         "auth.jwt_public_key",
@@ -257,6 +257,12 @@ pub const SETTINGS: &[Setting] = &[
         None,
         "list",
         "Scopes advertised in the metadata. Default: `auth.required_scopes`. `offline_access` is never advertised.",
+    ),
+    s(
+        "auth.scope_map",
+        None,
+        "table of strings",
+        "Scopes clients must request under another name than the one tokens carry: `{ \"api://<app-id>/mcp\" = \"mcp\" }` (Microsoft Entra ID: clients request `api://<app-id>/mcp`, tokens carry `scp: mcp`). Required scopes, policy rules and checks use the name in the token; `scopes_supported` and the `scope` of every challenge use the advertised name.",
     ),
     s(
         "auth.leeway",

@@ -283,10 +283,17 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
             needs_issuer(&mut err, "jwt");
             let sources = [auth.jwks_uri.is_some(), auth.jwt_public_key.is_some(), auth.hmac_secret.is_some()];
             match sources.iter().filter(|s| **s).count() {
-                0 => err(
-                    "auth.jwks_uri",
-                    "`jwt` mode needs a key source: auth.jwks_uri, auth.jwt_public_key or auth.hmac_secret".into(),
-                ),
+                // Keys from the issuer's metadata (RFC 8414 / OpenID discovery).
+                0 => {
+                    if let Some(issuer) = &auth.issuer_url
+                        && let Err(e) = mcpgate_guard::discovery::metadata_locations(issuer)
+                    {
+                        err(
+                            "auth.issuer_url",
+                            format!("{e}; its metadata cannot be discovered (or give auth.jwks_uri, auth.jwt_public_key or auth.hmac_secret)"),
+                        );
+                    }
+                }
                 1 => {}
                 _ => err("auth.jwks_uri", "give only one of auth.jwks_uri, auth.jwt_public_key, auth.hmac_secret".into()),
             }
@@ -352,6 +359,21 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
                     "auth.scopes_supported"
                 },
                 e.to_string(),
+            );
+        }
+    }
+    for (advertised, checked) in &auth.scope_map {
+        for name in [advertised, checked] {
+            if let Err(e) = Scope::parse(name) {
+                err("auth.scope_map", e.to_string());
+            }
+        }
+        if auth.scope_map.values().filter(|c| *c == checked).count() > 1 {
+            err(
+                "auth.scope_map",
+                format!(
+                    "`{checked}` is the checked name of more than one advertised scope; which one should clients request?"
+                ),
             );
         }
     }
