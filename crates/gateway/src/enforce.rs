@@ -119,6 +119,11 @@ impl Enforcer {
         self
     }
 
+    /// Whether what lists say about tools is used (and so learnt).
+    fn learns(&self) -> bool {
+        self.validate_arguments || self.policy.uses_annotations()
+    }
+
     /// Whether anything is enforced at all (otherwise the gateway skips every step).
     pub fn is_active(&self) -> bool {
         self.policy.has_rules()
@@ -185,7 +190,12 @@ impl Enforcer {
             });
         };
         record.target = Some(aim.name.clone());
-        let table = self.tools.get(&Owner::of(principal));
+        // What was learnt about tools matters only to rules and expressions that read
+        // annotations or tags, and to argument validation.
+        let table = self
+            .learns()
+            .then(|| self.tools.get(&Owner::of(principal)))
+            .flatten();
         let tools = table.as_ref().map(|t| t.read().expect("tools lock"));
         let entry = (aim.kind == Kind::Tool)
             .then(|| tools.as_ref().and_then(|t| t.get(&aim.name)))
@@ -332,7 +342,7 @@ impl Enforcer {
             private,
             |name, facts| learnt.push((name.to_owned(), facts)),
         );
-        if !learnt.is_empty() && out.is_ok() {
+        if !learnt.is_empty() && out.is_ok() && self.learns() {
             let table = self.tools.get_with(Owner::of(principal), || {
                 Arc::new(RwLock::new(HashMap::new()))
             });

@@ -17,28 +17,53 @@ pub fn install() {
         let _ = metrics::set_global_recorder(recorder);
         handle
     });
+    // The decision counters are registered once (a label lookup per request costs more than
+    // the rest of the audit path); they are exported from the start, at zero.
+    DECISION_COUNTERS.get_or_init(|| {
+        DECISIONS
+            .iter()
+            .flat_map(|d| {
+                METHODS.iter().chain(["other"].iter()).map(move |m| {
+                    metrics::counter!("mcpgate_policy_decisions_total", "decision" => *d, "method" => *m)
+                })
+            })
+            .collect()
+    });
 }
 
+const DECISIONS: [&str; 7] = [
+    "allow",
+    "hide",
+    "challenge",
+    "invalid",
+    "filter",
+    "rate_limited",
+    "deny",
+];
+
+static DECISION_COUNTERS: OnceLock<Vec<metrics::Counter>> = OnceLock::new();
+
 /// Methods are client input: only MCP's own become label values.
+const METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "subscriptions/listen",
+];
+
 fn method_label(method: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "initialize",
-        "ping",
-        "server/discover",
-        "tools/list",
-        "tools/call",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-        "resources/subscribe",
-        "resources/unsubscribe",
-        "prompts/list",
-        "prompts/get",
-        "completion/complete",
-        "logging/setLevel",
-        "subscriptions/listen",
-    ];
-    KNOWN
+    METHODS
         .iter()
         .find(|m| **m == method)
         .copied()
@@ -47,15 +72,19 @@ fn method_label(method: &str) -> &'static str {
 
 /// Counts a decision.
 pub fn decision(decision: &str, method: &str) {
-    let decision: &'static str = match decision {
-        "allow" => "allow",
-        "hide" => "hide",
-        "challenge" => "challenge",
-        "invalid" => "invalid",
-        "filter" => "filter",
-        "rate_limited" => "rate_limited",
-        _ => "deny",
-    };
+    let d = DECISIONS
+        .iter()
+        .position(|d| *d == decision)
+        .unwrap_or(DECISIONS.len() - 1);
+    let decision = DECISIONS[d];
+    if let Some(counters) = DECISION_COUNTERS.get() {
+        let m = METHODS
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(METHODS.len());
+        counters[d * (METHODS.len() + 1) + m].increment(1);
+        return;
+    }
     metrics::counter!(
         "mcpgate_policy_decisions_total",
         "decision" => decision,

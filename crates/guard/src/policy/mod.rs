@@ -533,9 +533,11 @@ impl Policy {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let uses_annotations = compiled
-            .iter()
-            .any(|r| !r.annotations.is_empty() || !r.tags.is_empty());
+        // Expressions may read `target.annotations` and `target.tags` too.
+        let uses_annotations = global.when.is_some()
+            || compiled.iter().any(|r| {
+                !r.annotations.is_empty() || !r.tags.is_empty() || r.conditions.when.is_some()
+            });
         let names = all_names.build().map_err(|e| {
             vec![PolicyError {
                 key: "policy".into(),
@@ -555,7 +557,8 @@ impl Policy {
         })
     }
 
-    /// Whether any rule selects on tool annotations or tags (the gateway then learns them).
+    /// Whether any rule selects on tool annotations or tags, or has an expression that may
+    /// read them (the gateway then learns them from lists).
     pub fn uses_annotations(&self) -> bool {
         self.uses_annotations
     }
