@@ -172,6 +172,9 @@ pub fn layer(
     config: &Config,
 ) -> BearerAuthLayer {
     BearerAuthLayer::from_arc(verifier, resource)
+        .allow_anonymous(
+            !config.auth.anonymous_methods.is_empty() || !config.auth.anonymous_tools.is_empty(),
+        )
         .scope_names(scope_names(config))
         .required_scopes(config.auth.required_scopes.iter().map(Scope::new))
 }

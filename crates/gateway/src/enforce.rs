@@ -264,6 +264,45 @@ impl Enforcer {
         })
     }
 
+    /// The scopes a step-up rule asks for `aim` from a caller without any (the anonymous
+    /// caller), for the challenge of a request without a token; empty when no rule would
+    /// step up.
+    pub fn step_up_scopes(&self, aim: &Aim) -> Vec<mcpgate_guard::Scope> {
+        let method = match aim.kind {
+            Kind::Tool => "tools/call",
+            Kind::Prompt => "prompts/get",
+            _ => "resources/read",
+        };
+        let caller = Caller {
+            principal: &self.anonymous,
+            method,
+        };
+        let table = self
+            .learns()
+            .then(|| self.tools.get(&Owner::of(&self.anonymous)))
+            .flatten();
+        let tools = table.as_ref().map(|t| t.read().expect("tools lock"));
+        let entry = (aim.kind == Kind::Tool)
+            .then(|| tools.as_ref().and_then(|t| t.get(&aim.name)))
+            .flatten();
+        let no_tags = Vec::new();
+        let target = Target {
+            kind: aim.kind,
+            name: &aim.name,
+            annotations: entry.map(|e| &e.annotations),
+            tags: entry.map_or(&no_tags, |e| &e.tags),
+            known: entry.is_some(),
+        };
+        match self
+            .policy
+            .decide_call(&self.trim, &caller, &target)
+            .verdict
+        {
+            Verdict::Challenge { scopes } => scopes,
+            _ => Vec::new(),
+        }
+    }
+
     /// Forgets rate-limit allowances that are full again.
     pub fn forget_idle(&self) {
         self.limits.forget_idle();

@@ -5,6 +5,7 @@
 //! upstreams ([`upstream`]) and the operational parts. The `mcpgate` binary is a thin `main`
 //! over [`commands`].
 
+pub mod anonymous;
 pub mod audit;
 pub mod auth;
 pub mod cli;

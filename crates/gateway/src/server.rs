@@ -156,6 +156,21 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
                 .max_body_bytes_in_flight
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
         )),
+        anonymous: match &guard {
+            Guard::Verify(_) => crate::anonymous::Anonymous::new(
+                &config.auth.anonymous_methods,
+                &config.auth.anonymous_tools,
+                resource.metadata_url().to_string(),
+                config
+                    .auth
+                    .required_scopes
+                    .iter()
+                    .map(mcpgate_guard::Scope::new)
+                    .collect(),
+                crate::auth::scope_names(config),
+            )?,
+            _ => None,
+        },
     });
     let health = Arc::new(Health::new(Arc::clone(&gateway), verifier.clone()));
 
@@ -229,6 +244,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         trusted: Arc::clone(&trusted),
         unauthenticated,
         verifier: verifier.clone(),
+        counts_anonymous: gateway.anonymous.is_some(),
     });
     let cors = cors_layer();
     let app = Router::new()
@@ -375,6 +391,8 @@ struct Front {
     unauthenticated: Option<Arc<crate::ratelimit::Unauthenticated>>,
     /// Lets callers whose token it accepted recently through a blocked address.
     verifier: Option<Arc<dyn mcpgate_guard::TokenVerifier>>,
+    /// Whether requests without credentials are served (anonymous access), and so counted.
+    counts_anonymous: bool,
 }
 
 async fn front_door(
@@ -414,8 +432,12 @@ async fn front_door(
             .insert(header::RETRY_AFTER, retry_after(wait));
         return r;
     }
+    // Requests without credentials count too: anonymous access (when on) is bounded per
+    // address like refusals.
+    let anonymous =
+        front.counts_anonymous && !request.headers().contains_key(header::AUTHORIZATION);
     let response = next.run(request).await;
-    if response.status() == StatusCode::UNAUTHORIZED
+    if (response.status() == StatusCode::UNAUTHORIZED || anonymous)
         && let Some(ip) = ip
     {
         limiter.refused(ip);

@@ -46,6 +46,8 @@ struct Shared {
     names: ScopeNames,
     /// `required` as named in challenges.
     advertised: Vec<Scope>,
+    /// Requests without any credentials go on, without a principal.
+    anonymous: bool,
 }
 
 impl BearerAuthLayer {
@@ -63,6 +65,7 @@ impl BearerAuthLayer {
                 required: Vec::new(),
                 names: ScopeNames::default(),
                 advertised: Vec::new(),
+                anonymous: false,
             }),
         }
     }
@@ -73,6 +76,19 @@ impl BearerAuthLayer {
         let mut shared = (*self.shared).clone();
         shared.required = scopes.into_iter().collect();
         shared.advertised = shared.names.advertise(&shared.required);
+        BearerAuthLayer {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Lets requests without any credentials (no `Authorization` header, no other scheme)
+    /// through to the service, without a [`Principal`], for it to decide what the anonymous
+    /// caller may do (lazy authentication). Credentials that are present are still verified,
+    /// and refused when they fail.
+    #[must_use]
+    pub fn allow_anonymous(self, allow: bool) -> Self {
+        let mut shared = (*self.shared).clone();
+        shared.anonymous = allow;
         BearerAuthLayer {
             shared: Arc::new(shared),
         }
@@ -187,6 +203,11 @@ where
             match authenticate(&shared, req.headers(), req.uri()).await {
                 Ok(principal) => {
                     req.extensions_mut().insert(principal);
+                    inner.call(req).await
+                }
+                Err(Denial::MissingToken)
+                    if shared.anonymous && !req.headers().contains_key(header::AUTHORIZATION) =>
+                {
                     inner.call(req).await
                 }
                 Err(denial) => Ok(denial

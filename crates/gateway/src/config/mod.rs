@@ -247,6 +247,12 @@ pub struct AuthConfig {
     pub scopes_supported: Option<Vec<String>>,
     /// Advertised scope name → the name tokens carry (what is checked).
     pub scope_map: BTreeMap<String, String>,
+    /// Methods allowed without a token (lazy authentication).
+    #[serde(deserialize_with = "values::list::deserialize")]
+    pub anonymous_methods: Vec<String>,
+    /// Tools (globs) that may be called without a token.
+    #[serde(deserialize_with = "values::list::deserialize")]
+    pub anonymous_tools: Vec<String>,
     /// Allowed clock skew for `exp` and `nbf`.
     #[serde(with = "values::duration")]
     pub leeway: Duration,
@@ -418,6 +424,8 @@ impl Default for AuthConfig {
             required_scopes: Vec::new(),
             scopes_supported: None,
             scope_map: BTreeMap::new(),
+            anonymous_methods: Vec::new(),
+            anonymous_tools: Vec::new(),
             leeway: Duration::from_secs(30),
             max_token_bytes: mcpgate_guard::DEFAULT_MAX_TOKEN_BYTES,
             cache_ttl: Duration::from_secs(300),

@@ -265,6 +265,18 @@ pub const SETTINGS: &[Setting] = &[
         "Scopes clients must request under another name than the one tokens carry: `{ \"api://<app-id>/mcp\" = \"mcp\" }` (Microsoft Entra ID: clients request `api://<app-id>/mcp`, tokens carry `scp: mcp`). Required scopes, policy rules and checks use the name in the token; `scopes_supported` and the `scope` of every challenge use the advertised name.",
     ),
     s(
+        "auth.anonymous_methods",
+        None,
+        "list",
+        "Lazy authentication: methods answered without a token — any of `initialize`, `ping`, `server/discover`, `tools/list`, `resources/list`, `resources/templates/list`, `prompts/list`, `logging/setLevel` (their notifications and the client's answers go along). Any other request without a token gets the 401 challenge, naming the scopes it needs. A request with a token that is refused is refused, as always. Anonymous callers count against `http.unauthenticated_per_address`, and the policy sees them as the subject `anonymous` with no scopes. `jwt`, `introspection` and `static` modes.",
+    ),
+    s(
+        "auth.anonymous_tools",
+        None,
+        "list",
+        "Tools (globs) that may be called without a token. A call to another tool without one gets HTTP 401 with the challenge (and the scopes of the policy's step-up rule for that tool, if one applies); its body is a failed tool result carrying the same challenge in `_meta[\"mcp/www_authenticate\"]`, for clients that read results rather than act on the status (ChatGPT, Codex).",
+    ),
+    s(
         "auth.leeway",
         None,
         "duration",

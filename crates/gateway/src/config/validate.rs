@@ -362,6 +362,38 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
             );
         }
     }
+    if !auth.anonymous_methods.is_empty() || !auth.anonymous_tools.is_empty() {
+        if !matches!(
+            auth.mode,
+            AuthMode::Jwt | AuthMode::Introspection | AuthMode::Static
+        ) {
+            err(
+                "auth.anonymous_methods",
+                format!(
+                    "anonymous access is for the modes that verify tokens (`jwt`, `introspection`, `static`), not `{}`",
+                    auth.mode.as_str()
+                ),
+            );
+        }
+        for method in &auth.anonymous_methods {
+            if !crate::anonymous::ALLOWED_METHODS.contains(&method.as_str()) {
+                err(
+                    "auth.anonymous_methods",
+                    format!(
+                        "`{method}` cannot be allowed without a token; allowed are {} (public tools go in auth.anonymous_tools)",
+                        crate::anonymous::ALLOWED_METHODS.join(", ")
+                    ),
+                );
+            }
+        }
+        for pattern in &auth.anonymous_tools {
+            if pattern.is_empty() {
+                err("auth.anonymous_tools", "entries must not be empty".into());
+            } else if let Err(e) = globset::Glob::new(pattern) {
+                err("auth.anonymous_tools", format!("`{pattern}`: {e}"));
+            }
+        }
+    }
     for (advertised, checked) in &auth.scope_map {
         for name in [advertised, checked] {
             if let Err(e) = Scope::parse(name) {

@@ -655,6 +655,12 @@ pub fn error_body(id: Option<&RawValue>, code: i64, message: &str) -> String {
     format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#)
 }
 
+/// A JSON-RPC result body for `id`.
+pub fn result_body(id: Option<&RawValue>, result: &serde_json::Value) -> String {
+    let id = id.map(RawValue::get).unwrap_or("null");
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)
+}
+
 /// A JSON-RPC error response with `status`. `id` is echoed when known; MCP clients (and the
 /// schema) expect it whenever the request could be read.
 pub fn error_response(

@@ -78,6 +78,8 @@ pub struct Gateway {
     /// Bytes of request bodies held at once, by all requests together
     /// (`http.max_body_bytes_in_flight`).
     pub bodies: Arc<tokio::sync::Semaphore>,
+    /// What may be done without a token (`None`: nothing, or auth is off).
+    pub anonymous: Option<crate::anonymous::Anonymous>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -352,6 +354,19 @@ pub async fn post(
             );
         }
     };
+    // Without a token (the auth layer let it through: anonymous access is on), only what is
+    // allowed anonymously goes on; anything else gets the challenge that starts the sign-in.
+    if who.is_none()
+        && let Some(anonymous) = &gw.anonymous
+        && let Some(challenge) = anonymous.refusal(&message, aim.as_ref(), |aim| {
+            gw.enforcer
+                .as_ref()
+                .map(|e| e.step_up_scopes(aim))
+                .unwrap_or_default()
+        })
+    {
+        return challenge;
+    }
     let mut pending = None;
     if let Some(enforcer) = &gw.enforcer {
         let principal = who.as_ref().map(|axum::Extension(p)| p);
