@@ -9,8 +9,8 @@ use axum::middleware::Next;
 use mcpgate_guard::challenge::ScopeNames;
 use mcpgate_guard::{
     Audience, BearerAuthLayer, ClaimRules, ClientAuth, ClientId, IntrospectionVerifier,
-    JwksOptions, JwtVerifier, Principal, ProtectedResource, ResourceUrl, Scope, StaticTokens,
-    Subject, TokenVerifier, bearer_token,
+    IssuerPattern, Issuers, JwksOptions, JwtVerifier, Principal, ProtectedResource, ResourceUrl,
+    Scope, StaticTokens, Subject, TokenVerifier, bearer_token,
 };
 
 use crate::config::{AuthMode, Config, IntrospectionAuthMethod};
@@ -32,7 +32,11 @@ pub fn protected_resource(config: &Config) -> Result<ProtectedResource, String> 
         .map_err(|e| format!("public_url: {e}"))?;
     let mut pr = ProtectedResource::new(resource).resource_name("mcpgate");
     let servers = if config.auth.authorization_servers.is_empty() {
-        config.auth.issuer_url.iter().cloned().collect()
+        let mut all: Vec<String> = config.auth.issuer_url.iter().cloned().collect();
+        for issuer in &config.auth.issuers {
+            all.extend(issuer_pattern(issuer)?.issuers());
+        }
+        all
     } else {
         config.auth.authorization_servers.clone()
     };
@@ -96,6 +100,61 @@ pub fn guard(config: &Config, resource: &ProtectedResource) -> Result<Guard, Str
                 (t.token.expose().to_owned(), p.build())
             });
             Guard::Verify(Arc::new(StaticTokens::new(tokens)))
+        }
+        AuthMode::Jwt if !auth.issuers.is_empty() => {
+            let allowed = crate::config::validate_algorithms(&auth.algorithms)?;
+            let options = JwksOptions {
+                min_refresh_interval: auth.jwks_refresh_interval,
+                max_age: auth.jwks_max_age,
+                ..JwksOptions::default()
+            };
+            let mut issuers = Issuers::new().max_token_bytes(auth.max_token_bytes);
+            let base = |issuer: Option<String>, audience: &[String]| {
+                let mut r = rules();
+                r.issuer = issuer;
+                if !audience.is_empty() {
+                    r.audiences = audience.iter().map(Audience::new).collect();
+                }
+                JwtVerifier::builder(r)
+                    .algorithms(allowed.clone())
+                    .max_token_bytes(auth.max_token_bytes)
+                    .cache(cache_capacity, auth.cache_ttl)
+            };
+            if let Some(issuer) = &auth.issuer_url {
+                let mut builder = base(Some(issuer.clone()), &[]);
+                if let Some(url) = &auth.jwks_uri {
+                    builder = builder.jwks(url.clone(), options.clone());
+                } else if let Some(path) = &auth.jwt_public_key {
+                    builder = builder.public_key_pem(read_pem("auth.jwt_public_key", path)?);
+                } else if let Some(secret) = &auth.hmac_secret {
+                    builder = builder.hmac_secret(secret.expose().as_bytes().to_vec());
+                } else {
+                    builder = builder.jwks_from_issuer(issuer.clone(), options.clone());
+                }
+                let verifier = builder.build().map_err(|e| format!("auth: {e}"))?;
+                issuers = issuers.issuer(IssuerPattern::exact(issuer.clone()), verifier);
+            }
+            for (i, entry) in auth.issuers.iter().enumerate() {
+                let pattern = issuer_pattern(entry)?;
+                let exact = matches!(pattern, IssuerPattern::Exact(_));
+                // A template's issuer is checked against its tenants by `Issuers`.
+                let mut builder = base(exact.then(|| entry.issuer_url.clone()), &entry.audience);
+                if let Some(url) = &entry.jwks_uri {
+                    builder = builder.jwks(url.clone(), options.clone());
+                } else if let Some(path) = &entry.jwt_public_key {
+                    builder = builder.public_key_pem(read_pem(
+                        &format!("auth.issuers[{i}].jwt_public_key"),
+                        path,
+                    )?);
+                } else {
+                    builder = builder.jwks_from_issuer(entry.issuer_url.clone(), options.clone());
+                }
+                let verifier = builder
+                    .build()
+                    .map_err(|e| format!("auth.issuers[{i}]: {e}"))?;
+                issuers = issuers.issuer(pattern, verifier);
+            }
+            Guard::Verify(Arc::new(issuers))
         }
         AuthMode::Jwt => {
             let allowed = crate::config::validate_algorithms(&auth.algorithms)?;
@@ -163,6 +222,20 @@ pub fn guard(config: &Config, resource: &ProtectedResource) -> Result<Guard, Str
             return Err("auth.mode: `issuer` is not available in this release".into());
         }
     })
+}
+
+/// What `iss` values an `[[auth.issuers]]` entry accepts.
+fn issuer_pattern(entry: &crate::config::IssuerConfig) -> Result<IssuerPattern, String> {
+    if entry.issuer_url.contains("{tenant}") {
+        IssuerPattern::tenants(&entry.issuer_url, entry.tenants.iter().cloned())
+            .map_err(|e| format!("auth.issuers: `{}`: {e}", entry.issuer_url))
+    } else {
+        Ok(IssuerPattern::exact(entry.issuer_url.clone()))
+    }
+}
+
+fn read_pem(key: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{key}: cannot read `{}`: {e}", path.display()))
 }
 
 /// The layer that verifies tokens for `/mcp`.

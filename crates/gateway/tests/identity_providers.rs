@@ -390,3 +390,166 @@ async fn a_scope_map_naming_one_checked_scope_twice_is_refused_at_load() {
     assert_ne!(code, 0);
     assert!(stderr.contains("auth.scope_map"), "{stderr}");
 }
+
+#[tokio::test]
+async fn two_issuers_at_once_each_with_its_own_keys_and_audience() {
+    // The old provider (discovered) and the new one (explicit JWKS, its own audience).
+    let old = Provider::start().await;
+    let old_issuer = old.idp.base.clone();
+    old.publish("/.well-known/oauth-authorization-server", &old_issuer);
+    let new_key = TestKey::rsa(2, "new-1");
+    let new_idp = FakeIdp::start(jwks(&[&new_key])).await;
+    let new_issuer = format!("{}/tenant-b", new_idp.base);
+    let issuers = format!(
+        r#"[{{ issuer_url = "{new_issuer}", jwks_uri = "{}", audience = ["api://mcp-new"] }}]"#,
+        new_idp.jwks_url()
+    );
+    let gw = Gateway::start(
+        &[
+            "--auth",
+            "jwt",
+            "--issuer-url",
+            &old_issuer,
+            "--upstream-url",
+            &old.upstream.url,
+        ],
+        &[
+            ("MCPGATE_AUTH_JWKS_REFRESH_INTERVAL", "1s"),
+            ("MCPGATE_AUTH_ISSUERS", &issuers),
+        ],
+    )
+    .await;
+    wait_ready(&gw).await;
+    // Both are advertised.
+    let prm: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        gw.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        prm["authorization_servers"],
+        json!([old_issuer, new_issuer])
+    );
+    // Each issuer's tokens, with its own key and audience, are accepted.
+    let t_old = old.key.sign(&claims(&old_issuer, &gw.mcp, "alice", "mcp"));
+    assert!(lists_tools(&gw, &t_old).await.is_ok());
+    let t_new = new_key.sign(&claims(&new_issuer, "api://mcp-new", "alice", "mcp"));
+    assert!(lists_tools(&gw, &t_new).await.is_ok());
+    // Crossing them is refused: another issuer's key, another issuer's audience, an
+    // issuer nobody trusts, a spelling of a trusted one.
+    for bad in [
+        old.key
+            .sign(&claims(&new_issuer, "api://mcp-new", "alice", "mcp")),
+        new_key.sign(&claims(&old_issuer, &gw.mcp, "alice", "mcp")),
+        new_key.sign(&claims(&new_issuer, &gw.mcp, "alice", "mcp")),
+        new_key.sign(&claims(
+            "https://evil.example",
+            "api://mcp-new",
+            "alice",
+            "mcp",
+        )),
+        new_key.sign(&claims(
+            &format!("{new_issuer}/"),
+            "api://mcp-new",
+            "alice",
+            "mcp",
+        )),
+    ] {
+        assert!(lists_tools(&gw, &bad).await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn an_entra_multi_tenant_issuer_accepts_the_listed_tenants_only() {
+    let p = Provider::start().await;
+    let template = format!("{}/{{tenant}}/v2.0", p.idp.base);
+    let issuers = format!(
+        r#"[{{ issuer_url = "{template}", tenants = ["72f988bf-86f1-41af", "contoso"], jwks_uri = "{}", audience = ["6e8f0c1a-app"] }}]"#,
+        p.idp.jwks_url()
+    );
+    let gw = Gateway::start(
+        &["--auth", "jwt", "--upstream-url", &p.upstream.url],
+        &[("MCPGATE_AUTH_ISSUERS", &issuers)],
+    )
+    .await;
+    wait_ready(&gw).await;
+    let tenant = |t: &str| format!("{}/{t}/v2.0", p.idp.base);
+    let prm: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        gw.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        prm["authorization_servers"],
+        json!([tenant("72f988bf-86f1-41af"), tenant("contoso")])
+    );
+    for ok in ["72f988bf-86f1-41af", "contoso"] {
+        let t = p
+            .key
+            .sign(&claims(&tenant(ok), "6e8f0c1a-app", "alice", "mcp"));
+        assert!(lists_tools(&gw, &t).await.is_ok(), "{ok}");
+    }
+    for bad in [
+        tenant("fabrikam"),
+        tenant("contoso/x"),
+        tenant("Contoso"),
+        format!("{}/contoso/v2.0/", p.idp.base),
+        format!("{}//v2.0", p.idp.base),
+    ] {
+        let t = p.key.sign(&claims(&bad, "6e8f0c1a-app", "alice", "mcp"));
+        assert!(lists_tools(&gw, &t).await.is_err(), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn issuer_lists_that_cannot_work_are_refused_at_load_naming_the_entry() {
+    for (issuers, key) in [
+        (
+            r#"[{ issuer_url = "https://x/{tenant}/v2.0" }]"#,
+            "auth.issuers[0].tenants",
+        ),
+        (
+            r#"[{ issuer_url = "https://x/{tenant}/v2.0", tenants = ["a"] }]"#,
+            "auth.issuers[0].jwks_uri",
+        ),
+        (
+            r#"[{ issuer_url = "https://x", tenants = ["a"] }]"#,
+            "auth.issuers[0].tenants",
+        ),
+        (
+            r#"[{ issuer_url = "not a url" }]"#,
+            "auth.issuers[0].issuer_url",
+        ),
+        (
+            r#"[{ issuer_url = "https://idp.example" }]"#,
+            "auth.issuers[0].issuer_url",
+        ),
+        (
+            r#"[{ issuer_url = "https://y", audiance = ["x"] }]"#,
+            "audiance",
+        ),
+    ] {
+        let (code, _, stderr) = common::run(
+            &[
+                "check-config",
+                "--auth",
+                "jwt",
+                "--issuer-url",
+                "https://idp.example",
+                "--upstream-url",
+                "http://127.0.0.1:9/mcp",
+            ],
+            &[("MCPGATE_AUTH_ISSUERS", issuers)],
+        );
+        assert_ne!(code, 0, "{issuers}");
+        assert!(stderr.contains(key), "{issuers}: {stderr}");
+    }
+}

@@ -280,6 +280,28 @@ pub struct AuthConfig {
     pub introspection_timeout: Duration,
     /// Development tokens (`static` mode).
     pub static_tokens: Vec<StaticTokenConfig>,
+    /// More trusted issuers (`jwt` mode), each with its own keys and audience.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// One more trusted issuer (`[[auth.issuers]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Its issuer identifier, as in `iss`; with `{tenant}` for a multi-tenant issuer.
+    pub issuer_url: String,
+    /// The tenants a `{tenant}` template accepts.
+    #[serde(default, deserialize_with = "values::list::deserialize")]
+    pub tenants: Vec<String>,
+    /// Its JWKS (default: discovered from its metadata).
+    #[serde(default)]
+    pub jwks_uri: Option<Url>,
+    /// A PEM public key instead of a JWKS.
+    #[serde(default)]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Accepted `aud` values (default: `auth.audience`, or the resource URL).
+    #[serde(default, deserialize_with = "values::list::deserialize")]
+    pub audience: Vec<String>,
 }
 
 /// One development token.
@@ -437,6 +459,7 @@ impl Default for AuthConfig {
             introspection_auth_method: IntrospectionAuthMethod::ClientSecretBasic,
             introspection_timeout: Duration::from_secs(5),
             static_tokens: Vec::new(),
+            issuers: Vec::new(),
         }
     }
 }

@@ -340,6 +340,12 @@ pub const SETTINGS: &[Setting] = &[
         "array of tables",
         "Development tokens (`static` mode, needs `dev`): `[{ token = \"…\", subject = \"alice\", scopes = [\"mcp\"], client_id = \"cli\" }]`.",
     ),
+    s(
+        "auth.issuers",
+        None,
+        "array of tables",
+        "More trusted issuers (`jwt` mode), for a migration between providers or a multi-tenant application: see docs/modes/jwt.md for an Entra ID multi-tenant example (`issuer_url` with `{tenant}`, and `tenants`). Each has its own keys (`jwks_uri`, `jwt_public_key`, or discovered from its metadata when neither is given and it is not a template) and audience (default: `auth.audience`, or the resource URL); a token is checked by the issuer its `iss` names, exactly, and refused when none does. All are advertised in the metadata's `authorization_servers`, with `auth.issuer_url` if set.",
+    ),
     secret(
         "session.key",
         "base64, 32 bytes",

@@ -224,7 +224,7 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
     // Authentication.
     let auth = &config.auth;
     let needs_issuer = |err: &mut dyn FnMut(&str, String), mode: &str| {
-        if auth.issuer_url.is_none() {
+        if auth.issuer_url.is_none() && (mode != "jwt" || auth.issuers.is_empty()) {
             err(
                 "auth.issuer_url",
                 format!(
@@ -282,6 +282,38 @@ pub(super) fn check(config: &Config) -> Result<(), Vec<ConfigError>> {
         AuthMode::Jwt => {
             needs_issuer(&mut err, "jwt");
             let sources = [auth.jwks_uri.is_some(), auth.jwt_public_key.is_some(), auth.hmac_secret.is_some()];
+            for (i, issuer) in auth.issuers.iter().enumerate() {
+                let key = format!("auth.issuers[{i}]");
+                let template = issuer.issuer_url.contains("{tenant}");
+                let url = issuer.issuer_url.replace("{tenant}", "tenant");
+                match url::Url::parse(&url) {
+                    Ok(u) if matches!(u.scheme(), "https" | "http") && u.host_str().is_some() && u.query().is_none() && u.fragment().is_none() => {}
+                    _ => err(&format!("{key}.issuer_url"), format!("`{}` is not an http(s) URL without query or fragment", issuer.issuer_url)),
+                }
+                if template {
+                    if let Err(e) = mcpgate_guard::IssuerPattern::tenants(&issuer.issuer_url, issuer.tenants.iter().cloned()) {
+                        err(&format!("{key}.tenants"), e.to_string());
+                    }
+                    if issuer.jwks_uri.is_none() && issuer.jwt_public_key.is_none() {
+                        err(&format!("{key}.jwks_uri"), "a `{tenant}` issuer needs jwks_uri or jwt_public_key (its metadata is per tenant)".into());
+                    }
+                } else if !issuer.tenants.is_empty() {
+                    err(&format!("{key}.tenants"), "tenants need `{tenant}` in issuer_url".into());
+                }
+                if issuer.jwks_uri.is_some() && issuer.jwt_public_key.is_some() {
+                    err(&format!("{key}.jwks_uri"), "give only one of jwks_uri, jwt_public_key".into());
+                }
+                if let Some(path) = &issuer.jwt_public_key
+                    && let Err(e) = std::fs::read(path)
+                {
+                    err(&format!("{key}.jwt_public_key"), format!("cannot read `{}`: {e}", path.display()));
+                }
+                let twice = auth.issuers[..i].iter().any(|o| o.issuer_url == issuer.issuer_url)
+                    || auth.issuer_url.as_deref() == Some(issuer.issuer_url.as_str());
+                if twice {
+                    err(&format!("{key}.issuer_url"), format!("`{}` is trusted twice", issuer.issuer_url));
+                }
+            }
             match sources.iter().filter(|s| **s).count() {
                 // Keys from the issuer's metadata (RFC 8414 / OpenID discovery).
                 0 => {
