@@ -73,6 +73,9 @@ pub enum TokenError {
     /// The introspection endpoint says the token is not active.
     #[error("token is not active (introspection)")]
     Inactive,
+    /// The token was revoked ([`crate::RevocationCheck`]).
+    #[error("token was revoked")]
+    Revoked,
     /// A static token that is not configured.
     #[error("unknown static token")]
     UnknownToken,

@@ -29,6 +29,7 @@ use crate::claims::ClaimRules;
 use crate::error::{Malformed, Rejection, TokenError, printable};
 use crate::jwks::{JwksOptions, JwksSource};
 use crate::keys::{ALL_ALGORITHMS, KeyError, VerificationKey};
+use crate::principal::Principal;
 use crate::verifier::{BoxFuture, TokenVerifier, VerifiedCache, VerifyResult, check_size, digest};
 
 /// Default largest token accepted, in bytes.
@@ -37,6 +38,69 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 enum Keys {
     Static(Vec<VerificationKey>),
     Jwks(Arc<JwksSource>),
+    Ring(Arc<KeyRing>),
+}
+
+/// Verification keys supplied in process — an authorization server in the same process
+/// hands its signing keys' public halves to the verifier directly, no HTTP round trip — and
+/// replaced as keys rotate. Tokens verified with a key that is later withdrawn are no longer
+/// served from the verified-token cache.
+#[derive(Default)]
+pub struct KeyRing {
+    keys: arc_swap::ArcSwap<Vec<VerificationKey>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("keys", &self.keys.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyRing {
+    /// A ring holding `keys`.
+    pub fn new(keys: Vec<VerificationKey>) -> Self {
+        KeyRing {
+            keys: arc_swap::ArcSwap::from_pointee(keys),
+            generation: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Puts `keys` in service instead of the current ones. When a key in service is not
+    /// among them, tokens it verified stop being trusted from the cache.
+    pub fn replace(&self, keys: Vec<VerificationKey>) {
+        let old = self.keys.load();
+        let withdrawn = old.iter().any(|k| {
+            !keys
+                .iter()
+                .any(|n| n.kid == k.kid && n.algorithms == k.algorithms)
+        });
+        self.keys.store(Arc::new(keys));
+        if withdrawn {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
+    /// The keys in service.
+    pub fn keys(&self) -> Arc<Vec<VerificationKey>> {
+        self.keys.load_full()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Whether a token that verified has been revoked since: consulted on every verification,
+/// cached ones included, so a revocation takes effect at once. An authorization server in
+/// the same process implements it over its grants (by `jti`, or by subject and client).
+/// It must be cheap and must not block: it runs on every request.
+pub trait RevocationCheck: Send + Sync + 'static {
+    /// Whether `principal`'s token (its claims are in `principal.claims`) is revoked.
+    fn is_revoked(&self, principal: &Principal) -> bool;
 }
 
 /// Verifies JWT access tokens.
@@ -46,6 +110,7 @@ pub struct JwtVerifier {
     rules: ClaimRules,
     max_token_bytes: usize,
     cache: VerifiedCache,
+    revocation: Option<Arc<dyn RevocationCheck>>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -53,6 +118,7 @@ impl std::fmt::Debug for JwtVerifier {
         let keys = match &self.keys {
             Keys::Static(k) => format!("{} static key(s)", k.len()),
             Keys::Jwks(src) => format!("{src:?}"),
+            Keys::Ring(ring) => format!("{ring:?}"),
         };
         f.debug_struct("JwtVerifier")
             .field("keys", &keys)
@@ -72,11 +138,13 @@ pub struct JwtVerifierBuilder {
     cache_capacity: u64,
     cache_ttl: Duration,
     client: Option<reqwest::Client>,
+    revocation: Option<Arc<dyn RevocationCheck>>,
 }
 
 enum KeySource {
     Jwks(Url, JwksOptions),
     Discover(String, JwksOptions),
+    Ring(Arc<KeyRing>),
     Pem(Vec<u8>),
     Hmac(Vec<u8>),
 }
@@ -109,6 +177,19 @@ impl JwtVerifierBuilder {
     /// discovered on [`TokenVerifier::warm_up`] or the first token (see [`crate::discovery`]).
     pub fn jwks_from_issuer(mut self, issuer: impl Into<String>, options: JwksOptions) -> Self {
         self.source = Some(KeySource::Discover(issuer.into(), options));
+        self
+    }
+
+    /// Verifies with the keys of `ring`, supplied and rotated in process.
+    pub fn key_ring(mut self, ring: Arc<KeyRing>) -> Self {
+        self.source = Some(KeySource::Ring(ring));
+        self
+    }
+
+    /// Consults `check` on every verification (cached ones included); a revoked token is
+    /// refused with [`TokenError::Revoked`].
+    pub fn revocation(mut self, check: Arc<dyn RevocationCheck>) -> Self {
+        self.revocation = Some(check);
         self
     }
 
@@ -173,6 +254,7 @@ impl JwtVerifierBuilder {
                     options,
                 )))
             }
+            KeySource::Ring(ring) => Keys::Ring(ring),
             KeySource::Discover(issuer, options) => {
                 let client = client(self.client, &options)?;
                 Keys::Jwks(Arc::new(JwksSource::from_issuer(
@@ -189,6 +271,7 @@ impl JwtVerifierBuilder {
             rules: self.rules,
             max_token_bytes: self.max_token_bytes,
             cache: VerifiedCache::new(self.cache_capacity, self.cache_ttl),
+            revocation: self.revocation,
         })
     }
 }
@@ -219,6 +302,7 @@ impl JwtVerifier {
             cache_capacity: 10_000,
             cache_ttl: Duration::from_secs(300),
             client: None,
+            revocation: None,
         }
     }
 
@@ -226,7 +310,7 @@ impl JwtVerifier {
     pub fn jwks(&self) -> Option<&Arc<JwksSource>> {
         match &self.keys {
             Keys::Jwks(src) => Some(src),
-            Keys::Static(_) => None,
+            Keys::Static(_) | Keys::Ring(_) => None,
         }
     }
 
@@ -236,6 +320,18 @@ impl JwtVerifier {
         match &self.keys {
             Keys::Static(_) => 0,
             Keys::Jwks(source) => source.generation(),
+            Keys::Ring(ring) => ring.generation(),
+        }
+    }
+
+    fn unless_revoked(&self, principal: Arc<Principal>) -> VerifyResult {
+        match &self.revocation {
+            Some(check) if check.is_revoked(&principal) => Err(Rejection {
+                reason: TokenError::Revoked,
+                subject: Some(principal.subject.clone()),
+                client_id: principal.client_id.clone(),
+            }),
+            _ => Ok(principal),
         }
     }
 
@@ -249,6 +345,7 @@ impl JwtVerifier {
         }
         match &self.keys {
             Keys::Static(keys) => verify_with(keys, header.kid.as_deref(), header.alg, token),
+            Keys::Ring(ring) => verify_with(&ring.keys(), header.kid.as_deref(), header.alg, token),
             Keys::Jwks(source) => {
                 let mut refreshed = false;
                 loop {
@@ -395,12 +492,12 @@ impl TokenVerifier for JwtVerifier {
             let key = digest(token);
             let generation = self.key_generation();
             if let Some(principal) = self.cache.get(&key, generation) {
-                return Ok(principal);
+                return self.unless_revoked(principal);
             }
             let claims = self.verify_uncached(token).await?;
             let principal = Arc::new(self.rules.check(claims, SystemTime::now())?);
             self.cache.insert(key, Arc::clone(&principal), generation);
-            Ok(principal)
+            self.unless_revoked(principal)
         })
     }
 
@@ -408,6 +505,7 @@ impl TokenVerifier for JwtVerifier {
         match &self.keys {
             Keys::Static(_) => true,
             Keys::Jwks(source) => source.is_loaded(),
+            Keys::Ring(ring) => !ring.keys().is_empty(),
         }
     }
 
@@ -416,13 +514,13 @@ impl TokenVerifier for JwtVerifier {
             && self
                 .cache
                 .get(&digest(token), self.key_generation())
-                .is_some()
+                .is_some_and(|p| self.unless_revoked(p).is_ok())
     }
 
     fn warm_up(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             match &self.keys {
-                Keys::Static(_) => Ok(()),
+                Keys::Static(_) | Keys::Ring(_) => Ok(()),
                 Keys::Jwks(source) => source.refresh().await.map(|_| ()),
             }
         })

@@ -58,7 +58,10 @@ pub use introspection::{ClientAuth, IntrospectionVerifier, IntrospectionVerifier
 pub use issuers::{IssuerPattern, IssuerPatternError, Issuers};
 pub use jsonwebtoken::Algorithm;
 pub use jwks::{JwksOptions, JwksSource};
-pub use jwt::{DEFAULT_MAX_TOKEN_BYTES, JwtConfigError, JwtVerifier, JwtVerifierBuilder};
+pub use jwt::{
+    DEFAULT_MAX_TOKEN_BYTES, JwtConfigError, JwtVerifier, JwtVerifierBuilder, KeyRing,
+    RevocationCheck,
+};
 pub use keys::{ALL_ALGORITHMS, KeyError, VerificationKey};
 pub use layer::{BearerAuth, BearerAuthLayer, bearer_token};
 pub use metadata::{ProtectedResource, ProtectedResourceMetadata};

@@ -567,3 +567,72 @@ async fn unknown_kid_while_the_jwks_host_is_down_is_unavailable_not_invalid() {
     ));
     v.verify(&key.sign(&good_claims())).await.unwrap();
 }
+
+fn ring_key(key: &TestKey) -> mcpgate_guard::VerificationKey {
+    let jwk: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value(jwks(&[key])["keys"][0].clone()).unwrap();
+    mcpgate_guard::VerificationKey::from_jwk(&jwk, &mcpgate_guard::ALL_ALGORITHMS).unwrap()
+}
+
+#[tokio::test]
+async fn keys_supplied_in_process_verify_and_a_withdrawn_key_stops_trusting_cached_tokens() {
+    let k1 = TestKey::rsa(1, "k1");
+    let k2 = TestKey::rsa(2, "k2");
+    let ring = std::sync::Arc::new(mcpgate_guard::KeyRing::new(vec![ring_key(&k1)]));
+    let verifier = JwtVerifier::builder(rules())
+        .key_ring(std::sync::Arc::clone(&ring))
+        .build()
+        .unwrap();
+    assert!(verifier.is_ready());
+    let old = k1.sign(&good_claims());
+    assert!(verifier.verify(&old).await.is_ok());
+    assert!(verifier.known_good(&old));
+    // Rotation that keeps k1 (k2 added): still trusted.
+    ring.replace(vec![ring_key(&k1), ring_key(&k2)]);
+    assert!(verifier.known_good(&old));
+    let new = k2.sign(&good_claims());
+    assert!(verifier.verify(&new).await.is_ok());
+    // k1 withdrawn: its tokens are refused, cached or not.
+    ring.replace(vec![ring_key(&k2)]);
+    assert!(!verifier.known_good(&old));
+    assert!(matches!(
+        reason(&verifier, &old).await,
+        TokenError::UnknownKey(_)
+    ));
+    assert!(verifier.verify(&new).await.is_ok());
+    // An empty ring is not ready and refuses everything.
+    ring.replace(vec![]);
+    assert!(!verifier.is_ready());
+    assert!(verifier.verify(&new).await.is_err());
+}
+
+struct Revoked(std::sync::Mutex<Vec<String>>);
+
+impl mcpgate_guard::RevocationCheck for Revoked {
+    fn is_revoked(&self, principal: &mcpgate_guard::Principal) -> bool {
+        let jti = principal.claims.get("jti").and_then(Value::as_str);
+        jti.is_some_and(|j| self.0.lock().unwrap().iter().any(|r| r == j))
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_applies_at_once_to_cached_tokens_too() {
+    let key = TestKey::rsa(1, "k1");
+    let revoked = std::sync::Arc::new(Revoked(std::sync::Mutex::new(Vec::new())));
+    let verifier = JwtVerifier::builder(rules())
+        .public_key_pem(key.public_pem.as_bytes())
+        .revocation(revoked.clone())
+        .build()
+        .unwrap();
+    let a = key.sign(&with(good_claims(), "jti", json!("grant-a")));
+    let b = key.sign(&with(good_claims(), "jti", json!("grant-b")));
+    assert!(verifier.verify(&a).await.is_ok());
+    assert!(verifier.verify(&b).await.is_ok());
+    assert!(verifier.known_good(&a));
+    revoked.0.lock().unwrap().push("grant-a".into());
+    let refused = verifier.verify(&a).await.unwrap_err();
+    assert_eq!(refused.reason, TokenError::Revoked);
+    assert_eq!(refused.subject.as_ref().map(|s| s.as_str()), Some("alice"));
+    assert!(!verifier.known_good(&a));
+    assert!(verifier.verify(&b).await.is_ok());
+}
