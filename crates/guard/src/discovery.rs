@@ -13,12 +13,10 @@
 //! not this issuer's. The most common misconfiguration — the two differ only by a trailing
 //! slash — is named as such.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 use url::Url;
 
-use crate::jwks::read_limited;
+use crate::fetch::Fetcher;
 
 /// Why an issuer's metadata could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,43 +103,20 @@ pub fn metadata_locations(issuer: &str) -> Result<Vec<Url>, DiscoveryError> {
     }
 }
 
-/// Fetches `issuer`'s metadata and reads its `jwks_uri`. Redirects are not followed (the
-/// client given should not follow them); each fetch is bounded by `timeout` and `max_bytes`.
-pub async fn discover(
-    client: &reqwest::Client,
-    issuer: &str,
-    timeout: Duration,
-    max_bytes: usize,
-) -> Result<IssuerMetadata, DiscoveryError> {
+/// Fetches `issuer`'s metadata with `fetcher` (its rules bound size, time and redirects) and
+/// reads its `jwks_uri`.
+pub async fn discover(fetcher: &Fetcher, issuer: &str) -> Result<IssuerMetadata, DiscoveryError> {
     let mut tried = Vec::new();
     for location in metadata_locations(issuer)? {
-        let answer = client
-            .get(location.clone())
-            .header(http::header::ACCEPT, "application/json")
-            .timeout(timeout)
-            .send()
-            .await;
-        let response = match answer {
-            Ok(r) if r.status().is_success() => r,
-            Ok(r) => {
-                tried.push(format!("{location}: HTTP {}", r.status().as_u16()));
-                continue;
-            }
-            Err(e) => {
-                tried.push(format!("{location}: {}", e.without_url()));
-                continue;
-            }
+        let document = match fetcher.get(&location, "application/json").await {
+            Ok(body) => serde_json::from_slice::<Document>(&body)
+                .map_err(|e| format!("not JSON metadata: {e}")),
+            Err(e) => Err(e.to_string()),
         };
-        let document = match read_limited(response, max_bytes).await.and_then(|body| {
-            serde_json::from_slice::<Document>(&body).map_err(|e| format!("not JSON metadata: {e}"))
-        }) {
-            Ok(d) => d,
-            Err(e) => {
-                tried.push(format!("{location}: {e}"));
-                continue;
-            }
-        };
-        return read(document, location, issuer);
+        match document {
+            Ok(d) => return read(d, location, issuer),
+            Err(e) => tried.push(format!("{location}: {e}")),
+        }
     }
     Err(DiscoveryError::NotFound {
         issuer: issuer.to_owned(),

@@ -28,7 +28,7 @@ use url::Url;
 
 use crate::claims::ClaimRules;
 use crate::error::{Rejection, TokenError};
-use crate::jwks::read_limited;
+use crate::fetch::read_limited;
 use crate::jwt::DEFAULT_MAX_TOKEN_BYTES;
 use crate::principal::{ClaimsError, Principal};
 use crate::verifier::{
@@ -215,7 +215,7 @@ impl IntrospectionVerifier {
             }
             read_limited(response, 256 * 1024)
                 .await
-                .map_err(unavailable)
+                .map_err(|e| unavailable(e.to_string()))
         };
         let body = tokio::time::timeout(self.timeout, exchange)
             .await

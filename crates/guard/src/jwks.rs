@@ -13,6 +13,7 @@ use jsonwebtoken::jwk::Jwk;
 use serde::Deserialize;
 use url::Url;
 
+use crate::fetch::Fetcher;
 use crate::keys::{VerificationKey, keys_from_jwks};
 
 /// How a [`JwksSource`] fetches and refreshes.
@@ -59,7 +60,7 @@ enum Location {
 /// it.
 pub struct JwksSource {
     location: Location,
-    client: reqwest::Client,
+    fetcher: Fetcher,
     allowed: Vec<Algorithm>,
     options: JwksOptions,
     current: ArcSwapOption<KeySet>,
@@ -85,20 +86,15 @@ struct RawJwkSet {
 
 impl JwksSource {
     /// A source for `url`. Nothing is fetched until [`JwksSource::refresh`] or the first token.
-    pub fn new(
-        url: Url,
-        client: reqwest::Client,
-        allowed: &[Algorithm],
-        options: JwksOptions,
-    ) -> Self {
-        Self::at(Location::Fixed(url), client, allowed, options)
+    pub fn new(url: Url, fetcher: Fetcher, allowed: &[Algorithm], options: JwksOptions) -> Self {
+        Self::at(Location::Fixed(url), fetcher, allowed, options)
     }
 
     /// A source for the `jwks_uri` in `issuer`'s metadata ([`crate::discovery`]), found on the
     /// first fetch and kept after that.
     pub fn from_issuer(
         issuer: impl Into<String>,
-        client: reqwest::Client,
+        fetcher: Fetcher,
         allowed: &[Algorithm],
         options: JwksOptions,
     ) -> Self {
@@ -106,18 +102,18 @@ impl JwksSource {
             issuer: issuer.into(),
             found: ArcSwapOption::empty(),
         };
-        Self::at(location, client, allowed, options)
+        Self::at(location, fetcher, allowed, options)
     }
 
     fn at(
         location: Location,
-        client: reqwest::Client,
+        fetcher: Fetcher,
         allowed: &[Algorithm],
         options: JwksOptions,
     ) -> Self {
         JwksSource {
             location,
-            client,
+            fetcher,
             allowed: allowed.to_vec(),
             options,
             current: ArcSwapOption::empty(),
@@ -163,14 +159,9 @@ impl JwksSource {
                 if let Some(url) = found.load_full() {
                     return Ok((*url).clone());
                 }
-                let metadata = crate::discovery::discover(
-                    &self.client,
-                    issuer,
-                    self.options.timeout,
-                    self.options.max_bytes,
-                )
-                .await
-                .map_err(|e| format!("discovery: {e}"))?;
+                let metadata = crate::discovery::discover(&self.fetcher, issuer)
+                    .await
+                    .map_err(|e| format!("discovery: {e}"))?;
                 tracing::info!(target: "mcpgate::jwks", issuer = %issuer, metadata = %metadata.location, jwks_uri = %metadata.jwks_uri, "issuer metadata discovered");
                 found.store(Some(Arc::new(metadata.jwks_uri.clone())));
                 Ok(metadata.jwks_uri)
@@ -234,21 +225,11 @@ impl JwksSource {
 
     async fn fetch(&self) -> Result<Vec<VerificationKey>, String> {
         let url = self.url().await?;
-        let response = self
-            .client
-            .get(url)
-            .header(
-                http::header::ACCEPT,
-                "application/json, application/jwk-set+json",
-            )
-            .timeout(self.options.timeout)
-            .send()
+        let body = self
+            .fetcher
+            .get(&url, "application/json, application/jwk-set+json")
             .await
-            .map_err(|e| format!("request failed: {}", e.without_url()))?;
-        if !response.status().is_success() {
-            return Err(format!("HTTP status {}", response.status()));
-        }
-        let body = read_limited(response, self.options.max_bytes).await?;
+            .map_err(|e| e.to_string())?;
         let raw: RawJwkSet =
             serde_json::from_slice(&body).map_err(|e| format!("not a JWK Set: {e}"))?;
         let jwks: Vec<Jwk> = raw
@@ -272,29 +253,4 @@ impl JwksSource {
         }
         Ok(keys)
     }
-}
-
-/// Reads a response body, refusing more than `max` bytes.
-pub(crate) async fn read_limited(
-    mut response: reqwest::Response,
-    max: usize,
-) -> Result<Vec<u8>, String> {
-    if response
-        .content_length()
-        .is_some_and(|len| len as usize > max)
-    {
-        return Err(format!("response larger than {max} bytes"));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("reading body: {}", e.without_url()))?
-    {
-        if body.len() + chunk.len() > max {
-            return Err(format!("response larger than {max} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }

@@ -27,6 +27,7 @@ use url::Url;
 
 use crate::claims::ClaimRules;
 use crate::error::{Malformed, Rejection, TokenError, printable};
+use crate::fetch::{Destinations, FetchRules, Fetcher};
 use crate::jwks::{JwksOptions, JwksSource};
 use crate::keys::{ALL_ALGORITHMS, KeyError, VerificationKey};
 use crate::principal::Principal;
@@ -137,7 +138,7 @@ pub struct JwtVerifierBuilder {
     max_token_bytes: usize,
     cache_capacity: u64,
     cache_ttl: Duration,
-    client: Option<reqwest::Client>,
+    client: Option<Fetcher>,
     revocation: Option<Arc<dyn RevocationCheck>>,
 }
 
@@ -225,9 +226,10 @@ impl JwtVerifierBuilder {
         self
     }
 
-    /// The HTTP client used for the JWKS URL.
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.client = Some(client);
+    /// How the JWKS and the issuer's metadata are fetched (default: anywhere, since the
+    /// operator configured the URL, 1 MiB, the JWKS options' timeout, no redirects).
+    pub fn fetcher(mut self, fetcher: Fetcher) -> Self {
+        self.client = Some(fetcher);
         self
     }
 
@@ -276,18 +278,17 @@ impl JwtVerifierBuilder {
     }
 }
 
-/// The given HTTP client, or one that follows no redirects.
-fn client(
-    given: Option<reqwest::Client>,
-    options: &JwksOptions,
-) -> Result<reqwest::Client, JwtConfigError> {
+/// The given fetcher, or one for an operator-configured URL.
+fn client(given: Option<Fetcher>, options: &JwksOptions) -> Result<Fetcher, JwtConfigError> {
     match given {
-        Some(c) => Ok(c),
-        None => reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(options.timeout)
-            .build()
-            .map_err(|e| JwtConfigError::Client(e.to_string())),
+        Some(f) => Ok(f),
+        None => Fetcher::new(FetchRules {
+            destinations: Destinations::Any,
+            max_bytes: options.max_bytes,
+            timeout: options.timeout,
+            max_redirects: 0,
+        })
+        .map_err(|e| JwtConfigError::Client(e.to_string())),
     }
 }
 

@@ -38,6 +38,7 @@ pub mod challenge;
 mod claims;
 pub mod discovery;
 mod error;
+pub mod fetch;
 mod introspection;
 mod issuers;
 mod jwks;
