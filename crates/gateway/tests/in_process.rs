@@ -11,8 +11,10 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 fn config(upstream: &str) -> Config {
-    let mut c = Config::default();
-    c.dev = true;
+    let mut c = Config {
+        dev: true,
+        ..Config::default()
+    };
     c.upstream.url = Some(upstream.parse().unwrap());
     c.auth.mode = AuthMode::Static;
     c.auth.required_scopes = vec!["mcp".into()];
