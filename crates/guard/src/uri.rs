@@ -355,6 +355,15 @@ fn authority(text: &str, scheme: &str, template: bool) -> Result<String, UriErro
         if scheme == "file" && host_text == "localhost" {
             host_text.clear();
         }
+        // A `file:` URI's host and port are ignored by most readers (Node's and Python's URL
+        // parsers give the same path for `file://127.0.0.1/etc/x` and `file:///etc/x`): a
+        // rule on the path must hold for every host, so only the local forms are accepted.
+        if scheme == "file" && !host_text.is_empty() {
+            return Err(UriError::BadHost);
+        }
+        if scheme == "file" && port.is_some() {
+            return Err(UriError::BadPort);
+        }
     }
     let mut out = host_text;
     match port {
@@ -468,7 +477,8 @@ mod tests {
         assert_eq!(n("file:/private/keys"), "file:///private/keys");
         assert_eq!(n("file://localhost/private/keys"), "file:///private/keys");
         assert_eq!(n("FILE://LOCALHOST/private/keys"), "file:///private/keys");
-        assert_eq!(n("file://server/share/x"), "file://server/share/x");
+        // A remote host is refused: readers would serve the same path locally.
+        assert_eq!(normalize("file://server/share/x"), Err(UriError::BadHost));
         // Ports: empty, default, leading zeros.
         assert_eq!(n("config://secrets:"), "config://secrets");
         assert_eq!(n("config://secrets:0080/x"), "config://secrets:80/x");
@@ -491,6 +501,27 @@ mod tests {
             assert_eq!(normalize(bad), Err(UriError::UserInfo), "{bad}");
         }
         assert_eq!(normalize("config://secrets:x"), Err(UriError::BadPort));
+        // Found by the third black-box round: file: hosts and ports that readers ignore.
+        for bad in [
+            "file://127.0.0.1/etc/passwd",
+            "file://[::1]/etc/passwd",
+            "file://0.0.0.0/etc/passwd",
+            "file://evil.example/etc/passwd",
+        ] {
+            assert_eq!(normalize(bad), Err(UriError::BadHost), "{bad}");
+        }
+        assert_eq!(
+            normalize("file://localhost:80/etc/passwd"),
+            Err(UriError::BadPort)
+        );
+        assert_eq!(
+            normalize("file://localhost:/etc/passwd"),
+            Err(UriError::BadPort)
+        );
+        assert_eq!(
+            normalize("file://LOCALHOST/etc/passwd").unwrap(),
+            "file:///etc/passwd"
+        );
         // Found by the uri fuzz target: a host with a colon once the empty port is gone.
         assert_eq!(normalize("x9h://\\\\8:ipx:"), Err(UriError::BadPort));
         assert_eq!(normalize("x://a:b:80/"), Err(UriError::BadPort));
