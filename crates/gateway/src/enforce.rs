@@ -190,30 +190,7 @@ impl Enforcer {
             });
         };
         record.target = Some(aim.name.clone());
-        // What was learnt about tools matters only to rules and expressions that read
-        // annotations or tags, and to argument validation.
-        let table = self
-            .learns()
-            .then(|| self.tools.get(&Owner::of(principal)))
-            .flatten();
-        let tools = table.as_ref().map(|t| t.read().expect("tools lock"));
-        let entry = (aim.kind == Kind::Tool)
-            .then(|| tools.as_ref().and_then(|t| t.get(&aim.name)))
-            .flatten();
-        let no_tags = Vec::new();
-        let target = Target {
-            kind: aim.kind,
-            name: &aim.name,
-            annotations: entry.map(|e| &e.annotations),
-            tags: entry.map_or(&no_tags, |e| &e.tags),
-            known: entry.is_some(),
-        };
-        // Global conditions (again: they hold), trimming, then the rules — the one decision
-        // function `policy explain` uses too.
-        let decision = self.policy.decide_call(&self.trim, &caller, &target);
-        let listed = entry.is_some();
-        let validator = entry.and_then(|e| e.validator.clone());
-        drop(tools);
+        let (decision, listed, validator) = self.decide_on(&caller, aim);
         record.decide(&decision);
         if !decision.allowed() {
             crate::metrics::decision(record.decision, method);
@@ -264,22 +241,19 @@ impl Enforcer {
         })
     }
 
-    /// The scopes a step-up rule asks for `aim` from a caller without any (the anonymous
-    /// caller), for the challenge of a request without a token; empty when no rule would
-    /// step up.
-    pub fn step_up_scopes(&self, aim: &Aim) -> Vec<mcpgate_guard::Scope> {
-        let method = match aim.kind {
-            Kind::Tool => "tools/call",
-            Kind::Prompt => "prompts/get",
-            _ => "resources/read",
-        };
-        let caller = Caller {
-            principal: &self.anonymous,
-            method,
-        };
+    /// The decision on `aim` for `caller` — global conditions, trimming, then the rules: the
+    /// one decision function `policy explain` uses too — with what was learnt about the tool:
+    /// whether it was listed, and its argument validator.
+    fn decide_on(
+        &self,
+        caller: &Caller<'_>,
+        aim: &Aim,
+    ) -> (Decision, bool, Option<Arc<jsonschema::Validator>>) {
+        // What was learnt about tools matters only to rules and expressions that read
+        // annotations or tags, and to argument validation.
         let table = self
             .learns()
-            .then(|| self.tools.get(&Owner::of(&self.anonymous)))
+            .then(|| self.tools.get(&Owner::of(caller.principal)))
             .flatten();
         let tools = table.as_ref().map(|t| t.read().expect("tools lock"));
         let entry = (aim.kind == Kind::Tool)
@@ -293,11 +267,23 @@ impl Enforcer {
             tags: entry.map_or(&no_tags, |e| &e.tags),
             known: entry.is_some(),
         };
-        match self
-            .policy
-            .decide_call(&self.trim, &caller, &target)
-            .verdict
-        {
+        let decision = self.policy.decide_call(&self.trim, caller, &target);
+        (
+            decision,
+            entry.is_some(),
+            entry.and_then(|e| e.validator.clone()),
+        )
+    }
+
+    /// The scopes a step-up rule asks for `aim` (requested with `method`) from a caller
+    /// without any (the anonymous caller), for the challenge of a request without a token;
+    /// empty when no rule would step up.
+    pub fn step_up_scopes(&self, aim: &Aim, method: &str) -> Vec<mcpgate_guard::Scope> {
+        let caller = Caller {
+            principal: &self.anonymous,
+            method,
+        };
+        match self.decide_on(&caller, aim).0.verdict {
             Verdict::Challenge { scopes } => scopes,
             _ => Vec::new(),
         }

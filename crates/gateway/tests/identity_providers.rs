@@ -60,6 +60,19 @@ async fn readyz(gw: &Gateway) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
+/// The Protected Resource Metadata.
+async fn metadata(gw: &Gateway) -> Value {
+    reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        gw.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap()
+}
+
 async fn wait_ready(gw: &Gateway) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while readyz(gw).await.0 != 200 {
@@ -97,15 +110,7 @@ async fn keycloak_shaped_issuer_with_a_path_is_discovered_from_the_issuer_alone(
         ]
     );
     // The metadata advertises the issuer as configured.
-    let prm: Value = reqwest::get(format!(
-        "{}/.well-known/oauth-protected-resource/mcp",
-        gw.base
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let prm = metadata(&gw).await;
     assert_eq!(prm["authorization_servers"], json!([issuer]));
 }
 
@@ -297,15 +302,7 @@ async fn entra_shaped_scope_names_are_advertised_as_requested_and_checked_as_iss
     )
     .await;
     wait_ready(&gw).await;
-    let prm: Value = reqwest::get(format!(
-        "{}/.well-known/oauth-protected-resource/mcp",
-        gw.base
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let prm = metadata(&gw).await;
     assert_eq!(prm["scopes_supported"], json!(["api://app-1/mcp"]));
     let post = |token: Option<String>, body: &'static str| {
         let mut r = reqwest::Client::new()
@@ -421,15 +418,7 @@ async fn two_issuers_at_once_each_with_its_own_keys_and_audience() {
     .await;
     wait_ready(&gw).await;
     // Both are advertised.
-    let prm: Value = reqwest::get(format!(
-        "{}/.well-known/oauth-protected-resource/mcp",
-        gw.base
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let prm = metadata(&gw).await;
     assert_eq!(
         prm["authorization_servers"],
         json!([old_issuer, new_issuer])
@@ -478,15 +467,7 @@ async fn an_entra_multi_tenant_issuer_accepts_the_listed_tenants_only() {
     .await;
     wait_ready(&gw).await;
     let tenant = |t: &str| format!("{}/{t}/v2.0", p.idp.base);
-    let prm: Value = reqwest::get(format!(
-        "{}/.well-known/oauth-protected-resource/mcp",
-        gw.base
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let prm = metadata(&gw).await;
     assert_eq!(
         prm["authorization_servers"],
         json!([tenant("72f988bf-86f1-41af"), tenant("contoso")])

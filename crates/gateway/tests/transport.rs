@@ -663,3 +663,30 @@ async fn stateless_resource_subscriptions_are_method_not_found_with_or_without_p
     assert!(spy.calls("resources/subscribe").is_empty());
     assert!(spy.calls("resources/unsubscribe").is_empty());
 }
+
+#[tokio::test]
+async fn a_repeated_or_listed_protocol_version_is_refused_before_anything_reads_it() {
+    // The gateway reading one revision and the upstream another would apply another
+    // revision's rules (found by the third black-box round: `resources/subscribe` went through).
+    let spy = mcpgate_testkit::Spy::start(mcpgate_testkit::Behaviour::default()).await;
+    let gw = Gateway::start(&["--auth", "none", "--upstream-url", &spy.url], &[]).await;
+    let body =
+        r#"{"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"test://x"}}"#;
+    for versions in [
+        &["2025-06-18", "2026-07-28"][..],
+        &["2026-07-28", "2025-06-18"][..],
+        &["2026-07-28,2025-06-18"][..],
+        &["2025-06-18, 2025-11-25"][..],
+    ] {
+        let mut r = post(&gw).header("mcp-method", "resources/subscribe");
+        for v in versions {
+            r = r.header("mcp-protocol-version", *v);
+        }
+        let r = r.body(body).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{versions:?}");
+        let m = message(r).await;
+        assert_eq!(m["error"]["code"], -32600, "{m}");
+        assert_eq!(m["id"], 3, "{m}");
+    }
+    assert!(spy.seen().is_empty(), "{:?}", spy.seen());
+}

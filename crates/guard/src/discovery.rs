@@ -147,6 +147,10 @@ fn read(document: Document, location: Url, issuer: &str) -> Result<IssuerMetadat
     };
     let raw = document.jwks_uri.ok_or_else(|| no("it is missing"))?;
     let jwks_uri = Url::parse(&raw).map_err(|_| no("it is not a URL"))?;
+    // Credentials in the URL would be sent, and logged with the URL: refused.
+    if !jwks_uri.username().is_empty() || jwks_uri.password().is_some() {
+        return Err(no("it carries user information"));
+    }
     // Keys over plain http only from an issuer that is itself plain http (a test or a
     // development provider); an https issuer's keys come over https.
     let allowed = match location.scheme() {
@@ -154,7 +158,11 @@ fn read(document: Document, location: Url, issuer: &str) -> Result<IssuerMetadat
         _ => matches!(jwks_uri.scheme(), "https" | "http"),
     };
     if !allowed {
-        return Err(no("an https issuer's keys must be fetched over https"));
+        return Err(no(if location.scheme() == "https" {
+            "an https issuer's keys must be fetched over https"
+        } else {
+            "its scheme must be http or https"
+        }));
     }
     Ok(IssuerMetadata { location, jwks_uri })
 }
@@ -248,7 +256,12 @@ mod tests {
     #[test]
     fn an_https_issuer_keys_come_over_https() {
         let at = Url::parse("https://idp.example/.well-known/openid-configuration").unwrap();
-        for bad in [None, Some("not a url"), Some("http://idp.example/keys")] {
+        for bad in [
+            None,
+            Some("not a url"),
+            Some("http://idp.example/keys"),
+            Some("https://user:secret@idp.example/keys"),
+        ] {
             let e = read(
                 doc("https://idp.example", bad),
                 at.clone(),

@@ -305,6 +305,14 @@ pub async fn post(
             );
         }
     };
+    if modern::version_ambiguous(&headers) {
+        return message::error_response(
+            StatusCode::BAD_REQUEST,
+            message.id,
+            INVALID_REQUEST,
+            "Invalid Request: MCP-Protocol-Version must be given once, with one version",
+        );
+    }
     let stateless = modern::is_stateless(&message, &headers);
     if stateless && let Err(modern::Mismatch(why)) = modern::check_headers(&message, &headers) {
         tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = why, "header mismatch");
@@ -361,7 +369,7 @@ pub async fn post(
         && let Some(challenge) = anonymous.refusal(&message, aim.as_ref(), |aim| {
             gw.enforcer
                 .as_ref()
-                .map(|e| e.step_up_scopes(aim))
+                .map(|e| e.step_up_scopes(aim, message.method.as_deref().unwrap_or_default()))
                 .unwrap_or_default()
         })
     {

@@ -22,6 +22,18 @@ pub fn is_stateless_version(version: &str) -> bool {
     version.len() == 10 && version.as_bytes()[4] == b'-' && version >= STATELESS_REVISION
 }
 
+/// Whether `MCP-Protocol-Version` is given more than once or as a list: readers then disagree
+/// on the revision (the gateway would read the first, an upstream perhaps the last), and with
+/// it on which rules apply.
+pub fn version_ambiguous(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all("mcp-protocol-version").iter();
+    match (values.next(), values.next()) {
+        (Some(_), Some(_)) => true,
+        (Some(v), None) => v.as_bytes().contains(&b','),
+        _ => false,
+    }
+}
+
 /// The `MCP-Protocol-Version` header, if present and readable.
 pub fn header_version(headers: &HeaderMap) -> Option<&str> {
     headers
