@@ -941,8 +941,10 @@ async fn a_child_that_stops_reading_does_not_make_the_gateway_grow() {
         middle < before + 64 * 1024,
         "RSS grew from {before} KiB to {middle} KiB"
     );
+    // An unbounded queue would add most of the 60 MiB offered again (and more: each waiting
+    // request holds several copies of its body); the allocator's own slack is a few MiB.
     assert!(
-        after < middle + 8 * 1024,
+        after < middle + 20 * 1024,
         "RSS kept growing: {before} → {middle} → {after} KiB"
     );
 }
