@@ -12,15 +12,14 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::auth::{self, Guard, PresenceState};
-use crate::config::{AuthMode, Config, StdioSessionMode, interpolate, session_key};
+use crate::config::{Plan, Target};
 use crate::dns_rebinding::{self, HostPolicy};
 use crate::health::{self, Health};
-use crate::proxy::{self, Gateway, IdentityHeaders, TokenForwarding};
+use crate::proxy::{self, Gateway};
 use crate::session::SessionSealer;
 use crate::upstream::Upstream;
-use crate::upstream::http::{HttpUpstream, HttpUpstreamOptions};
-use crate::upstream::stdio::process::CommandSpec;
-use crate::upstream::stdio::{SessionMode, StdioOptions, StdioUpstream};
+use crate::upstream::http::HttpUpstream;
+use crate::upstream::stdio::StdioUpstream;
 
 /// A gateway ready to serve: the router and what start-up should report.
 pub struct Prepared {
@@ -36,141 +35,86 @@ pub struct Prepared {
     pub limits: crate::listener::Limits,
 }
 
-/// Builds the application from a validated configuration.
-pub fn prepare(config: &Config) -> Result<Prepared, String> {
-    let resource = auth::protected_resource(config)?;
-    let guard = auth::guard(config, &resource)?;
+/// Composes the application from a built plan: each part's router and layers, in one place.
+/// What can fail here is what only running can tell (opening the audit file, starting the
+/// upstream's HTTP client); everything else was checked when the plan was built.
+pub fn prepare(plan: Plan) -> Result<Prepared, String> {
+    let Plan {
+        public_url,
+        upstream,
+        auth,
+        policy,
+        audit,
+        session,
+        http,
+        log,
+        ..
+    } = plan;
+    let resource = auth.resource;
 
-    let upstream = match &config.upstream.command {
-        Some(command) => Upstream::Stdio(StdioUpstream::new(stdio_options(config, command)?)),
-        None => Upstream::Http(http_upstream(config)?),
+    let target = match upstream.target {
+        Target::Stdio(options) => Upstream::Stdio(StdioUpstream::new(options)),
+        Target::Http(options) => Upstream::Http(HttpUpstream::new(options)?),
     };
-
-    let sessions = match &config.session.key {
-        Some(key) => SessionSealer::new(
-            &session_key(key.expose()).map_err(|p| format!("session.key: {p}"))?,
-            config.session.max_age,
-        ),
+    let sessions = match &session.key {
+        Some(key) => SessionSealer::new(key, session.max_age),
         None => {
             tracing::warn!(
                 "session.key is not set: a random key was generated. Sessions end when this process does, and replicas cannot share them. Set session.key (openssl rand -base64 32) for production."
             );
-            SessionSealer::random(config.session.max_age)
+            SessionSealer::random(session.max_age)
         }
     };
-    let header = |name: &Option<String>| name.as_deref().and_then(|n| HeaderName::try_from(n).ok());
-    let identity = IdentityHeaders {
-        subject: header(&config.upstream.identity_headers.subject),
-        client_id: header(&config.upstream.identity_headers.client_id),
-        scopes: header(&config.upstream.identity_headers.scopes),
-    };
-    let token = match config.auth.mode {
-        AuthMode::Passthrough => TokenForwarding::Forward,
-        AuthMode::Jwt | AuthMode::Introspection if config.upstream.forward_token => {
-            TokenForwarding::Forward
-        }
-        _ => TokenForwarding::Strip,
-    };
-    let verifier = match &guard {
+    let verifier = match &auth.guard {
         Guard::Verify(v) => Some(Arc::clone(v)),
         _ => None,
     };
-    let stdio = match &upstream {
+    let stdio = match &target {
         Upstream::Stdio(s) => Some(Arc::clone(s)),
         Upstream::Http(_) => None,
     };
     let enforcer = {
-        let required: Vec<mcpgate_guard::Scope> = config
-            .auth
-            .required_scopes
-            .iter()
-            .map(mcpgate_guard::Scope::new)
-            .collect();
-        let policy = mcpgate_guard::policy::Policy::compile(&config.authorization, &config.policy)
-            .map_err(|e| {
-                e.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })?
-            .with_required_scopes(&required);
-        let trim = mcpgate_guard::policy::lists::Trim::new(
-            "upstream",
-            &config.upstream.expose,
-            &config.upstream.hide,
-        )
-        .map_err(|e| {
-            e.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        })?;
-        let audit = crate::audit::Audit::start(
-            crate::audit::Output::parse(&config.audit.output),
-            config.audit.include.iter().any(|f| f == "arguments"),
-        )
-        .map_err(|e| format!("audit.output: cannot open `{}`: {e}", config.audit.output))?;
-        let limits = crate::ratelimit::RateLimits::compile(&config.rate_limit).map_err(|e| {
-            e.iter()
-                .map(|p| format!("{}: {}", p.key, p.problem))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })?;
+        let audit =
+            crate::audit::Audit::start(audit.output.clone(), audit.arguments).map_err(|e| {
+                match &audit.output {
+                    crate::audit::Output::File(path) => {
+                        format!("audit.output: cannot open `{}`: {e}", path.display())
+                    }
+                    _ => format!("audit.output: {e}"),
+                }
+            })?;
         let enforcer = crate::enforce::Enforcer::new(
-            policy,
-            trim,
-            config.authorization.validate_arguments,
+            policy.policy,
+            policy.trim,
+            policy.validate_arguments,
             Arc::new(audit),
             resource.metadata_url().to_string(),
-            limits,
+            policy.rate_limits,
         )
-        .with_scope_names(crate::auth::scope_names(config));
+        .with_scope_names(auth.scope_names.clone());
         let enforcer = enforcer.is_active().then(|| Arc::new(enforcer));
         if let Some(e) = &enforcer {
             // Rate-limit allowances that are full again are forgotten: memory follows the
             // recent callers, not every caller ever seen.
-            let janitor = Arc::downgrade(e);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
-                loop {
-                    tick.tick().await;
-                    let Some(e) = janitor.upgrade() else { return };
-                    e.forget_idle();
-                }
-            });
+            every_minute(Arc::downgrade(e), |e| e.forget_idle());
         }
         enforcer
     };
+    let allow_anonymous = auth.anonymous.is_some();
     let gateway = Arc::new(Gateway {
         enforcer,
-        upstream,
+        upstream: target,
         sessions,
-        token,
-        identity,
-        max_message_bytes: config.upstream.max_response_bytes,
-        max_body_bytes: config.http.max_body_bytes,
-        body_timeout: config.http.body_timeout,
+        token: upstream.token,
+        identity: upstream.identity,
+        max_message_bytes: upstream.max_message_bytes,
+        max_body_bytes: http.max_body_bytes,
+        body_timeout: http.body_timeout,
         bodies: Arc::new(tokio::sync::Semaphore::new(
-            config
-                .http
-                .max_body_bytes_in_flight
+            http.max_body_bytes_in_flight
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
         )),
-        anonymous: match &guard {
-            Guard::Verify(_) => crate::anonymous::Anonymous::new(
-                &config.auth.anonymous_methods,
-                &config.auth.anonymous_tools,
-                resource.metadata_url().to_string(),
-                config
-                    .auth
-                    .required_scopes
-                    .iter()
-                    .map(mcpgate_guard::Scope::new)
-                    .collect(),
-                crate::auth::scope_names(config),
-            )?,
-            _ => None,
-        },
+        anonymous: auth.anonymous,
     });
     let health = Arc::new(Health::new(Arc::clone(&gateway), verifier.clone()));
 
@@ -183,7 +127,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
                 .fallback(proxy::other_method),
         )
         .with_state(Arc::clone(&gateway));
-    mcp = match guard {
+    mcp = match auth.guard {
         Guard::Open => mcp,
         Guard::PresenceOnly => {
             let state = Arc::new(PresenceState {
@@ -194,27 +138,21 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
                 auth::require_presence,
             ))
         }
-        Guard::Verify(v) => mcp.route_layer(auth::layer(v, &resource, config)),
+        Guard::Verify(v) => mcp.route_layer(auth::layer(
+            v,
+            &resource,
+            allow_anonymous,
+            auth.scope_names,
+            &auth.required_scopes,
+        )),
     };
     // Addresses refused for lack of valid credentials too often wait (outside the auth layer,
     // so that it sees the 401s).
-    let unauthenticated =
-        match crate::ratelimit::Rate::parse(&config.http.unauthenticated_per_address) {
-            Ok(rate) if config.http.unauthenticated_per_address != "off" => {
-                let limiter = Arc::new(crate::ratelimit::Unauthenticated::new(rate));
-                let janitor = Arc::downgrade(&limiter);
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_secs(60));
-                    loop {
-                        tick.tick().await;
-                        let Some(l) = janitor.upgrade() else { return };
-                        l.forget_idle();
-                    }
-                });
-                Some(limiter)
-            }
-            _ => None,
-        };
+    let unauthenticated = http.unauthenticated.map(|rate| {
+        let limiter = Arc::new(crate::ratelimit::Unauthenticated::new(rate));
+        every_minute(Arc::downgrade(&limiter), |l| l.forget_idle());
+        limiter
+    });
 
     let metadata = Arc::new(resource.clone());
     let mut wellknown = Router::new();
@@ -226,22 +164,9 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         );
     }
 
-    let trusted: Arc<Vec<ipnet::IpNet>> = Arc::new(
-        config
-            .http
-            .trusted_proxies
-            .iter()
-            .filter_map(|p| crate::listener::parse_net(p))
-            .collect(),
-    );
     let front = Arc::new(Front {
-        hosts: HostPolicy::new(
-            &config.public_url(),
-            config.listen.ip().is_loopback(),
-            &config.http.allowed_hosts,
-            &config.http.allowed_origins,
-        ),
-        trusted: Arc::clone(&trusted),
+        hosts: http.hosts,
+        trusted: Arc::clone(&http.limits.trusted),
         unauthenticated,
         verifier: verifier.clone(),
         counts_anonymous: gateway.anonymous.is_some(),
@@ -258,7 +183,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(health);
-    if config.metrics.enabled {
+    if log.metrics {
         crate::metrics::install();
         ops = ops.route("/metrics", get(crate::metrics::render));
     }
@@ -266,7 +191,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
 
     // Behind a reverse proxy that keeps a path prefix (`https://example.com/team-a/mcp`), the
     // same routes answer under the prefix too.
-    let prefix = config.public_url().path().trim_end_matches('/').to_owned();
+    let prefix = public_url.path().trim_end_matches('/').to_owned();
     let router = if prefix.is_empty() {
         app
     } else {
@@ -277,87 +202,23 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         verifier,
         resource: resource.resource().to_string(),
         stdio,
-        limits: crate::listener::Limits {
-            header_timeout: config.http.header_timeout,
-            max_connections: crate::listener::connection_ceiling(config.http.max_connections),
-            per_address: config.http.max_connections_per_address,
-            trusted,
-        },
+        limits: http.limits,
     })
 }
 
-fn http_upstream(config: &Config) -> Result<HttpUpstream, String> {
-    let upstream_url = config
-        .upstream
-        .url
-        .clone()
-        .ok_or("upstream.url: required")?;
-    let mut extra_headers = axum::http::HeaderMap::new();
-    for (name, value) in &config.upstream.headers {
-        let key = format!("upstream.headers.{name}");
-        let value = interpolate(value.expose()).map_err(|p| format!("{key}: {p}"))?;
-        let name = HeaderName::try_from(name.as_str())
-            .map_err(|_| format!("{key}: not a valid header name"))?;
-        let mut value =
-            HeaderValue::try_from(value).map_err(|_| format!("{key}: not a valid header value"))?;
-        value.set_sensitive(true);
-        extra_headers.insert(name, value);
-    }
-    let forward_extra = config
-        .upstream
-        .forward_headers
-        .iter()
-        .map(|h| {
-            HeaderName::try_from(h.as_str())
-                .map_err(|_| format!("upstream.forward_headers: `{h}` is not a header name"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    HttpUpstream::new(HttpUpstreamOptions {
-        url: upstream_url,
-        extra_headers,
-        forward_extra,
-        connect_timeout: config.upstream.connect_timeout,
-        response_timeout: config.upstream.timeout,
-        idle_timeout: config.upstream.idle_timeout,
-        max_response_bytes: config.upstream.max_response_bytes,
-    })
-}
-
-/// The stdio upstream's settings; the child's environment is built here, once: the inherited
-/// variables that are set, then `upstream.env` with `${VAR}` replaced.
-fn stdio_options(config: &Config, command: &[String]) -> Result<StdioOptions, String> {
-    let up = &config.upstream;
-    let mut env: Vec<(String, String)> = up
-        .inherit_env
-        .iter()
-        .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
-        .collect();
-    for (name, value) in &up.env {
-        let value = interpolate(value.expose()).map_err(|p| format!("upstream.env.{name}: {p}"))?;
-        env.retain(|(k, _)| k != name);
-        env.push((name.clone(), value));
-    }
-    Ok(StdioOptions {
-        command: CommandSpec {
-            argv: command
-                .iter()
-                .map(|a| interpolate(a).map_err(|p| format!("upstream.command: {p}")))
-                .collect::<Result<_, _>>()?,
-            cwd: up.cwd.clone(),
-            env,
-        },
-        mode: match up.session_mode {
-            StdioSessionMode::PerSession => SessionMode::PerSession,
-            StdioSessionMode::Shared => SessionMode::Shared,
-        },
-        max_children: up.max_children,
-        max_sessions_per_subject: up.max_sessions_per_subject,
-        idle_timeout: up.child_idle_timeout,
-        stream_idle_timeout: up.idle_timeout,
-        startup_timeout: up.startup_timeout,
-        request_timeout: up.timeout,
-        max_line: up.max_response_bytes,
-    })
+/// Runs `tidy` on what `weak` points at every minute, until it is gone.
+fn every_minute<T: Send + Sync + 'static>(
+    weak: std::sync::Weak<T>,
+    tidy: impl Fn(&T) + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Some(it) = weak.upgrade() else { return };
+            tidy(&it);
+        }
+    });
 }
 
 /// CORS for browser-based clients. The Origin has already passed the DNS-rebinding check (the

@@ -5,7 +5,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
-use mcpgate::config::{AuthMode, Config, Secret, StaticTokenConfig};
+use mcpgate::config::{AuthMode, Config, Plan, Secret, StaticTokenConfig};
 use mcpgate_testkit::{Mode, TestUpstream};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -60,7 +60,7 @@ async fn json_body(r: axum::response::Response) -> Value {
 #[tokio::test]
 async fn the_composed_app_guards_and_forwards_in_process() {
     let upstream = TestUpstream::start(Mode::StatelessJson).await;
-    let prepared = mcpgate::server::prepare(&config(&upstream.url)).unwrap();
+    let prepared = mcpgate::server::prepare(Plan::build(&config(&upstream.url)).unwrap()).unwrap();
     let app = prepared.router;
     // The metadata names the resource.
     let r = app

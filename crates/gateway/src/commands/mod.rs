@@ -6,27 +6,31 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::{self, ServeArgs};
-use crate::config::{AuthMode, Config};
+use crate::config::{Config, LoadError, Plan};
 use crate::{logging, server};
 
-/// Loads the configuration for `args` (flags > environment > file > defaults), or says why not.
-pub fn load(args: &ServeArgs) -> Result<Config, ExitCode> {
-    Config::load(args.config.as_deref(), args.overrides()).map_err(|e| {
+/// Loads the configuration for `args` (flags > environment > file > defaults) and builds it,
+/// or says why not.
+pub fn load(args: &ServeArgs) -> Result<(Config, Plan), ExitCode> {
+    let fail = |e: LoadError| {
         eprintln!("mcpgate: configuration error:\n{e}");
         ExitCode::from(2)
-    })
+    };
+    let config = Config::load_unchecked(args.config.as_deref(), args.overrides()).map_err(fail)?;
+    let plan = Plan::build(&config).map_err(|e| fail(LoadError::Invalid(e)))?;
+    Ok((config, plan))
 }
 
 /// `mcpgate check-config`.
 pub fn check_config(args: ServeArgs) -> ExitCode {
-    let config = match load(&args) {
+    let (config, plan) = match load(&args) {
         Ok(c) => c,
         Err(code) => return code,
     };
     match toml::to_string_pretty(&config) {
         Ok(text) => {
             println!("# effective configuration (secrets masked)\n{text}");
-            for warning in warnings(&config) {
+            for warning in plan.warnings() {
                 eprintln!("warning: {warning}");
             }
             ExitCode::SUCCESS
@@ -40,7 +44,7 @@ pub fn check_config(args: ServeArgs) -> ExitCode {
 
 /// `mcpgate policy explain`.
 pub fn explain(args: cli::ExplainArgs) -> ExitCode {
-    use mcpgate_guard::policy::{Annotations, Caller, Kind, Policy, Target, Verdict};
+    use mcpgate_guard::policy::{Annotations, Caller, Kind, Target, Verdict};
     // Only the policy's part of the configuration matters here (its problems are reported
     // below): a policy file can be explained before the rest of the deployment exists.
     let config = match Config::load_unchecked(args.serve.config.as_deref(), args.serve.overrides())
@@ -95,7 +99,7 @@ pub fn explain(args: cli::ExplainArgs) -> ExitCode {
         },
         None => None,
     };
-    let policy = match Policy::compile(&config.authorization, &config.policy) {
+    let built = match crate::config::policy::build_alone(&config) {
         Ok(p) => p,
         Err(e) => {
             return fail(
@@ -106,17 +110,12 @@ pub fn explain(args: cli::ExplainArgs) -> ExitCode {
             );
         }
     };
+    let (policy, trim) = (built.policy, built.trim);
     let method = args.method.as_deref().unwrap_or(method);
     let caller = Caller {
         principal: &principal,
         method,
     };
-    let trim = mcpgate_guard::policy::lists::Trim::new(
-        "upstream",
-        &config.upstream.expose,
-        &config.upstream.hide,
-    )
-    .unwrap_or_default();
     // Resource URIs are decided in their normal spelling, as the gateway does.
     let name = match kind {
         Kind::Resource => mcpgate_guard::uri::normalize(&name).map(|n| n.into_owned()),
@@ -139,13 +138,6 @@ pub fn explain(args: cli::ExplainArgs) -> ExitCode {
         tags: &args.tags,
         known: annotations.is_some() || !args.tags.is_empty(),
     };
-    let required: Vec<mcpgate_guard::Scope> = config
-        .auth
-        .required_scopes
-        .iter()
-        .map(mcpgate_guard::Scope::new)
-        .collect();
-    let policy = policy.with_required_scopes(&required);
     let (decision, steps) = policy.explain_call(&trim, &caller, &target);
     let verdict = match &decision.verdict {
         Verdict::Challenge { scopes } => format!(
@@ -167,44 +159,26 @@ pub fn explain(args: cli::ExplainArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Things that are allowed but deserve a word at start.
-fn warnings(config: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    if config.dev {
-        out.push("DEVELOPMENT MODE (dev = true): development-only settings are allowed. Never run this in production.".into());
-    }
-    match config.auth.mode {
-        AuthMode::None => out.push("auth.mode = none: every request is let through without authentication (loopback only).".into()),
-        AuthMode::Passthrough => out.push(
-            "auth.mode = passthrough: the gateway only checks that a bearer token is present and forwards it; the upstream must validate it.".into(),
-        ),
-        AuthMode::Static => out.push("auth.mode = static: fixed development tokens are accepted. Never use this in production.".into()),
-        _ => {}
-    }
-    if config.upstream.forward_token {
-        out.push(
-            "upstream.forward_token = true: clients' tokens are forwarded to the upstream.".into(),
-        );
-    }
-    out
-}
-
 /// `mcpgate serve`.
 pub async fn serve(args: ServeArgs) -> ExitCode {
-    let config = match load(&args) {
-        Ok(c) => c,
+    let plan = match load(&args) {
+        Ok((_, plan)) => plan,
         Err(code) => return code,
     };
-    logging::init(&config.log);
-    run(config).await
+    logging::init(plan.log.format, &plan.log.level);
+    run(plan).await
 }
 
-/// Runs the gateway for a validated configuration until it is told to stop.
-pub async fn run(config: Config) -> ExitCode {
-    for warning in warnings(&config) {
+/// Runs the gateway for a built plan until it is told to stop: warm up, serve, drain, stop.
+pub async fn run(plan: Plan) -> ExitCode {
+    for warning in plan.warnings() {
         tracing::warn!("{warning}");
     }
-    let prepared = match server::prepare(&config) {
+    let listen = plan.listen;
+    let mode = plan.auth.mode.as_str();
+    let retry_keys_every = plan.auth.retry_keys_every;
+    let upstream = plan.upstream.target.describe();
+    let prepared = match server::prepare(plan) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("{e}");
@@ -219,10 +193,7 @@ pub async fn run(config: Config) -> ExitCode {
         // Tried again in the background until they load (`/readyz` says so meanwhile); a
         // token arriving in between also tries, no more often than the refresh floor allows.
         let verifier = std::sync::Arc::clone(verifier);
-        let every = config
-            .auth
-            .jwks_refresh_interval
-            .max(std::time::Duration::from_secs(1));
+        let every = retry_keys_every;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
@@ -240,10 +211,10 @@ pub async fn run(config: Config) -> ExitCode {
             }
         });
     }
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("mcpgate: cannot listen on {}: {e}", config.listen);
+            eprintln!("mcpgate: cannot listen on {listen}: {e}");
             return ExitCode::from(1);
         }
     };
@@ -254,8 +225,8 @@ pub async fn run(config: Config) -> ExitCode {
     tracing::info!(
         listen = %local,
         resource = %prepared.resource,
-        upstream = %upstream_description(&config),
-        auth = config.auth.mode.as_str(),
+        upstream = %upstream,
+        auth = mode,
         "mcpgate listening"
     );
     let stdio = prepared.stdio.clone();
@@ -277,20 +248,5 @@ pub async fn run(config: Config) -> ExitCode {
             eprintln!("mcpgate: server error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The upstream, for the start-up line (a command's arguments are shown; its environment is
-/// not).
-fn upstream_description(config: &Config) -> String {
-    match (&config.upstream.url, &config.upstream.command) {
-        (Some(url), _) => url.to_string(),
-        // Arguments may carry credentials (a DSN, a key): only the program is shown.
-        (None, Some(argv)) => format!(
-            "stdio: {} ({} arguments)",
-            argv.first().map(String::as_str).unwrap_or_default(),
-            argv.len().saturating_sub(1)
-        ),
-        (None, None) => String::new(),
     }
 }

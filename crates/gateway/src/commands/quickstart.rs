@@ -11,13 +11,13 @@ use base64::Engine as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::QuickstartArgs;
-use crate::config::{AuthMode, Config, Secret, StaticTokenConfig};
+use crate::config::{AuthMode, Config, Plan, Secret, StaticTokenConfig};
 
 /// Runs the quickstart until Ctrl-C.
 pub async fn run(args: QuickstartArgs) -> ExitCode {
     let mut config = Config::default();
     config.log.level = "warn,mcpgate=info".into();
-    crate::logging::init(&config.log);
+    crate::logging::init(config.log.format, &config.log.level);
 
     let stop = CancellationToken::new();
     let upstream = match crate::demo::start(stop.clone()).await {
@@ -41,12 +41,15 @@ pub async fn run(args: QuickstartArgs) -> ExitCode {
         client_id: Some("quickstart".into()),
         scopes: vec!["mcp".into()],
     }];
-    if let Err(errors) = config.validate() {
-        for e in errors {
-            eprintln!("mcpgate: {e}");
+    let plan = match Plan::build(&config) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("mcpgate: {e}");
+            }
+            return ExitCode::from(2);
         }
-        return ExitCode::from(2);
-    }
+    };
     // Probe the port first so that a busy port gets a helpful message, not a bare error.
     match std::net::TcpListener::bind(config.listen) {
         Ok(l) => drop(l),
@@ -58,9 +61,9 @@ pub async fn run(args: QuickstartArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let url = format!("{}/mcp", config.public_url().as_str().trim_end_matches('/'));
+    let url = plan.auth.resource.resource().to_string();
     println!("{}", banner(&url, &token));
-    let code = crate::commands::run(config).await;
+    let code = crate::commands::run(plan).await;
     stop.cancel();
     code
 }

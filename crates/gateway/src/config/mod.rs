@@ -1,74 +1,45 @@
 //! Configuration: one typed struct, read from defaults, `mcpgate.toml`, `MCPGATE_*`
-//! environment variables and command-line flags (each overriding the one before), and
-//! validated once at start-up with errors that name the key and what is wrong with it.
+//! environment variables and command-line flags (each overriding the one before), then built
+//! once into a [`Plan`] of typed runtime values — header names, compiled policy, keys read,
+//! durations, the upstream as HTTP or stdio — with every problem named by its key. Once a plan
+//! exists nothing is parsed again.
+//!
+//! One file per section holds its struct, its defaults, its rows of the settings table and
+//! the step that builds it: [`upstream`], [`auth`], [`session`], [`http`], [`policy`],
+//! [`audit`], [`log`]. The top-level keys (`listen`, `public_url`, `data_dir`, `dev`) are here.
 
+pub mod audit;
+pub mod auth;
+pub mod http;
+pub mod log;
+pub mod policy;
+pub mod session;
 mod settings;
+pub mod upstream;
 mod values;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use audit::{AuditConfig, AuditPlan};
+pub use auth::{
+    AuthConfig, AuthMode, AuthPlan, IntrospectionAuthMethod, IssuerConfig, StaticTokenConfig,
+};
+pub use http::{HttpConfig, HttpPlan};
+pub use log::{LogConfig, LogFormat, LogPlan, MetricsConfig};
+pub use policy::PolicyPlan;
+pub use session::{SessionConfig, SessionPlan};
+use settings::{Setting, s};
 pub use settings::{env_example, reference_markdown, toml_example};
+pub use upstream::{
+    DEFAULT_INHERITED_ENV, IdentityHeaders, StdioSessionMode, Target, UpstreamConfig, UpstreamPlan,
+};
 pub use values::Secret;
-
-/// How clients are authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    /// No authentication (loopback only).
-    None,
-    /// Require a bearer header and forward it unchanged; the upstream validates it.
-    Passthrough,
-    /// Fixed development tokens (needs `dev`).
-    Static,
-    /// JWT access tokens (JWKS, PEM key or HMAC secret).
-    Jwt,
-    /// RFC 7662 introspection.
-    Introspection,
-    /// The built-in authorization server (not in this release).
-    Issuer,
-}
-
-impl AuthMode {
-    /// The name used in configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMode::None => "none",
-            AuthMode::Passthrough => "passthrough",
-            AuthMode::Static => "static",
-            AuthMode::Jwt => "jwt",
-            AuthMode::Introspection => "introspection",
-            AuthMode::Issuer => "issuer",
-        }
-    }
-}
-
-/// How the gateway authenticates to the introspection endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IntrospectionAuthMethod {
-    /// HTTP Basic (`client_secret_basic`).
-    ClientSecretBasic,
-    /// In the form body (`client_secret_post`).
-    ClientSecretPost,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,276 +75,6 @@ pub struct Config {
     pub metrics: MetricsConfig,
 }
 
-/// The audit log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuditConfig {
-    /// `stdout`, `off`, or a file to append to.
-    pub output: String,
-    /// Opt-in fields: `arguments` (tool-call arguments).
-    #[serde(deserialize_with = "values::list::deserialize")]
-    pub include: Vec<String>,
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        AuditConfig {
-            output: "stdout".into(),
-            include: Vec::new(),
-        }
-    }
-}
-
-/// `/metrics`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetricsConfig {
-    /// Serve Prometheus metrics at `/metrics`.
-    pub enabled: bool,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig { enabled: true }
-    }
-}
-
-/// The upstream MCP server.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct UpstreamConfig {
-    /// Streamable HTTP endpoint.
-    pub url: Option<Url>,
-    /// Time to establish a connection.
-    #[serde(with = "values::duration")]
-    pub connect_timeout: Duration,
-    /// Time for the upstream to answer (a JSON reply in full; a stream up to its headers).
-    #[serde(with = "values::duration")]
-    pub timeout: Duration,
-    /// Longest silence on a response stream before it is closed.
-    #[serde(with = "values::duration")]
-    pub idle_timeout: Duration,
-    /// Largest complete (JSON) reply accepted from the upstream, in bytes.
-    pub max_response_bytes: usize,
-    /// Extra headers sent upstream; `${VAR}` in a value is replaced by that environment
-    /// variable of the gateway.
-    pub headers: BTreeMap<String, Secret>,
-    /// Further client request headers to pass upstream (besides the MCP ones).
-    #[serde(deserialize_with = "values::list::deserialize")]
-    pub forward_headers: Vec<String>,
-    /// Headers describing the verified principal.
-    pub identity_headers: IdentityHeaders,
-    /// Forward the client's `Authorization` header (`jwt`/`introspection` modes, for an
-    /// upstream that is the token's audience and validates it again).
-    pub forward_token: bool,
-    /// A stdio MCP server to run instead of `url`: program and arguments (no shell).
-    #[serde(deserialize_with = "values::command::deserialize")]
-    pub command: Option<Vec<String>>,
-    /// Working directory of the command.
-    pub cwd: Option<PathBuf>,
-    /// Environment variables set for the command; `${VAR}` takes the gateway's own.
-    pub env: BTreeMap<String, Secret>,
-    /// Variables of the gateway's environment passed to the command as they are.
-    #[serde(deserialize_with = "values::list::deserialize")]
-    pub inherit_env: Vec<String>,
-    /// `per-session` (a child per MCP session) or `shared` (one child for all).
-    pub session_mode: StdioSessionMode,
-    /// Children at once (`per-session`).
-    pub max_children: usize,
-    /// Sessions (so processes) one subject may hold at once (`per-session`).
-    pub max_sessions_per_subject: usize,
-    /// A child with no requests for this long is stopped.
-    #[serde(with = "values::duration")]
-    pub child_idle_timeout: Duration,
-    /// Time for a new child to answer its first message.
-    #[serde(with = "values::duration")]
-    pub startup_timeout: Duration,
-    /// Only these tools, resources, templates and prompts exist (per kind; unset: all).
-    pub expose: mcpgate_guard::policy::lists::KindPatterns,
-    /// These never exist, for anyone.
-    pub hide: mcpgate_guard::policy::lists::KindPatterns,
-}
-
-/// How MCP sessions map to processes of a stdio upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StdioSessionMode {
-    /// A child per session.
-    PerSession,
-    /// One child for all sessions.
-    Shared,
-}
-
-/// Names of the headers that carry the verified principal upstream; unset ones are not sent.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IdentityHeaders {
-    /// Header for the subject.
-    pub subject: Option<String>,
-    /// Header for the client id.
-    pub client_id: Option<String>,
-    /// Header for the space-separated scopes.
-    pub scopes: Option<String>,
-}
-
-/// Client authentication.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// The mode.
-    pub mode: AuthMode,
-    /// Authorization server issuer: advertised in metadata, checked as `iss`.
-    pub issuer_url: Option<String>,
-    /// Authorization servers advertised in the metadata (default: `issuer_url`).
-    #[serde(deserialize_with = "values::list::deserialize")]
-    pub authorization_servers: Vec<String>,
-    /// JWKS location (`jwt` mode).
-    pub jwks_uri: Option<Url>,
-    /// PEM file with a static verification key (`jwt` mode).
-    pub jwt_public_key: Option<PathBuf>,
-    /// HMAC secret (`jwt` mode, HS256/384/512).
-    pub hmac_secret: Option<Secret>,
-    /// Accepted JWT algorithms (default: all that fit the key).
-    #[serde(deserialize_with = "values::list::deserialize")]
-    pub algorithms: Vec<String>,
-    /// Accepted audiences (default: the resource URL).
-    #[serde(deserialize_with = "values::list::deserialize")]
-    pub audience: Vec<String>,
-    /// Scopes every request needs.
-    #[serde(deserialize_with = "values::list::deserialize")]
-    pub required_scopes: Vec<String>,
-    /// Scopes advertised in the metadata (default: `required_scopes`).
-    #[serde(deserialize_with = "values::opt_list::deserialize")]
-    pub scopes_supported: Option<Vec<String>>,
-    /// Advertised scope name → the name tokens carry (what is checked).
-    pub scope_map: BTreeMap<String, String>,
-    /// Methods allowed without a token (lazy authentication).
-    #[serde(deserialize_with = "values::list::deserialize")]
-    pub anonymous_methods: Vec<String>,
-    /// Tools (globs) that may be called without a token.
-    #[serde(deserialize_with = "values::list::deserialize")]
-    pub anonymous_tools: Vec<String>,
-    /// Allowed clock skew for `exp` and `nbf`.
-    #[serde(with = "values::duration")]
-    pub leeway: Duration,
-    /// Largest bearer token accepted, in bytes.
-    pub max_token_bytes: usize,
-    /// How long a verified token is remembered (never past its `exp`); 0 disables.
-    #[serde(with = "values::duration")]
-    pub cache_ttl: Duration,
-    /// Minimum time between JWKS fetches caused by unknown `kid`s.
-    #[serde(with = "values::duration")]
-    pub jwks_refresh_interval: Duration,
-    /// Age after which JWKS keys are refetched in the background.
-    #[serde(with = "values::duration")]
-    pub jwks_max_age: Duration,
-    /// RFC 7662 endpoint (`introspection` mode).
-    pub introspection_url: Option<Url>,
-    /// Client id for the introspection endpoint.
-    pub introspection_client_id: Option<String>,
-    /// Client secret for the introspection endpoint.
-    pub introspection_client_secret: Option<Secret>,
-    /// How to authenticate to the introspection endpoint.
-    pub introspection_auth_method: IntrospectionAuthMethod,
-    /// Timeout of one introspection call; the request is refused when it passes.
-    #[serde(with = "values::duration")]
-    pub introspection_timeout: Duration,
-    /// Development tokens (`static` mode).
-    pub static_tokens: Vec<StaticTokenConfig>,
-    /// More trusted issuers (`jwt` mode), each with its own keys and audience.
-    pub issuers: Vec<IssuerConfig>,
-}
-
-/// One more trusted issuer (`[[auth.issuers]]`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
-    /// Its issuer identifier, as in `iss`; with `{tenant}` for a multi-tenant issuer.
-    pub issuer_url: String,
-    /// The tenants a `{tenant}` template accepts.
-    #[serde(default, deserialize_with = "values::list::deserialize")]
-    pub tenants: Vec<String>,
-    /// Its JWKS (default: discovered from its metadata).
-    #[serde(default)]
-    pub jwks_uri: Option<Url>,
-    /// A PEM public key instead of a JWKS.
-    #[serde(default)]
-    pub jwt_public_key: Option<PathBuf>,
-    /// Accepted `aud` values (default: `auth.audience`, or the resource URL).
-    #[serde(default, deserialize_with = "values::list::deserialize")]
-    pub audience: Vec<String>,
-}
-
-/// One development token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StaticTokenConfig {
-    /// The token.
-    pub token: Secret,
-    /// Who it speaks for.
-    pub subject: String,
-    /// Its client id.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    /// Its scopes.
-    #[serde(default, deserialize_with = "values::list::deserialize")]
-    pub scopes: Vec<String>,
-}
-
-/// `Mcp-Session-Id` sealing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SessionConfig {
-    /// 32-byte key, base64; shared by replicas. Generated at start when absent.
-    pub key: Option<Secret>,
-    /// Longest life of a session.
-    #[serde(with = "values::duration")]
-    pub max_age: Duration,
-}
-
-/// Downstream HTTP.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Extra accepted `Host` values (the public URL's host is always accepted).
-    #[serde(deserialize_with = "values::list::deserialize")]
-    pub allowed_hosts: Vec<String>,
-    /// Extra accepted `Origin` values (the public URL's origin is always accepted).
-    #[serde(deserialize_with = "values::list::deserialize")]
-    pub allowed_origins: Vec<String>,
-    /// Largest request body, in bytes.
-    pub max_body_bytes: usize,
-    /// Bytes of request bodies held at once by all requests together.
-    pub max_body_bytes_in_flight: usize,
-    /// Time for a request head to arrive (and most time a kept-alive connection may sit idle).
-    #[serde(with = "values::duration")]
-    pub header_timeout: Duration,
-    /// Time for a whole request body to arrive.
-    #[serde(with = "values::duration")]
-    pub body_timeout: Duration,
-    /// Most connections open at once.
-    pub max_connections: usize,
-    /// Most connections open at once from one client address.
-    pub max_connections_per_address: usize,
-    /// How often one address may be refused for lack of valid credentials (`N/minute`, or
-    /// `off`) before it is answered 429 until the allowance refills.
-    pub unauthenticated_per_address: String,
-    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client
-    /// address for per-address limits.
-    #[serde(deserialize_with = "values::list::deserialize")]
-    pub trusted_proxies: Vec<String>,
-}
-
-/// Logging.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// `text` or `json`.
-    pub format: LogFormat,
-    /// A tracing filter, e.g. `info` or `mcpgate=debug,info`.
-    pub level: String,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -395,108 +96,209 @@ impl Default for Config {
     }
 }
 
-/// What a stdio upstream inherits from the gateway's environment unless told otherwise: what
-/// programs need to run (`npx`, `uvx` and `python` find themselves and their caches), never
-/// the gateway's own settings or credentials.
-pub const DEFAULT_INHERITED_ENV: &[&str] = &[
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+/// The top-level settings.
+const SETTINGS: &[Setting] = &[
+    s("listen", Some("--listen"), "address", "Address to bind."),
+    s(
+        "public_url",
+        Some("--public-url"),
+        "URL",
+        "The URL clients use (scheme, host, port and any path prefix a reverse proxy adds). The protected resource is `<public_url>/mcp`. Default: `http://<listen>`; required when `listen` is not a loopback address.",
+    ),
+    s(
+        "data_dir",
+        Some("--data-dir"),
+        "path",
+        "Where the embedded store and keys live.",
+    ),
+    s(
+        "dev",
+        Some("--dev"),
+        "bool",
+        "Allow development-only settings (static tokens). Prints a loud warning at start.",
+    ),
 ];
 
-impl Default for UpstreamConfig {
-    fn default() -> Self {
-        UpstreamConfig {
-            url: None,
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(120),
-            idle_timeout: Duration::from_secs(300),
-            max_response_bytes: 16 * 1024 * 1024,
-            headers: BTreeMap::new(),
-            forward_headers: Vec::new(),
-            identity_headers: IdentityHeaders::default(),
-            forward_token: false,
-            command: None,
-            cwd: None,
-            env: BTreeMap::new(),
-            inherit_env: DEFAULT_INHERITED_ENV
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
-            session_mode: StdioSessionMode::PerSession,
-            max_children: 32,
-            max_sessions_per_subject: 8,
-            child_idle_timeout: Duration::from_secs(900),
-            startup_timeout: Duration::from_secs(60),
-            expose: Default::default(),
-            hide: Default::default(),
+/// A configuration built: everything the gateway needs to run, typed and checked. Made by
+/// [`Plan::build`] (or [`Config::load`] then `build`); nothing in it is parsed again.
+pub struct Plan {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// The URL clients use.
+    pub public_url: Url,
+    /// Where the embedded store and keys live.
+    pub data_dir: PathBuf,
+    /// Development-only settings allowed.
+    pub dev: bool,
+    /// The upstream.
+    pub upstream: UpstreamPlan,
+    /// Authentication.
+    pub auth: AuthPlan,
+    /// Authorization: policy, lists, rate limits.
+    pub policy: PolicyPlan,
+    /// The audit log.
+    pub audit: AuditPlan,
+    /// Session sealing.
+    pub session: SessionPlan,
+    /// Downstream HTTP.
+    pub http: HttpPlan,
+    /// Logging and metrics.
+    pub log: LogPlan,
+}
+
+impl Plan {
+    /// Builds every section of `config`, reporting every problem at once.
+    pub fn build(config: &Config) -> Result<Plan, Vec<ConfigError>> {
+        let mut p = Problems::default();
+        check_top(config, &mut p);
+        let upstream = upstream::build(config, &mut p);
+        let auth = auth::build(config, &mut p);
+        let policy = policy::build(config, &mut p);
+        let audit = audit::build(config, &mut p);
+        let session = session::build(config, &mut p);
+        let http = http::build(config, &mut p);
+        let log = log::build(config, &mut p);
+        match (upstream, auth, policy, audit, session, http, log) {
+            (
+                Some(upstream),
+                Some(auth),
+                Some(policy),
+                Some(audit),
+                Some(session),
+                Some(http),
+                Some(log),
+            ) if p.is_empty() => Ok(Plan {
+                listen: config.listen,
+                public_url: config.public_url(),
+                data_dir: config.data_dir.clone(),
+                dev: config.dev,
+                upstream,
+                auth,
+                policy,
+                audit,
+                session,
+                http,
+                log,
+            }),
+            _ => Err(p.into_errors()),
+        }
+    }
+
+    /// Things that are allowed but deserve a word at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.dev {
+            out.push("DEVELOPMENT MODE (dev = true): development-only settings are allowed. Never run this in production.".into());
+        }
+        match self.auth.mode {
+            AuthMode::None => out.push("auth.mode = none: every request is let through without authentication (loopback only).".into()),
+            AuthMode::Passthrough => out.push(
+                "auth.mode = passthrough: the gateway only checks that a bearer token is present and forwards it; the upstream must validate it.".into(),
+            ),
+            AuthMode::Static => out.push("auth.mode = static: fixed development tokens are accepted. Never use this in production.".into()),
+            _ => {}
+        }
+        if self.auth.mode != AuthMode::Passthrough
+            && self.upstream.token == crate::proxy::TokenForwarding::Forward
+        {
+            out.push(
+                "upstream.forward_token = true: clients' tokens are forwarded to the upstream."
+                    .into(),
+            );
+        }
+        out
+    }
+}
+
+/// Where we are: the URL clients reach, and no credentials in any URL.
+fn check_top(config: &Config, p: &mut Problems) {
+    match &config.public_url {
+        Some(url) => {
+            if !matches!(url.scheme(), "http" | "https") {
+                p.push(
+                    "public_url",
+                    format!("scheme must be http or https, not `{}`", url.scheme()),
+                );
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                p.push("public_url", "must not have a query or fragment");
+            }
+            if url.host_str().is_none() {
+                p.push("public_url", "must have a host");
+            }
+        }
+        None if !config.listen.ip().is_loopback() => p.push(
+            "public_url",
+            format!(
+                "required when listen ({}) is not a loopback address: clients must be told the URL they reach the gateway at",
+                config.listen
+            ),
+        ),
+        None => {}
+    }
+    if let Err(e) = mcpgate_guard::ResourceUrl::parse(config.public_url().as_str()) {
+        p.push("public_url", e.to_string());
+    }
+    p.no_credentials("public_url", config.public_url.as_ref());
+}
+
+/// Problems found while building, in the order found.
+#[derive(Debug, Default)]
+pub(crate) struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn push(&mut self, key: &str, problem: impl Into<String>) {
+        self.0.push(ConfigError::new(key, problem));
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn into_errors(self) -> Vec<ConfigError> {
+        self.0
+    }
+
+    /// Durations that must be positive.
+    fn positive_duration(&mut self, key: &str, value: std::time::Duration) {
+        if value.is_zero() {
+            self.push(key, "must be longer than zero");
+        }
+    }
+
+    /// Credentials never belong in URLs: they would be printed in logs and by check-config.
+    fn no_credentials(&mut self, key: &str, url: Option<&Url>) {
+        if let Some(url) = url
+            && (!url.username().is_empty() || url.password().is_some())
+        {
+            self.push(key, "must not contain a user name or password; use upstream.headers or the introspection client settings");
         }
     }
 }
 
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            mode: AuthMode::Jwt,
-            issuer_url: None,
-            authorization_servers: Vec::new(),
-            jwks_uri: None,
-            jwt_public_key: None,
-            hmac_secret: None,
-            algorithms: Vec::new(),
-            audience: Vec::new(),
-            required_scopes: Vec::new(),
-            scopes_supported: None,
-            scope_map: BTreeMap::new(),
-            anonymous_methods: Vec::new(),
-            anonymous_tools: Vec::new(),
-            leeway: Duration::from_secs(30),
-            max_token_bytes: mcpgate_guard::DEFAULT_MAX_TOKEN_BYTES,
-            cache_ttl: Duration::from_secs(300),
-            jwks_refresh_interval: Duration::from_secs(30),
-            jwks_max_age: Duration::from_secs(600),
-            introspection_url: None,
-            introspection_client_id: None,
-            introspection_client_secret: None,
-            introspection_auth_method: IntrospectionAuthMethod::ClientSecretBasic,
-            introspection_timeout: Duration::from_secs(5),
-            static_tokens: Vec::new(),
-            issuers: Vec::new(),
+/// Replaces `${VAR}` with the gateway's environment variable `VAR`.
+pub(crate) fn interpolate(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or("has an unterminated `${`")?;
+        let name = &after[..end];
+        if name.is_empty() {
+            return Err("has an empty `${}`".into());
         }
+        let resolved = std::env::var(name)
+            .map_err(|_| format!("refers to environment variable {name}, which is not set"))?;
+        out.push_str(&resolved);
+        rest = &after[end + 1..];
     }
-}
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        SessionConfig {
-            key: None,
-            max_age: Duration::from_secs(24 * 3600),
-        }
-    }
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            allowed_hosts: Vec::new(),
-            allowed_origins: Vec::new(),
-            max_body_bytes: 4 * 1024 * 1024,
-            max_body_bytes_in_flight: 256 * 1024 * 1024,
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
-            max_connections: 1024,
-            max_connections_per_address: 64,
-            unauthenticated_per_address: "120/minute".into(),
-            trusted_proxies: Vec::new(),
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Text,
-            level: "info".into(),
-        }
-    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// A configuration problem: which key, what is wrong.
@@ -715,15 +517,12 @@ impl Config {
         }
     }
 
-    /// Checks everything that can be checked without touching the network.
+    /// Checks everything that can be checked without touching the network: builds the plan
+    /// and sets it aside.
     pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
-        validate::check(self)
+        Plan::build(self).map(drop)
     }
 }
-
-mod validate;
-
-pub(crate) use validate::{algorithms as validate_algorithms, interpolate, session_key};
 
 #[cfg(test)]
 mod tests {
@@ -968,6 +767,91 @@ mod tests {
             Secret::new("${MCPGATE_SURELY_UNSET_VARIABLE}"),
         );
         assert_eq!(problems(&c), ["upstream.headers.X-Key"]);
+    }
+
+    #[test]
+    fn the_plan_holds_an_http_upstream_with_its_headers_resolved_and_sensitive() {
+        let mut c = valid_jwt();
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("MCPGATE_TEST_PLAN_KEY", "k-123") };
+        c.upstream.headers.insert(
+            "X-Api-Key".into(),
+            Secret::new("key=${MCPGATE_TEST_PLAN_KEY}"),
+        );
+        c.upstream.forward_headers = vec!["X-Trace".into()];
+        c.upstream.identity_headers.subject = Some("X-User".into());
+        let plan = Plan::build(&c).unwrap();
+        let Target::Http(options) = &plan.upstream.target else {
+            panic!("an HTTP upstream");
+        };
+        let value = &options.extra_headers["x-api-key"];
+        assert_eq!(value, "key=k-123");
+        assert!(value.is_sensitive());
+        assert_eq!(options.forward_extra, ["x-trace"]);
+        assert_eq!(plan.upstream.identity.subject.as_ref().unwrap(), "x-user");
+        assert_eq!(
+            plan.auth.resource.resource().as_str(),
+            "http://127.0.0.1:8080/mcp"
+        );
+    }
+
+    #[test]
+    fn the_plan_holds_a_stdio_upstream_with_its_environment_built() {
+        let mut c = valid_jwt();
+        c.upstream.url = None;
+        c.upstream.command = Some(vec!["python".into(), "-m".into(), "server".into()]);
+        c.upstream.inherit_env = vec![];
+        c.upstream.env.insert("MODE".into(), Secret::new("test"));
+        let plan = Plan::build(&c).unwrap();
+        let Target::Stdio(options) = &plan.upstream.target else {
+            panic!("a stdio upstream");
+        };
+        assert_eq!(options.command.argv, ["python", "-m", "server"]);
+        assert_eq!(
+            options.command.env,
+            [("MODE".to_owned(), "test".to_owned())]
+        );
+        assert_eq!(
+            plan.upstream.target.describe(),
+            "stdio: python (2 arguments)"
+        );
+    }
+
+    #[test]
+    fn a_key_that_does_not_fit_the_algorithms_is_named_when_the_plan_is_built() {
+        let dir = std::env::temp_dir().join(format!("mcpgate-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key.pem");
+        std::fs::write(&path, mcpgate_testkit::keys::TestKey::ec("k").public_pem).unwrap();
+        let mut c = valid_jwt();
+        c.auth.jwks_uri = None;
+        c.auth.jwt_public_key = Some(path.clone());
+        assert!(problems(&c).is_empty());
+        c.auth.algorithms = vec!["RS256".into()];
+        assert_eq!(problems(&c), ["auth.jwt_public_key"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn every_problem_of_every_section_is_reported_at_once() {
+        let mut c = valid_jwt();
+        c.upstream.timeout = std::time::Duration::ZERO;
+        c.auth.max_token_bytes = 0;
+        c.audit.include = vec!["everything".into()];
+        c.session.key = Some(Secret::new("short"));
+        c.http.max_body_bytes = 0;
+        c.log.level = "[".into();
+        assert_eq!(
+            problems(&c),
+            [
+                "upstream.timeout",
+                "auth.max_token_bytes",
+                "audit.include",
+                "session.key",
+                "http.max_body_bytes",
+                "log.level"
+            ]
+        );
     }
 
     #[test]
