@@ -29,11 +29,10 @@ use url::Url;
 use crate::claims::ClaimRules;
 use crate::error::{Rejection, TokenError};
 use crate::fetch::read_limited;
-use crate::jwt::DEFAULT_MAX_TOKEN_BYTES;
 use crate::principal::{ClaimsError, Principal};
 use crate::verifier::{
-    BoxFuture, CachedPrincipal, TokenDigest, TokenVerifier, UntilDeadline, VerifyResult,
-    check_size, digest,
+    BoxFuture, CachedPrincipal, DEFAULT_MAX_TOKEN_BYTES, TokenDigest, TokenVerifier, UntilDeadline,
+    VerifyResult, check_size, digest,
 };
 
 /// How the verifier authenticates to the introspection endpoint (RFC 6749 §2.3.1).

@@ -156,7 +156,7 @@ impl Issuers {
     pub fn new() -> Self {
         Issuers {
             routes: Vec::new(),
-            max_token_bytes: crate::jwt::DEFAULT_MAX_TOKEN_BYTES,
+            max_token_bytes: crate::verifier::DEFAULT_MAX_TOKEN_BYTES,
         }
     }
 

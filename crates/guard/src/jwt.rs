@@ -31,10 +31,10 @@ use crate::fetch::{Destinations, FetchRules, Fetcher};
 use crate::jwks::{JwksOptions, JwksSource};
 use crate::keys::{ALL_ALGORITHMS, KeyError, VerificationKey};
 use crate::principal::Principal;
-use crate::verifier::{BoxFuture, TokenVerifier, VerifiedCache, VerifyResult, check_size, digest};
-
-/// Default largest token accepted, in bytes.
-pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+use crate::verifier::{
+    BoxFuture, DEFAULT_MAX_TOKEN_BYTES, TokenVerifier, VerifiedCache, VerifyResult, check_size,
+    digest,
+};
 
 enum Keys {
     Static(Vec<VerificationKey>),

@@ -22,9 +22,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+#[cfg(any(feature = "jwt", feature = "introspection"))]
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::error::{Malformed, Rejection, TokenError};
+use crate::error::Rejection;
+#[cfg(any(feature = "jwt", feature = "introspection"))]
+use crate::error::{Malformed, TokenError};
 use crate::principal::Principal;
 
 /// A boxed, sendable future, as returned by [`TokenVerifier::verify`].
@@ -79,7 +82,11 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
     }
 }
 
+/// Default largest token accepted, in bytes.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 /// Refuses empty tokens, and tokens over `max` bytes before anything parses or sends them.
+#[cfg(any(feature = "jwt", feature = "introspection"))]
 pub(crate) fn check_size(token: &str, max: usize) -> Result<(), TokenError> {
     if token.len() > max {
         return Err(TokenError::TooLarge {
@@ -118,6 +125,7 @@ pub(crate) fn digest(token: &str) -> TokenDigest {
 
 /// A verified principal as kept in a cache: until `deadline`, and only while the key set it
 /// was verified with (`generation`) is still the one in service.
+#[cfg(any(feature = "jwt", feature = "introspection"))]
 #[derive(Clone)]
 pub(crate) struct CachedPrincipal {
     pub(crate) principal: Arc<Principal>,
@@ -125,6 +133,7 @@ pub(crate) struct CachedPrincipal {
     pub(crate) generation: u64,
 }
 
+#[cfg(any(feature = "jwt", feature = "introspection"))]
 impl CachedPrincipal {
     /// An entry for `principal` lasting `ttl`, never past the token's `exp`; `None` when the
     /// token is already past it (the claim check's leeway allowed it, the cache does not).
@@ -149,8 +158,10 @@ impl CachedPrincipal {
 }
 
 /// Expires cache entries at their deadline.
+#[cfg(any(feature = "jwt", feature = "introspection"))]
 pub(crate) struct UntilDeadline;
 
+#[cfg(any(feature = "jwt", feature = "introspection"))]
 impl moka::Expiry<TokenDigest, CachedPrincipal> for UntilDeadline {
     fn expire_after_create(
         &self,
@@ -164,12 +175,14 @@ impl moka::Expiry<TokenDigest, CachedPrincipal> for UntilDeadline {
 
 /// Verified principals by token digest. A repeated token then costs one hash and one lookup
 /// instead of a signature check.
+#[cfg(feature = "jwt")]
 #[derive(Clone)]
 pub(crate) struct VerifiedCache {
     inner: Option<moka::sync::Cache<TokenDigest, CachedPrincipal>>,
     ttl: Duration,
 }
 
+#[cfg(feature = "jwt")]
 impl VerifiedCache {
     pub(crate) fn new(capacity: u64, ttl: Duration) -> Self {
         if capacity == 0 || ttl.is_zero() {
