@@ -215,7 +215,8 @@ pub fn guard(config: &Config, resource: &ProtectedResource) -> Result<Guard, Str
                     cache_capacity,
                     auth.cache_ttl.min(std::time::Duration::from_secs(60)),
                 )
-                .build()?;
+                .build()
+                .map_err(|e| e.to_string())?;
             Guard::Verify(Arc::new(verifier))
         }
         AuthMode::Issuer => {

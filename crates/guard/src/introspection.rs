@@ -66,6 +66,14 @@ impl std::fmt::Debug for ClientAuth {
     }
 }
 
+/// An introspection verifier that cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntrospectionConfigError {
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Client(String),
+}
+
 /// Verifies tokens with an RFC 7662 introspection endpoint.
 pub struct IntrospectionVerifier {
     url: Url,
@@ -130,14 +138,14 @@ impl IntrospectionVerifierBuilder {
     }
 
     /// Builds the verifier.
-    pub fn build(self) -> Result<IntrospectionVerifier, String> {
+    pub fn build(self) -> Result<IntrospectionVerifier, IntrospectionConfigError> {
         let client = match self.client {
             Some(c) => c,
             None => reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(self.timeout)
                 .build()
-                .map_err(|e| format!("HTTP client: {e}"))?,
+                .map_err(|e| IntrospectionConfigError::Client(e.to_string()))?,
         };
         let cache = (self.cache_capacity > 0 && !self.cache_ttl.is_zero()).then(|| {
             moka::future::Cache::builder()

@@ -71,7 +71,9 @@ pub use claims::ClaimRules;
 pub use error::{Malformed, Rejection, TokenError};
 #[cfg(feature = "introspection")]
 #[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
-pub use introspection::{ClientAuth, IntrospectionVerifier, IntrospectionVerifierBuilder};
+pub use introspection::{
+    ClientAuth, IntrospectionConfigError, IntrospectionVerifier, IntrospectionVerifierBuilder,
+};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use issuers::{IssuerPattern, IssuerPatternError, Issuers};
@@ -80,7 +82,7 @@ pub use issuers::{IssuerPattern, IssuerPatternError, Issuers};
 pub use jsonwebtoken::Algorithm;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use jwks::{JwksOptions, JwksSource};
+pub use jwks::{JwksError, JwksOptions, JwksSource};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use jwt::{JwtConfigError, JwtVerifier, JwtVerifierBuilder, KeyRing, RevocationCheck};
@@ -94,7 +96,7 @@ pub use principal::{
 };
 pub use resource::{Audience, InvalidResourceUrl, PRM_WELL_KNOWN, ResourceUrl};
 pub use static_tokens::StaticTokens;
-pub use verifier::{BoxFuture, DEFAULT_MAX_TOKEN_BYTES, TokenVerifier, VerifyResult};
+pub use verifier::{BoxFuture, DEFAULT_MAX_TOKEN_BYTES, TokenVerifier, VerifyResult, WarmUpError};
 
 /// The README's examples, compiled as doctests.
 #[cfg(all(doctest, feature = "jwt", feature = "policy"))]

@@ -52,7 +52,7 @@ pub trait TokenVerifier: Send + Sync + 'static {
 
     /// Loads what the verifier needs before the first request (keys, for example). Errors are
     /// reported but not fatal: the verifier retries on demand.
-    fn warm_up(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn warm_up(&self) -> BoxFuture<'_, Result<(), WarmUpError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -73,13 +73,43 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
         (**self).is_ready()
     }
 
-    fn warm_up(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn warm_up(&self) -> BoxFuture<'_, Result<(), WarmUpError>> {
         (**self).warm_up()
     }
 
     fn known_good(&self, token: &str) -> bool {
         (**self).known_good(token)
     }
+}
+
+/// Why a verifier could not load what it needs before the first request
+/// ([`TokenVerifier::warm_up`]). Not fatal: the verifier retries on demand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WarmUpError {
+    /// The key set could not be loaded.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    #[error(transparent)]
+    Jwks(crate::JwksError),
+    /// Verifiers behind [`Issuers`](crate::Issuers) that could not warm up, each with the
+    /// issuers it serves.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    #[error("{}", join_issuers(.0))]
+    Issuers(Vec<(Vec<String>, WarmUpError)>),
+    /// Any other reason (for verifiers outside this crate).
+    #[error("{0}")]
+    Other(String),
+}
+
+#[cfg(feature = "jwt")]
+fn join_issuers(problems: &[(Vec<String>, WarmUpError)]) -> String {
+    problems
+        .iter()
+        .map(|(issuers, e)| format!("{}: {e}", issuers.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Default largest token accepted, in bytes.
@@ -209,5 +239,35 @@ impl VerifiedCache {
         ) {
             cache.insert(key, entry);
         }
+    }
+}
+
+#[cfg(all(test, feature = "jwt"))]
+mod tests {
+    use super::*;
+    use crate::JwksError;
+    use crate::fetch::FetchError;
+
+    #[test]
+    fn warm_up_errors_read_as_before() {
+        let e = WarmUpError::Issuers(vec![
+            (
+                vec!["https://a.example".into(), "https://b.example".into()],
+                WarmUpError::Jwks(JwksError::Fetch(FetchError::Status(503))),
+            ),
+            (
+                vec!["https://c.example".into()],
+                WarmUpError::Jwks(JwksError::NoUsableKey),
+            ),
+        ]);
+        assert_eq!(
+            e.to_string(),
+            "https://a.example, https://b.example: HTTP status 503; \
+             https://c.example: the JWK Set has no usable signing key"
+        );
+        assert_eq!(
+            WarmUpError::Jwks(JwksError::NotAJwkSet("EOF".into())).to_string(),
+            "not a JWK Set: EOF"
+        );
     }
 }
