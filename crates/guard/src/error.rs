@@ -87,6 +87,7 @@ pub enum TokenError {
 
 /// A value read from an unverified token, made safe for a log line: at most 64 characters,
 /// control characters and quotes escaped.
+#[cfg(feature = "jwt")]
 pub(crate) fn printable(value: &str) -> String {
     let mut out: String = value
         .chars()

@@ -29,11 +29,10 @@ use url::Url;
 use crate::claims::ClaimRules;
 use crate::error::{Rejection, TokenError};
 use crate::fetch::read_limited;
-use crate::jwt::DEFAULT_MAX_TOKEN_BYTES;
 use crate::principal::{ClaimsError, Principal};
 use crate::verifier::{
-    BoxFuture, CachedPrincipal, TokenDigest, TokenVerifier, UntilDeadline, VerifyResult,
-    check_size, digest,
+    BoxFuture, CachedPrincipal, DEFAULT_MAX_TOKEN_BYTES, TokenDigest, TokenVerifier, UntilDeadline,
+    VerifyResult, check_size, digest,
 };
 
 /// How the verifier authenticates to the introspection endpoint (RFC 6749 §2.3.1).
@@ -65,6 +64,14 @@ impl std::fmt::Debug for ClientAuth {
             ClientAuth::Header(_) => f.write_str("Header(***)"),
         }
     }
+}
+
+/// An introspection verifier that cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntrospectionConfigError {
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Client(String),
 }
 
 /// Verifies tokens with an RFC 7662 introspection endpoint.
@@ -131,14 +138,14 @@ impl IntrospectionVerifierBuilder {
     }
 
     /// Builds the verifier.
-    pub fn build(self) -> Result<IntrospectionVerifier, String> {
+    pub fn build(self) -> Result<IntrospectionVerifier, IntrospectionConfigError> {
         let client = match self.client {
             Some(c) => c,
             None => reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(self.timeout)
                 .build()
-                .map_err(|e| format!("HTTP client: {e}"))?,
+                .map_err(|e| IntrospectionConfigError::Client(e.to_string()))?,
         };
         let cache = (self.cache_capacity > 0 && !self.cache_ttl.is_zero()).then(|| {
             moka::future::Cache::builder()

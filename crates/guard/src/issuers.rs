@@ -26,7 +26,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::error::{Malformed, TokenError, printable};
-use crate::verifier::{BoxFuture, TokenVerifier, VerifyResult, check_size};
+use crate::verifier::{BoxFuture, TokenVerifier, VerifyResult, WarmUpError, check_size};
 
 /// Which `iss` values an issuer entry accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +156,7 @@ impl Issuers {
     pub fn new() -> Self {
         Issuers {
             routes: Vec::new(),
-            max_token_bytes: crate::jwt::DEFAULT_MAX_TOKEN_BYTES,
+            max_token_bytes: crate::verifier::DEFAULT_MAX_TOKEN_BYTES,
         }
     }
 
@@ -225,18 +225,18 @@ impl TokenVerifier for Issuers {
         self.routes.iter().all(|(_, v)| v.is_ready())
     }
 
-    fn warm_up(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn warm_up(&self) -> BoxFuture<'_, Result<(), WarmUpError>> {
         Box::pin(async move {
             let mut problems = Vec::new();
             for (pattern, v) in &self.routes {
                 if let Err(e) = v.warm_up().await {
-                    problems.push(format!("{}: {e}", pattern.issuers().join(", ")));
+                    problems.push((pattern.issuers(), e));
                 }
             }
             if problems.is_empty() {
                 Ok(())
             } else {
-                Err(problems.join("; "))
+                Err(WarmUpError::Issuers(problems))
             }
         })
     }

@@ -13,8 +13,26 @@ use jsonwebtoken::jwk::Jwk;
 use serde::Deserialize;
 use url::Url;
 
-use crate::fetch::Fetcher;
+use crate::discovery::DiscoveryError;
+use crate::fetch::{FetchError, Fetcher};
 use crate::keys::{VerificationKey, keys_from_jwks};
+
+/// Why a key set could not be loaded ([`JwksSource::refresh`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwksError {
+    /// The `jwks_uri` could not be discovered from the issuer's metadata.
+    #[error("discovery: {0}")]
+    Discovery(#[from] DiscoveryError),
+    /// The JWKS document could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The document is not a JWK Set (the parser's message).
+    #[error("not a JWK Set: {0}")]
+    NotAJwkSet(String),
+    /// No key of the set can verify tokens with the allowed algorithms.
+    #[error("the JWK Set has no usable signing key")]
+    NoUsableKey,
+}
 
 /// How a [`JwksSource`] fetches and refreshes.
 #[derive(Debug, Clone)]
@@ -152,16 +170,14 @@ impl JwksSource {
     }
 
     /// The JWKS URL, discovering it first when it comes from an issuer's metadata.
-    async fn url(&self) -> Result<Url, String> {
+    async fn url(&self) -> Result<Url, JwksError> {
         match &self.location {
             Location::Fixed(url) => Ok(url.clone()),
             Location::Issuer { issuer, found } => {
                 if let Some(url) = found.load_full() {
                     return Ok((*url).clone());
                 }
-                let metadata = crate::discovery::discover(&self.fetcher, issuer)
-                    .await
-                    .map_err(|e| format!("discovery: {e}"))?;
+                let metadata = crate::discovery::discover(&self.fetcher, issuer).await?;
                 tracing::info!(target: "mcpgate::jwks", issuer = %issuer, metadata = %metadata.location, jwks_uri = %metadata.jwks_uri, "issuer metadata discovered");
                 found.store(Some(Arc::new(metadata.jwks_uri.clone())));
                 Ok(metadata.jwks_uri)
@@ -190,7 +206,7 @@ impl JwksSource {
 
     /// Fetches the key set now, unless a fetch started less than the minimum interval ago
     /// (then returns `Ok(false)`). On failure the keys in service stay in service.
-    pub async fn refresh(&self) -> Result<bool, String> {
+    pub async fn refresh(&self) -> Result<bool, JwksError> {
         let mut last = self.last_attempt.lock().await;
         if last.is_some_and(|t| t.elapsed() < self.options.min_refresh_interval) {
             return Ok(false);
@@ -223,15 +239,14 @@ impl JwksSource {
         }
     }
 
-    async fn fetch(&self) -> Result<Vec<VerificationKey>, String> {
+    async fn fetch(&self) -> Result<Vec<VerificationKey>, JwksError> {
         let url = self.url().await?;
         let body = self
             .fetcher
             .get(&url, "application/json, application/jwk-set+json")
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let raw: RawJwkSet =
-            serde_json::from_slice(&body).map_err(|e| format!("not a JWK Set: {e}"))?;
+            serde_json::from_slice(&body).map_err(|e| JwksError::NotAJwkSet(e.to_string()))?;
         let jwks: Vec<Jwk> = raw
             .keys
             .into_iter()
@@ -249,7 +264,7 @@ impl JwksSource {
             tracing::warn!(target: "mcpgate::jwks", error = %e, "skipping a JWK");
         }
         if keys.is_empty() {
-            return Err("the JWK Set has no usable signing key".into());
+            return Err(JwksError::NoUsableKey);
         }
         Ok(keys)
     }

@@ -31,10 +31,10 @@ use crate::fetch::{Destinations, FetchRules, Fetcher};
 use crate::jwks::{JwksOptions, JwksSource};
 use crate::keys::{ALL_ALGORITHMS, KeyError, VerificationKey};
 use crate::principal::Principal;
-use crate::verifier::{BoxFuture, TokenVerifier, VerifiedCache, VerifyResult, check_size, digest};
-
-/// Default largest token accepted, in bytes.
-pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+use crate::verifier::{
+    BoxFuture, DEFAULT_MAX_TOKEN_BYTES, TokenVerifier, VerifiedCache, VerifyResult, WarmUpError,
+    check_size, digest,
+};
 
 enum Keys {
     Static(Vec<VerificationKey>),
@@ -518,11 +518,15 @@ impl TokenVerifier for JwtVerifier {
                 .is_some_and(|p| self.unless_revoked(p).is_ok())
     }
 
-    fn warm_up(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn warm_up(&self) -> BoxFuture<'_, Result<(), WarmUpError>> {
         Box::pin(async move {
             match &self.keys {
                 Keys::Static(_) | Keys::Ring(_) => Ok(()),
-                Keys::Jwks(source) => source.refresh().await.map(|_| ()),
+                Keys::Jwks(source) => source
+                    .refresh()
+                    .await
+                    .map(|_| ())
+                    .map_err(WarmUpError::Jwks),
             }
         })
     }

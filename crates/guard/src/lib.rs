@@ -33,36 +33,61 @@
 //! [Model Context Protocol]: https://modelcontextprotocol.io
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod challenge;
 mod claims;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod discovery;
 mod error;
+#[cfg(any(feature = "jwt", feature = "introspection"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "jwt", feature = "introspection"))))]
 pub mod fetch;
+#[cfg(feature = "introspection")]
 mod introspection;
+#[cfg(feature = "jwt")]
 mod issuers;
+#[cfg(feature = "jwt")]
 mod jwks;
+#[cfg(feature = "jwt")]
 mod jwt;
+#[cfg(feature = "jwt")]
 mod keys;
 mod layer;
 mod metadata;
+#[cfg(feature = "policy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "policy")))]
 pub mod policy;
 mod principal;
 mod resource;
 mod static_tokens;
+#[cfg(feature = "policy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "policy")))]
 pub mod uri;
 mod verifier;
 
 pub use claims::ClaimRules;
 pub use error::{Malformed, Rejection, TokenError};
-pub use introspection::{ClientAuth, IntrospectionVerifier, IntrospectionVerifierBuilder};
-pub use issuers::{IssuerPattern, IssuerPatternError, Issuers};
-pub use jsonwebtoken::Algorithm;
-pub use jwks::{JwksOptions, JwksSource};
-pub use jwt::{
-    DEFAULT_MAX_TOKEN_BYTES, JwtConfigError, JwtVerifier, JwtVerifierBuilder, KeyRing,
-    RevocationCheck,
+#[cfg(feature = "introspection")]
+#[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
+pub use introspection::{
+    ClientAuth, IntrospectionConfigError, IntrospectionVerifier, IntrospectionVerifierBuilder,
 };
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use issuers::{IssuerPattern, IssuerPatternError, Issuers};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use jsonwebtoken::Algorithm;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use jwks::{JwksError, JwksOptions, JwksSource};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use jwt::{JwtConfigError, JwtVerifier, JwtVerifierBuilder, KeyRing, RevocationCheck};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use keys::{ALL_ALGORITHMS, KeyError, VerificationKey};
 pub use layer::{BearerAuth, BearerAuthLayer, bearer_token};
 pub use metadata::{ProtectedResource, ProtectedResourceMetadata};
@@ -71,9 +96,9 @@ pub use principal::{
 };
 pub use resource::{Audience, InvalidResourceUrl, PRM_WELL_KNOWN, ResourceUrl};
 pub use static_tokens::StaticTokens;
-pub use verifier::{BoxFuture, TokenVerifier, VerifyResult};
+pub use verifier::{BoxFuture, DEFAULT_MAX_TOKEN_BYTES, TokenVerifier, VerifyResult, WarmUpError};
 
 /// The README's examples, compiled as doctests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "jwt", feature = "policy"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

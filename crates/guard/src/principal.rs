@@ -206,8 +206,15 @@ pub struct Principal {
 }
 
 /// A principal's claims and scopes, converted once for policy expressions.
+#[cfg(feature = "policy")]
 #[derive(Clone, Default)]
 pub(crate) struct PolicyFacts(pub(crate) std::sync::OnceLock<std::sync::Arc<crate::policy::Vals>>);
+
+/// Without the policy engine there is nothing to convert (a field, so that every build
+/// constructs it the same way).
+#[cfg(not(feature = "policy"))]
+#[derive(Clone, Default)]
+pub(crate) struct PolicyFacts(());
 
 impl PartialEq for PolicyFacts {
     /// A cache: it never makes two principals differ.

@@ -22,9 +22,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+#[cfg(any(feature = "jwt", feature = "introspection"))]
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::error::{Malformed, Rejection, TokenError};
+use crate::error::Rejection;
+#[cfg(any(feature = "jwt", feature = "introspection"))]
+use crate::error::{Malformed, TokenError};
 use crate::principal::Principal;
 
 /// A boxed, sendable future, as returned by [`TokenVerifier::verify`].
@@ -49,7 +52,7 @@ pub trait TokenVerifier: Send + Sync + 'static {
 
     /// Loads what the verifier needs before the first request (keys, for example). Errors are
     /// reported but not fatal: the verifier retries on demand.
-    fn warm_up(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn warm_up(&self) -> BoxFuture<'_, Result<(), WarmUpError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -70,7 +73,7 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
         (**self).is_ready()
     }
 
-    fn warm_up(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn warm_up(&self) -> BoxFuture<'_, Result<(), WarmUpError>> {
         (**self).warm_up()
     }
 
@@ -79,7 +82,41 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
     }
 }
 
+/// Why a verifier could not load what it needs before the first request
+/// ([`TokenVerifier::warm_up`]). Not fatal: the verifier retries on demand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WarmUpError {
+    /// The key set could not be loaded.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    #[error(transparent)]
+    Jwks(crate::JwksError),
+    /// Verifiers behind [`Issuers`](crate::Issuers) that could not warm up, each with the
+    /// issuers it serves.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    #[error("{}", join_issuers(.0))]
+    Issuers(Vec<(Vec<String>, WarmUpError)>),
+    /// Any other reason (for verifiers outside this crate).
+    #[error("{0}")]
+    Other(String),
+}
+
+#[cfg(feature = "jwt")]
+fn join_issuers(problems: &[(Vec<String>, WarmUpError)]) -> String {
+    problems
+        .iter()
+        .map(|(issuers, e)| format!("{}: {e}", issuers.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Default largest token accepted, in bytes.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 /// Refuses empty tokens, and tokens over `max` bytes before anything parses or sends them.
+#[cfg(any(feature = "jwt", feature = "introspection"))]
 pub(crate) fn check_size(token: &str, max: usize) -> Result<(), TokenError> {
     if token.len() > max {
         return Err(TokenError::TooLarge {
@@ -118,6 +155,7 @@ pub(crate) fn digest(token: &str) -> TokenDigest {
 
 /// A verified principal as kept in a cache: until `deadline`, and only while the key set it
 /// was verified with (`generation`) is still the one in service.
+#[cfg(any(feature = "jwt", feature = "introspection"))]
 #[derive(Clone)]
 pub(crate) struct CachedPrincipal {
     pub(crate) principal: Arc<Principal>,
@@ -125,6 +163,7 @@ pub(crate) struct CachedPrincipal {
     pub(crate) generation: u64,
 }
 
+#[cfg(any(feature = "jwt", feature = "introspection"))]
 impl CachedPrincipal {
     /// An entry for `principal` lasting `ttl`, never past the token's `exp`; `None` when the
     /// token is already past it (the claim check's leeway allowed it, the cache does not).
@@ -149,8 +188,10 @@ impl CachedPrincipal {
 }
 
 /// Expires cache entries at their deadline.
+#[cfg(any(feature = "jwt", feature = "introspection"))]
 pub(crate) struct UntilDeadline;
 
+#[cfg(any(feature = "jwt", feature = "introspection"))]
 impl moka::Expiry<TokenDigest, CachedPrincipal> for UntilDeadline {
     fn expire_after_create(
         &self,
@@ -164,12 +205,14 @@ impl moka::Expiry<TokenDigest, CachedPrincipal> for UntilDeadline {
 
 /// Verified principals by token digest. A repeated token then costs one hash and one lookup
 /// instead of a signature check.
+#[cfg(feature = "jwt")]
 #[derive(Clone)]
 pub(crate) struct VerifiedCache {
     inner: Option<moka::sync::Cache<TokenDigest, CachedPrincipal>>,
     ttl: Duration,
 }
 
+#[cfg(feature = "jwt")]
 impl VerifiedCache {
     pub(crate) fn new(capacity: u64, ttl: Duration) -> Self {
         if capacity == 0 || ttl.is_zero() {
@@ -196,5 +239,35 @@ impl VerifiedCache {
         ) {
             cache.insert(key, entry);
         }
+    }
+}
+
+#[cfg(all(test, feature = "jwt"))]
+mod tests {
+    use super::*;
+    use crate::JwksError;
+    use crate::fetch::FetchError;
+
+    #[test]
+    fn warm_up_errors_read_as_before() {
+        let e = WarmUpError::Issuers(vec![
+            (
+                vec!["https://a.example".into(), "https://b.example".into()],
+                WarmUpError::Jwks(JwksError::Fetch(FetchError::Status(503))),
+            ),
+            (
+                vec!["https://c.example".into()],
+                WarmUpError::Jwks(JwksError::NoUsableKey),
+            ),
+        ]);
+        assert_eq!(
+            e.to_string(),
+            "https://a.example, https://b.example: HTTP status 503; \
+             https://c.example: the JWK Set has no usable signing key"
+        );
+        assert_eq!(
+            WarmUpError::Jwks(JwksError::NotAJwkSet("EOF".into())).to_string(),
+            "not a JWK Set: EOF"
+        );
     }
 }

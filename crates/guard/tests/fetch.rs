@@ -1,5 +1,6 @@
 //! The bounded fetch: destinations checked on the address connected to, size, time and
 //! redirect limits, against a real server on 127.0.0.1.
+#![cfg(any(feature = "jwt", feature = "introspection"))]
 
 use std::time::Duration;
 
