@@ -7,7 +7,9 @@
 
 use std::str::FromStr;
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 /// A key that can verify signatures, with the algorithms it is allowed to verify.
@@ -141,6 +143,12 @@ impl VerificationKey {
             Some(PublicKeyUse::Encryption) | Some(PublicKeyUse::Other(_))
         ) {
             return Err(unusable("`use` is not `sig`"));
+        }
+        // RFC 7517 §4.3: a key whose listed operations leave out `verify` is not for this.
+        if let Some(ops) = &jwk.common.key_operations
+            && !ops.iter().any(|op| matches!(op, KeyOperations::Verify))
+        {
+            return Err(unusable("`key_ops` does not include `verify`"));
         }
         let by_type: &[Algorithm] = match &jwk.algorithm {
             AlgorithmParameters::RSA(_) => RSA,

@@ -477,6 +477,27 @@ async fn symmetric_keys_in_a_jwks_are_ignored() {
 }
 
 #[tokio::test]
+async fn keys_whose_key_ops_leave_out_verify_are_ignored() {
+    let enc = TestKey::rsa(1, "enc");
+    let sig = TestKey::rsa(2, "sig");
+    let mut set = jwks(&[&enc, &sig]);
+    for jwk in set["keys"].as_array_mut().unwrap() {
+        let object = jwk.as_object_mut().unwrap();
+        object.remove("use");
+        let ops = if object["kid"] == "enc" {
+            json!(["encrypt"])
+        } else {
+            json!(["verify"])
+        };
+        object.insert("key_ops".into(), ops);
+    }
+    let idp = FakeIdp::start(set).await;
+    let v = jwks_verifier(&idp, fast_jwks()).await;
+    assert!(v.verify(&sig.sign(&good_claims())).await.is_ok());
+    assert!(v.verify(&enc.sign(&good_claims())).await.is_err());
+}
+
+#[tokio::test]
 async fn token_without_kid_is_tried_against_the_keys() {
     let key = TestKey::ec("e1");
     let idp = FakeIdp::start(jwks(&[&TestKey::rsa(1, "k1"), &key])).await;
