@@ -7,6 +7,8 @@
 
 use std::str::FromStr;
 
+use base64::Engine as _;
+
 use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyOperations, PublicKeyUse,
 };
@@ -151,7 +153,22 @@ impl VerificationKey {
             return Err(unusable("`key_ops` does not include `verify`"));
         }
         let by_type: &[Algorithm] = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => RSA,
+            AlgorithmParameters::RSA(rsa) => {
+                // Signatures by keys under 2048 bits are refused at verification anyway;
+                // skipping them here keeps them out of the count of keys loaded.
+                let bits = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(rsa.n.trim_end_matches('='))
+                    .map(|n| {
+                        let n = &n[n.iter().take_while(|b| **b == 0).count()..];
+                        n.first()
+                            .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize)
+                    })
+                    .unwrap_or(0);
+                if bits < 2048 {
+                    return Err(unusable("RSA modulus under 2048 bits"));
+                }
+                RSA
+            }
             AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
                 EllipticCurve::P256 => &[Algorithm::ES256],
                 EllipticCurve::P384 => &[Algorithm::ES384],

@@ -498,6 +498,27 @@ async fn keys_whose_key_ops_leave_out_verify_are_ignored() {
 }
 
 #[tokio::test]
+async fn rsa_keys_under_2048_bits_are_not_loaded() {
+    let strong = TestKey::rsa(1, "strong");
+    let mut set = jwks(&[&strong, &TestKey::rsa(2, "weak")]);
+    // A 1024-bit modulus (0x80 then zeros: exactly 1024 bits).
+    let mut n = vec![0u8; 128];
+    n[0] = 0x80;
+    set["keys"][1]["n"] = json!(mcpgate_testkit::keys::b64(&n));
+    let keys: jsonwebtoken::jwk::JwkSet = serde_json::from_value(set).unwrap();
+    let weak =
+        mcpgate_guard::VerificationKey::from_jwk(&keys.keys[1], &mcpgate_guard::ALL_ALGORITHMS);
+    assert!(
+        weak.unwrap_err().to_string().contains("2048"),
+        "the reason names the size"
+    );
+    assert!(
+        mcpgate_guard::VerificationKey::from_jwk(&keys.keys[0], &mcpgate_guard::ALL_ALGORITHMS)
+            .is_ok()
+    );
+}
+
+#[tokio::test]
 async fn token_without_kid_is_tried_against_the_keys() {
     let key = TestKey::ec("e1");
     let idp = FakeIdp::start(jwks(&[&TestKey::rsa(1, "k1"), &key])).await;
