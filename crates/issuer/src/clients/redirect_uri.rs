@@ -1,0 +1,451 @@
+//! Redirect URIs: what a client may register, how the one an authorization request names is
+//! matched against them, and the operator's allow-list.
+//!
+//! A redirect URI is one of three kinds (RFC 8252, OAuth 2.1 §2.3.1):
+//! - `https` with a host — web clients and hosted callbacks (`https://vscode.dev/redirect`);
+//! - `http` on a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`) — native apps and CLIs
+//!   that listen on a local port;
+//! - a private-use scheme (`cursor://…`, `com.example.app:/cb`) — native apps the operating
+//!   system opens.
+//!
+//! None may carry a fragment or user information; schemes that would run or read something
+//! in the browser (`javascript:`, `data:`, `file:`, …) and plain `http` off loopback are
+//! refused. A presented URI matches a registered one when the two strings are identical —
+//! except on loopback, where the port is free (RFC 8252 §7.3: the client picks a free port at
+//! run time), so `http://localhost/callback` and `http://127.0.0.1:33418/callback` match the
+//! same URI with any port; scheme, host, path and query must still be identical.
+//!
+//! ```
+//! use mcpgate_issuer::clients::redirect_uri::RedirectUri;
+//!
+//! let registered = RedirectUri::parse("http://localhost/callback").unwrap();
+//! assert!(registered.matches("http://localhost:53682/callback"));
+//! assert!(!registered.matches("http://localhost:53682/callback/other"));
+//! assert!(RedirectUri::parse("https://app.example/cb#x").is_err());
+//! ```
+
+use std::net::IpAddr;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use url::{Host, Url};
+
+use crate::error::{ErrorCode, OAuthError};
+
+/// Longest redirect URI accepted.
+pub const MAX_LEN: usize = 2000;
+
+/// Schemes no redirect may use: the browser would run, read or download something instead of
+/// handing the code to an app.
+const FORBIDDEN_SCHEMES: &[&str] = &[
+    "javascript",
+    "data",
+    "file",
+    "vbscript",
+    "about",
+    "blob",
+    "filesystem",
+    "view-source",
+    "ws",
+    "wss",
+    "ftp",
+    "mailto",
+    "chrome",
+    "chrome-extension",
+];
+
+/// What kind of place a redirect URI sends the browser to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An `https` URL.
+    Https,
+    /// `http` on a loopback host: a local listener, on any port.
+    Loopback,
+    /// A private-use scheme an operating system hands to an app.
+    PrivateUse,
+}
+
+/// Why a redirect URI is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectUriError {
+    /// Longer than [`MAX_LEN`].
+    #[error("is longer than {MAX_LEN} characters")]
+    TooLong,
+    /// Not an absolute URI.
+    #[error("is not an absolute URI")]
+    NotAbsolute,
+    /// Spaces or control characters.
+    #[error("contains spaces or control characters")]
+    Unprintable,
+    /// Has a `#fragment` (RFC 6749 §3.1.2).
+    #[error("must not have a fragment")]
+    Fragment,
+    /// Has `user:password@`.
+    #[error("must not contain user information")]
+    UserInfo,
+    /// `http` on a host other than loopback.
+    #[error("http is only allowed on a loopback host (localhost, 127.0.0.1, [::1]); use https")]
+    PlainHttp,
+    /// `https` without a host.
+    #[error("https needs a host")]
+    NoHost,
+    /// A scheme that would not hand the code to an app.
+    #[error("the `{0}` scheme cannot be a redirect")]
+    ForbiddenScheme(String),
+    /// Not in the operator's allow-list.
+    #[error("is not allowed by this server's redirect URI policy")]
+    NotAllowed,
+}
+
+impl RedirectUriError {
+    /// The OAuth error a registration gets for it (RFC 7591 §3.2.2).
+    pub fn to_registration_error(&self, uri: &str) -> OAuthError {
+        OAuthError::new(
+            ErrorCode::InvalidRedirectUri,
+            format!("redirect URI `{}` {self}", shorten(uri)),
+        )
+    }
+}
+
+/// A redirect URI a client registered (or declared in its metadata document).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectUri {
+    raw: String,
+    url: Url,
+    kind: Kind,
+}
+
+impl RedirectUri {
+    /// Checks a redirect URI for registration.
+    pub fn parse(raw: &str) -> Result<RedirectUri, RedirectUriError> {
+        if raw.len() > MAX_LEN {
+            return Err(RedirectUriError::TooLong);
+        }
+        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(RedirectUriError::Unprintable);
+        }
+        let url = Url::parse(raw).map_err(|_| RedirectUriError::NotAbsolute)?;
+        if url.fragment().is_some() || raw.contains('#') {
+            return Err(RedirectUriError::Fragment);
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(RedirectUriError::UserInfo);
+        }
+        let kind = match url.scheme() {
+            "https" => {
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(RedirectUriError::NoHost);
+                }
+                Kind::Https
+            }
+            "http" if is_loopback(&url) => Kind::Loopback,
+            "http" => return Err(RedirectUriError::PlainHttp),
+            scheme if FORBIDDEN_SCHEMES.contains(&scheme) => {
+                return Err(RedirectUriError::ForbiddenScheme(scheme.to_owned()));
+            }
+            _ => Kind::PrivateUse,
+        };
+        Ok(RedirectUri {
+            raw: raw.to_owned(),
+            url,
+            kind,
+        })
+    }
+
+    /// The URI as registered.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The host the browser is sent to (shown on the consent page, AS-13); for a private-use
+    /// scheme, the scheme and its authority or path.
+    pub fn display_host(&self) -> String {
+        match (self.kind, self.url.host_str()) {
+            (Kind::PrivateUse, Some(host)) if !host.is_empty() => {
+                format!("{}://{host}", self.url.scheme())
+            }
+            (Kind::PrivateUse, _) => format!("{}:", self.url.scheme()),
+            (_, Some(host)) => host.to_owned(),
+            (_, None) => String::new(),
+        }
+    }
+
+    /// Whether `presented` (the `redirect_uri` of an authorization or token request) is this
+    /// URI: the same string, or on loopback the same URI with any port.
+    pub fn matches(&self, presented: &str) -> bool {
+        if presented == self.raw {
+            return true;
+        }
+        if self.kind != Kind::Loopback {
+            return false;
+        }
+        let Ok(other) = RedirectUri::parse(presented) else {
+            return false;
+        };
+        other.kind == Kind::Loopback
+            && other.url.scheme() == self.url.scheme()
+            && other.url.host() == self.url.host()
+            && other.url.path() == self.url.path()
+            && other.url.query() == self.url.query()
+    }
+
+    /// The URL to send the browser to, for a request that named `presented` (which matched).
+    pub fn url_for(&self, presented: &str) -> Url {
+        Url::parse(presented).unwrap_or_else(|_| self.url.clone())
+    }
+}
+
+/// Whether an `http` URL's host is loopback.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+fn shorten(uri: &str) -> String {
+    let mut s: String = uri
+        .chars()
+        .take(120)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if uri.chars().count() > 120 {
+        s.push('…');
+    }
+    s
+}
+
+/// The operator's allow-list of redirect URI patterns (globs over the whole URI, `*`
+/// crossing `/`), applied to every client at registration and at `/authorize`. Empty: every
+/// URI [`RedirectUri::parse`] accepts.
+#[derive(Debug, Clone, Default)]
+pub struct AllowList {
+    patterns: Option<GlobSet>,
+}
+
+impl AllowList {
+    /// Compiles `patterns`; a bad one is named in the error.
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<AllowList, String> {
+        if patterns.is_empty() {
+            return Ok(AllowList::default());
+        }
+        let mut set = GlobSetBuilder::new();
+        for pattern in patterns {
+            let pattern = pattern.as_ref();
+            let glob = GlobBuilder::new(pattern)
+                .literal_separator(false)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| format!("`{pattern}`: {e}"))?;
+            set.add(glob);
+        }
+        Ok(AllowList {
+            patterns: Some(set.build().map_err(|e| e.to_string())?),
+        })
+    }
+
+    /// Whether `uri` may be used.
+    pub fn allows(&self, uri: &str) -> bool {
+        self.patterns.as_ref().is_none_or(|set| set.is_match(uri))
+    }
+
+    /// Checks a URI for registration against the list.
+    pub fn check(&self, uri: &RedirectUri) -> Result<(), RedirectUriError> {
+        if self.allows(uri.as_str()) {
+            Ok(())
+        } else {
+            Err(RedirectUriError::NotAllowed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(raw: &str) -> Result<Kind, RedirectUriError> {
+        RedirectUri::parse(raw).map(|u| u.kind())
+    }
+
+    #[test]
+    fn https_loopback_and_private_use_schemes_are_accepted() {
+        assert_eq!(kind("https://vscode.dev/redirect"), Ok(Kind::Https));
+        assert_eq!(kind("http://127.0.0.1:33418/callback"), Ok(Kind::Loopback));
+        assert_eq!(kind("http://localhost/callback"), Ok(Kind::Loopback));
+        assert_eq!(kind("http://[::1]:8000/cb"), Ok(Kind::Loopback));
+        assert_eq!(kind("http://127.5.6.7/cb"), Ok(Kind::Loopback));
+        assert_eq!(
+            kind("cursor://anysphere.cursor-retrieval/oauth/user-mcp/callback"),
+            Ok(Kind::PrivateUse)
+        );
+        assert_eq!(
+            kind("com.example.app:/oauth2redirect"),
+            Ok(Kind::PrivateUse)
+        );
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_refused_including_look_alikes() {
+        for uri in [
+            "http://app.example/cb",
+            "http://localhost.evil.example/cb",
+            "http://127.0.0.1.nip.io/cb",
+            "http://0.0.0.0/cb",
+            "http://[::ffff:10.0.0.1]/cb",
+        ] {
+            assert_eq!(kind(uri), Err(RedirectUriError::PlainHttp), "{uri}");
+        }
+    }
+
+    #[test]
+    fn fragments_user_information_and_bad_schemes_are_refused() {
+        assert_eq!(
+            kind("https://a.example/cb#x"),
+            Err(RedirectUriError::Fragment)
+        );
+        assert_eq!(
+            kind("https://a.example/cb#"),
+            Err(RedirectUriError::Fragment)
+        );
+        assert_eq!(
+            kind("https://user:pw@a.example/cb"),
+            Err(RedirectUriError::UserInfo)
+        );
+        assert_eq!(
+            kind("https://evil.example@a.example/cb"),
+            Err(RedirectUriError::UserInfo)
+        );
+        for scheme in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "file:///etc/passwd",
+        ] {
+            assert!(matches!(
+                kind(scheme),
+                Err(RedirectUriError::ForbiddenScheme(_))
+            ));
+        }
+        assert_eq!(kind("/relative/cb"), Err(RedirectUriError::NotAbsolute));
+        assert_eq!(
+            kind("https://a.example/c b"),
+            Err(RedirectUriError::Unprintable)
+        );
+        assert_eq!(
+            kind(&format!("https://a.example/{}", "a".repeat(MAX_LEN))),
+            Err(RedirectUriError::TooLong)
+        );
+    }
+
+    #[test]
+    fn https_matches_only_the_identical_string() {
+        let r = RedirectUri::parse("https://app.example/cb").unwrap();
+        assert!(r.matches("https://app.example/cb"));
+        for other in [
+            "https://app.example/cb/",
+            "https://app.example/cb/extra",
+            "https://app.example/cb?x=1",
+            "https://app.example/cb/../cb",
+            "https://APP.example/cb",
+            "https://app.example:443/cb",
+            "https://app.example/%63b",
+            "https://app.example.evil/cb",
+            "https://app.example/cb#frag",
+            "http://app.example/cb",
+        ] {
+            assert!(!r.matches(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn loopback_matches_any_port_and_nothing_else() {
+        for registered in [
+            "http://localhost/callback",
+            "http://127.0.0.1:33418/callback",
+        ] {
+            let r = RedirectUri::parse(registered).unwrap();
+            let host = r.url.host_str().unwrap().to_owned();
+            assert!(
+                r.matches(&format!("http://{host}:5000/callback")),
+                "{registered}"
+            );
+            assert!(
+                r.matches(&format!("http://{host}/callback")),
+                "{registered}"
+            );
+            for other in [
+                format!("http://{host}:5000/callback/x"),
+                format!("http://{host}:5000/callback?x=1"),
+                format!("http://{host}:5000/Callback"),
+                format!("https://{host}:5000/callback"),
+                format!("http://{host}.evil:5000/callback"),
+                format!("http://user@{host}:5000/callback"),
+                format!("http://{host}:5000/callback#x"),
+            ] {
+                assert!(!r.matches(&other), "{registered} vs {other}");
+            }
+        }
+        // localhost and 127.0.0.1 are different hosts to a browser's cookies and listeners.
+        let r = RedirectUri::parse("http://localhost/callback").unwrap();
+        assert!(!r.matches("http://127.0.0.1:5000/callback"));
+    }
+
+    #[test]
+    fn private_use_schemes_match_exactly() {
+        let r = RedirectUri::parse("cursor://anysphere.cursor-retrieval/oauth/cb").unwrap();
+        assert!(r.matches("cursor://anysphere.cursor-retrieval/oauth/cb"));
+        assert!(!r.matches("cursor://anysphere.cursor-retrieval/oauth/cb2"));
+        assert_eq!(r.display_host(), "cursor://anysphere.cursor-retrieval");
+    }
+
+    #[test]
+    fn the_consent_page_is_shown_the_redirect_host() {
+        let r = RedirectUri::parse("https://chatgpt.com/connector/oauth/abc").unwrap();
+        assert_eq!(r.display_host(), "chatgpt.com");
+        let r = RedirectUri::parse("http://127.0.0.1:33418/cb").unwrap();
+        assert_eq!(r.display_host(), "127.0.0.1");
+    }
+
+    #[test]
+    fn the_allow_list_admits_only_its_patterns() {
+        let list = AllowList::new(&[
+            "https://chatgpt.com/connector/oauth/*",
+            "http://127.0.0.1:*/callback",
+        ])
+        .unwrap();
+        assert!(list.allows("https://chatgpt.com/connector/oauth/abc"));
+        assert!(list.allows("http://127.0.0.1:33418/callback"));
+        assert!(!list.allows("https://evil.example/connector/oauth/abc"));
+        assert!(!list.allows("https://chatgpt.com.evil.example/connector/oauth/abc"));
+        let uri = RedirectUri::parse("https://evil.example/cb").unwrap();
+        assert_eq!(list.check(&uri), Err(RedirectUriError::NotAllowed));
+        assert!(
+            AllowList::new::<&str>(&[])
+                .unwrap()
+                .allows("https://any.example/cb")
+        );
+        assert!(AllowList::new(&["https://[a"]).is_err());
+    }
+
+    #[test]
+    fn a_registration_error_names_the_uri_without_control_characters() {
+        let e = RedirectUriError::Fragment.to_registration_error("https://a.example/\ncb#x");
+        assert_eq!(e.code, ErrorCode::InvalidRedirectUri);
+        assert!(!e.description.contains('\n'));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_input_panics(raw in "\\PC{0,80}", presented in "\\PC{0,80}") {
+            if let Ok(r) = RedirectUri::parse(&raw) {
+                let _ = r.matches(&presented);
+                let _ = r.display_host();
+            }
+        }
+    }
+}
