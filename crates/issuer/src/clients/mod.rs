@@ -1,3 +1,6 @@
-//! Clients: what identifies them and where they may be sent back to.
+//! Clients: what identifies them, what they may do and where they may be sent back to. One
+//! validation path ([`metadata`]) serves dynamic registration, client ID metadata documents
+//! and clients from the operator's configuration.
 
+pub mod metadata;
 pub mod redirect_uri;
