@@ -215,6 +215,12 @@ impl Fetcher {
 
     /// GETs `url` with `accept` and returns the body of a success.
     pub async fn get(&self, url: &Url, accept: &str) -> Result<Vec<u8>, FetchError> {
+        self.fetch(url, accept).await.map(|f| f.body)
+    }
+
+    /// GETs `url` with `accept` and returns the body of a success with the response's
+    /// headers (for callers that honour `Cache-Control`, such as client metadata documents).
+    pub async fn fetch(&self, url: &Url, accept: &str) -> Result<Fetched, FetchError> {
         check_url(self.rules.destinations, url)?;
         let response = self
             .client
@@ -233,8 +239,19 @@ impl Fetcher {
         if !status.is_success() {
             return Err(FetchError::Status(status.as_u16()));
         }
-        read_limited(response, self.rules.max_bytes).await
+        let headers = response.headers().clone();
+        let body = read_limited(response, self.rules.max_bytes).await?;
+        Ok(Fetched { body, headers })
     }
+}
+
+/// A successful answer: its body (within the size limit) and its headers.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The body.
+    pub body: Vec<u8>,
+    /// The response headers.
+    pub headers: http::HeaderMap,
 }
 
 fn describe(e: &reqwest::Error) -> String {

@@ -3,4 +3,5 @@
 //! and clients from the operator's configuration.
 
 pub mod metadata;
+pub mod metadata_document;
 pub mod redirect_uri;
