@@ -27,6 +27,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::audit::{Audit, Record};
+use crate::jsonrpc;
 use crate::proxy::message::{self, Message};
 use crate::proxy::target::Aim;
 use crate::session::Owner;
@@ -205,10 +206,10 @@ impl Enforcer {
             record.decision = "invalid";
             crate::metrics::decision("invalid", method);
             self.audit.write(record);
-            return Check::Respond(message::error_response(
+            return Check::Respond(jsonrpc::error_response(
                 StatusCode::OK,
                 message.id,
-                message::INVALID_PARAMS,
+                jsonrpc::INVALID_PARAMS,
                 &format!("Invalid arguments for tool {}: {problem}", aim.name),
             ));
         }
@@ -218,10 +219,10 @@ impl Enforcer {
             crate::metrics::decision("rate_limited", method);
             self.audit.write(record);
             tracing::info!(target: "mcpgate::policy", subject = principal.subject.as_str(), rule = limited.rule, target = aim.name, "rate limit reached");
-            let mut r = message::error_response(
+            let mut r = jsonrpc::error_response(
                 StatusCode::TOO_MANY_REQUESTS,
                 message.id,
-                message::RATE_LIMITED,
+                jsonrpc::RATE_LIMITED,
                 &format!(
                     "Rate limit reached ({}); retry in {} s",
                     limited.rule,
@@ -310,10 +311,10 @@ impl Enforcer {
                 let scopes = self.scope_names.advertise(scopes);
                 let denial = Denial::InsufficientScope(scopes.clone());
                 let wanted = mcpgate_guard::Scopes::from_iter(scopes.iter().cloned());
-                let mut r = message::error_response(
+                let mut r = jsonrpc::error_response(
                     denial.status(),
                     message.id,
-                    message::FORBIDDEN,
+                    jsonrpc::FORBIDDEN,
                     &format!(
                         "Insufficient scope: this request needs the scopes {}",
                         wanted.to_space_delimited()
@@ -330,10 +331,10 @@ impl Enforcer {
                 None => forbidden(message.id),
             },
             Verdict::Forbid => forbidden(message.id),
-            Verdict::Allow => message::error_response(
+            Verdict::Allow => jsonrpc::error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 message.id,
-                message::INTERNAL_ERROR,
+                jsonrpc::INTERNAL_ERROR,
                 "Internal error",
             ),
         }
@@ -588,10 +589,10 @@ fn validate(
 }
 
 fn forbidden(id: Option<&RawValue>) -> Response<Body> {
-    message::error_response(
+    jsonrpc::error_response(
         StatusCode::FORBIDDEN,
         id,
-        message::FORBIDDEN,
+        jsonrpc::FORBIDDEN,
         "Forbidden: the gateway's authorization policy does not allow this request",
     )
 }
@@ -599,14 +600,14 @@ fn forbidden(id: Option<&RawValue>) -> Response<Body> {
 /// What the upstream would answer for a target that does not exist.
 fn not_found(id: Option<&RawValue>, kind: Kind, name: &str) -> Response<Body> {
     let (code, text) = match kind {
-        Kind::Tool => (message::INVALID_PARAMS, format!("Unknown tool: {name}")),
-        Kind::Prompt => (message::INVALID_PARAMS, format!("Unknown prompt: {name}")),
+        Kind::Tool => (jsonrpc::INVALID_PARAMS, format!("Unknown tool: {name}")),
+        Kind::Prompt => (jsonrpc::INVALID_PARAMS, format!("Unknown prompt: {name}")),
         Kind::Resource | Kind::ResourceTemplate => (
-            message::RESOURCE_NOT_FOUND,
+            jsonrpc::RESOURCE_NOT_FOUND,
             format!("Resource not found: {name}"),
         ),
     };
-    message::error_response(StatusCode::OK, id, code, &text)
+    jsonrpc::error_response(StatusCode::OK, id, code, &text)
 }
 
 #[cfg(test)]

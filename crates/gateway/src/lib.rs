@@ -15,6 +15,7 @@ pub mod demo;
 pub mod dns_rebinding;
 pub mod enforce;
 pub mod health;
+pub mod jsonrpc;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

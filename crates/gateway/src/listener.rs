@@ -214,12 +214,7 @@ pub fn connection_ceiling(wanted: usize) -> usize {
 }
 
 fn refusal(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut r = crate::proxy::message::error_response(
-        status,
-        None,
-        crate::proxy::message::INTERNAL_ERROR,
-        text,
-    );
+    let mut r = crate::jsonrpc::error_response(status, None, crate::jsonrpc::INTERNAL_ERROR, text);
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r.headers_mut()

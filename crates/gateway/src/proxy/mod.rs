@@ -27,13 +27,14 @@ use futures::TryStreamExt as _;
 use mcpgate_guard::Principal;
 use serde_json::value::RawValue;
 
+use crate::jsonrpc::{
+    self, HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,
+    PARSE_ERROR, SESSION_NOT_FOUND,
+};
 use crate::session::{Owner, SessionSealer};
 use crate::upstream::Upstream;
 use crate::upstream::http::{HttpUpstream, Reply, UpstreamError};
-use message::{
-    HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, Kind, MAX_DEPTH,
-    METHOD_NOT_FOUND, Message, PARSE_ERROR, SESSION_NOT_FOUND, Unreadable,
-};
+use message::{Kind, MAX_DEPTH, Message, Unreadable};
 
 pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -97,7 +98,7 @@ struct IdentityUnsendable;
 
 impl IdentityUnsendable {
     fn response(self) -> Response<Body> {
-        message::text_response(
+        jsonrpc::text_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "The caller's identity cannot be passed to the upstream",
         )
@@ -177,7 +178,7 @@ async fn read_body(
 ) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), Response<Body>> {
     use http_body_util::BodyExt as _;
     let too_large = || {
-        message::error_response(
+        jsonrpc::error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             None,
             INVALID_REQUEST,
@@ -193,7 +194,7 @@ async fn read_body(
         let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else {
-                return Err(message::error_response(
+                return Err(jsonrpc::error_response(
                     StatusCode::BAD_REQUEST,
                     None,
                     INVALID_REQUEST,
@@ -214,7 +215,7 @@ async fn read_body(
                 },
                 Err(_) => {
                     tracing::warn!(target: "mcpgate::proxy", "request refused: too many request bodies in flight");
-                    let mut r = message::error_response(
+                    let mut r = jsonrpc::error_response(
                         StatusCode::SERVICE_UNAVAILABLE,
                         None,
                         INTERNAL_ERROR,
@@ -231,7 +232,7 @@ async fn read_body(
     };
     match tokio::time::timeout(gw.body_timeout, read).await {
         Ok(result) => result,
-        Err(_) => Err(message::error_response(
+        Err(_) => Err(jsonrpc::error_response(
             StatusCode::REQUEST_TIMEOUT,
             None,
             INVALID_REQUEST,
@@ -263,7 +264,7 @@ pub async fn post(
     // JSON is UTF-8 (RFC 8259): a body that is not is not forwarded for the upstream to read
     // in its own way (members the gateway skips are not otherwise checked).
     if std::str::from_utf8(&body).is_err() {
-        return message::error_response(
+        return jsonrpc::error_response(
             StatusCode::BAD_REQUEST,
             None,
             PARSE_ERROR,
@@ -271,7 +272,7 @@ pub async fn post(
         );
     }
     if message::nests_deeper_than(&body, MAX_DEPTH) {
-        return message::error_response(
+        return jsonrpc::error_response(
             StatusCode::BAD_REQUEST,
             None,
             INVALID_REQUEST,
@@ -281,7 +282,7 @@ pub async fn post(
     let message = match Message::parse(&body) {
         Ok(m) => m,
         Err(Unreadable::Parse) => {
-            return message::error_response(
+            return jsonrpc::error_response(
                 StatusCode::BAD_REQUEST,
                 None,
                 PARSE_ERROR,
@@ -289,7 +290,7 @@ pub async fn post(
             );
         }
         Err(Unreadable::Batch) => {
-            return message::error_response(
+            return jsonrpc::error_response(
                 StatusCode::BAD_REQUEST,
                 None,
                 INVALID_REQUEST,
@@ -297,7 +298,7 @@ pub async fn post(
             );
         }
         Err(Unreadable::Invalid(id)) => {
-            return message::error_response(
+            return jsonrpc::error_response(
                 StatusCode::BAD_REQUEST,
                 id,
                 INVALID_REQUEST,
@@ -306,7 +307,7 @@ pub async fn post(
         }
     };
     if modern::version_ambiguous(&headers) {
-        return message::error_response(
+        return jsonrpc::error_response(
             StatusCode::BAD_REQUEST,
             message.id,
             INVALID_REQUEST,
@@ -316,7 +317,7 @@ pub async fn post(
     let stateless = modern::is_stateless(&message, &headers);
     if stateless && let Err(modern::Mismatch(why)) = modern::check_headers(&message, &headers) {
         tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = why, "header mismatch");
-        return message::error_response(
+        return jsonrpc::error_response(
             StatusCode::BAD_REQUEST,
             message.id,
             HEADER_MISMATCH,
@@ -330,7 +331,7 @@ pub async fn post(
         && let Some(method @ ("resources/subscribe" | "resources/unsubscribe")) =
             message.method.as_deref()
     {
-        return message::error_response(
+        return jsonrpc::error_response(
             StatusCode::NOT_FOUND,
             message.id,
             METHOD_NOT_FOUND,
@@ -345,7 +346,7 @@ pub async fn post(
         Ok(aim) => aim,
         Err(target::Refusal::Request(why)) => {
             tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = why, "request refused");
-            return message::error_response(
+            return jsonrpc::error_response(
                 StatusCode::BAD_REQUEST,
                 message.id,
                 INVALID_REQUEST,
@@ -354,7 +355,7 @@ pub async fn post(
         }
         Err(target::Refusal::Params(why)) => {
             tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = %why, "request refused");
-            return message::error_response(
+            return jsonrpc::error_response(
                 StatusCode::OK,
                 message.id,
                 INVALID_PARAMS,
@@ -567,7 +568,7 @@ async fn checked(
     };
     let bad = |text: &str| {
         tracing::error!(target: "mcpgate::proxy", reason = text, "upstream answer refused");
-        message::error_response(
+        jsonrpc::error_response(
             StatusCode::BAD_GATEWAY,
             Some(&request),
             INTERNAL_ERROR,
@@ -592,7 +593,7 @@ async fn checked(
             s if s.is_client_error() => "The upstream MCP server refused the request",
             _ => "The upstream MCP server failed",
         };
-        let mut r = message::error_response(parts.status, Some(&request), INTERNAL_ERROR, text);
+        let mut r = jsonrpc::error_response(parts.status, Some(&request), INTERNAL_ERROR, text);
         for h in [header::RETRY_AFTER, header::ALLOW] {
             if let Some(v) = parts.headers.get(&h) {
                 r.headers_mut().insert(h, v.clone());
@@ -686,7 +687,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Response<Body> {
     let missing = || {
-        message::text_response(
+        jsonrpc::text_response(
             StatusCode::BAD_REQUEST,
             "Bad Request: Mcp-Session-Id header is required",
         )
@@ -763,7 +764,7 @@ fn relay(
         // side, not something the client can fix by re-authorizing.
         disarm(&mut cancel);
         tracing::error!(target: "mcpgate::proxy", %status, "upstream refused the gateway's request; check upstream.headers");
-        return message::error_response(
+        return jsonrpc::error_response(
             StatusCode::BAD_GATEWAY,
             id,
             INTERNAL_ERROR,
@@ -788,7 +789,7 @@ fn relay(
             None => {
                 disarm(&mut cancel);
                 tracing::error!(target: "mcpgate::proxy", "upstream session id is unusable (too long)");
-                return message::error_response(
+                return jsonrpc::error_response(
                     StatusCode::BAD_GATEWAY,
                     id,
                     INTERNAL_ERROR,
@@ -930,26 +931,26 @@ fn upstream_failure(
         ),
     };
     match id {
-        Some(id) => message::error_response(status, Some(id), INTERNAL_ERROR, text),
-        None => message::text_response(status, text),
+        Some(id) => jsonrpc::error_response(status, Some(id), INTERNAL_ERROR, text),
+        None => jsonrpc::text_response(status, text),
     }
 }
 
 pub(crate) fn session_not_found(id: Option<&RawValue>) -> Response<Body> {
     match id {
-        Some(id) => message::error_response(
+        Some(id) => jsonrpc::error_response(
             StatusCode::NOT_FOUND,
             Some(id),
             SESSION_NOT_FOUND,
             "Session not found",
         ),
-        None => message::text_response(StatusCode::NOT_FOUND, "Not Found: Session not found"),
+        None => jsonrpc::text_response(StatusCode::NOT_FOUND, "Not Found: Session not found"),
     }
 }
 
 /// Any other HTTP method on `/mcp` (`PUT`, `PATCH` …): 405 with a JSON-RPC error.
 pub async fn other_method() -> Response<Body> {
-    let mut r = message::text_response(
+    let mut r = jsonrpc::text_response(
         StatusCode::METHOD_NOT_ALLOWED,
         "Method Not Allowed: /mcp takes POST, GET and DELETE",
     );
@@ -959,7 +960,7 @@ pub async fn other_method() -> Response<Body> {
 }
 
 fn method_not_allowed() -> Response<Body> {
-    let mut r = message::text_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    let mut r = jsonrpc::text_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("POST"));
     r.into_response()

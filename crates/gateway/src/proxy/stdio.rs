@@ -19,8 +19,12 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde_json::value::RawValue;
 
-use super::message::{self, INTERNAL_ERROR, INVALID_REQUEST, Kind, METHOD_NOT_FOUND, Message};
+use super::message::{Kind, Message};
 use super::{Gateway, SESSION_HEADER, Who, owner, session_not_found};
+use crate::jsonrpc::{
+    self, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, error_bytes,
+    json_response,
+};
 use crate::upstream::stdio::conn::{Call, Conn, Delivery, Listener, SendError};
 use crate::upstream::stdio::json::{RawObject, raw, raw_text, strip_meta};
 use crate::upstream::stdio::{
@@ -30,9 +34,6 @@ use crate::upstream::stdio::{
 
 mod translate;
 
-/// JSON-RPC: invalid params.
-const INVALID_PARAMS: i64 = -32602;
-/// JSON-RPC: method not found.
 /// Most URIs one emulated `subscriptions/listen` may subscribe to.
 const MAX_LISTEN_URIS: usize = 100;
 /// The 2026-07-28 revision, as the gateway advertises it for a child of older revisions.
@@ -49,7 +50,7 @@ pub async fn post(
     stateless: bool,
 ) -> Response<Body> {
     let Some(object) = RawObject::parse(body) else {
-        return message::error_response(
+        return jsonrpc::error_response(
             StatusCode::BAD_REQUEST,
             message.id,
             INVALID_REQUEST,
@@ -58,7 +59,7 @@ pub async fn post(
     };
     if crate::upstream::stdio::json::has_duplicate_keys(&object) {
         // A child may read either copy of a repeated member; the gateway rewrites one.
-        return message::error_response(
+        return jsonrpc::error_response(
             StatusCode::BAD_REQUEST,
             message.id,
             INVALID_REQUEST,
@@ -73,7 +74,7 @@ pub async fn post(
         if message.kind == Kind::Request && method == "initialize" {
             return initialize(gw, up, who, object, message.id).await;
         }
-        return message::error_response(
+        return jsonrpc::error_response(
             StatusCode::BAD_REQUEST,
             message.id,
             INVALID_REQUEST,
@@ -98,7 +99,7 @@ pub async fn post(
                 Ok(true) => accepted(),
                 Ok(false) => {
                     tracing::info!(target: "mcpgate::stdio", "client answered a request it was not asked; refused");
-                    message::error_response(
+                    jsonrpc::error_response(
                         StatusCode::BAD_REQUEST,
                         None,
                         INVALID_REQUEST,
@@ -114,7 +115,7 @@ pub async fn post(
         }
         Kind::Request => {
             if method == "initialize" {
-                return message::error_response(
+                return jsonrpc::error_response(
                     StatusCode::BAD_REQUEST,
                     message.id,
                     INVALID_REQUEST,
@@ -210,7 +211,7 @@ async fn initialize(
         .seal(owner, &key)
         .and_then(|s| HeaderValue::from_str(&s).ok())
     else {
-        return message::error_response(
+        return jsonrpc::error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             id,
             INTERNAL_ERROR,
@@ -321,7 +322,7 @@ async fn handshake(
     drop(initialized);
     give_up(child).await;
     tracing::error!(target: "mcpgate::stdio", reason, "upstream command failed to initialize");
-    Err(message::error_response(
+    Err(jsonrpc::error_response(
         StatusCode::BAD_GATEWAY,
         id,
         INTERNAL_ERROR,
@@ -412,7 +413,7 @@ async fn post_stateless(
                 notify(&session, method, object).await;
                 accepted()
             }
-            Kind::Response => message::error_response(
+            Kind::Response => jsonrpc::error_response(
                 StatusCode::BAD_REQUEST,
                 id,
                 INVALID_REQUEST,
@@ -424,7 +425,7 @@ async fn post_stateless(
     let init = match up.ensure_initialized(&session.child, meta.as_ref()).await {
         Ok(r) => r,
         Err(e) => {
-            return message::error_response(
+            return jsonrpc::error_response(
                 StatusCode::BAD_GATEWAY,
                 id,
                 INTERNAL_ERROR,
@@ -438,7 +439,7 @@ async fn post_stateless(
             return accepted();
         }
         Kind::Response => {
-            return message::error_response(
+            return jsonrpc::error_response(
                 StatusCode::BAD_REQUEST,
                 id,
                 INVALID_REQUEST,
@@ -525,7 +526,7 @@ async fn listen(
         Vec::new()
     };
     if uris.len() > MAX_LISTEN_URIS {
-        return message::error_response(
+        return jsonrpc::error_response(
             StatusCode::OK,
             Some(&id),
             INVALID_PARAMS,
@@ -617,7 +618,7 @@ async fn resume(
     let parked = match up.unpark(state, owner, bound) {
         Ok(p) => p,
         Err(Unpark::Unknown) => {
-            return message::error_response(
+            return jsonrpc::error_response(
                 StatusCode::OK,
                 id,
                 INVALID_PARAMS,
@@ -626,7 +627,7 @@ async fn resume(
         }
         Err(Unpark::OtherRequest) => {
             tracing::warn!(target: "mcpgate::stdio", method = bound.method, "requestState presented with another request than the one it was issued for; refused");
-            return message::error_response(
+            return jsonrpc::error_response(
                 StatusCode::OK,
                 id,
                 INVALID_PARAMS,
@@ -667,7 +668,10 @@ async fn resume(
             Some(value) => reply.set("result", value.to_owned()),
             None => reply.set(
                 "error",
-                raw(&serde_json::json!({"code": INTERNAL_ERROR, "message": "the client did not provide this input"})),
+                raw_text(jsonrpc::error_object(
+                    INTERNAL_ERROR,
+                    "the client did not provide this input",
+                )),
             ),
         }
         if let Err(e) = conn.answer(&parked.session.key, &reply).await {
@@ -767,7 +771,7 @@ async fn respond(
     {
         Ok(step) => step,
         Err(_) => {
-            return message::error_response(
+            return jsonrpc::error_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 id,
                 INTERNAL_ERROR,
@@ -1029,9 +1033,10 @@ fn input_required(
                 ("id".into(), child_id.clone()),
                 (
                     "error".into(),
-                    raw(
-                        &serde_json::json!({"code": METHOD_NOT_FOUND, "message": "mcpgate: this client cannot be asked that during this request"}),
-                    ),
+                    raw_text(jsonrpc::error_object(
+                        METHOD_NOT_FOUND,
+                        "mcpgate: this client cannot be asked that during this request",
+                    )),
                 ),
             ]);
             let conn = Arc::clone(conn);
@@ -1074,32 +1079,17 @@ fn input_required(
 }
 
 fn answer_bytes(id: Option<&RawValue>, result: Box<RawValue>) -> Bytes {
-    let answer = RawObject(vec![
-        ("jsonrpc".into(), raw(&"2.0")),
-        (
-            "id".into(),
-            id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned),
-        ),
-        ("result".into(), result),
-    ]);
-    Bytes::from(answer.to_string())
-}
-
-fn error_bytes(id: Option<&RawValue>, code: i64, text: &str) -> Bytes {
-    Bytes::from(message::error_body(id, code, text))
+    jsonrpc::result_bytes(id, &result)
 }
 
 fn is_method_not_found(bytes: &[u8]) -> bool {
-    RawObject::parse(bytes)
-        .and_then(|a| a.object("error"))
-        .and_then(|e| e.get("code").map(|c| c.get() == "-32601"))
-        .unwrap_or(false)
+    jsonrpc::error_code(bytes) == Some(METHOD_NOT_FOUND)
 }
 
 fn exited(conn: &Conn, id: Option<&RawValue>) -> Response<Body> {
     let reason = conn.exit_reason();
     tracing::warn!(target: "mcpgate::stdio", reason, "request failed: upstream command gone");
-    message::error_response(
+    jsonrpc::error_response(
         StatusCode::BAD_GATEWAY,
         id,
         INTERNAL_ERROR,
@@ -1109,7 +1099,7 @@ fn exited(conn: &Conn, id: Option<&RawValue>) -> Response<Body> {
 
 fn send_failure(e: &SendError, id: Option<&RawValue>) -> Response<Body> {
     match e {
-        SendError::Closed => message::error_response(
+        SendError::Closed => jsonrpc::error_response(
             StatusCode::BAD_GATEWAY,
             id,
             INTERNAL_ERROR,
@@ -1117,7 +1107,7 @@ fn send_failure(e: &SendError, id: Option<&RawValue>) -> Response<Body> {
         ),
         SendError::Busy => {
             tracing::warn!(target: "mcpgate::stdio", "upstream command is not reading its input; request refused");
-            let mut r = message::error_response(
+            let mut r = jsonrpc::error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 id,
                 INTERNAL_ERROR,
@@ -1142,7 +1132,7 @@ fn refused(e: &Refusal, id: Option<&RawValue>) -> Response<Body> {
             format!("The upstream MCP server is unavailable: {other}"),
         ),
     };
-    let mut r = message::error_response(status, id, INTERNAL_ERROR, &text);
+    let mut r = jsonrpc::error_response(status, id, INTERNAL_ERROR, &text);
     if let Some(secs) = e.retry_after() {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -1153,16 +1143,6 @@ fn refused(e: &Refusal, id: Option<&RawValue>) -> Response<Body> {
 fn accepted() -> Response<Body> {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::ACCEPTED;
-    r
-}
-
-fn json_response(status: StatusCode, bytes: Bytes) -> Response<Body> {
-    let mut r = Response::new(Body::from(bytes));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     r
 }
 

@@ -192,10 +192,10 @@ pub(super) async fn request(
                 let mut subscribed = t.subscribed.lock().expect("subscribed lock");
                 if method == "resources/subscribe" {
                     if subscribed.len() >= 1000 {
-                        return crate::proxy::message::error_response(
+                        return crate::jsonrpc::error_response(
                             StatusCode::OK,
                             id,
-                            -32602,
+                            crate::jsonrpc::INVALID_PARAMS,
                             "too many resource subscriptions in this session (1000)",
                         );
                     }

@@ -640,12 +640,8 @@ impl Conn {
 
     /// Answers a request of the child's with an error.
     fn refuse(&self, child_id: &RawValue, code: i64, text: &str) {
-        let line = format!(
-            r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{}}}}}"#,
-            child_id.get(),
-            serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
-        );
-        let _ = self.stdin.try_send((Bytes::from(line), None));
+        let line = crate::jsonrpc::error_bytes(Some(child_id), code, text);
+        let _ = self.stdin.try_send((line, None));
     }
 
     /// Routes one line the child wrote.
@@ -722,7 +718,7 @@ impl Conn {
         tracing::info!(target: "mcpgate::stdio", session = self.label, "request from the upstream command has no client stream to go to; refused");
         self.refuse(
             &child_id,
-            -32603,
+            crate::jsonrpc::INTERNAL_ERROR,
             "mcpgate: no client stream can take this request now",
         );
     }
