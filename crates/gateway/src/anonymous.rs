@@ -15,9 +15,10 @@ use mcpgate_guard::Scope;
 use mcpgate_guard::challenge::{Denial, ScopeNames};
 use mcpgate_guard::policy::Kind;
 
-use crate::jsonrpc::{self, AUTHENTICATION_REQUIRED};
+use crate::jsonrpc;
 use crate::proxy::message::{Kind as MessageKind, Message};
 use crate::proxy::target::Aim;
+use crate::refusal::Refusal;
 
 /// Methods that may be allowed without a token (`auth.anonymous_methods`). Calls, reads and
 /// prompts are governed per target: public tools are named in `auth.anonymous_tools`.
@@ -133,12 +134,7 @@ impl Anonymous {
                 );
                 r
             }
-            _ => jsonrpc::error_response(
-                StatusCode::UNAUTHORIZED,
-                message.id,
-                AUTHENTICATION_REQUIRED,
-                "Authentication required: this request needs a bearer token",
-            ),
+            _ => Refusal::AuthenticationRequired.response(message.id),
         };
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         response

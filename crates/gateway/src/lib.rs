@@ -21,6 +21,7 @@ pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
+pub mod refusal;
 pub mod server;
 pub mod session;
 pub mod upstream;

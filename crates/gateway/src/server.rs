@@ -15,7 +15,9 @@ use crate::auth::{self, Guard, PresenceState};
 use crate::config::{AuthMode, Config, StdioSessionMode, interpolate, session_key};
 use crate::dns_rebinding::{self, HostPolicy};
 use crate::health::{self, Health};
+use crate::listener::ClientAddress;
 use crate::proxy::{self, Gateway, IdentityHeaders, TokenForwarding};
+use crate::refusal::retry_after;
 use crate::session::SessionSealer;
 use crate::upstream::Upstream;
 use crate::upstream::http::{HttpUpstream, HttpUpstreamOptions};
@@ -443,20 +445,6 @@ async fn front_door(
         limiter.refused(ip);
     }
     response
-}
-
-/// The client's address, for per-address limits and logs.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddress(pub std::net::IpAddr);
-
-/// A wait in whole seconds, rounded up, at least one (what `Retry-After` says).
-pub fn retry_after_secs(wait: Duration) -> u64 {
-    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
-}
-
-/// A `Retry-After` value: whole seconds, at least one.
-pub fn retry_after(wait: Duration) -> HeaderValue {
-    HeaderValue::from(retry_after_secs(wait))
 }
 
 /// Serves until SIGINT/SIGTERM, then lets requests finish for up to `grace`.

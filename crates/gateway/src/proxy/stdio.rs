@@ -21,15 +21,13 @@ use serde_json::value::RawValue;
 
 use super::message::{Kind, Message};
 use super::{Gateway, SESSION_HEADER, Who, owner, session_not_found};
-use crate::jsonrpc::{
-    self, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, error_bytes,
-    json_response,
-};
+use crate::jsonrpc::{self, INTERNAL_ERROR, METHOD_NOT_FOUND, error_bytes, json_response};
+use crate::refusal::Refusal;
 use crate::upstream::stdio::conn::{Call, Conn, Delivery, Listener, SendError};
 use crate::upstream::stdio::json::{RawObject, raw, raw_text, strip_meta};
 use crate::upstream::stdio::{
     Bound, Generation, META_CAPABILITIES, META_CLIENT, META_LOG_LEVEL, META_SERVER, META_VERSION,
-    Refusal, Session, SessionMode, StdioUpstream, Unpark,
+    Refusal as NoChild, Session, SessionMode, StdioUpstream, Unpark,
 };
 
 mod translate;
@@ -50,21 +48,14 @@ pub async fn post(
     stateless: bool,
 ) -> Response<Body> {
     let Some(object) = RawObject::parse(body) else {
-        return jsonrpc::error_response(
-            StatusCode::BAD_REQUEST,
-            message.id,
-            INVALID_REQUEST,
-            "Invalid Request: not a JSON object",
-        );
+        return Refusal::InvalidRequest("not a JSON object".into()).response(message.id);
     };
     if crate::upstream::stdio::json::has_duplicate_keys(&object) {
         // A child may read either copy of a repeated member; the gateway rewrites one.
-        return jsonrpc::error_response(
-            StatusCode::BAD_REQUEST,
-            message.id,
-            INVALID_REQUEST,
-            "Invalid Request: a member of the message, its params or their _meta is repeated",
-        );
+        return Refusal::InvalidRequest(
+            "a member of the message, its params or their _meta is repeated".into(),
+        )
+        .response(message.id);
     }
     if stateless {
         return post_stateless(up, who, message, object).await;
@@ -74,12 +65,7 @@ pub async fn post(
         if message.kind == Kind::Request && method == "initialize" {
             return initialize(gw, up, who, object, message.id).await;
         }
-        return jsonrpc::error_response(
-            StatusCode::BAD_REQUEST,
-            message.id,
-            INVALID_REQUEST,
-            "Bad Request: Mcp-Session-Id header is required",
-        );
+        return Refusal::SessionRequired.response(message.id);
     };
     let Some(session) = gw
         .open_session(presented, who)
@@ -99,12 +85,11 @@ pub async fn post(
                 Ok(true) => accepted(),
                 Ok(false) => {
                     tracing::info!(target: "mcpgate::stdio", "client answered a request it was not asked; refused");
-                    jsonrpc::error_response(
-                        StatusCode::BAD_REQUEST,
-                        None,
-                        INVALID_REQUEST,
-                        "Invalid Request: no request of the server with this id is waiting for this session's answer",
+                    Refusal::InvalidRequest(
+                        "no request of the server with this id is waiting for this session's answer"
+                            .into(),
                     )
+                    .response(None)
                 }
                 Err(e) => send_failure(&e, None),
             }
@@ -115,12 +100,8 @@ pub async fn post(
         }
         Kind::Request => {
             if method == "initialize" {
-                return jsonrpc::error_response(
-                    StatusCode::BAD_REQUEST,
-                    message.id,
-                    INVALID_REQUEST,
-                    "Invalid Request: the session is already initialized",
-                );
+                return Refusal::InvalidRequest("the session is already initialized".into())
+                    .response(message.id);
             }
             if let Some(t) = &session.translation {
                 return translate::request(up, &session, t, method, object, message.id).await;
@@ -175,7 +156,7 @@ async fn initialize(
     let params = object.object("params").unwrap_or_default();
     let limit = up.options().max_sessions_per_subject;
     if up.options().mode == SessionMode::PerSession && up.sessions_of(owner) >= limit {
-        return refused(&Refusal::PerSubject(limit), id);
+        return refused(&NoChild::PerSubject(limit), id);
     }
     let (child, owns_child) = match up.options().mode {
         SessionMode::PerSession => match up.spawn(&key) {
@@ -211,12 +192,7 @@ async fn initialize(
         .seal(owner, &key)
         .and_then(|s| HeaderValue::from_str(&s).ok())
     else {
-        return jsonrpc::error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            id,
-            INTERNAL_ERROR,
-            "Session could not be created",
-        );
+        return Refusal::Internal("Session could not be created").response(id);
     };
     up.add_session(session);
     let mut response = json_response(StatusCode::OK, Bytes::from(answer.to_string()));
@@ -322,12 +298,7 @@ async fn handshake(
     drop(initialized);
     give_up(child).await;
     tracing::error!(target: "mcpgate::stdio", reason, "upstream command failed to initialize");
-    Err(jsonrpc::error_response(
-        StatusCode::BAD_GATEWAY,
-        id,
-        INTERNAL_ERROR,
-        &format!("The upstream MCP server failed to start: {reason}"),
-    ))
+    Err(Refusal::UpstreamFailedToStart(reason).response(id))
 }
 
 /// A client notification for the child.
@@ -413,24 +384,14 @@ async fn post_stateless(
                 notify(&session, method, object).await;
                 accepted()
             }
-            Kind::Response => jsonrpc::error_response(
-                StatusCode::BAD_REQUEST,
-                id,
-                INVALID_REQUEST,
-                "Invalid Request: clients of this revision do not send responses",
-            ),
+            Kind::Response => no_responses(id),
         };
     }
     // A child of the session revisions: the gateway is its session client.
     let init = match up.ensure_initialized(&session.child, meta.as_ref()).await {
         Ok(r) => r,
         Err(e) => {
-            return jsonrpc::error_response(
-                StatusCode::BAD_GATEWAY,
-                id,
-                INTERNAL_ERROR,
-                &format!("The upstream MCP server failed to start: {e}"),
-            );
+            return Refusal::UpstreamFailedToStart(e.to_string()).response(id);
         }
     };
     match message.kind {
@@ -438,14 +399,7 @@ async fn post_stateless(
             notify(&session, method, object).await;
             return accepted();
         }
-        Kind::Response => {
-            return jsonrpc::error_response(
-                StatusCode::BAD_REQUEST,
-                id,
-                INVALID_REQUEST,
-                "Invalid Request: clients of this revision do not send responses",
-            );
-        }
+        Kind::Response => return no_responses(id),
         Kind::Request => {}
     }
     match method {
@@ -526,12 +480,10 @@ async fn listen(
         Vec::new()
     };
     if uris.len() > MAX_LISTEN_URIS {
-        return jsonrpc::error_response(
-            StatusCode::OK,
-            Some(&id),
-            INVALID_PARAMS,
-            &format!("at most {MAX_LISTEN_URIS} resourceSubscriptions per subscriptions/listen"),
-        );
+        return Refusal::InvalidParams(format!(
+            "at most {MAX_LISTEN_URIS} resourceSubscriptions per subscriptions/listen"
+        ))
+        .response(Some(&id));
     }
     let conn = Arc::clone(&session.child.conn);
     for uri in &uris {
@@ -618,21 +570,18 @@ async fn resume(
     let parked = match up.unpark(state, owner, bound) {
         Ok(p) => p,
         Err(Unpark::Unknown) => {
-            return jsonrpc::error_response(
-                StatusCode::OK,
-                id,
-                INVALID_PARAMS,
-                "requestState is unknown or has expired; send the request again without it",
-            );
+            return Refusal::InvalidParams(
+                "requestState is unknown or has expired; send the request again without it".into(),
+            )
+            .response(id);
         }
         Err(Unpark::OtherRequest) => {
             tracing::warn!(target: "mcpgate::stdio", method = bound.method, "requestState presented with another request than the one it was issued for; refused");
-            return jsonrpc::error_response(
-                StatusCode::OK,
-                id,
-                INVALID_PARAMS,
-                "requestState belongs to another request: retry the same method with the same target",
-            );
+            return Refusal::InvalidParams(
+                "requestState belongs to another request: retry the same method with the same target"
+                    .into(),
+            )
+            .response(id);
         }
     };
     let responses = object
@@ -771,12 +720,7 @@ async fn respond(
     {
         Ok(step) => step,
         Err(_) => {
-            return jsonrpc::error_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                id,
-                INTERNAL_ERROR,
-                "The upstream MCP server did not answer in time",
-            );
+            return Refusal::UpstreamTimeout.response(id);
         }
     };
     match first {
@@ -852,6 +796,10 @@ impl Drive {
     fn error(&self, text: &str) -> Bytes {
         error_bytes(self.id.as_deref(), INTERNAL_ERROR, text)
     }
+
+    fn refusal(&self, refusal: &Refusal) -> Bytes {
+        refusal.body(self.id.as_deref())
+    }
 }
 
 /// Relays one call's messages to the client's stream until its answer.
@@ -871,7 +819,7 @@ async fn drive(mut d: Drive) {
                         Ok(step) => step,
                         Err(_) => {
                             // Cancelled at the child when `d` (and its armed guard) goes.
-                            let e = d.error("The upstream MCP server did not answer in time");
+                            let e = d.refusal(&Refusal::UpstreamTimeout);
                             let _ = d.tx.send(e).await;
                             return;
                         }
@@ -962,10 +910,8 @@ async fn drive(mut d: Drive) {
             }
             Step::Gone => {
                 d.finish();
-                let e = d.error(&format!(
-                    "The upstream MCP server went away: {}",
-                    d.session.child.conn.exit_reason()
-                ));
+                let gone = Refusal::UpstreamGone(Some(d.session.child.conn.exit_reason()));
+                let e = d.refusal(&gone);
                 let _ = d.tx.send(e).await;
                 return;
             }
@@ -1048,11 +994,7 @@ fn input_required(
             call.gid,
             "the upstream asked the client something it cannot be asked",
         );
-        return error_bytes(
-            id,
-            INTERNAL_ERROR,
-            "The upstream MCP server asked the client for input that this request cannot carry",
-        );
+        return Refusal::InputUnsupported.body(id);
     }
     let gid = call.gid;
     let Some(token) = up.park(
@@ -1064,11 +1006,7 @@ fn input_required(
     ) else {
         tracing::warn!(target: "mcpgate::stdio", "too many requests waiting for input; request refused");
         conn.cancel(gid, "too many requests are waiting for input");
-        return error_bytes(
-            id,
-            INTERNAL_ERROR,
-            "Too many requests are waiting for input; answer or abandon one first",
-        );
+        return Refusal::TooManyWaitingForInput.body(id);
     };
     let result = RawObject(vec![
         ("resultType".into(), raw(&"input_required")),
@@ -1089,55 +1027,35 @@ fn is_method_not_found(bytes: &[u8]) -> bool {
 fn exited(conn: &Conn, id: Option<&RawValue>) -> Response<Body> {
     let reason = conn.exit_reason();
     tracing::warn!(target: "mcpgate::stdio", reason, "request failed: upstream command gone");
-    jsonrpc::error_response(
-        StatusCode::BAD_GATEWAY,
-        id,
-        INTERNAL_ERROR,
-        &format!("The upstream MCP server went away: {reason}"),
-    )
+    Refusal::UpstreamGone(Some(reason)).response(id)
 }
 
 fn send_failure(e: &SendError, id: Option<&RawValue>) -> Response<Body> {
     match e {
-        SendError::Closed => jsonrpc::error_response(
-            StatusCode::BAD_GATEWAY,
-            id,
-            INTERNAL_ERROR,
-            "The upstream MCP server went away",
-        ),
+        SendError::Closed => Refusal::UpstreamGone(None).response(id),
         SendError::Busy => {
             tracing::warn!(target: "mcpgate::stdio", "upstream command is not reading its input; request refused");
-            let mut r = jsonrpc::error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                id,
-                INTERNAL_ERROR,
-                "The upstream MCP server is not accepting requests",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            r
+            Refusal::UpstreamBusy.response(id)
         }
     }
 }
 
-fn refused(e: &Refusal, id: Option<&RawValue>) -> Response<Body> {
+/// No upstream process can take the request.
+fn refused(e: &NoChild, id: Option<&RawValue>) -> Response<Body> {
     tracing::warn!(target: "mcpgate::stdio", reason = %e, "no upstream process for this request");
-    let (status, text) = match e {
-        Refusal::Spawn(_) => (
-            StatusCode::BAD_GATEWAY,
-            "The upstream MCP server could not be started".to_owned(),
-        ),
-        other => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("The upstream MCP server is unavailable: {other}"),
-        ),
+    let refusal = match e {
+        NoChild::Spawn(_) => Refusal::UpstreamNotStarted,
+        other => Refusal::UpstreamUnavailable {
+            why: other.to_string(),
+            retry_after: other.retry_after(),
+        },
     };
-    let mut r = jsonrpc::error_response(status, id, INTERNAL_ERROR, &text);
-    if let Some(secs) = e.retry_after() {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    r
+    refusal.response(id)
+}
+
+/// A 2026-07-28 client sent a response: it is never asked anything.
+fn no_responses(id: Option<&RawValue>) -> Response<Body> {
+    Refusal::InvalidRequest("clients of this revision do not send responses".into()).response(id)
 }
 
 fn accepted() -> Response<Body> {

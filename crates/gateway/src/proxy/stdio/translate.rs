@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     CancelGuard, Relay, answer_bytes, json_response, respond, send_failure, sse_event, sse_response,
 };
+use crate::refusal::Refusal;
 use crate::upstream::stdio::Bound;
 use crate::upstream::stdio::conn::{Delivery, SUBSCRIPTION_ID};
 use crate::upstream::stdio::json::{RawObject, put_meta, raw, raw_text, strip_meta};
@@ -192,12 +193,10 @@ pub(super) async fn request(
                 let mut subscribed = t.subscribed.lock().expect("subscribed lock");
                 if method == "resources/subscribe" {
                     if subscribed.len() >= 1000 {
-                        return crate::jsonrpc::error_response(
-                            StatusCode::OK,
-                            id,
-                            crate::jsonrpc::INVALID_PARAMS,
-                            "too many resource subscriptions in this session (1000)",
-                        );
+                        return Refusal::InvalidParams(
+                            "too many resource subscriptions in this session (1000)".into(),
+                        )
+                        .response(id);
                     }
                     subscribed.insert(uri);
                 } else {
