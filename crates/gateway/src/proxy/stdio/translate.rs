@@ -22,7 +22,7 @@ use super::{
 use crate::refusal::Refusal;
 use crate::upstream::stdio::Bound;
 use crate::upstream::stdio::conn::{Delivery, SUBSCRIPTION_ID};
-use crate::upstream::stdio::json::{RawObject, put_meta, raw, raw_text, strip_meta};
+use crate::upstream::stdio::json::{RawObject, put_meta, raw, strip_meta};
 use crate::upstream::stdio::{
     Child, Generation, META_CAPABILITIES, META_CLIENT, META_LOG_LEVEL, META_SERVER, META_VERSION,
     Session, StdioUpstream, Translation, random_hex,
@@ -76,14 +76,7 @@ pub(super) async fn initialize(
         .translated
         .store(true, std::sync::atomic::Ordering::SeqCst);
     tracing::info!(target: "mcpgate::stdio", pid = child.conn.pid(), "upstream command speaks only 2026-07-28; session clients are translated");
-    let answer = RawObject(vec![
-        ("jsonrpc".into(), raw(&"2.0")),
-        (
-            "id".into(),
-            id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned),
-        ),
-        ("result".into(), result.clone()),
-    ]);
+    let answer = super::answer(id, result.clone());
     Some((answer, result))
 }
 
