@@ -5,15 +5,15 @@
 //!   the gateway hands the client a sealed id ([`crate::session`]) bound to the subject, and
 //!   swaps it back for the upstream's id on every later request, GET stream and DELETE.
 //! - The stateless revision (2026-07-28): no sessions; the mirrored `Mcp-Method` / `Mcp-Name`
-//!   / `MCP-Protocol-Version` headers are checked against the body ([`modern`]); GET and
+//!   / `MCP-Protocol-Version` headers are checked against the body ([`stateless`]); GET and
 //!   DELETE get 405.
 //!
 //! Bodies are forwarded byte for byte; responses (JSON or SSE) are streamed back as they
 //! arrive. A client that goes away mid-request cancels it upstream.
 
 pub mod message;
-pub mod modern;
 pub mod sse;
+pub mod stateless;
 mod stdio;
 pub mod target;
 
@@ -253,14 +253,15 @@ pub async fn post(
             .response(id);
         }
     };
-    if modern::version_ambiguous(&headers) {
+    if stateless::version_ambiguous(&headers) {
         return Refusal::InvalidRequest(
             "MCP-Protocol-Version must be given once, with one version".into(),
         )
         .response(message.id);
     }
-    let stateless = modern::is_stateless(&message, &headers);
-    if stateless && let Err(modern::Mismatch(why)) = modern::check_headers(&message, &headers) {
+    let stateless = stateless::is_stateless(&message, &headers);
+    if stateless && let Err(stateless::Mismatch(why)) = stateless::check_headers(&message, &headers)
+    {
         tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = why, "header mismatch");
         return Refusal::HeaderMismatch(why.into()).response(message.id);
     }
@@ -273,7 +274,7 @@ pub async fn post(
     {
         return Refusal::MethodRemoved {
             method: method.to_owned(),
-            revision: modern::STATELESS_REVISION,
+            revision: stateless::STATELESS_REVISION,
         }
         .response(message.id);
     }
@@ -620,7 +621,7 @@ async fn within_session(
     method: Method,
     no_session: impl FnOnce() -> Response<Body>,
 ) -> Response<Body> {
-    if modern::header_version(headers).is_some_and(modern::is_stateless_version) {
+    if stateless::header_version(headers).is_some_and(stateless::is_stateless_version) {
         return method_not_allowed();
     }
     let Some(presented) = headers.get(SESSION_HEADER) else {

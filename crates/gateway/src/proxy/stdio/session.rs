@@ -204,10 +204,10 @@ async fn handshake(
     // A shared child was probed when it started, and so is a new per-session child of a
     // command known to speak only 2026-07-28: one without the session revisions is translated
     // at once.
-    if owns_child && up.known_modern_only() {
+    if owns_child && up.known_stateless_only() {
         up.probe(&child, Some(&translate::probe_meta(params))).await;
     }
-    if translate::modern_only(&child)
+    if translate::stateless_only(&child)
         && let Some((answer, result)) = translate::initialize(up, &child, false, params, id).await
     {
         *initialized = Some(result);
@@ -244,7 +244,7 @@ async fn handshake(
                 let mut initialized = child.initialized.lock().await;
                 match translate::initialize(up, &child, owns_child, params, id).await {
                     Some((answer, result)) => {
-                        up.learn_modern_only(exited);
+                        up.learn_stateless_only(exited);
                         *initialized = Some(result);
                         drop(initialized);
                         return Ok((child, answer, false));

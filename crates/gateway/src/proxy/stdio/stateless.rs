@@ -79,12 +79,14 @@ pub(super) async fn post(
         .lock()
         .expect("generation lock")
         .clone();
-    if let Generation::Modern(_) = generation {
+    if let Generation::Stateless(_) = generation {
         return match message.kind {
             Kind::Request => {
                 let bound = Bound::of(method, &object);
                 match session.child.conn.request(&session.key, object, logs).await {
-                    Ok(call) => respond(up, &session, call, Relay::Modern, id, &bound, None).await,
+                    Ok(call) => {
+                        respond(up, &session, call, Relay::Stateless, id, &bound, None).await
+                    }
                     Err(e) => send_failure(&e, id),
                 }
             }

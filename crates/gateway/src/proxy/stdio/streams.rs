@@ -22,7 +22,7 @@ pub(super) enum Relay {
     /// A session client: everything on the response stream.
     Stream,
     /// A 2026-07-28 client and child: as they come.
-    Modern,
+    Stateless,
     /// A 2026-07-28 client and a child of the session revisions: the child's requests become
     /// an `input_required` result.
     Translate,

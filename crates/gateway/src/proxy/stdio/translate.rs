@@ -44,7 +44,7 @@ pub(super) async fn initialize(
     if needs_probe {
         up.probe(child, Some(&probe_meta(params))).await;
     }
-    let Generation::Modern(discovered) = StdioUpstream::generation(child) else {
+    let Generation::Stateless(discovered) = StdioUpstream::generation(child) else {
         return None;
     };
     let discovered = RawObject::parse(discovered.get().as_bytes()).unwrap_or_default();
@@ -101,8 +101,8 @@ pub(super) fn probe_meta(params: &RawObject) -> RawObject {
 }
 
 /// Whether a probed child lists no revision with `initialize` among its supported versions.
-pub(super) fn modern_only(child: &Child) -> bool {
-    let Generation::Modern(discovered) = StdioUpstream::generation(child) else {
+pub(super) fn stateless_only(child: &Child) -> bool {
+    let Generation::Stateless(discovered) = StdioUpstream::generation(child) else {
         return false;
     };
     let versions: Vec<String> = RawObject::parse(discovered.get().as_bytes())
