@@ -1049,6 +1049,14 @@ mod tests {
             RawObject::parse(line.as_bytes()).expect("a JSON object")
         }
 
+        /// The child answers the gateway's request `gid` with `result`.
+        async fn answer(&mut self, gid: u64, result: &str) {
+            self.write(&format!(
+                r#"{{"jsonrpc":"2.0","id":{gid},"result":{result}}}"#
+            ))
+            .await;
+        }
+
         async fn write(&mut self, line: &str) {
             self.stdout.write_all(line.as_bytes()).await.unwrap();
             self.stdout.write_all(b"\n").await.unwrap();
@@ -1072,6 +1080,23 @@ mod tests {
             stdout: child_stdout,
         };
         (conn, child)
+    }
+
+    const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#;
+    const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+
+    /// A client's request of `session`, sent to the child (logging allowed on its stream).
+    async fn request(conn: &Conn, session: &str, text: &str) -> Call {
+        conn.request(&key(session), message(text), true)
+            .await
+            .unwrap()
+    }
+
+    /// The same, with logging kept off its stream.
+    async fn request_without_logs(conn: &Conn, session: &str, text: &str) -> Call {
+        conn.request(&key(session), message(text), false)
+            .await
+            .unwrap()
     }
 
     fn connect() -> (Arc<Conn>, FakeChild) {
@@ -1129,22 +1154,15 @@ mod tests {
     async fn a_request_goes_to_the_child_under_a_gateway_id_and_its_answer_comes_back_with_the_client_id()
      {
         let (conn, mut child) = connect();
-        let call = conn
-            .request(
-                &key("s-a"),
-                message(r#"{"jsonrpc":"2.0","id":"abc","method":"tools/list"}"#),
-                true,
-            )
-            .await
-            .unwrap();
+        let call = request(
+            &conn,
+            "s-a",
+            r#"{"jsonrpc":"2.0","id":"abc","method":"tools/list"}"#,
+        )
+        .await;
         let sent = child.read().await;
         assert_eq!(sent.get("id").unwrap().get(), call.gid.to_string());
-        child
-            .write(&format!(
-                r#"{{"jsonrpc":"2.0","id":{},"result":{{}}}}"#,
-                call.gid
-            ))
-            .await;
+        child.answer(call.gid, r#"{}"#).await;
         let answer = RawObject::parse(&call.answer.await.unwrap()).unwrap();
         assert_eq!(answer.get("id").unwrap().get(), r#""abc""#);
     }
@@ -1152,15 +1170,8 @@ mod tests {
     #[tokio::test]
     async fn two_sessions_using_the_same_client_id_get_distinct_ids_at_the_child() {
         let (conn, mut child) = connect();
-        let request = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
-        let a = conn
-            .request(&key("s-a"), message(request), true)
-            .await
-            .unwrap();
-        let b = conn
-            .request(&key("s-b"), message(request), true)
-            .await
-            .unwrap();
+        let a = request(&conn, "s-a", PING).await;
+        let b = request(&conn, "s-b", PING).await;
         let (first, second) = (child.read().await, child.read().await);
         assert_ne!(
             first.get("id").unwrap().get(),
@@ -1175,16 +1186,8 @@ mod tests {
     #[tokio::test]
     async fn a_progress_token_is_the_gateways_at_the_child_and_the_clients_on_the_way_back() {
         let (conn, mut child) = connect();
-        let mut call = conn
-            .request(
-                &key("s-a"),
-                message(
-                    r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"t","_meta":{"progressToken":"mine"}}}"#,
-                ),
-                true,
-            )
-            .await
-            .unwrap();
+        let with_token = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"t","_meta":{"progressToken":"mine"}}}"#;
+        let mut call = request(&conn, "s-a", with_token).await;
         let sent = child.read().await;
         let token = sent.object("params").unwrap().object("_meta").unwrap();
         assert_eq!(
@@ -1205,30 +1208,13 @@ mod tests {
     #[tokio::test]
     async fn an_answer_to_an_id_the_gateway_never_sent_is_ignored() {
         let (conn, mut child) = connect();
-        let mut call = conn
-            .request(
-                &key("s-a"),
-                message(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
-                true,
-            )
-            .await
-            .unwrap();
+        let mut call = request(&conn, "s-a", PING).await;
         child.read().await;
         child
             .write(r#"{"jsonrpc":"2.0","id":"not-ours","result":{}}"#)
             .await;
-        child
-            .write(&format!(
-                r#"{{"jsonrpc":"2.0","id":{},"result":{{}}}}"#,
-                call.gid + 1000
-            ))
-            .await;
-        child
-            .write(&format!(
-                r#"{{"jsonrpc":"2.0","id":{},"result":{{"n":1}}}}"#,
-                call.gid
-            ))
-            .await;
+        child.answer(call.gid + 1000, r#"{}"#).await;
+        child.answer(call.gid, r#"{"n":1}"#).await;
         let answer = RawObject::parse(&(&mut call.answer).await.unwrap()).unwrap();
         assert_eq!(answer.get("result").unwrap().get(), r#"{"n":1}"#);
     }
@@ -1236,23 +1222,11 @@ mod tests {
     #[tokio::test]
     async fn a_rebound_request_answers_with_the_new_client_id() {
         let (conn, mut child) = connect();
-        let call = conn
-            .request(
-                &key("stateless-a"),
-                message(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#),
-                true,
-            )
-            .await
-            .unwrap();
+        let call = request(&conn, "stateless-a", CALL).await;
         child.read().await;
         assert!(conn.rebind(call.gid, raw(&"retry-2")));
         assert!(!conn.rebind(call.gid + 1, raw(&"other")));
-        child
-            .write(&format!(
-                r#"{{"jsonrpc":"2.0","id":{},"result":{{}}}}"#,
-                call.gid
-            ))
-            .await;
+        child.answer(call.gid, r#"{}"#).await;
         let answer = RawObject::parse(&call.answer.await.unwrap()).unwrap();
         assert_eq!(answer.get("id").unwrap().get(), r#""retry-2""#);
     }
@@ -1260,15 +1234,8 @@ mod tests {
     #[tokio::test]
     async fn cancel_tells_the_child_and_stops_waiting_while_forget_only_stops_waiting() {
         let (conn, mut child) = connect();
-        let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
-        let cancelled = conn
-            .request(&key("s-a"), message(ping), true)
-            .await
-            .unwrap();
-        let forgotten = conn
-            .request(&key("s-a"), message(ping), true)
-            .await
-            .unwrap();
+        let cancelled = request(&conn, "s-a", PING).await;
+        let forgotten = request(&conn, "s-a", PING).await;
         child.read().await;
         child.read().await;
         conn.forget(forgotten.gid);
@@ -1295,14 +1262,7 @@ mod tests {
      {
         let (conn, mut child) = connect();
         conn.attach(&key("s-a"));
-        let mut call = conn
-            .request(
-                &key("s-a"),
-                message(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#),
-                true,
-            )
-            .await
-            .unwrap();
+        let mut call = request(&conn, "s-a", CALL).await;
         child.read().await;
         child
             .write(r#"{"jsonrpc":"2.0","id":"q1","method":"roots/list"}"#)
@@ -1337,14 +1297,7 @@ mod tests {
     #[tokio::test]
     async fn logging_reaches_only_a_request_that_asked_for_it() {
         let (conn, mut child) = connect();
-        let mut quiet = conn
-            .request(
-                &key("s-a"),
-                message(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#),
-                false,
-            )
-            .await
-            .unwrap();
+        let mut quiet = request_without_logs(&conn, "s-a", CALL).await;
         child.read().await;
         child
             .write(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#)
@@ -1543,14 +1496,7 @@ mod tests {
     #[tokio::test]
     async fn a_closed_connection_refuses_to_send_and_ends_every_waiting_request() {
         let (conn, mut child) = connect();
-        let call = conn
-            .request(
-                &key("s-a"),
-                message(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
-                true,
-            )
-            .await
-            .unwrap();
+        let call = request(&conn, "s-a", PING).await;
         child.read().await;
         conn.close("gone".into());
         assert!(call.answer.await.is_err());
