@@ -22,12 +22,10 @@ use serde_json::value::RawValue;
 
 use super::message::Message;
 use super::{Gateway, Who};
-use crate::jsonrpc::json_response;
 use crate::refusal::Refusal;
 use crate::upstream::stdio::conn::{Conn, SendError};
 use crate::upstream::stdio::json::{RawObject, raw, raw_text};
 use crate::upstream::stdio::{Refusal as NoChild, Session, StdioUpstream};
-use streams::{CancelGuard, Relay, answer_bytes, respond, sse_event, sse_response};
 
 mod session;
 mod stateless;

@@ -12,10 +12,8 @@ use serde_json::value::RawValue;
 
 use super::super::message::{Kind, Message};
 use super::super::{Gateway, SESSION_HEADER, Who, owner, session_not_found};
-use super::{
-    Relay, accepted, answer, notify, refused, respond, send_failure, sse_event, sse_response,
-    translate,
-};
+use super::streams::{Relay, respond, sse_event, sse_response};
+use super::{accepted, answer, notify, refused, send_failure, translate};
 use crate::jsonrpc::json_response;
 use crate::refusal::Refusal;
 use crate::upstream::stdio::json::RawObject;

@@ -15,10 +15,8 @@ use serde_json::value::RawValue;
 
 use super::super::message::{Kind, Message};
 use super::super::{Who, owner};
-use super::{
-    Relay, accepted, answer_bytes, exited, notify, refused, respond, send_failure, sse_event,
-    sse_response,
-};
+use super::streams::{Relay, answer_bytes, respond, sse_event, sse_response};
+use super::{accepted, exited, notify, refused, send_failure};
 use crate::jsonrpc::{self, INTERNAL_ERROR, METHOD_NOT_FOUND, json_response};
 use crate::refusal::Refusal;
 use crate::upstream::stdio::conn::{Call, Conn, Delivery, Listener};

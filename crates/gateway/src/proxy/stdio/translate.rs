@@ -16,9 +16,9 @@ use axum::http::{Response, StatusCode};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    CancelGuard, Relay, answer_bytes, json_response, respond, send_failure, sse_event, sse_response,
-};
+use super::send_failure;
+use super::streams::{CancelGuard, Relay, answer_bytes, respond, sse_event, sse_response};
+use crate::jsonrpc::json_response;
 use crate::refusal::Refusal;
 use crate::upstream::stdio::Bound;
 use crate::upstream::stdio::conn::{Delivery, SUBSCRIPTION_ID};
