@@ -15,8 +15,10 @@ use mcpgate_guard::Scope;
 use mcpgate_guard::challenge::{Denial, ScopeNames};
 use mcpgate_guard::policy::Kind;
 
-use crate::proxy::message::{self, Kind as MessageKind, Message};
+use crate::jsonrpc;
+use crate::proxy::message::{Kind as MessageKind, Message};
 use crate::proxy::target::Aim;
+use crate::refusal::Refusal;
 
 /// Methods that may be allowed without a token (`auth.anonymous_methods`). Calls, reads and
 /// prompts are governed per target: public tools are named in `auth.anonymous_tools`.
@@ -30,9 +32,6 @@ pub const ALLOWED_METHODS: &[&str] = &[
     "prompts/list",
     "logging/setLevel",
 ];
-
-/// mcpgate: the request needs a token (HTTP 401, with the challenge).
-pub const AUTHENTICATION_REQUIRED: i64 = -32004;
 
 /// What may be done without a token, and how the others are challenged.
 #[derive(Debug)]
@@ -127,7 +126,7 @@ impl Anonymous {
                     "isError": true,
                     "_meta": {"mcp/www_authenticate": [challenge.to_str().unwrap_or("Bearer")]},
                 });
-                let body = message::result_body(message.id, &result);
+                let body = jsonrpc::result_body(message.id, &result);
                 let mut r = Response::new(Body::from(body));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -135,12 +134,7 @@ impl Anonymous {
                 );
                 r
             }
-            _ => message::error_response(
-                StatusCode::UNAUTHORIZED,
-                message.id,
-                AUTHENTICATION_REQUIRED,
-                "Authentication required: this request needs a bearer token",
-            ),
+            _ => Refusal::AuthenticationRequired.response(message.id),
         };
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         response

@@ -14,7 +14,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, Response, StatusCode, header};
 use url::Url;
 
-use crate::proxy::message::text_response;
+use crate::jsonrpc::text_response;
 
 /// The allow-lists.
 #[derive(Debug, Clone)]

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use axum::body::Body;
-use axum::http::{Response, StatusCode};
+use axum::http::Response;
 use mcpgate_guard::challenge::Denial;
 use mcpgate_guard::policy::lists::{Trim, Unfilterable, filter_response, list_kind};
 use mcpgate_guard::policy::{Annotations, Caller, Decision, Kind, Policy, Target, Verdict};
@@ -29,6 +29,7 @@ use serde_json::value::RawValue;
 use crate::audit::{Audit, Record};
 use crate::proxy::message::{self, Message};
 use crate::proxy::target::Aim;
+use crate::refusal::Refusal;
 use crate::session::Owner;
 
 /// Most principals whose tool lists are remembered at once (the least recently used go).
@@ -205,12 +206,11 @@ impl Enforcer {
             record.decision = "invalid";
             crate::metrics::decision("invalid", method);
             self.audit.write(record);
-            return Check::Respond(message::error_response(
-                StatusCode::OK,
-                message.id,
-                message::INVALID_PARAMS,
-                &format!("Invalid arguments for tool {}: {problem}", aim.name),
+            let refusal = Refusal::InvalidParams(format!(
+                "Invalid arguments for tool {}: {problem}",
+                aim.name
             ));
+            return Check::Respond(refusal.response(message.id));
         }
         if let Err(limited) = self.limits.check(principal, address, aim.kind, &aim.name) {
             record.decision = "rate_limited";
@@ -218,21 +218,11 @@ impl Enforcer {
             crate::metrics::decision("rate_limited", method);
             self.audit.write(record);
             tracing::info!(target: "mcpgate::policy", subject = principal.subject.as_str(), rule = limited.rule, target = aim.name, "rate limit reached");
-            let mut r = message::error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                message.id,
-                message::RATE_LIMITED,
-                &format!(
-                    "Rate limit reached ({}); retry in {} s",
-                    limited.rule,
-                    crate::server::retry_after_secs(limited.retry_after)
-                ),
-            );
-            r.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                crate::server::retry_after(limited.retry_after),
-            );
-            return Check::Respond(r);
+            let refusal = Refusal::RateLimited {
+                rule: limited.rule.clone(),
+                wait: limited.retry_after,
+            };
+            return Check::Respond(refusal.response(message.id));
         }
         crate::metrics::decision("allow", method);
         Check::Forward(Pending {
@@ -310,15 +300,8 @@ impl Enforcer {
                 let scopes = self.scope_names.advertise(scopes);
                 let denial = Denial::InsufficientScope(scopes.clone());
                 let wanted = mcpgate_guard::Scopes::from_iter(scopes.iter().cloned());
-                let mut r = message::error_response(
-                    denial.status(),
-                    message.id,
-                    message::FORBIDDEN,
-                    &format!(
-                        "Insufficient scope: this request needs the scopes {}",
-                        wanted.to_space_delimited()
-                    ),
-                );
+                let mut r =
+                    Refusal::InsufficientScope(wanted.to_space_delimited()).response(message.id);
                 if let Some(challenge) = denial.challenge(&self.resource_metadata, &[]) {
                     r.headers_mut()
                         .insert(axum::http::header::WWW_AUTHENTICATE, challenge);
@@ -326,16 +309,15 @@ impl Enforcer {
                 r
             }
             Verdict::Hide => match aim {
-                Some(aim) => not_found(message.id, aim.kind, &aim.name),
-                None => forbidden(message.id),
+                Some(aim) => Refusal::Hidden {
+                    kind: aim.kind,
+                    name: aim.name.clone(),
+                }
+                .response(message.id),
+                None => Refusal::Forbidden.response(message.id),
             },
-            Verdict::Forbid => forbidden(message.id),
-            Verdict::Allow => message::error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                message.id,
-                message::INTERNAL_ERROR,
-                "Internal error",
-            ),
+            Verdict::Forbid => Refusal::Forbidden.response(message.id),
+            Verdict::Allow => Refusal::Internal("Internal error").response(message.id),
         }
     }
 
@@ -585,28 +567,6 @@ fn validate(
     } else {
         Err(problems.join("; "))
     }
-}
-
-fn forbidden(id: Option<&RawValue>) -> Response<Body> {
-    message::error_response(
-        StatusCode::FORBIDDEN,
-        id,
-        message::FORBIDDEN,
-        "Forbidden: the gateway's authorization policy does not allow this request",
-    )
-}
-
-/// What the upstream would answer for a target that does not exist.
-fn not_found(id: Option<&RawValue>, kind: Kind, name: &str) -> Response<Body> {
-    let (code, text) = match kind {
-        Kind::Tool => (message::INVALID_PARAMS, format!("Unknown tool: {name}")),
-        Kind::Prompt => (message::INVALID_PARAMS, format!("Unknown prompt: {name}")),
-        Kind::Resource | Kind::ResourceTemplate => (
-            message::RESOURCE_NOT_FOUND,
-            format!("Resource not found: {name}"),
-        ),
-    };
-    message::error_response(StatusCode::OK, id, code, &text)
 }
 
 #[cfg(test)]

@@ -213,13 +213,13 @@ pub fn connection_ceiling(wanted: usize) -> usize {
     wanted.min(ceiling)
 }
 
+/// The client's address, for per-address limits and logs: the peer's, or the one a trusted
+/// proxy names ([`client_address`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
 fn refusal(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut r = crate::proxy::message::error_response(
-        status,
-        None,
-        crate::proxy::message::INTERNAL_ERROR,
-        text,
-    );
+    let mut r = crate::jsonrpc::error_response(status, None, crate::jsonrpc::INTERNAL_ERROR, text);
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r.headers_mut()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -15,7 +15,9 @@ use crate::auth::{self, Guard, PresenceState};
 use crate::config::{Plan, Target};
 use crate::dns_rebinding::{self, HostPolicy};
 use crate::health::{self, Health};
+use crate::listener::ClientAddress;
 use crate::proxy::{self, Gateway};
+use crate::refusal::retry_after;
 use crate::session::SessionSealer;
 use crate::upstream::Upstream;
 use crate::upstream::http::HttpUpstream;
@@ -239,7 +241,7 @@ fn cors_layer() -> CorsLayer {
 }
 
 async fn not_found() -> Response {
-    crate::proxy::message::text_response(StatusCode::NOT_FOUND, "Not Found")
+    crate::jsonrpc::text_response(StatusCode::NOT_FOUND, "Not Found")
 }
 
 /// What every request to `/mcp` (and unknown routes) passes first, in one middleware: the
@@ -283,10 +285,10 @@ async fn front_door(
     if let (Some(ip), Some(wait)) = (ip, blocked) {
         crate::metrics::unauthenticated_limited();
         tracing::info!(target: "mcpgate::auth", address = %ip, "refused: too many requests without valid credentials from this address");
-        let mut r = crate::proxy::message::error_response(
+        let mut r = crate::jsonrpc::error_response(
             StatusCode::TOO_MANY_REQUESTS,
             None,
-            crate::proxy::message::RATE_LIMITED,
+            crate::jsonrpc::RATE_LIMITED,
             "Too Many Requests: too many requests without valid credentials from this address",
         );
         r.headers_mut()
@@ -304,20 +306,6 @@ async fn front_door(
         limiter.refused(ip);
     }
     response
-}
-
-/// The client's address, for per-address limits and logs.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddress(pub std::net::IpAddr);
-
-/// A wait in whole seconds, rounded up, at least one (what `Retry-After` says).
-pub fn retry_after_secs(wait: Duration) -> u64 {
-    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
-}
-
-/// A `Retry-After` value: whole seconds, at least one.
-pub fn retry_after(wait: Duration) -> HeaderValue {
-    HeaderValue::from(retry_after_secs(wait))
 }
 
 /// Serves until SIGINT/SIGTERM, then lets requests finish for up to `grace`.

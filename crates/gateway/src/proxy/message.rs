@@ -1,5 +1,5 @@
-//! Reading just enough of a JSON-RPC message to route and check it, and writing the
-//! gateway's own JSON-RPC errors.
+//! Reading just enough of a JSON-RPC message to route and check it. (What the gateway writes
+//! itself is [`crate::jsonrpc`]'s.)
 //!
 //! The gateway is a transparent proxy: it forwards the bytes it received, unchanged. It only
 //! looks at `id`, `method`, and the few `params` that routing and the 2026-07-28 header rules
@@ -7,33 +7,9 @@
 
 use std::borrow::Cow;
 
-use axum::body::Body;
-use axum::http::{HeaderValue, Response, StatusCode, header};
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-
-/// JSON-RPC: parse error.
-pub const PARSE_ERROR: i64 = -32700;
-/// JSON-RPC: invalid request.
-pub const INVALID_REQUEST: i64 = -32600;
-/// JSON-RPC: method not found (HTTP 404 for a method the stateless revision removed).
-pub const METHOD_NOT_FOUND: i64 = -32601;
-/// JSON-RPC: invalid params (unknown tool or prompt, arguments that do not fit, a target
-/// that cannot be read).
-pub const INVALID_PARAMS: i64 = -32602;
-/// JSON-RPC: internal error.
-pub const INTERNAL_ERROR: i64 = -32603;
-/// MCP: resource not found.
-pub const RESOURCE_NOT_FOUND: i64 = -32002;
-/// mcpgate: the policy refuses the request, and no scope would change that (HTTP 403).
-pub const FORBIDDEN: i64 = -32003;
-/// mcpgate: too many requests (HTTP 429, with `Retry-After`).
-pub const RATE_LIMITED: i64 = -32029;
-/// MCP 2026-07-28: a standard header does not match the body.
-pub const HEADER_MISMATCH: i64 = -32020;
-/// The gateway's "session not found" (the code rmcp and the TS SDK use for it).
-pub const SESSION_NOT_FOUND: i64 = -32001;
 
 /// A string field that may also be absent or of another type (then it reads as absent).
 /// Read without buffering: this runs on every request.
@@ -648,48 +624,6 @@ fn valid_id(raw: &RawValue) -> bool {
     }
 }
 
-/// A JSON-RPC error message (`id` null when unknown).
-pub fn error_body(id: Option<&RawValue>, code: i64, message: &str) -> String {
-    let id = id.map(RawValue::get).unwrap_or("null");
-    let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into());
-    format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#)
-}
-
-/// A JSON-RPC result body for `id`.
-pub fn result_body(id: Option<&RawValue>, result: &serde_json::Value) -> String {
-    let id = id.map(RawValue::get).unwrap_or("null");
-    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)
-}
-
-/// A JSON-RPC error response with `status`. `id` is echoed when known; MCP clients (and the
-/// schema) expect it whenever the request could be read.
-pub fn error_response(
-    status: StatusCode,
-    id: Option<&RawValue>,
-    code: i64,
-    message: &str,
-) -> Response<Body> {
-    let mut response = Response::new(Body::from(error_body(id, code, message)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// A refusal that is not about one message (a route, a header, a connection): a JSON-RPC
-/// error with a null id, like every other refusal — `-32600` for a 4xx status, `-32603` for a
-/// 5xx.
-pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
-    let code = if status.is_server_error() {
-        INTERNAL_ERROR
-    } else {
-        INVALID_REQUEST
-    };
-    error_response(status, None, code, text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -775,17 +709,5 @@ mod tests {
             Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"other":"\q"}}"#)
                 .is_err()
         );
-    }
-
-    #[test]
-    fn error_response_echoes_the_raw_id() {
-        let raw = RawValue::from_string("\"abc\"".into()).unwrap();
-        let r = error_response(
-            StatusCode::BAD_REQUEST,
-            Some(&raw),
-            HEADER_MISMATCH,
-            "x \"y\"",
-        );
-        assert_eq!(r.status(), 400);
     }
 }

@@ -5,15 +5,15 @@
 //!   the gateway hands the client a sealed id ([`crate::session`]) bound to the subject, and
 //!   swaps it back for the upstream's id on every later request, GET stream and DELETE.
 //! - The stateless revision (2026-07-28): no sessions; the mirrored `Mcp-Method` / `Mcp-Name`
-//!   / `MCP-Protocol-Version` headers are checked against the body ([`modern`]); GET and
+//!   / `MCP-Protocol-Version` headers are checked against the body ([`stateless`]); GET and
 //!   DELETE get 405.
 //!
 //! Bodies are forwarded byte for byte; responses (JSON or SSE) are streamed back as they
 //! arrive. A client that goes away mid-request cancels it upstream.
 
 pub mod message;
-pub mod modern;
 pub mod sse;
+pub mod stateless;
 mod stdio;
 pub mod target;
 
@@ -22,18 +22,16 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
-use axum::response::IntoResponse;
 use futures::TryStreamExt as _;
 use mcpgate_guard::Principal;
 use serde_json::value::RawValue;
 
+use crate::jsonrpc::{self, INTERNAL_ERROR};
+use crate::refusal::Refusal;
 use crate::session::{Owner, SessionSealer};
 use crate::upstream::Upstream;
 use crate::upstream::http::{HttpUpstream, Reply, UpstreamError};
-use message::{
-    HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, Kind, MAX_DEPTH,
-    METHOD_NOT_FOUND, Message, PARSE_ERROR, SESSION_NOT_FOUND, Unreadable,
-};
+use message::{Kind, MAX_DEPTH, Message, Unreadable};
 
 pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -97,10 +95,7 @@ struct IdentityUnsendable;
 
 impl IdentityUnsendable {
     fn response(self) -> Response<Body> {
-        message::text_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The caller's identity cannot be passed to the upstream",
-        )
+        Refusal::Internal("The caller's identity cannot be passed to the upstream").response(None)
     }
 }
 
@@ -169,42 +164,25 @@ impl Gateway {
 
 /// Reads a request body within `http.max_body_bytes` and `http.body_timeout`, counting its
 /// bytes against what all requests together may hold (`http.max_body_bytes_in_flight`; the
-/// share is returned, to be held while the request lasts); a refusal is a JSON-RPC error
-/// (413, 408, 503).
+/// share is returned, to be held while the request lasts).
 async fn read_body(
     gw: &Gateway,
     body: Body,
-) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), Response<Body>> {
+) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), Refusal> {
     use http_body_util::BodyExt as _;
-    let too_large = || {
-        message::error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            INVALID_REQUEST,
-            &format!(
-                "Payload Too Large: the body is larger than {} bytes (http.max_body_bytes)",
-                gw.max_body_bytes
-            ),
-        )
-    };
     let read = async {
         let mut body = body;
         let mut buf = bytes::BytesMut::new();
         let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else {
-                return Err(message::error_response(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    INVALID_REQUEST,
-                    "Bad Request: the body could not be read",
-                ));
+                return Err(Refusal::BodyUnreadable);
             };
             let Ok(chunk) = frame.into_data() else {
                 continue;
             };
             if buf.len() + chunk.len() > gw.max_body_bytes {
-                return Err(too_large());
+                return Err(Refusal::BodyTooLarge(gw.max_body_bytes));
             }
             let want = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
             match Arc::clone(&gw.bodies).try_acquire_many_owned(want) {
@@ -214,15 +192,7 @@ async fn read_body(
                 },
                 Err(_) => {
                     tracing::warn!(target: "mcpgate::proxy", "request refused: too many request bodies in flight");
-                    let mut r = message::error_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        None,
-                        INTERNAL_ERROR,
-                        "Service Unavailable: the gateway is receiving too many request bodies; try again shortly",
-                    );
-                    r.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    return Err(r);
+                    return Err(Refusal::BodiesInFlight);
                 }
             }
             buf.extend_from_slice(&chunk);
@@ -231,12 +201,7 @@ async fn read_body(
     };
     match tokio::time::timeout(gw.body_timeout, read).await {
         Ok(result) => result,
-        Err(_) => Err(message::error_response(
-            StatusCode::REQUEST_TIMEOUT,
-            None,
-            INVALID_REQUEST,
-            "Request Timeout: the body did not arrive in time (http.body_timeout)",
-        )),
+        Err(_) => Err(Refusal::BodyTimeout),
     }
 }
 
@@ -252,76 +217,53 @@ pub async fn post(
         .map(|p| axum::Extension(Arc::clone(p)));
     let address = parts
         .extensions
-        .get::<crate::server::ClientAddress>()
+        .get::<crate::listener::ClientAddress>()
         .map(|a| axum::Extension(*a));
     let headers = parts.headers;
     // The body's share of the in-flight budget is held until the answer is built.
     let (body, _share) = match read_body(&gw, body).await {
         Ok(b) => b,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.response(None),
     };
     // JSON is UTF-8 (RFC 8259): a body that is not is not forwarded for the upstream to read
     // in its own way (members the gateway skips are not otherwise checked).
     if std::str::from_utf8(&body).is_err() {
-        return message::error_response(
-            StatusCode::BAD_REQUEST,
-            None,
-            PARSE_ERROR,
-            "Parse error: the body is not UTF-8",
-        );
+        return Refusal::NotUtf8.response(None);
     }
     if message::nests_deeper_than(&body, MAX_DEPTH) {
-        return message::error_response(
-            StatusCode::BAD_REQUEST,
-            None,
-            INVALID_REQUEST,
-            &format!("Invalid Request: the message nests deeper than {MAX_DEPTH} levels"),
-        );
+        return Refusal::InvalidRequest(
+            format!("the message nests deeper than {MAX_DEPTH} levels").into(),
+        )
+        .response(None);
     }
     let message = match Message::parse(&body) {
         Ok(m) => m,
-        Err(Unreadable::Parse) => {
-            return message::error_response(
-                StatusCode::BAD_REQUEST,
-                None,
-                PARSE_ERROR,
-                "Parse error: the body is not JSON",
-            );
-        }
+        Err(Unreadable::Parse) => return Refusal::NotJson.response(None),
         Err(Unreadable::Batch) => {
-            return message::error_response(
-                StatusCode::BAD_REQUEST,
-                None,
-                INVALID_REQUEST,
-                "Invalid Request: JSON-RPC batches are not supported (removed in MCP 2025-06-18)",
-            );
+            return Refusal::InvalidRequest(
+                "JSON-RPC batches are not supported (removed in MCP 2025-06-18)".into(),
+            )
+            .response(None);
         }
         Err(Unreadable::Invalid(id)) => {
-            return message::error_response(
-                StatusCode::BAD_REQUEST,
-                id,
-                INVALID_REQUEST,
-                "Invalid Request: not a JSON-RPC message MCP allows (ids are strings or integers, never null)",
-            );
+            return Refusal::InvalidRequest(
+                "not a JSON-RPC message MCP allows (ids are strings or integers, never null)"
+                    .into(),
+            )
+            .response(id);
         }
     };
-    if modern::version_ambiguous(&headers) {
-        return message::error_response(
-            StatusCode::BAD_REQUEST,
-            message.id,
-            INVALID_REQUEST,
-            "Invalid Request: MCP-Protocol-Version must be given once, with one version",
-        );
+    if stateless::version_ambiguous(&headers) {
+        return Refusal::InvalidRequest(
+            "MCP-Protocol-Version must be given once, with one version".into(),
+        )
+        .response(message.id);
     }
-    let stateless = modern::is_stateless(&message, &headers);
-    if stateless && let Err(modern::Mismatch(why)) = modern::check_headers(&message, &headers) {
+    let stateless = stateless::is_stateless(&message, &headers);
+    if stateless && let Err(stateless::Mismatch(why)) = stateless::check_headers(&message, &headers)
+    {
         tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = why, "header mismatch");
-        return message::error_response(
-            StatusCode::BAD_REQUEST,
-            message.id,
-            HEADER_MISMATCH,
-            &format!("Header mismatch: {why}"),
-        );
+        return Refusal::HeaderMismatch(why.into()).response(message.id);
     }
     // The stateless revision removed resource subscriptions (`subscriptions/listen` replaces
     // them): such a request is answered here, whatever the upstream would make of it.
@@ -330,36 +272,22 @@ pub async fn post(
         && let Some(method @ ("resources/subscribe" | "resources/unsubscribe")) =
             message.method.as_deref()
     {
-        return message::error_response(
-            StatusCode::NOT_FOUND,
-            message.id,
-            METHOD_NOT_FOUND,
-            &format!(
-                "Method not found: {method} was removed in MCP {}",
-                modern::STATELESS_REVISION
-            ),
-        );
+        return Refusal::MethodRemoved {
+            method: method.to_owned(),
+            revision: stateless::STATELESS_REVISION,
+        }
+        .response(message.id);
     }
     // A governed request's target, read strictly, or a refusal: never forwarded undecided.
     let aim = match target::aim(&message) {
         Ok(aim) => aim,
         Err(target::Refusal::Request(why)) => {
             tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = why, "request refused");
-            return message::error_response(
-                StatusCode::BAD_REQUEST,
-                message.id,
-                INVALID_REQUEST,
-                &format!("Invalid Request: {why}"),
-            );
+            return Refusal::InvalidRequest(why.into()).response(message.id);
         }
         Err(target::Refusal::Params(why)) => {
             tracing::info!(target: "mcpgate::proxy", method = message.method.as_deref(), reason = %why, "request refused");
-            return message::error_response(
-                StatusCode::OK,
-                message.id,
-                INVALID_PARAMS,
-                &format!("Invalid params: {why}"),
-            );
+            return Refusal::InvalidParams(format!("Invalid params: {why}")).response(message.id);
         }
     };
     // Without a token (the auth layer let it through: anonymous access is on), only what is
@@ -565,14 +493,9 @@ async fn checked(
         // A notification's or a client response's acknowledgement: nothing to check.
         return Response::from_parts(parts, body);
     };
-    let bad = |text: &str| {
+    let bad = |text: &'static str| {
         tracing::error!(target: "mcpgate::proxy", reason = text, "upstream answer refused");
-        message::error_response(
-            StatusCode::BAD_GATEWAY,
-            Some(&request),
-            INTERNAL_ERROR,
-            text,
-        )
+        Refusal::UpstreamFailed(text.into()).response(Some(&request))
     };
     let Ok(bytes) = axum::body::to_bytes(body, gw.max_message_bytes).await else {
         return bad("The upstream MCP server's reply is too large");
@@ -592,7 +515,7 @@ async fn checked(
             s if s.is_client_error() => "The upstream MCP server refused the request",
             _ => "The upstream MCP server failed",
         };
-        let mut r = message::error_response(parts.status, Some(&request), INTERNAL_ERROR, text);
+        let mut r = jsonrpc::error_response(parts.status, Some(&request), INTERNAL_ERROR, text);
         for h in [header::RETRY_AFTER, header::ALLOW] {
             if let Some(v) = parts.headers.get(&h) {
                 r.headers_mut().insert(h, v.clone());
@@ -685,12 +608,7 @@ pub async fn delete(
     who: Who,
     headers: HeaderMap,
 ) -> Response<Body> {
-    let missing = || {
-        message::text_response(
-            StatusCode::BAD_REQUEST,
-            "Bad Request: Mcp-Session-Id header is required",
-        )
-    };
+    let missing = || Refusal::SessionRequired.response(None);
     within_session(&gw, &who, &headers, Method::DELETE, missing).await
 }
 
@@ -703,7 +621,7 @@ async fn within_session(
     method: Method,
     no_session: impl FnOnce() -> Response<Body>,
 ) -> Response<Body> {
-    if modern::header_version(headers).is_some_and(modern::is_stateless_version) {
+    if stateless::header_version(headers).is_some_and(stateless::is_stateless_version) {
         return method_not_allowed();
     }
     let Some(presented) = headers.get(SESSION_HEADER) else {
@@ -763,12 +681,8 @@ fn relay(
         // side, not something the client can fix by re-authorizing.
         disarm(&mut cancel);
         tracing::error!(target: "mcpgate::proxy", %status, "upstream refused the gateway's request; check upstream.headers");
-        return message::error_response(
-            StatusCode::BAD_GATEWAY,
-            id,
-            INTERNAL_ERROR,
-            "The upstream MCP server refused the gateway",
-        );
+        return Refusal::UpstreamFailed("The upstream MCP server refused the gateway".into())
+            .response(id);
     }
     let mut headers = HttpUpstream::returned_headers(parts, gw.token == TokenForwarding::Forward);
     if let SessionIssue::Seal(owner) = session
@@ -788,12 +702,10 @@ fn relay(
             None => {
                 disarm(&mut cancel);
                 tracing::error!(target: "mcpgate::proxy", "upstream session id is unusable (too long)");
-                return message::error_response(
-                    StatusCode::BAD_GATEWAY,
-                    id,
-                    INTERNAL_ERROR,
-                    "The upstream MCP server sent an unusable session id",
-                );
+                return Refusal::UpstreamFailed(
+                    "The upstream MCP server sent an unusable session id".into(),
+                )
+                .response(id);
             }
         }
     }
@@ -915,52 +827,35 @@ fn upstream_failure(
     what: Option<&str>,
 ) -> Response<Body> {
     tracing::error!(target: "mcpgate::proxy", error = %e, request = what, "upstream request failed");
-    let (status, text) = match e {
-        UpstreamError::Unreachable(_) => (
-            StatusCode::BAD_GATEWAY,
-            "The upstream MCP server is unreachable",
-        ),
-        UpstreamError::TooLarge(_) => (
-            StatusCode::BAD_GATEWAY,
-            "The upstream MCP server's reply is too large",
-        ),
-        UpstreamError::Timeout(_) => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "The upstream MCP server did not answer in time",
-        ),
+    let refusal = match e {
+        UpstreamError::Unreachable(_) => {
+            Refusal::UpstreamFailed("The upstream MCP server is unreachable".into())
+        }
+        UpstreamError::TooLarge(_) => {
+            Refusal::UpstreamFailed("The upstream MCP server's reply is too large".into())
+        }
+        UpstreamError::Timeout(_) => Refusal::UpstreamTimeout,
     };
-    match id {
-        Some(id) => message::error_response(status, Some(id), INTERNAL_ERROR, text),
-        None => message::text_response(status, text),
-    }
+    refusal.response(id)
 }
 
 pub(crate) fn session_not_found(id: Option<&RawValue>) -> Response<Body> {
-    match id {
-        Some(id) => message::error_response(
-            StatusCode::NOT_FOUND,
-            Some(id),
-            SESSION_NOT_FOUND,
-            "Session not found",
-        ),
-        None => message::text_response(StatusCode::NOT_FOUND, "Not Found: Session not found"),
-    }
+    Refusal::SessionNotFound.response(id)
 }
 
 /// Any other HTTP method on `/mcp` (`PUT`, `PATCH` …): 405 with a JSON-RPC error.
 pub async fn other_method() -> Response<Body> {
-    let mut r = message::text_response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Method Not Allowed: /mcp takes POST, GET and DELETE",
-    );
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
-    r
+    Refusal::MethodNotAllowed {
+        allow: "GET, POST, DELETE",
+        text: "Method Not Allowed: /mcp takes POST, GET and DELETE",
+    }
+    .response(None)
 }
 
 fn method_not_allowed() -> Response<Body> {
-    let mut r = message::text_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST"));
-    r.into_response()
+    Refusal::MethodNotAllowed {
+        allow: "POST",
+        text: "Method Not Allowed",
+    }
+    .response(None)
 }

@@ -22,8 +22,9 @@ use mcpgate_guard::Principal;
 use mcpgate_guard::policy::Kind;
 use serde_json::value::RawValue;
 
-use super::message::{self, INTERNAL_ERROR, Message, Unreadable};
+use super::message::{self, Message, Unreadable};
 use crate::enforce::Enforcer;
+use crate::jsonrpc::{self, INTERNAL_ERROR};
 
 /// What to check in a stream.
 pub struct Watch {
@@ -197,7 +198,7 @@ fn with_data(event: &[u8], data: &[u8]) -> Bytes {
 pub fn error_event(id: Option<&RawValue>, code: i64, text: &str) -> Bytes {
     Bytes::from(format!(
         "event: message\ndata: {}\n\n",
-        message::error_body(id, code, text)
+        jsonrpc::error_body(id, code, text)
     ))
 }
 

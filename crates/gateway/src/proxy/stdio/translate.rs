@@ -16,12 +16,13 @@ use axum::http::{Response, StatusCode};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    CancelGuard, Relay, answer_bytes, json_response, respond, send_failure, sse_event, sse_response,
-};
+use super::send_failure;
+use super::streams::{CancelGuard, Relay, answer_bytes, respond, sse_event, sse_response};
+use crate::jsonrpc::json_response;
+use crate::refusal::Refusal;
 use crate::upstream::stdio::Bound;
 use crate::upstream::stdio::conn::{Delivery, SUBSCRIPTION_ID};
-use crate::upstream::stdio::json::{RawObject, put_meta, raw, raw_text, strip_meta};
+use crate::upstream::stdio::json::{RawObject, put_meta, raw, strip_meta};
 use crate::upstream::stdio::{
     Child, Generation, META_CAPABILITIES, META_CLIENT, META_LOG_LEVEL, META_SERVER, META_VERSION,
     Session, StdioUpstream, Translation, random_hex,
@@ -43,7 +44,7 @@ pub(super) async fn initialize(
     if needs_probe {
         up.probe(child, Some(&probe_meta(params))).await;
     }
-    let Generation::Modern(discovered) = StdioUpstream::generation(child) else {
+    let Generation::Stateless(discovered) = StdioUpstream::generation(child) else {
         return None;
     };
     let discovered = RawObject::parse(discovered.get().as_bytes()).unwrap_or_default();
@@ -75,14 +76,7 @@ pub(super) async fn initialize(
         .translated
         .store(true, std::sync::atomic::Ordering::SeqCst);
     tracing::info!(target: "mcpgate::stdio", pid = child.conn.pid(), "upstream command speaks only 2026-07-28; session clients are translated");
-    let answer = RawObject(vec![
-        ("jsonrpc".into(), raw(&"2.0")),
-        (
-            "id".into(),
-            id.map_or_else(|| raw_text("null".into()), ToOwned::to_owned),
-        ),
-        ("result".into(), result.clone()),
-    ]);
+    let answer = super::answer(id, result.clone());
     Some((answer, result))
 }
 
@@ -107,8 +101,8 @@ pub(super) fn probe_meta(params: &RawObject) -> RawObject {
 }
 
 /// Whether a probed child lists no revision with `initialize` among its supported versions.
-pub(super) fn modern_only(child: &Child) -> bool {
-    let Generation::Modern(discovered) = StdioUpstream::generation(child) else {
+pub(super) fn stateless_only(child: &Child) -> bool {
+    let Generation::Stateless(discovered) = StdioUpstream::generation(child) else {
         return false;
     };
     let versions: Vec<String> = RawObject::parse(discovered.get().as_bytes())
@@ -192,12 +186,10 @@ pub(super) async fn request(
                 let mut subscribed = t.subscribed.lock().expect("subscribed lock");
                 if method == "resources/subscribe" {
                     if subscribed.len() >= 1000 {
-                        return crate::proxy::message::error_response(
-                            StatusCode::OK,
-                            id,
-                            -32602,
-                            "too many resource subscriptions in this session (1000)",
-                        );
+                        return Refusal::InvalidParams(
+                            "too many resource subscriptions in this session (1000)".into(),
+                        )
+                        .response(id);
                     }
                     subscribed.insert(uri);
                 } else {

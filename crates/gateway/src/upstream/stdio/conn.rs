@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::value::RawValue;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
@@ -238,6 +238,31 @@ impl Conn {
         send_timeout: Duration,
         stop: CancellationToken,
     ) -> Arc<Conn> {
+        Conn::over(
+            pipes.stdin,
+            pipes.stdout,
+            label,
+            pid,
+            max_line,
+            send_timeout,
+            stop,
+        )
+    }
+
+    /// [`Conn::start`] over any pipes (in-memory ones in tests).
+    fn over<W, R>(
+        stdin: W,
+        stdout: R,
+        label: String,
+        pid: u32,
+        max_line: usize,
+        send_timeout: Duration,
+        stop: CancellationToken,
+    ) -> Arc<Conn>
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+        R: AsyncRead + Unpin + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(STDIN_QUEUE);
         let conn = Arc::new(Conn {
             label,
@@ -253,8 +278,8 @@ impl Conn {
             exit: Mutex::new(None),
             send_timeout,
         });
-        tokio::spawn(write_loop(pipes.stdin, rx, stop, conn.closed.clone()));
-        tokio::spawn(read_loop(Arc::clone(&conn), pipes.stdout, max_line));
+        tokio::spawn(write_loop(stdin, rx, stop, conn.closed.clone()));
+        tokio::spawn(read_loop(Arc::clone(&conn), stdout, max_line));
         conn
     }
 
@@ -640,12 +665,8 @@ impl Conn {
 
     /// Answers a request of the child's with an error.
     fn refuse(&self, child_id: &RawValue, code: i64, text: &str) {
-        let line = format!(
-            r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{}}}}}"#,
-            child_id.get(),
-            serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
-        );
-        let _ = self.stdin.try_send((Bytes::from(line), None));
+        let line = crate::jsonrpc::error_bytes(Some(child_id), code, text);
+        let _ = self.stdin.try_send((line, None));
     }
 
     /// Routes one line the child wrote.
@@ -722,7 +743,7 @@ impl Conn {
         tracing::info!(target: "mcpgate::stdio", session = self.label, "request from the upstream command has no client stream to go to; refused");
         self.refuse(
             &child_id,
-            -32603,
+            crate::jsonrpc::INTERNAL_ERROR,
             "mcpgate: no client stream can take this request now",
         );
     }
@@ -907,8 +928,8 @@ fn subscription_uri(message: &RawObject) -> Option<String> {
     }
 }
 
-async fn write_loop(
-    mut stdin: tokio::process::ChildStdin,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut stdin: W,
     mut rx: mpsc::Receiver<Queued>,
     stop: CancellationToken,
     closed: CancellationToken,
@@ -951,7 +972,7 @@ async fn write_loop(
     drop(stdin);
 }
 
-async fn read_loop(conn: Arc<Conn>, stdout: tokio::process::ChildStdout, max_line: usize) {
+async fn read_loop<R: AsyncRead + Unpin>(conn: Arc<Conn>, stdout: R, max_line: usize) {
     let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(max_line));
     // After a decoding error the reader yields one `None` and then goes on reading.
     let mut after_error = false;
@@ -1003,4 +1024,486 @@ pub enum CallError {
     /// No answer in time.
     #[error("the upstream command did not answer in time")]
     Timeout,
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream, Lines};
+
+    use super::*;
+
+    /// The child's side of an in-memory connection: what the gateway wrote to its stdin, and
+    /// its stdout to write to.
+    struct FakeChild {
+        stdin: Lines<BufReader<DuplexStream>>,
+        stdout: DuplexStream,
+    }
+
+    impl FakeChild {
+        async fn read(&mut self) -> RawObject {
+            let line = tokio::time::timeout(Duration::from_secs(5), self.stdin.next_line())
+                .await
+                .expect("the gateway wrote to the child in time")
+                .expect("stdin readable")
+                .expect("stdin open");
+            RawObject::parse(line.as_bytes()).expect("a JSON object")
+        }
+
+        /// The child answers the gateway's request `gid` with `result`.
+        async fn answer(&mut self, gid: u64, result: &str) {
+            self.write(&format!(
+                r#"{{"jsonrpc":"2.0","id":{gid},"result":{result}}}"#
+            ))
+            .await;
+        }
+
+        async fn write(&mut self, line: &str) {
+            self.stdout.write_all(line.as_bytes()).await.unwrap();
+            self.stdout.write_all(b"\n").await.unwrap();
+        }
+    }
+
+    fn connect_with(send_timeout: Duration, pipe: usize) -> (Arc<Conn>, FakeChild) {
+        let (gateway_stdin, child_stdin) = tokio::io::duplex(pipe);
+        let (child_stdout, gateway_stdout) = tokio::io::duplex(64 * 1024);
+        let conn = Conn::over(
+            gateway_stdin,
+            gateway_stdout,
+            "test".into(),
+            1,
+            1024 * 1024,
+            send_timeout,
+            CancellationToken::new(),
+        );
+        let child = FakeChild {
+            stdin: BufReader::new(child_stdin).lines(),
+            stdout: child_stdout,
+        };
+        (conn, child)
+    }
+
+    const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#;
+    const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+
+    /// A client's request of `session`, sent to the child (logging allowed on its stream).
+    async fn request(conn: &Conn, session: &str, text: &str) -> Call {
+        conn.request(&key(session), message(text), true)
+            .await
+            .unwrap()
+    }
+
+    /// The same, with logging kept off its stream.
+    async fn request_without_logs(conn: &Conn, session: &str, text: &str) -> Call {
+        conn.request(&key(session), message(text), false)
+            .await
+            .unwrap()
+    }
+
+    fn connect() -> (Arc<Conn>, FakeChild) {
+        connect_with(Duration::from_secs(5), 64 * 1024)
+    }
+
+    fn key(name: &str) -> SessionKey {
+        Arc::from(name)
+    }
+
+    fn message(text: &str) -> RawObject {
+        RawObject::parse(text.as_bytes()).unwrap()
+    }
+
+    async fn recv<T>(rx: &mut mpsc::Receiver<T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("delivered in time")
+            .expect("channel open")
+    }
+
+    fn delivered_text(delivery: Delivery) -> RawObject {
+        match delivery {
+            Delivery::Message(bytes) => RawObject::parse(&bytes).unwrap(),
+            Delivery::Request { .. } => panic!("a message was expected, not a request"),
+        }
+    }
+
+    /// A pending request of `session` in `routes`, with its events receiver.
+    fn pending(routes: &mut Routes, gid: u64, session: &str) -> mpsc::Receiver<Delivery> {
+        let (events, rx) = mpsc::channel(STREAM_QUEUE);
+        let (answer, _) = oneshot::channel();
+        routes.pending.insert(
+            gid,
+            Pending {
+                session: key(session),
+                client_id: raw(&gid),
+                progress: None,
+                events,
+                answer,
+                logs: true,
+            },
+        );
+        rx
+    }
+
+    fn stream(routes: &mut Routes, session: &str) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        routes.sessions.insert(key(session));
+        routes.streams.insert(key(session), tx);
+        rx
+    }
+
+    #[tokio::test]
+    async fn a_request_goes_to_the_child_under_a_gateway_id_and_its_answer_comes_back_with_the_client_id()
+     {
+        let (conn, mut child) = connect();
+        let call = request(
+            &conn,
+            "s-a",
+            r#"{"jsonrpc":"2.0","id":"abc","method":"tools/list"}"#,
+        )
+        .await;
+        let sent = child.read().await;
+        assert_eq!(sent.get("id").unwrap().get(), call.gid.to_string());
+        child.answer(call.gid, r#"{}"#).await;
+        let answer = RawObject::parse(&call.answer.await.unwrap()).unwrap();
+        assert_eq!(answer.get("id").unwrap().get(), r#""abc""#);
+    }
+
+    #[tokio::test]
+    async fn two_sessions_using_the_same_client_id_get_distinct_ids_at_the_child() {
+        let (conn, mut child) = connect();
+        let a = request(&conn, "s-a", PING).await;
+        let b = request(&conn, "s-b", PING).await;
+        let (first, second) = (child.read().await, child.read().await);
+        assert_ne!(
+            first.get("id").unwrap().get(),
+            second.get("id").unwrap().get()
+        );
+        assert_ne!(a.gid, b.gid);
+        assert_eq!(conn.find(&key("s-a"), "1"), Some(a.gid));
+        assert_eq!(conn.find(&key("s-b"), "1"), Some(b.gid));
+        assert_eq!(conn.find(&key("s-c"), "1"), None);
+    }
+
+    #[tokio::test]
+    async fn a_progress_token_is_the_gateways_at_the_child_and_the_clients_on_the_way_back() {
+        let (conn, mut child) = connect();
+        let with_token = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"t","_meta":{"progressToken":"mine"}}}"#;
+        let mut call = request(&conn, "s-a", with_token).await;
+        let sent = child.read().await;
+        let token = sent.object("params").unwrap().object("_meta").unwrap();
+        assert_eq!(
+            token.get("progressToken").unwrap().get(),
+            call.gid.to_string()
+        );
+        child
+            .write(&format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{},"progress":1}}}}"#,
+                call.gid
+            ))
+            .await;
+        let progress = delivered_text(recv(&mut call.events).await);
+        let params = progress.object("params").unwrap();
+        assert_eq!(params.get("progressToken").unwrap().get(), r#""mine""#);
+    }
+
+    #[tokio::test]
+    async fn an_answer_to_an_id_the_gateway_never_sent_is_ignored() {
+        let (conn, mut child) = connect();
+        let mut call = request(&conn, "s-a", PING).await;
+        child.read().await;
+        child
+            .write(r#"{"jsonrpc":"2.0","id":"not-ours","result":{}}"#)
+            .await;
+        child.answer(call.gid + 1000, r#"{}"#).await;
+        child.answer(call.gid, r#"{"n":1}"#).await;
+        let answer = RawObject::parse(&(&mut call.answer).await.unwrap()).unwrap();
+        assert_eq!(answer.get("result").unwrap().get(), r#"{"n":1}"#);
+    }
+
+    #[tokio::test]
+    async fn a_rebound_request_answers_with_the_new_client_id() {
+        let (conn, mut child) = connect();
+        let call = request(&conn, "stateless-a", CALL).await;
+        child.read().await;
+        assert!(conn.rebind(call.gid, raw(&"retry-2")));
+        assert!(!conn.rebind(call.gid + 1, raw(&"other")));
+        child.answer(call.gid, r#"{}"#).await;
+        let answer = RawObject::parse(&call.answer.await.unwrap()).unwrap();
+        assert_eq!(answer.get("id").unwrap().get(), r#""retry-2""#);
+    }
+
+    #[tokio::test]
+    async fn cancel_tells_the_child_and_stops_waiting_while_forget_only_stops_waiting() {
+        let (conn, mut child) = connect();
+        let cancelled = request(&conn, "s-a", PING).await;
+        let forgotten = request(&conn, "s-a", PING).await;
+        child.read().await;
+        child.read().await;
+        conn.forget(forgotten.gid);
+        conn.cancel(cancelled.gid, "bored");
+        let notice = child.read().await;
+        assert_eq!(
+            notice.str("method").as_deref(),
+            Some("notifications/cancelled")
+        );
+        let params = notice.object("params").unwrap();
+        assert_eq!(
+            params.get("requestId").unwrap().get(),
+            cancelled.gid.to_string()
+        );
+        assert_eq!(params.str("reason").as_deref(), Some("bored"));
+        // Both answers are dropped unanswered; nothing else was sent about `forgotten`.
+        assert!(cancelled.answer.await.is_err());
+        assert!(forgotten.answer.await.is_err());
+        assert!(!conn.busy());
+    }
+
+    #[tokio::test]
+    async fn a_request_of_the_child_goes_to_the_only_request_in_flight_and_only_its_session_may_answer()
+     {
+        let (conn, mut child) = connect();
+        conn.attach(&key("s-a"));
+        let mut call = request(&conn, "s-a", CALL).await;
+        child.read().await;
+        child
+            .write(r#"{"jsonrpc":"2.0","id":"q1","method":"roots/list"}"#)
+            .await;
+        let Delivery::Request { child_id, .. } = recv(&mut call.events).await else {
+            panic!("the child's request was expected");
+        };
+        assert_eq!(child_id.get(), r#""q1""#);
+        let reply = message(r#"{"jsonrpc":"2.0","id":"q1","result":{"roots":[]}}"#);
+        assert!(!conn.answer(&key("s-b"), &reply).await.unwrap());
+        assert!(conn.answer(&key("s-a"), &reply).await.unwrap());
+        assert_eq!(child.read().await.get("id").unwrap().get(), r#""q1""#);
+        // Answered once: a second answer is not passed on.
+        assert!(!conn.answer(&key("s-a"), &reply).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_request_of_the_child_with_no_stream_to_go_to_is_refused_at_the_child() {
+        let (_conn, mut child) = connect();
+        child
+            .write(r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage"}"#)
+            .await;
+        let refusal = child.read().await;
+        assert_eq!(refusal.get("id").unwrap().get(), "7");
+        let error = refusal.object("error").unwrap();
+        assert_eq!(
+            error.get("code").unwrap().get(),
+            crate::jsonrpc::INTERNAL_ERROR.to_string()
+        );
+    }
+
+    #[tokio::test]
+    async fn logging_reaches_only_a_request_that_asked_for_it() {
+        let (conn, mut child) = connect();
+        let mut quiet = request_without_logs(&conn, "s-a", CALL).await;
+        child.read().await;
+        child
+            .write(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#)
+            .await;
+        child
+            .write(r#"{"jsonrpc":"2.0","method":"notifications/other","params":{}}"#)
+            .await;
+        let first = delivered_text(recv(&mut quiet.events).await);
+        assert_eq!(first.str("method").as_deref(), Some("notifications/other"));
+    }
+
+    #[test]
+    fn a_message_about_no_request_goes_to_the_only_request_in_flight() {
+        let mut routes = Routes::default();
+        routes.sessions.insert(key("s-a"));
+        let _rx = pending(&mut routes, 3, "s-a");
+        assert!(matches!(related(&routes), Some(Target::Pending(3))));
+    }
+
+    #[test]
+    fn a_message_about_no_request_of_a_single_session_prefers_its_get_stream_over_several_requests()
+    {
+        let mut routes = Routes::default();
+        let _stream = stream(&mut routes, "s-a");
+        let _one = pending(&mut routes, 3, "s-a");
+        let _two = pending(&mut routes, 4, "s-a");
+        assert!(matches!(related(&routes), Some(Target::Stream(s)) if &*s == "s-a"));
+        routes.streams.clear();
+        // Without a stream: the latest request.
+        assert!(matches!(related(&routes), Some(Target::Pending(4))));
+    }
+
+    #[test]
+    fn a_message_about_no_request_cannot_be_placed_when_several_sessions_share_the_child() {
+        let mut routes = Routes::default();
+        let _a = stream(&mut routes, "s-a");
+        let _b = stream(&mut routes, "s-b");
+        assert!(
+            related(&routes).is_none(),
+            "nothing in flight, two sessions"
+        );
+        let _one = pending(&mut routes, 1, "s-a");
+        assert!(
+            related(&routes).is_none(),
+            "one session busy, but two attached"
+        );
+        let _two = pending(&mut routes, 2, "s-b");
+        assert!(related(&routes).is_none(), "two sessions busy");
+    }
+
+    #[test]
+    fn the_gateways_own_requests_do_not_make_a_message_belong_to_them() {
+        let mut routes = Routes::default();
+        let mut rx = stream(&mut routes, "s-a");
+        // The gateway's own calls have the empty session key.
+        let _own = pending(&mut routes, 9, "");
+        assert!(matches!(related(&routes), Some(Target::Stream(s)) if &*s == "s-a"));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_list_change_goes_to_every_session_and_to_listeners_that_asked_with_their_id() {
+        let mut routes = Routes::default();
+        let mut a = stream(&mut routes, "s-a");
+        let mut b = stream(&mut routes, "s-b");
+        let (tx, mut wants) = mpsc::channel(4);
+        let (other_tx, mut ignores) = mpsc::channel(4);
+        let listener = |tools: bool, tx| Listener {
+            session: key("stateless-x"),
+            client_id: raw(&"listen-1"),
+            tools,
+            prompts: false,
+            resources: false,
+            uris: HashSet::new(),
+            tx,
+        };
+        routes.listeners.insert(1, listener(true, tx));
+        routes.listeners.insert(2, listener(false, other_tx));
+        let text =
+            Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#);
+        deliver_broadcast(&mut routes, &Topic::Tools, &text);
+        assert_eq!(a.try_recv().unwrap(), text);
+        assert_eq!(b.try_recv().unwrap(), text);
+        let heard = RawObject::parse(&wants.try_recv().unwrap()).unwrap();
+        let meta = heard.object("params").unwrap().object("_meta").unwrap();
+        assert_eq!(meta.get(SUBSCRIPTION_ID).unwrap().get(), r#""listen-1""#);
+        assert!(ignores.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_resource_update_goes_only_to_sessions_subscribed_to_it_when_several_share_the_child() {
+        let mut routes = Routes::default();
+        let mut a = stream(&mut routes, "s-a");
+        let mut b = stream(&mut routes, "s-b");
+        routes
+            .subscribed
+            .entry(key("s-a"))
+            .or_default()
+            .insert("file:///x".into());
+        let text = Bytes::from_static(b"{}");
+        deliver_broadcast(&mut routes, &Topic::Updated("file:///x".into()), &text);
+        assert!(a.try_recv().is_ok());
+        assert!(b.try_recv().is_err());
+    }
+
+    #[test]
+    fn only_subscribe_and_unsubscribe_name_a_subscription_uri() {
+        let uri = |text: &str| subscription_uri(&message(text));
+        assert_eq!(
+            uri(r#"{"method":"resources/subscribe","params":{"uri":"a:b"}}"#).as_deref(),
+            Some("a:b")
+        );
+        assert_eq!(
+            uri(r#"{"method":"resources/unsubscribe","params":{"uri":"a:b"}}"#).as_deref(),
+            Some("a:b")
+        );
+        assert_eq!(
+            uri(r#"{"method":"resources/read","params":{"uri":"a:b"}}"#),
+            None
+        );
+        assert_eq!(uri(r#"{"method":"resources/subscribe","params":{}}"#), None);
+    }
+
+    #[test]
+    fn prune_forgets_streams_and_listeners_whose_client_went_away() {
+        let mut routes = Routes::default();
+        let gone = stream(&mut routes, "s-gone");
+        let _kept = stream(&mut routes, "s-kept");
+        drop(gone);
+        routes.prune();
+        assert!(!routes.streams.contains_key("s-gone"));
+        assert!(routes.streams.contains_key("s-kept"));
+    }
+
+    #[test]
+    fn old_questions_are_forgotten_once_many_are_waiting() {
+        let mut routes = Routes::default();
+        let Some(long_ago) =
+            std::time::Instant::now().checked_sub(ASKED_TTL + Duration::from_secs(1))
+        else {
+            return; // The clock cannot go back that far (a machine just booted).
+        };
+        for i in 0..256 {
+            routes.asked.insert(i.to_string(), (key("s-a"), long_ago));
+        }
+        routes.ask(&raw(&"new"), key("s-b"));
+        assert_eq!(routes.asked.len(), 1);
+        assert!(routes.asked.contains_key(r#""new""#));
+    }
+
+    #[test]
+    fn a_session_gets_its_first_message_whatever_its_size_and_nothing_past_its_budget_after() {
+        let shares = Arc::new(Mutex::new(HashMap::new()));
+        let a = key("s-a");
+        let big = SessionShare::take(&shares, &a, SESSION_BYTES * 2).expect("first message fits");
+        assert!(SessionShare::take(&shares, &a, 1).is_none());
+        // Another session has its own budget.
+        assert!(SessionShare::take(&shares, &key("s-b"), 1).is_some());
+        drop(big);
+        assert!(
+            !shares.lock().unwrap().contains_key(&a),
+            "an idle session is forgotten"
+        );
+        let half = SessionShare::take(&shares, &a, SESSION_BYTES / 2).unwrap();
+        let other_half = SessionShare::take(&shares, &a, SESSION_BYTES / 2).unwrap();
+        assert!(SessionShare::take(&shares, &a, 1).is_none());
+        drop((half, other_half));
+        assert!(shares.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_session_past_its_byte_budget_is_refused_at_once_while_others_still_send() {
+        // The child reads nothing: what is sent stays queued.
+        let (conn, _child) = connect_with(Duration::from_millis(200), 1024);
+        let line = Bytes::from(vec![b' '; SESSION_BYTES / 4]);
+        for _ in 0..4 {
+            conn.send_for(Some(&key("s-a")), line.clone())
+                .await
+                .unwrap();
+        }
+        let refused = conn.send_for(Some(&key("s-a")), line.clone()).await;
+        assert!(matches!(refused, Err(SendError::Busy)));
+        conn.send_for(Some(&key("s-b")), line).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_child_that_stops_reading_turns_senders_away_once_its_queue_budget_is_full() {
+        let (conn, _child) = connect_with(Duration::from_millis(200), 1024);
+        let line = Bytes::from(vec![b' '; STDIN_QUEUE_BYTES / 8]);
+        for _ in 0..8 {
+            conn.send(line.clone()).await.unwrap();
+        }
+        assert!(matches!(conn.send(line).await, Err(SendError::Busy)));
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_refuses_to_send_and_ends_every_waiting_request() {
+        let (conn, mut child) = connect();
+        let call = request(&conn, "s-a", PING).await;
+        child.read().await;
+        conn.close("gone".into());
+        assert!(call.answer.await.is_err());
+        assert!(matches!(
+            conn.send(Bytes::from_static(b"{}")).await,
+            Err(SendError::Closed)
+        ));
+        assert_eq!(conn.exit_reason(), "gone");
+    }
 }

@@ -72,7 +72,7 @@ pub enum Generation {
     /// Not asked (a session client's `initialize` went to it directly).
     Unknown,
     /// Answers `server/discover` (2026-07-28): its result.
-    Modern(Box<RawValue>),
+    Stateless(Box<RawValue>),
     /// Does not: it needs `initialize` first.
     Legacy,
 }
@@ -309,7 +309,7 @@ pub struct StdioUpstream {
     parked: Mutex<HashMap<String, Parked>>,
     /// Learnt from the first session: the command speaks only 2026-07-28, so new children
     /// are probed instead of being sent `initialize`.
-    modern_only: std::sync::atomic::AtomicBool,
+    stateless_only: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for StdioUpstream {
@@ -334,7 +334,7 @@ impl StdioUpstream {
             stopping: CancellationToken::new(),
             all: Mutex::new(Vec::new()),
             parked: Mutex::new(HashMap::new()),
-            modern_only: std::sync::atomic::AtomicBool::new(false),
+            stateless_only: std::sync::atomic::AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&upstream);
         let every = (upstream.options.idle_timeout / 2)
@@ -437,9 +437,9 @@ impl StdioUpstream {
 
     /// Remembers that the command speaks only 2026-07-28. The child that taught it may have
     /// exited over the `initialize` it refused: that exit is not a crash.
-    pub fn learn_modern_only(&self, child_exited: bool) {
+    pub fn learn_stateless_only(&self, child_exited: bool) {
         if !self
-            .modern_only
+            .stateless_only
             .swap(true, std::sync::atomic::Ordering::SeqCst)
             && child_exited
         {
@@ -449,8 +449,9 @@ impl StdioUpstream {
     }
 
     /// Whether the command is known to speak only 2026-07-28.
-    pub fn known_modern_only(&self) -> bool {
-        self.modern_only.load(std::sync::atomic::Ordering::SeqCst)
+    pub fn known_stateless_only(&self) -> bool {
+        self.stateless_only
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many sessions `owner` holds.
@@ -591,7 +592,7 @@ impl StdioUpstream {
             .await
         {
             Ok(answer) => match answer.get("result") {
-                Some(result) => Generation::Modern(result.to_owned()),
+                Some(result) => Generation::Stateless(result.to_owned()),
                 None => Generation::Legacy,
             },
             Err(e) => {
@@ -599,7 +600,7 @@ impl StdioUpstream {
                 Generation::Legacy
             }
         };
-        tracing::info!(target: "mcpgate::stdio", pid = child.conn.pid(), modern = matches!(generation, Generation::Modern(_)), "upstream command probed");
+        tracing::info!(target: "mcpgate::stdio", pid = child.conn.pid(), modern = matches!(generation, Generation::Stateless(_)), "upstream command probed");
         *child.generation.lock().expect("generation lock") = generation;
     }
 
