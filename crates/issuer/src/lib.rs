@@ -15,9 +15,18 @@
 //! - [`clients::redirect_uri`]: what a redirect URI may be, how a presented one matches a
 //!   registered one (loopback ports are free, RFC 8252 §7.3), and the operator's allow-list.
 //! - [`metadata`]: the RFC 8414 and OpenID discovery documents and where they are served.
+//! - [`clients::metadata`], [`clients::metadata_document`], [`clients::authentication`]: client
+//!   metadata checked once whatever its source, client ID metadata documents fetched safely,
+//!   and the credentials a client presents.
+//! - [`scopes`]: the operator's scope catalogue; [`resource`]: RFC 8707 resource indicators.
+//! - [`authorize::request`]: an authorization request checked in one visible order, failing
+//!   as a page until the redirect URI is trusted and as a redirect after.
 
+pub mod authorize;
 pub mod clients;
 pub mod error;
 pub mod metadata;
 pub mod params;
 pub mod pkce;
+pub mod resource;
+pub mod scopes;

@@ -2,6 +2,7 @@
 //! validation path ([`metadata`]) serves dynamic registration, client ID metadata documents
 //! and clients from the operator's configuration.
 
+pub mod authentication;
 pub mod metadata;
 pub mod metadata_document;
 pub mod redirect_uri;
