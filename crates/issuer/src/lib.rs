@@ -22,5 +22,6 @@
 
 #![warn(missing_docs)]
 
+pub mod keys;
 pub mod secret;
 pub mod store;
