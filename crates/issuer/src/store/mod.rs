@@ -48,7 +48,7 @@ use mcpgate_guard::BoxFuture;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod records;
-
+mod revocations;
 pub mod sqlite;
 
 pub use records::{
@@ -57,6 +57,7 @@ pub use records::{
     RefreshTokenRecord, ResourceUrl, RevokedGrant, RotationOutcome, Scope, Scopes,
     SigningAlgorithm, SigningKeyRecord, StoredPrivateKey, Subject, User, UserName,
 };
+pub use revocations::{DEFAULT_REFRESH_INTERVAL, GRANT_ID_CLAIM, Revocations};
 
 use crate::secret::TokenHash;
 
