@@ -25,3 +25,8 @@
 pub mod keys;
 pub mod secret;
 pub mod store;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

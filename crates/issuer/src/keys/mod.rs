@@ -252,9 +252,15 @@ impl SigningKeys {
             now,
         )?;
         self.store.insert_signing_key(&record).await?;
-        self.store
+        if let Err(e) = self
+            .store
             .activate_signing_key(&record.kid, now + self.options.overlap)
-            .await?;
+            .await
+        {
+            // Do not leave a key published that never signed.
+            let _ = self.store.retire_signing_key(&record.kid, now).await;
+            return Err(e.into());
+        }
         self.reload_locked().await?;
         Ok(record.kid)
     }

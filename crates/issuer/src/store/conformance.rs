@@ -35,7 +35,8 @@ use crate::secret::{TokenHash, generate_token};
 /// Turns every conformance function into a `#[tokio::test]` of the same name.
 ///
 /// `$make` is a closure returning a future of `Option<Arc<dyn Store>>`: a new, empty store
-/// for each test, or `None` to skip (the backend is not configured here).
+/// for each test, or `None` to skip (the backend is not configured here). The calling crate
+/// needs `tokio` (features `macros`, `rt-multi-thread`).
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($make:expr) => {

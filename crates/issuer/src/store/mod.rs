@@ -137,7 +137,8 @@ pub trait ClientStore: Send + Sync {
     /// such client.
     fn delete_client<'a>(&'a self, id: &'a ClientId, now: SystemTime) -> StoreFuture<'a, bool>;
 
-    /// Records that the client obtained a token at `now`.
+    /// Records that the client obtained a token at `now`; [`StoreError::NotFound`] when there
+    /// is no such client.
     fn touch_client<'a>(&'a self, id: &'a ClientId, now: SystemTime) -> StoreFuture<'a, ()>;
 
     /// Deletes, as [`delete_client`](Self::delete_client) does, every client of `kind` not
@@ -204,6 +205,8 @@ pub trait GrantStore: Send + Sync {
     fn revoked_grants_since(&self, since: SystemTime) -> StoreFuture<'_, Vec<RevokedGrant>>;
 
     /// Deletes grants revoked before `before`, with their refresh tokens; returns how many.
+    /// Pick `before` earlier than the longest access-token lifetime, so that every replica has
+    /// learnt of a revocation before its record goes.
     fn delete_revoked_grants(&self, before: SystemTime) -> StoreFuture<'_, u64>;
 }
 

@@ -59,7 +59,8 @@ impl Drop for TemporaryDir {
 impl SqliteStore {
     /// Opens `<data_dir>/mcpgate.db`, creating the directory (mode 0700) and the file (0600)
     /// when missing, and migrates the schema.
-    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+    pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let data_dir = data_dir.as_ref();
         let open_error = |source: std::io::Error| StoreError::Open {
             location: data_dir.display().to_string(),
             source: Box::new(source),
@@ -74,7 +75,8 @@ impl SqliteStore {
     }
 
     /// Opens (creating if missing) the database at `path` and migrates the schema.
-    pub async fn open_file(path: &Path) -> Result<Self, StoreError> {
+    pub async fn open_file(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -1269,7 +1271,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_directory_that_cannot_be_created_is_reported_with_its_path() {
-        let err = SqliteStore::open(Path::new("/proc/mcpgate-cannot-exist"))
+        let err = SqliteStore::open("/proc/mcpgate-cannot-exist")
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Open { .. }), "{err}");
