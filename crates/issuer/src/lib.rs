@@ -1,32 +1,55 @@
 //! # mcpgate-issuer
 //!
-//! An OAuth 2.1 authorization server for MCP clients, as a library: a Rust author mounts it
-//! in their own axum app next to `mcpgate-guard`'s layer, and the `mcpgate` gateway mounts it
-//! in `--auth issuer` mode.
+//! The OAuth 2.1 authorization server of [mcpgate] for MCP clients, as a library: a Rust
+//! author mounts it in their own axum app next to `mcpgate-guard`'s layer, and the `mcpgate`
+//! gateway mounts it in `--auth issuer` mode. Being built; what exists:
 //!
-//! What exists so far are the parts every endpoint shares, each free of HTTP routing and
-//! storage so that it can be read and tested alone:
-//!
+//! - [`store`]: storage traits named by role (clients, authorization codes, grants, refresh
+//!   tokens, consents, users, signing keys, assertion replay), with atomic single-use codes and
+//!   refresh-token rotation with reuse detection; [`store::sqlite::SqliteStore`], the embedded
+//!   backend; a conformance suite every backend runs (feature `conformance`); and
+//!   [`store::Revocations`], which lets `mcpgate-guard` refuse tokens of revoked grants in
+//!   process.
+//! - [`keys`]: signing keys — generated on first start, encrypted at rest when given a key,
+//!   rotated with an overlap, published as a JWK Set and handed to `mcpgate-guard` as a
+//!   [`KeyRing`](mcpgate_guard::KeyRing) so the gateway verifies the issuer's tokens with no
+//!   HTTP round trip.
+//! - [`secret`]: random tokens and the SHA-256 hashes the store keeps instead of them.
 //! - [`error`]: every refusal as an OAuth error code and a description, delivered as JSON, as
 //!   a redirect carrying `iss` (RFC 9207), or as a page before the redirect URI is trusted.
 //! - [`params`]: form and query parameters read strictly (a repeated parameter is
 //!   `invalid_request`, an empty one is absent).
 //! - [`pkce`]: S256 code challenges and verifiers (RFC 7636; `plain` is refused).
-//! - [`clients::redirect_uri`]: what a redirect URI may be, how a presented one matches a
-//!   registered one (loopback ports are free, RFC 8252 §7.3), and the operator's allow-list.
 //! - [`metadata`]: the RFC 8414 and OpenID discovery documents and where they are served.
-//! - [`clients::metadata`], [`clients::metadata_document`], [`clients::authentication`]: client
-//!   metadata checked once whatever its source, client ID metadata documents fetched safely,
-//!   and the credentials a client presents.
+//! - [`clients`]: redirect URI rules ([`clients::redirect_uri`]: loopback ports are free, RFC
+//!   8252 §7.3; the operator's allow-list), client metadata checked once whatever its source
+//!   ([`clients::metadata`]), client ID metadata documents fetched safely
+//!   ([`clients::metadata_document`]) and the credentials a client presents
+//!   ([`clients::authentication`]).
 //! - [`scopes`]: the operator's scope catalogue; [`resource`]: RFC 8707 resource indicators.
 //! - [`authorize::request`]: an authorization request checked in one visible order, failing
 //!   as a page until the redirect URI is trusted and as a redirect after.
+//!
+//! Still to come: the endpoints (registration, `/authorize` with sign-in and consent,
+//! `/token`'s grants, introspection, revocation), the `Issuer` builder, a PostgreSQL store.
+//!
+//! [mcpgate]: https://github.com/mcpgate/mcpgate
+
+#![warn(missing_docs)]
 
 pub mod authorize;
 pub mod clients;
 pub mod error;
+pub mod keys;
 pub mod metadata;
 pub mod params;
 pub mod pkce;
 pub mod resource;
 pub mod scopes;
+pub mod secret;
+pub mod store;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
