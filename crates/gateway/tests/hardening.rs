@@ -196,6 +196,32 @@ async fn governed_requests_that_cannot_be_decided_never_reach_the_upstream() {
             r#"{"jsonrpc":"2.0","id":1,"method":"RESOURCES/READ","params":{"uri":"file:///private/keys"}}"#,
             -32600,
         ),
+        // Look-alikes a careless upstream could read as a governed method: cut at NUL,
+        // slashes collapsed, trimmed, or letters that look the same.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call\u0000","params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools//call","params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"/tools/call","params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"\ttools/call","params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tooIs/call","params":{"name":"secret_tool"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/rea\u0064\u200b","params":{"uri":"file:///private/keys"}}"#,
+            -32600,
+        ),
         // A method that is not a string.
         (
             r#"{"jsonrpc":"2.0","id":1,"method":5,"result":{},"params":{"name":"secret_tool"}}"#,

@@ -72,6 +72,41 @@ const KNOWN: &[&str] = &[
     "logging/setLevel",
 ];
 
+/// Whether `method` (not one the gateway governs) could be read as an MCP method by a less
+/// careful reader: it holds whitespace or control characters (an upstream may cut at NUL or
+/// trim), an empty segment (`tools//call`, `/tools/call`: an upstream may collapse slashes),
+/// or spells a known method with other case or with look-alike letters (`Tools/Call`,
+/// `tooIs/call`).
+pub fn look_alike(method: &str) -> bool {
+    if method
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\u{feff}' || c == '\u{200b}')
+    {
+        return true;
+    }
+    if method.contains('/') && method.split('/').any(str::is_empty) {
+        return true;
+    }
+    if KNOWN.contains(&method) {
+        return false;
+    }
+    let skeleton = |text: &str| -> String {
+        text.chars()
+            .map(|c| match c.to_ascii_lowercase() {
+                'i' | '1' | '|' => 'l',
+                '0' => 'o',
+                '\u{17F}' => 's',
+                '\u{212A}' => 'k',
+                c => c,
+            })
+            .collect()
+    };
+    let mine = skeleton(method);
+    KNOWN
+        .iter()
+        .any(|k| super::message::folds_to(method, k) || skeleton(k) == mine)
+}
+
 /// Longest target (name or URI) the gateway decides on.
 pub const MAX_TARGET: usize = 8 * 1024;
 
@@ -81,10 +116,9 @@ pub fn aim(message: &Message<'_>) -> Result<Option<Aim>, Refusal> {
         return Ok(None);
     };
     if !governs(method) {
-        let trimmed = method.trim();
-        if trimmed != method || KNOWN.iter().any(|k| super::message::folds_to(trimmed, k)) {
+        if look_alike(method) {
             return Err(Refusal::Request(
-                "the method is another spelling of an MCP method (methods are case-sensitive)",
+                "the method is another spelling of an MCP method (methods are case-sensitive, without spaces, control characters or empty segments)",
             ));
         }
         return Ok(None);
@@ -234,6 +268,37 @@ mod tests {
             aim_of(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":[1]}"#),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn look_alikes_of_mcp_methods_are_refused_and_real_methods_are_not() {
+        for method in [
+            "tools/call\u{0}",
+            "tools//call",
+            "/tools/call",
+            "tools/call/",
+            " tools/call",
+            "tools/list\t",
+            "tooIs/call",
+            "Tools/List",
+            "resources/rea\u{200b}d",
+            "in1tialize",
+            "prompts/get\u{feff}",
+        ] {
+            assert!(look_alike(method), "{method:?}");
+        }
+        for method in [
+            "tools/list",
+            "initialize",
+            "notifications/initialized",
+            "notifications/tools/list_changed",
+            "x-vendor/custom",
+            "ping",
+            "logging/setLevel",
+            "elicitation/create",
+        ] {
+            assert!(!look_alike(method), "{method:?}");
+        }
     }
 
     #[test]
