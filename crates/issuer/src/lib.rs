@@ -40,14 +40,21 @@
 pub mod authorize;
 pub mod clients;
 pub mod error;
+pub mod form;
+pub mod introspection;
+pub mod issuer;
 pub mod keys;
 pub mod metadata;
 pub mod params;
 pub mod pkce;
 pub mod resource;
+pub mod revocation;
+pub mod routes;
 pub mod scopes;
+pub mod sealed;
 pub mod secret;
 pub mod store;
+pub mod token;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

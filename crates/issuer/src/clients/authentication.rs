@@ -278,3 +278,193 @@ mod tests {
         assert_eq!(e.code, ErrorCode::InvalidClient);
     }
 }
+
+/// How long a client assertion may live: its `exp` at most this far ahead (so that the
+/// replay store keeps its `jti` only briefly).
+pub const MAX_ASSERTION_LIFE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Authenticates the client of a token, introspection or revocation request: the credentials
+/// it presented, checked against how it registered.
+pub async fn authenticate(
+    issuer: &crate::issuer::Issuer,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<super::registry::KnownClient, OAuthError> {
+    use super::metadata::AuthMethod;
+    let presented = Presented::read(headers, params)?;
+    let basic = presented.is_basic();
+    let refuse = |description: &str| {
+        let e = OAuthError::invalid_client(description.to_owned());
+        if basic { e.with_basic_challenge() } else { e }
+    };
+    match presented {
+        Presented::None { client_id } => {
+            let client = super::registry::find(issuer, &client_id).await?;
+            if client.metadata.auth_method != AuthMethod::None {
+                return Err(refuse(&format!(
+                    "this client must authenticate ({})",
+                    client.metadata.auth_method.as_str()
+                )));
+            }
+            Ok(client)
+        }
+        Presented::Basic { client_id, secret } | Presented::Post { client_id, secret } => {
+            let client = super::registry::find(issuer, &client_id)
+                .await
+                .map_err(|e| if basic { e.with_basic_challenge() } else { e })?;
+            // Either secret method is accepted from a client that holds a secret: clients
+            // mix them up, and both carry the same proof.
+            let Some(stored) = &client.secret_hash else {
+                return Err(refuse("this client has no secret"));
+            };
+            if !client.metadata.auth_method.uses_secret()
+                || !crate::secret::TokenHash::of(&secret).matches(stored)
+            {
+                tracing::info!(target: "mcpgate::issuer", client_id = %client.id, "client authentication failed: wrong secret");
+                return Err(refuse("client authentication failed"));
+            }
+            Ok(client)
+        }
+        Presented::Assertion {
+            client_id,
+            assertion,
+        } => assertion::verify(issuer, client_id.as_deref(), &assertion).await,
+    }
+}
+
+/// `private_key_jwt` (RFC 7523 §3): a JWT the client signed with one of its keys.
+mod assertion {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use base64::Engine as _;
+    use mcpgate_guard::fetch::{Destinations, FetchRules, Fetcher};
+    use mcpgate_guard::{
+        Audience, ClaimRules, JwtVerifier, KeyRing, TokenVerifier, VerificationKey,
+    };
+
+    use super::MAX_ASSERTION_LIFE;
+    use crate::clients::metadata::{AuthMethod, Jwks};
+    use crate::clients::registry::{self, KnownClient};
+    use crate::error::OAuthError;
+    use crate::issuer::Issuer;
+
+    /// Algorithms a client may sign assertions with (never `none` or HMAC).
+    const ALGORITHMS: [mcpgate_guard::Algorithm; 8] = [
+        mcpgate_guard::Algorithm::ES256,
+        mcpgate_guard::Algorithm::ES384,
+        mcpgate_guard::Algorithm::RS256,
+        mcpgate_guard::Algorithm::RS384,
+        mcpgate_guard::Algorithm::RS512,
+        mcpgate_guard::Algorithm::PS256,
+        mcpgate_guard::Algorithm::PS384,
+        mcpgate_guard::Algorithm::EdDSA,
+    ];
+
+    /// The unverified `sub` of a JWT (to find the client whose keys verify it).
+    fn unverified_subject(jwt: &str) -> Option<String> {
+        let payload = jwt.split('.').nth(1)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()?;
+        let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        claims.get("sub")?.as_str().map(str::to_owned)
+    }
+
+    pub(super) async fn verify(
+        issuer: &Issuer,
+        client_id: Option<&str>,
+        jwt: &str,
+    ) -> Result<KnownClient, OAuthError> {
+        let bad = |why: &str| OAuthError::invalid_client(format!("client assertion {why}"));
+        if jwt.len() > 8 * 1024 {
+            return Err(bad("is too large"));
+        }
+        let named = match client_id {
+            Some(id) => id.to_owned(),
+            None => unverified_subject(jwt).ok_or_else(|| bad("has no `sub`"))?,
+        };
+        let client = registry::find(issuer, &named).await?;
+        if client.metadata.auth_method != AuthMethod::PrivateKeyJwt {
+            return Err(bad("is not how this client authenticates"));
+        }
+        let keys = match &client.metadata.jwks {
+            Some(Jwks::Inline(set)) => set.clone(),
+            Some(Jwks::Uri(url)) => {
+                let fetcher = Fetcher::new(FetchRules {
+                    destinations: if issuer.settings.allow_loopback_fetch {
+                        Destinations::PublicAndLoopback
+                    } else {
+                        Destinations::Public
+                    },
+                    max_bytes: 64 * 1024,
+                    timeout: Duration::from_secs(5),
+                    max_redirects: 0,
+                })
+                .map_err(|_| OAuthError::server_error())?;
+                let body = fetcher
+                    .get(url, "application/json")
+                    .await
+                    .map_err(|e| bad(&format!("keys could not be fetched from jwks_uri ({e})")))?;
+                serde_json::from_slice(&body).map_err(|_| bad("keys at jwks_uri are not JSON"))?
+            }
+            None => return Err(bad("cannot be checked: the client has no keys")),
+        };
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_value(keys).map_err(|_| bad("keys are not a JWK Set"))?;
+        let keys: Vec<VerificationKey> = set
+            .keys
+            .iter()
+            .filter_map(|jwk| VerificationKey::from_jwk(jwk, &ALGORITHMS).ok())
+            .collect();
+        if keys.is_empty() {
+            return Err(bad(
+                "cannot be checked: none of the client's keys is usable",
+            ));
+        }
+        let rules = ClaimRules {
+            issuer: Some(client.id.as_str().to_owned()),
+            audiences: vec![
+                Audience::new(issuer.settings.issuer.as_str()),
+                Audience::new(issuer.settings.issuer.endpoint("token")),
+            ],
+            leeway: Duration::from_secs(30),
+            require_exp: true,
+            require_iss: true,
+        };
+        let verifier = JwtVerifier::builder(rules)
+            .algorithms(ALGORITHMS)
+            .key_ring(Arc::new(KeyRing::new(keys)))
+            .cache(0, Duration::ZERO)
+            .build()
+            .map_err(|_| OAuthError::server_error())?;
+        let principal = verifier.verify(jwt).await.map_err(|e| {
+            tracing::info!(target: "mcpgate::issuer", client_id = %client.id, reason = %e.reason, "client assertion refused");
+            bad(&format!("was refused: {}", e.reason))
+        })?;
+        if principal.subject.as_str() != client.id.as_str() {
+            return Err(bad("`sub` must be the client_id"));
+        }
+        let expires = principal.expires_at.ok_or_else(|| bad("has no `exp`"))?;
+        let now = SystemTime::now();
+        if expires > now + MAX_ASSERTION_LIFE {
+            return Err(bad("expires too far ahead (at most 10 minutes)"));
+        }
+        let jti = principal
+            .claims
+            .get("jti")
+            .and_then(|v| v.as_str())
+            .filter(|j| !j.is_empty() && j.len() <= 256)
+            .ok_or_else(|| bad("has no `jti`"))?;
+        let fresh = issuer
+            .store
+            .remember_jti(client.id.as_str(), jti, expires, now)
+            .await
+            .map_err(|_| OAuthError::server_error())?;
+        if !fresh {
+            tracing::warn!(target: "mcpgate::issuer", client_id = %client.id, "client assertion replayed");
+            return Err(bad("was already used (replayed `jti`)"));
+        }
+        Ok(client)
+    }
+}

@@ -6,3 +6,5 @@ pub mod authentication;
 pub mod metadata;
 pub mod metadata_document;
 pub mod redirect_uri;
+pub mod registration;
+pub mod registry;

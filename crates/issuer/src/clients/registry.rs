@@ -1,0 +1,111 @@
+//! Finding the client a request names, whatever made it known: a registration or a static
+//! client in the store, or a client ID metadata document fetched from its URL.
+//!
+//! A `client_id` the issuer does not know — never registered, deleted, or pruned after a long
+//! silence — is `invalid_client` with status 401, which tells MCP clients to register again.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use mcpgate_guard::ClientId;
+
+use super::metadata::{ClientMetadata, Source};
+use super::metadata_document::ClientIdUrl;
+use crate::error::OAuthError;
+use crate::issuer::Issuer;
+use crate::secret::TokenHash;
+use crate::store::ClientKind;
+
+/// Longest `client_id` looked up.
+pub const MAX_CLIENT_ID: usize = 2048;
+
+/// A client the issuer knows.
+#[derive(Debug, Clone)]
+pub struct KnownClient {
+    /// Its id.
+    pub id: ClientId,
+    /// How it became known.
+    pub kind: ClientKind,
+    /// Its metadata, checked.
+    pub metadata: Arc<ClientMetadata>,
+    /// SHA-256 of its secret, for a confidential client.
+    pub secret_hash: Option<TokenHash>,
+    /// SHA-256 of its registration access token (RFC 7592).
+    pub registration_token_hash: Option<TokenHash>,
+}
+
+impl KnownClient {
+    /// The name to show a person: the client's own, else its id.
+    pub fn display_name(&self) -> String {
+        self.metadata
+            .client_name
+            .clone()
+            .unwrap_or_else(|| self.id.as_str().to_owned())
+    }
+}
+
+/// The client `client_id` names.
+pub async fn find(issuer: &Issuer, client_id: &str) -> Result<KnownClient, OAuthError> {
+    if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID {
+        return Err(OAuthError::invalid_client("client_id is empty or too long"));
+    }
+    if ClientIdUrl::looks_like_one(client_id) {
+        let url = issuer.documents.client_id(client_id)?;
+        let metadata = issuer.documents.get(&url).await?;
+        return Ok(KnownClient {
+            id: ClientId::new(url.as_str()),
+            kind: ClientKind::MetadataDocument,
+            metadata,
+            secret_hash: None,
+            registration_token_hash: None,
+        });
+    }
+    let id = ClientId::new(client_id);
+    let record = issuer
+        .store
+        .get_client(&id)
+        .await
+        .map_err(|e| {
+            tracing::error!(target: "mcpgate::issuer", error = %e, "client lookup failed");
+            OAuthError::server_error()
+        })?
+        .ok_or_else(|| {
+            OAuthError::invalid_client(
+                "unknown client_id (it may have been removed): register the client again",
+            )
+        })?;
+    let source = match record.kind {
+        ClientKind::Dynamic => Source::Registration,
+        _ => Source::Static,
+    };
+    let object = record.metadata.as_object().cloned().unwrap_or_default();
+    let metadata = ClientMetadata::from_object(&object, source, &issuer.settings.redirect_uris)
+        .map_err(|e| {
+            tracing::warn!(target: "mcpgate::issuer", client_id = %id, error = %e, "a stored client no longer passes the checks");
+            OAuthError::invalid_client(format!(
+                "this client's registration is no longer acceptable ({}): register again",
+                e.description
+            ))
+        })?;
+    Ok(KnownClient {
+        id,
+        kind: record.kind,
+        metadata: Arc::new(metadata),
+        secret_hash: record.secret_hash,
+        registration_token_hash: record.registration_token_hash,
+    })
+}
+
+/// Records that the client obtained a token (registrations unused for long are pruned).
+pub async fn touch(issuer: &Issuer, client: &KnownClient) {
+    if client.kind == ClientKind::MetadataDocument {
+        return;
+    }
+    if let Err(e) = issuer
+        .store
+        .touch_client(&client.id, SystemTime::now())
+        .await
+    {
+        tracing::warn!(target: "mcpgate::issuer", client_id = %client.id, error = %e, "client last use not recorded");
+    }
+}

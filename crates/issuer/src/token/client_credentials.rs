@@ -1,0 +1,49 @@
+//! The `client_credentials` grant (RFC 6749 §4.4; the MCP extension
+//! `io.modelcontextprotocol/oauth-client-credentials`): a confidential client — a CI job, an
+//! agent without a browser — gets a token for itself. The token's subject is the client, so
+//! that policy can tell clients from people (`claims.sub == claims.client_id`); the resource is
+//! required and bound into `aud`; no refresh token is issued.
+
+use http::HeaderMap;
+use mcpgate_guard::Subject;
+use serde_json::Value;
+
+use super::access::{self, AccessToken};
+use crate::clients::authentication::authenticate;
+use crate::clients::metadata::GrantType;
+use crate::clients::registry;
+use crate::error::{ErrorCode, OAuthError};
+use crate::issuer::Issuer;
+use crate::params::Params;
+
+/// Issues a token to the authenticated client itself.
+pub async fn issue(
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Value, OAuthError> {
+    let client = authenticate(issuer, headers, params).await?;
+    if client.metadata.is_public() || !client.metadata.allows(GrantType::ClientCredentials) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the client_credentials grant (it must be confidential and register it)",
+        ));
+    }
+    let resource = params
+        .get("resource")
+        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidTarget, "resource is required"))?;
+    let resource = issuer.settings.resources.requested(Some(resource))?;
+    let scopes = issuer.settings.scopes.requested(params.get("scope"))?;
+    let subject = Subject::new(client.id.as_str());
+    let (jwt, expires_in) = AccessToken {
+        subject: &subject,
+        client_id: &client.id,
+        scopes: &scopes,
+        resource: &resource,
+        grant: None,
+    }
+    .sign(issuer)?;
+    registry::touch(issuer, &client).await;
+    tracing::info!(target: "mcpgate::issuer", client_id = %client.id, "client credentials token issued");
+    Ok(access::response(&jwt, expires_in, &scopes, None))
+}

@@ -1,0 +1,128 @@
+//! The `refresh_token` grant (RFC 6749 §6, OAuth 2.1 §4.3): every use rotates the token
+//! (AS-09). Presenting a token that was already rotated revokes the whole grant — someone
+//! holds a copy — except within a short grace window in which the same client presenting the
+//! token it just rotated is answered again, so that two refreshes racing each other do not
+//! sign the user out. The swap is one atomic step in the store.
+
+use std::time::SystemTime;
+
+use http::HeaderMap;
+use mcpgate_guard::Scopes;
+use serde_json::Value;
+
+use super::access::{self, AccessToken};
+use crate::clients::authentication::authenticate;
+use crate::clients::metadata::GrantType;
+use crate::clients::registry;
+use crate::error::{ErrorCode, OAuthError};
+use crate::issuer::Issuer;
+use crate::params::Params;
+use crate::secret::{TokenHash, generate_token};
+use crate::store::{RefreshRotation, RotationOutcome};
+
+/// Exchanges a refresh token for new tokens.
+pub async fn refresh(
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Value, OAuthError> {
+    let client = authenticate(issuer, headers, params).await?;
+    // Refresh tokens go to every client of the authorization_code grant.
+    if !client.metadata.allows(GrantType::RefreshToken)
+        && !client.metadata.allows(GrantType::AuthorizationCode)
+    {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the refresh_token grant",
+        ));
+    }
+    let presented = params.require("refresh_token")?;
+    let now = SystemTime::now();
+    let replacement = generate_token();
+    let outcome = issuer
+        .store
+        .rotate_refresh_token(&RefreshRotation {
+            presented: TokenHash::of(presented),
+            replacement: TokenHash::of(&replacement),
+            replacement_expires_at: now + issuer.settings.refresh_token_ttl,
+            client_id: client.id.clone(),
+            now,
+            grace: issuer.settings.refresh_grace,
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(target: "mcpgate::issuer", error = %e, "refresh rotation failed");
+            OAuthError::server_error()
+        })?;
+    let grant = match outcome {
+        RotationOutcome::Rotated(grant) => grant,
+        RotationOutcome::WithinGrace(grant) => {
+            tracing::info!(target: "mcpgate::issuer", client_id = %client.id, grant = %grant.id, "refresh token presented again within the grace window");
+            grant
+        }
+        RotationOutcome::Reused(grant) => {
+            issuer.revocations.mark_revoked(&grant, now);
+            tracing::warn!(target: "mcpgate::issuer", client_id = %client.id, grant = %grant, "refresh token reused: the grant is revoked");
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used; the grant is revoked — sign in again",
+            ));
+        }
+        RotationOutcome::Expired => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token has expired — sign in again",
+            ));
+        }
+        RotationOutcome::Revoked => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was revoked — sign in again",
+            ));
+        }
+        RotationOutcome::WrongClient | RotationOutcome::Unknown => {
+            return Err(OAuthError::invalid_grant(
+                "unknown refresh token, or not issued to this client",
+            ));
+        }
+    };
+    // A narrower scope may be asked for, never a wider one.
+    let scopes = match params.get("scope") {
+        None => grant.scopes.clone(),
+        Some(asked) => {
+            let asked = Scopes::from_space_delimited(asked);
+            if let Some(extra) = asked.iter().find(|s| !grant.scopes.contains(s.as_str())) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    format!("`{}` was not granted", extra.as_str()),
+                ));
+            }
+            asked
+        }
+    };
+    let resource = match (&grant.resource, params.get("resource")) {
+        (Some(bound), asked) => {
+            if asked.is_some() && issuer.settings.resources.requested(asked)? != *bound {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidTarget,
+                    "resource differs from the grant's",
+                ));
+            }
+            bound.clone()
+        }
+        (None, asked) => issuer.settings.resources.requested(asked)?,
+    };
+    let (jwt, expires_in) = AccessToken {
+        subject: &grant.subject,
+        client_id: &client.id,
+        scopes: &scopes,
+        resource: &resource,
+        grant: Some(&grant.id),
+    }
+    .sign(issuer)?;
+    registry::touch(issuer, &client).await;
+    tracing::info!(target: "mcpgate::issuer", client_id = %client.id, subject = %grant.subject, grant = %grant.id, "refresh token rotated");
+    Ok(access::response(
+        &jwt,
+        expires_in,
+        &scopes,
+        Some(&replacement),
+    ))
+}
