@@ -18,6 +18,8 @@ pub enum Guard {
     PresenceOnly,
     /// Tokens are verified.
     Verify(Arc<dyn TokenVerifier>),
+    /// Tokens of the built-in issuer, verified with its keys in process once it has started.
+    Issuer,
 }
 
 /// The layer that verifies tokens for `/mcp`.

@@ -99,7 +99,7 @@ pub struct ServeArgs {
     /// Upstream stdio command line, run without a shell (e.g. "npx -y @modelcontextprotocol/server-everything") [env: MCPGATE_UPSTREAM_CMD].
     #[arg(long, value_name = "COMMAND")]
     pub upstream_cmd: Option<String>,
-    /// none | passthrough | static | jwt | introspection [env: MCPGATE_AUTH_MODE] [default: jwt].
+    /// none | passthrough | static | jwt | introspection | issuer [env: MCPGATE_AUTH_MODE] [default: jwt].
     #[arg(long = "auth", value_name = "MODE")]
     pub auth_mode: Option<String>,
     /// Authorization server issuer: advertised and checked as `iss` [env: MCPGATE_AUTH_ISSUER_URL].
@@ -126,6 +126,12 @@ pub struct ServeArgs {
     /// Allow development-only settings (static tokens); loud warning [env: MCPGATE_DEV].
     #[arg(long)]
     pub dev: bool,
+    /// `issuer` mode, with --dev on loopback: sign a fixed user in and approve every request [env: MCPGATE_DEV_AUTO_APPROVE].
+    #[arg(long)]
+    pub dev_auto_approve: bool,
+    /// With --dev on loopback: fetch client metadata documents from loopback over http [env: MCPGATE_DEV_ALLOW_LOOPBACK_FETCH].
+    #[arg(long)]
+    pub dev_allow_loopback_fetch: bool,
 }
 
 impl ServeArgs {
@@ -149,8 +155,14 @@ impl ServeArgs {
         put("auth.required_scopes", &self.required_scopes);
         put("auth.introspection_url", &self.introspection_url);
         put("data_dir", &self.data_dir);
-        if self.dev {
-            out.push(("dev", Value::from(true)));
+        for (key, on) in [
+            ("dev", self.dev),
+            ("dev_auto_approve", self.dev_auto_approve),
+            ("dev_allow_loopback_fetch", self.dev_allow_loopback_fetch),
+        ] {
+            if on {
+                out.push((key, Value::from(true)));
+            }
         }
         out
     }

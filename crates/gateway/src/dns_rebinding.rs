@@ -89,6 +89,25 @@ impl HostPolicy {
         headers: &HeaderMap,
         uri_authority: Option<&str>,
     ) -> Result<(), &'static str> {
+        self.check_host(headers, uri_authority)?;
+        let mut origins = headers.get_all(header::ORIGIN).iter();
+        if let Some(origin) = origins.next() {
+            let ok =
+                origins.next().is_none() && origin.to_str().is_ok_and(|o| self.origin_allowed(o));
+            if !ok {
+                return Err("Forbidden: Origin is not allowed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a request's `Host` only (for endpoints that browsers call from other origins
+    /// by design: the authorization server's token, registration and metadata endpoints).
+    pub fn check_host(
+        &self,
+        headers: &HeaderMap,
+        uri_authority: Option<&str>,
+    ) -> Result<(), &'static str> {
         let mut hosts = headers.get_all(header::HOST).iter();
         let first = hosts.next();
         if hosts.next().is_some() {
@@ -102,18 +121,9 @@ impl HostPolicy {
         }
         let host = header_host.or(uri_authority);
         match host {
-            Some(h) if self.host_allowed(h) => {}
-            _ => return Err("Forbidden: Host header is not allowed"),
+            Some(h) if self.host_allowed(h) => Ok(()),
+            _ => Err("Forbidden: Host header is not allowed"),
         }
-        let mut origins = headers.get_all(header::ORIGIN).iter();
-        if let Some(origin) = origins.next() {
-            let ok =
-                origins.next().is_none() && origin.to_str().is_ok_and(|o| self.origin_allowed(o));
-            if !ok {
-                return Err("Forbidden: Origin is not allowed");
-            }
-        }
-        Ok(())
     }
 }
 
@@ -161,7 +171,17 @@ pub(crate) fn is_loopback_name(name: &str) -> bool {
 /// Checks a request's Host and Origin; the refusal to send when they are not allowed.
 pub fn check(policy: &HostPolicy, request: &Request) -> Option<Response<Body>> {
     let authority = request.uri().authority().map(|a| a.as_str());
-    match policy.check(request.headers(), authority) {
+    refusal(policy.check(request.headers(), authority), request)
+}
+
+/// Checks a request's Host only; the refusal to send when it is not allowed.
+pub fn check_host(policy: &HostPolicy, request: &Request) -> Option<Response<Body>> {
+    let authority = request.uri().authority().map(|a| a.as_str());
+    refusal(policy.check_host(request.headers(), authority), request)
+}
+
+fn refusal(result: Result<(), &'static str>, request: &Request) -> Option<Response<Body>> {
+    match result {
         Ok(()) => None,
         Err(why) => {
             tracing::warn!(

@@ -37,14 +37,45 @@ pub struct Prepared {
     pub limits: crate::listener::Limits,
 }
 
-/// Composes the application from a built plan: each part's router and layers, in one place.
-/// What can fail here is what only running can tell (opening the audit file, starting the
-/// upstream's HTTP client); everything else was checked when the plan was built.
+/// Starts what the plan needs before it can serve — the built-in issuer in `issuer` mode
+/// (its store in `data_dir`, its keys) — then composes the application.
+pub async fn start(plan: Plan) -> Result<Prepared, String> {
+    let issuer = match &plan.issuer {
+        None => None,
+        Some(issuer) => {
+            let store = mcpgate_issuer::store::sqlite::SqliteStore::open(&plan.data_dir)
+                .await
+                .map_err(|e| format!("data_dir: {e}"))?;
+            let issuer = mcpgate_issuer::issuer::Issuer::start(
+                issuer.settings.clone(),
+                std::sync::Arc::new(store),
+            )
+            .await
+            .map_err(|e| format!("issuer: {e}"))?;
+            tracing::info!(issuer = issuer.issuer_id().as_str(), data_dir = %plan.data_dir.display(), "built-in authorization server started");
+            Some(issuer)
+        }
+    };
+    prepare_with(plan, issuer)
+}
+
+/// Composes the application from a built plan (not in `issuer` mode: see [`start`]).
 pub fn prepare(plan: Plan) -> Result<Prepared, String> {
+    prepare_with(plan, None)
+}
+
+/// Composes the application from a built plan and the started issuer, if any: each part's
+/// router and layers, in one place. What can fail here is what only running can tell
+/// (opening the audit file, starting the upstream's HTTP client); everything else was
+/// checked when the plan was built.
+pub fn prepare_with(
+    plan: Plan,
+    issuer: Option<Arc<mcpgate_issuer::issuer::Issuer>>,
+) -> Result<Prepared, String> {
     let Plan {
         public_url,
         upstream,
-        auth,
+        mut auth,
         policy,
         audit,
         session,
@@ -53,6 +84,18 @@ pub fn prepare(plan: Plan) -> Result<Prepared, String> {
         ..
     } = plan;
     let resource = auth.resource;
+    if let Guard::Issuer = auth.guard {
+        let issuer = issuer
+            .as_ref()
+            .ok_or("`issuer` mode: the issuer was not started (use server::start)")?;
+        let verifier = mcpgate_issuer::issuer::own_token_verifier(
+            &issuer.settings,
+            issuer.key_ring(),
+            issuer.revocation_check(),
+        )
+        .map_err(|e| format!("issuer: {e}"))?;
+        auth.guard = Guard::Verify(Arc::new(verifier));
+    }
 
     let target = match upstream.target {
         Target::Stdio(options) => Upstream::Stdio(StdioUpstream::new(options)),
@@ -147,6 +190,7 @@ pub fn prepare(plan: Plan) -> Result<Prepared, String> {
             auth.scope_names,
             &auth.required_scopes,
         )),
+        Guard::Issuer => unreachable!("replaced by the issuer's verifier above"),
     };
     // Addresses refused for lack of valid credentials too often wait (outside the auth layer,
     // so that it sees the 401s).
@@ -166,6 +210,16 @@ pub fn prepare(plan: Plan) -> Result<Prepared, String> {
         );
     }
 
+    let issuer_routes = issuer.as_ref().map(|issuer| {
+        let door = Arc::new(IssuerDoor {
+            hosts: http.hosts.clone(),
+            trusted: Arc::clone(&http.limits.trusted),
+        });
+        issuer
+            .router()
+            .layer(cors_layer())
+            .layer(axum::middleware::from_fn_with_state(door, issuer_door))
+    });
     let front = Arc::new(Front {
         hosts: http.hosts,
         trusted: Arc::clone(&http.limits.trusted),
@@ -194,11 +248,16 @@ pub fn prepare(plan: Plan) -> Result<Prepared, String> {
     // Behind a reverse proxy that keeps a path prefix (`https://example.com/team-a/mcp`), the
     // same routes answer under the prefix too.
     let prefix = public_url.path().trim_end_matches('/').to_owned();
-    let router = if prefix.is_empty() {
+    let mut router = if prefix.is_empty() {
         app
     } else {
         Router::new().nest(&prefix, app.clone()).merge(app)
     };
+    // The issuer's routes carry its own path (the public URL's), and its well-known
+    // documents sit at the origin's root: merged at the top.
+    if let Some(routes) = issuer_routes {
+        router = router.merge(routes);
+    }
     Ok(Prepared {
         router,
         verifier,
@@ -242,6 +301,33 @@ fn cors_layer() -> CorsLayer {
 
 async fn not_found() -> Response {
     crate::jsonrpc::text_response(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// What every request to the built-in issuer passes first: the client's address (for its
+/// per-address limits) and the Host check. Not the Origin check: browser-based clients call
+/// the token, registration and metadata endpoints from their own origin by design; the
+/// issuer's pages protect their forms themselves.
+struct IssuerDoor {
+    hosts: HostPolicy,
+    trusted: Arc<Vec<ipnet::IpNet>>,
+}
+
+async fn issuer_door(
+    axum::extract::State(door): axum::extract::State<Arc<IssuerDoor>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(peer) = request.extensions().get::<crate::listener::Peer>() {
+        let ip = crate::listener::client_address(peer.0.ip(), request.headers(), &door.trusted);
+        request.extensions_mut().insert(ClientAddress(ip));
+        request
+            .extensions_mut()
+            .insert(mcpgate_issuer::clients::registration::SourceAddress(ip));
+    }
+    if let Some(refusal) = dns_rebinding::check_host(&door.hosts, &request) {
+        return refusal;
+    }
+    next.run(request).await
 }
 
 /// What every request to `/mcp` (and unknown routes) passes first, in one middleware: the

@@ -178,7 +178,7 @@ pub async fn run(plan: Plan) -> ExitCode {
     let mode = plan.auth.mode.as_str();
     let retry_keys_every = plan.auth.retry_keys_every;
     let upstream = plan.upstream.target.describe();
-    let prepared = match server::prepare(plan) {
+    let prepared = match server::start(plan).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("{e}");

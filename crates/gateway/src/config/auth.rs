@@ -425,10 +425,21 @@ pub(super) fn build(config: &Config, p: &mut Problems) -> Option<AuthPlan> {
     let servers = if auth.authorization_servers.is_empty() {
         // Every trusted issuer (in `jwt` mode the list starts with `auth.issuer_url`).
         let mut all: Vec<String> = Vec::new();
-        for issuer in auth
-            .issuer_url
-            .iter()
-            .cloned()
+        let own = (auth.mode == AuthMode::Issuer).then(|| {
+            config
+                .public_url()
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned()
+        });
+        for issuer in own
+            .into_iter()
+            .chain(
+                auth.issuer_url
+                    .iter()
+                    .filter(|_| auth.mode != AuthMode::Issuer)
+                    .cloned(),
+            )
             .chain(issuers.iter().flat_map(|(pattern, _)| pattern.issuers()))
         {
             if !all.contains(&issuer) {
@@ -445,7 +456,7 @@ pub(super) fn build(config: &Config, p: &mut Problems) -> Option<AuthPlan> {
     let resource = metadata.scopes_supported(scope_names.advertise(&advertised));
     let guard = guard(config, &resource, issuers, algorithms.flatten(), p)?;
     let anonymous = match &guard {
-        Guard::Verify(_) => Anonymous::new(
+        Guard::Verify(_) | Guard::Issuer => Anonymous::new(
             &auth.anonymous_methods,
             &auth.anonymous_tools,
             resource.metadata_url().to_string(),
@@ -600,10 +611,26 @@ fn check_mode(config: &Config, p: &mut Problems) {
                 p.push("auth.introspection_client_secret", "required in `introspection` mode");
             }
         }
-        AuthMode::Issuer => p.push(
-            "auth.mode",
-            "`issuer` (the built-in authorization server) is not available in this release; use `jwt` or `introspection` with your identity provider",
-        ),
+        AuthMode::Issuer => {
+            // The gateway is the authorization server: its public URL is the issuer.
+            let own = config.public_url().as_str().trim_end_matches('/').to_owned();
+            if let Some(issuer) = &auth.issuer_url
+                && issuer.trim_end_matches('/') != own
+            {
+                p.push("auth.issuer_url", format!("in `issuer` mode the issuer is this gateway ({own}); leave auth.issuer_url unset"));
+            }
+            for (key, set) in [
+                ("auth.jwks_uri", auth.jwks_uri.is_some()),
+                ("auth.jwt_public_key", auth.jwt_public_key.is_some()),
+                ("auth.hmac_secret", auth.hmac_secret.is_some()),
+                ("auth.introspection_url", auth.introspection_url.is_some()),
+                ("auth.issuers", !auth.issuers.is_empty()),
+            ] {
+                if set {
+                    p.push(key, "does not apply in `issuer` mode: the gateway verifies the tokens it issues with its own keys");
+                }
+            }
+        }
     }
 }
 
@@ -612,12 +639,12 @@ fn check_mode(config: &Config, p: &mut Problems) {
 fn check_anonymous(auth: &AuthConfig, p: &mut Problems) {
     if !matches!(
         auth.mode,
-        AuthMode::Jwt | AuthMode::Introspection | AuthMode::Static
+        AuthMode::Jwt | AuthMode::Introspection | AuthMode::Static | AuthMode::Issuer
     ) {
         p.push(
             "auth.anonymous_methods",
             format!(
-                "anonymous access is for the modes that verify tokens (`jwt`, `introspection`, `static`), not `{}`",
+                "anonymous access is for the modes that verify tokens (`jwt`, `introspection`, `static`, `issuer`), not `{}`",
                 auth.mode.as_str()
             ),
         );
@@ -897,6 +924,7 @@ fn guard(
                 .ok()?;
             Guard::Verify(Arc::new(verifier))
         }
-        AuthMode::Issuer => return None,
+        // The verifier is made when the issuer starts (its keys live in its store).
+        AuthMode::Issuer => Guard::Issuer,
     })
 }

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod auth;
 pub mod http;
+pub mod issuer;
 pub mod log;
 pub mod policy;
 pub mod session;
@@ -31,6 +32,7 @@ pub use auth::{
     AuthConfig, AuthMode, AuthPlan, IntrospectionAuthMethod, IssuerConfig, StaticTokenConfig,
 };
 pub use http::{HttpConfig, HttpPlan};
+pub use issuer::{AuthorizationServerConfig, IssuerPlan};
 pub use log::{LogConfig, LogFormat, LogPlan, MetricsConfig};
 pub use policy::PolicyPlan;
 pub use session::{SessionConfig, SessionPlan};
@@ -53,10 +55,16 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Allow development-only settings.
     pub dev: bool,
+    /// Development, `issuer` mode: a fixed user is signed in and every request approved.
+    pub dev_auto_approve: bool,
+    /// Development: metadata documents and discovery may be fetched from loopback over http.
+    pub dev_allow_loopback_fetch: bool,
     /// The MCP server behind the gateway.
     pub upstream: UpstreamConfig,
     /// Client authentication.
     pub auth: AuthConfig,
+    /// The built-in authorization server (`issuer` mode).
+    pub issuer: AuthorizationServerConfig,
     /// `Mcp-Session-Id` sealing.
     pub session: SessionConfig,
     /// Downstream HTTP limits and checks.
@@ -82,8 +90,11 @@ impl Default for Config {
             public_url: None,
             data_dir: PathBuf::from("./mcpgate-data"),
             dev: false,
+            dev_auto_approve: false,
+            dev_allow_loopback_fetch: false,
             upstream: UpstreamConfig::default(),
             auth: AuthConfig::default(),
+            issuer: AuthorizationServerConfig::default(),
             session: SessionConfig::default(),
             http: HttpConfig::default(),
             log: LogConfig::default(),
@@ -115,7 +126,19 @@ const SETTINGS: &[Setting] = &[
         "dev",
         Some("--dev"),
         "bool",
-        "Allow development-only settings (static tokens). Prints a loud warning at start.",
+        "Allow development-only settings (static tokens, `dev_auto_approve`, `dev_allow_loopback_fetch`). Prints a loud warning at start.",
+    ),
+    s(
+        "dev_auto_approve",
+        Some("--dev-auto-approve"),
+        "bool",
+        "`issuer` mode, with `dev` and a loopback listener only: a fixed local user (`dev-user`) is signed in and every authorization request approved at once, so that clients which open a browser complete the flow with a `BROWSER` that merely follows redirects (scripts, CI). PKCE, redirect URI checks, resource binding and the fetch rules stay enforced.",
+    ),
+    s(
+        "dev_allow_loopback_fetch",
+        Some("--dev-allow-loopback-fetch"),
+        "bool",
+        "With `dev` and a loopback listener only: client metadata documents may be fetched from loopback addresses over http (tests that serve their own documents). `dev` alone never relaxes the fetch rules.",
     ),
 ];
 
@@ -134,6 +157,8 @@ pub struct Plan {
     pub upstream: UpstreamPlan,
     /// Authentication.
     pub auth: AuthPlan,
+    /// The built-in authorization server, in `issuer` mode.
+    pub issuer: Option<IssuerPlan>,
     /// Authorization: policy, lists, rate limits.
     pub policy: PolicyPlan,
     /// The audit log.
@@ -153,15 +178,17 @@ impl Plan {
         check_top(config, &mut p);
         let upstream = upstream::build(config, &mut p);
         let auth = auth::build(config, &mut p);
+        let issuer = issuer::build(config, &mut p);
         let policy = policy::build(config, &mut p);
         let audit = audit::build(config, &mut p);
         let session = session::build(config, &mut p);
         let http = http::build(config, &mut p);
         let log = log::build(config, &mut p);
-        match (upstream, auth, policy, audit, session, http, log) {
+        match (upstream, auth, issuer, policy, audit, session, http, log) {
             (
                 Some(upstream),
                 Some(auth),
+                Some(issuer),
                 Some(policy),
                 Some(audit),
                 Some(session),
@@ -174,6 +201,7 @@ impl Plan {
                 dev: config.dev,
                 upstream,
                 auth,
+                issuer,
                 policy,
                 audit,
                 session,

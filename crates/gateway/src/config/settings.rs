@@ -55,6 +55,7 @@ pub fn all() -> impl Iterator<Item = &'static Setting> {
         super::SETTINGS,
         super::upstream::SETTINGS,
         super::auth::SETTINGS,
+        super::issuer::SETTINGS,
         super::session::SETTINGS,
         super::http::SETTINGS,
         super::policy::SETTINGS,

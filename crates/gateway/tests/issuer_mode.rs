@@ -1,0 +1,393 @@
+//! `--auth issuer`: the gateway is the authorization server. Real processes on 127.0.0.1:
+//! discovery from the 401, registration, tokens the gateway verifies in process, restarts.
+
+mod common;
+
+use common::{Gateway, Generation, client, free_port};
+use mcpgate_testkit::{Mode, TestUpstream};
+use serde_json::{Value, json};
+
+fn data_dir() -> tempdir::Dir {
+    tempdir::Dir::new()
+}
+
+mod tempdir {
+    /// A directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Dir {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "mcpgate-issuer-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Dir(dir)
+        }
+        pub fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+async fn gateway(upstream: &TestUpstream, dir: &tempdir::Dir, port: u16) -> Gateway {
+    let listen = format!("127.0.0.1:{port}");
+    Gateway::spawn(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--auth",
+            "issuer",
+            "--upstream-url",
+            &upstream.url,
+            "--data-dir",
+            dir.path(),
+            "--required-scopes",
+            "mcp",
+        ],
+        &[],
+        port,
+    )
+    .await
+}
+
+async fn register(gw: &Gateway, metadata: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{}/register", gw.base))
+        .json(&metadata)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    r.json().await.unwrap()
+}
+
+async fn client_credentials(gw: &Gateway, id: &str, secret: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/token", gw.base))
+        .basic_auth(id, Some(secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("resource", &gw.mcp),
+            ("scope", "mcp"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn as_02_as_03_the_challenge_leads_to_this_issuers_metadata() {
+    let upstream = TestUpstream::start(Mode::Sessions).await;
+    let dir = data_dir();
+    let gw = gateway(&upstream, &dir, free_port()).await;
+    let http = reqwest::Client::new();
+    // The 401 names the resource metadata, which names this gateway as its issuer.
+    let r = http.post(&gw.mcp).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("resource_metadata="), "{challenge}");
+    let prm: Value = http
+        .get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            gw.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(prm["authorization_servers"], json!([gw.base]));
+    assert!(
+        !prm["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("offline_access")),
+        "RS-09"
+    );
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let r = http.get(format!("{}{path}", gw.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        let doc: Value = r.json().await.unwrap();
+        assert_eq!(doc["issuer"], gw.base, "{path}");
+        assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(doc["response_types_supported"], json!(["code"]));
+        assert_eq!(doc["token_endpoint"], format!("{}/token", gw.base));
+        assert_eq!(
+            doc["registration_endpoint"],
+            format!("{}/register", gw.base)
+        );
+        assert!(
+            doc["scopes_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("offline_access"))
+        );
+    }
+    let jwks: Value = http
+        .get(format!("{}/jwks.json", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = &jwks["keys"][0];
+    assert_eq!(key["alg"], "ES256");
+    assert!(key.get("d").is_none(), "no private part is published");
+}
+
+#[tokio::test]
+async fn a_machine_client_gets_a_token_the_gateway_accepts_and_it_survives_a_restart() {
+    let upstream = TestUpstream::start(Mode::Sessions).await;
+    let dir = data_dir();
+    let port = free_port();
+    let gw = gateway(&upstream, &dir, port).await;
+    let registered = register(
+        &gw,
+        json!({
+            "client_name": "CI job",
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }),
+    )
+    .await;
+    let id = registered["client_id"].as_str().unwrap().to_owned();
+    let secret = registered["client_secret"].as_str().unwrap().to_owned();
+    let r = client_credentials(&gw, &id, &secret).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let token: Value = r.json().await.unwrap();
+    assert_eq!(token["token_type"], "Bearer");
+    assert!(token.get("refresh_token").is_none());
+    let access = token["access_token"].as_str().unwrap().to_owned();
+    let c = client(&gw.mcp, Some(&access), Generation::Legacy)
+        .await
+        .unwrap();
+    assert!(!c.list_all_tools().await.unwrap().is_empty());
+    let _ = c.cancel().await;
+    // Neither the secret nor the token is logged.
+    let log = gw.log();
+    assert!(!log.contains(&secret) && !log.contains(&access), "{log}");
+
+    // Restart on the same data directory: the client, and the key that signed the token,
+    // are still there.
+    drop(gw);
+    let gw = gateway(&upstream, &dir, port).await;
+    let c = client(&gw.mcp, Some(&access), Generation::Legacy)
+        .await
+        .unwrap();
+    assert!(!c.list_all_tools().await.unwrap().is_empty());
+    let _ = c.cancel().await;
+    assert_eq!(client_credentials(&gw, &id, &secret).await.status(), 200);
+}
+
+#[tokio::test]
+async fn wrong_secrets_unknown_clients_and_other_resources_are_refused() {
+    let upstream = TestUpstream::start(Mode::Sessions).await;
+    let dir = data_dir();
+    let gw = gateway(&upstream, &dir, free_port()).await;
+    let registered = register(
+        &gw,
+        json!({"client_name": "CI", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}),
+    )
+    .await;
+    let id = registered["client_id"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let wrong = client_credentials(&gw, id, "not-the-secret").await;
+    assert_eq!(wrong.status(), 401);
+    assert!(
+        wrong.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    let unknown = client_credentials(&gw, "mcp_no_such_client", "x").await;
+    assert_eq!(unknown.status(), 401);
+    let body: Value = unknown.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    let other = http
+        .post(format!("{}/token", gw.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            (
+                "client_secret",
+                registered["client_secret"].as_str().unwrap(),
+            ),
+            ("resource", "https://elsewhere.example/mcp"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 400);
+    assert_eq!(
+        other.json::<Value>().await.unwrap()["error"],
+        "invalid_target"
+    );
+    let repeated = http
+        .post(format!("{}/token", gw.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&grant_type=authorization_code")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        repeated.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+    // A token signed by someone else is not accepted at /mcp.
+    let forged = mcpgate_testkit::keys::TestKey::ec("k").sign(&json!({
+        "iss": gw.base, "aud": gw.mcp, "sub": "mallory", "scope": "mcp",
+        "exp": mcpgate_testkit::keys::now() + 600,
+    }));
+    let r = http
+        .post(&gw.mcp)
+        .bearer_auth(forged)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn bad_registrations_get_the_rfc_7591_errors_and_change_nothing() {
+    let upstream = TestUpstream::start(Mode::Sessions).await;
+    let dir = data_dir();
+    let gw = gateway(&upstream, &dir, free_port()).await;
+    let http = reqwest::Client::new();
+    for (metadata, error) in [
+        (
+            json!({"redirect_uris": ["http://evil.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb#x"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": "https://a.example/cb"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "grant_types": ["implicit"]}),
+            "invalid_client_metadata",
+        ),
+    ] {
+        let r = http
+            .post(format!("{}/register", gw.base))
+            .json(&metadata)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{metadata}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"],
+            error,
+            "{metadata}"
+        );
+    }
+    let r = http
+        .post(format!("{}/register", gw.base))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 64 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // A good registration can be read back and deleted with its registration token.
+    let ok = register(
+        &gw,
+        json!({"redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none", "client_name": "t"}),
+    )
+    .await;
+    let uri = ok["registration_client_uri"].as_str().unwrap();
+    let token = ok["registration_access_token"].as_str().unwrap();
+    let read = http.get(uri).bearer_auth(token).send().await.unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(
+        http.get(uri)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        http.delete(uri)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        http.get(uri)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn issuer_mode_configuration_errors_name_the_key() {
+    for (args, key) in [
+        (
+            vec!["--issuer-url", "https://elsewhere.example"],
+            "auth.issuer_url",
+        ),
+        (
+            vec!["--jwks-uri", "https://elsewhere.example/jwks"],
+            "auth.jwks_uri",
+        ),
+        (vec!["--dev-auto-approve"], "dev_auto_approve"),
+    ] {
+        let mut full = vec![
+            "check-config",
+            "--auth",
+            "issuer",
+            "--upstream-url",
+            "http://127.0.0.1:1/mcp",
+        ];
+        full.extend(args.iter());
+        let (code, _, err) = common::run(&full, &[]);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(err.contains(key), "{args:?}: {err}");
+    }
+    let (code, _, err) = common::run(
+        &[
+            "check-config",
+            "--auth",
+            "issuer",
+            "--upstream-url",
+            "http://127.0.0.1:1/mcp",
+        ],
+        &[("MCPGATE_ISSUER_ACCESS_TOKEN_TTL", "0s")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("issuer.access_token_ttl"), "{err}");
+}
