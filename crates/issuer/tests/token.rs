@@ -1,0 +1,404 @@
+//! `/token` over real HTTP on 127.0.0.1: codes bound to client, redirect URI, verifier and
+//! resource; refresh rotation with reuse detection; what each failure changes (nothing, or
+//! the whole grant). Codes are put in the store as `/authorize` would put them.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mcpgate_guard::{ClientId, ResourceUrl, Scopes, Subject};
+use mcpgate_issuer::issuer::{Issuer, Settings};
+use mcpgate_issuer::pkce::challenge_of;
+use mcpgate_issuer::scopes::Catalogue;
+use mcpgate_issuer::secret::generate_token;
+use mcpgate_issuer::store::sqlite::SqliteStore;
+use mcpgate_issuer::store::{AuthorizationCode, Grant, GrantId};
+use mcpgate_issuer::token::authorization_code::code_hash;
+use serde_json::{Value, json};
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const REDIRECT: &str = "http://127.0.0.1:5000/callback";
+
+struct Server {
+    base: String,
+    issuer: Arc<Issuer>,
+    http: reqwest::Client,
+    _store: Arc<SqliteStore>,
+}
+
+async fn server(grace: Duration) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut settings = Settings::new(&base, &format!("{base}/mcp")).unwrap();
+    settings.scopes =
+        Catalogue::new([("mcp", "Use it"), ("admin", "Administer it")], ["mcp"]).unwrap();
+    settings.refresh_grace = grace;
+    let store = Arc::new(SqliteStore::open_temporary().await.unwrap());
+    let issuer = Issuer::start(settings, store.clone()).await.unwrap();
+    let app = issuer.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Server {
+        base,
+        issuer,
+        http: reqwest::Client::new(),
+        _store: store,
+    }
+}
+
+impl Server {
+    async fn register_public(&self) -> String {
+        let r: Value = self
+            .http
+            .post(format!("{}/register", self.base))
+            .json(&json!({"redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none", "client_name": "t", "grant_types": ["authorization_code", "refresh_token"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["client_id"].as_str().unwrap().to_owned()
+    }
+
+    /// A code as `/authorize` issues it after approval (with its grant).
+    async fn code(&self, client_id: &str, redirect_param: &str) -> (String, GrantId) {
+        let code = generate_token();
+        let grant = GrantId::generate();
+        let now = SystemTime::now();
+        let scopes = Scopes::from_space_delimited("mcp");
+        let resource = ResourceUrl::parse(&format!("{}/mcp", self.base)).unwrap();
+        self.issuer
+            .store
+            .create_grant(&Grant {
+                id: grant.clone(),
+                subject: Subject::new("alice"),
+                client_id: ClientId::new(client_id),
+                scopes: scopes.clone(),
+                resource: Some(resource.clone()),
+                created_at: now,
+                revoked_at: None,
+            })
+            .await
+            .unwrap();
+        self.issuer
+            .store
+            .insert_code(&AuthorizationCode {
+                code_hash: code_hash(client_id, redirect_param, &code),
+                client_id: ClientId::new(client_id),
+                redirect_uri: redirect_param.to_owned(),
+                code_challenge: challenge_of(VERIFIER),
+                resource: Some(resource),
+                scopes,
+                subject: Subject::new("alice"),
+                grant_id: grant.clone(),
+                expires_at: now + Duration::from_secs(60),
+            })
+            .await
+            .unwrap();
+        (code, grant)
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/token", self.base))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    async fn exchange(&self, client: &str, code: &str) -> (u16, Value) {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .await
+    }
+
+    async fn refresh(&self, client: &str, token: &str) -> (u16, Value) {
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", client),
+            ("refresh_token", token),
+        ])
+        .await
+    }
+}
+
+#[tokio::test]
+async fn a_code_is_exchanged_once_for_tokens_bound_to_the_resource() {
+    let s = server(Duration::from_secs(30)).await;
+    let client = s.register_public().await;
+    let (code, _) = s.code(&client, REDIRECT).await;
+    let (status, body) = s.exchange(&client, &code).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "mcp");
+    assert!(body["refresh_token"].is_string());
+    // The access token verifies against the issuer's own keys and names the resource.
+    let access = body["access_token"].as_str().unwrap();
+    let claims: Value = {
+        use base64::Engine as _;
+        let payload = access.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(claims["aud"], format!("{}/mcp", s.base));
+    assert_eq!(claims["iss"], s.base);
+    assert_eq!(claims["client_id"], client);
+    assert!(claims["jti"].is_string() && claims["grant_id"].is_string());
+}
+
+#[tokio::test]
+async fn a_replayed_code_is_refused_and_revokes_what_it_issued() {
+    let s = server(Duration::from_secs(30)).await;
+    let client = s.register_public().await;
+    let (code, _) = s.code(&client, REDIRECT).await;
+    let (_, first) = s.exchange(&client, &code).await;
+    let refresh = first["refresh_token"].as_str().unwrap().to_owned();
+    let (status, body) = s.exchange(&client, &code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, body) = s.refresh(&client, &refresh).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "the grant went with the replay"
+    );
+}
+
+#[tokio::test]
+async fn as_05_a_wrong_or_missing_verifier_is_refused() {
+    let s = server(Duration::from_secs(30)).await;
+    let client = s.register_public().await;
+    let (code, _) = s.code(&client, REDIRECT).await;
+    let (status, body) = s
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+        ])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (status, body) = s
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &VERIFIER.replace('k', "l")),
+        ])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn another_client_or_redirect_uri_finds_no_code_and_consumes_nothing() {
+    let s = server(Duration::from_secs(30)).await;
+    let client = s.register_public().await;
+    let other = s.register_public().await;
+    let (code, _) = s.code(&client, REDIRECT).await;
+    let (status, body) = s.exchange(&other, &code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, _) = s
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:5000/callback/other"),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_eq!(status, 400);
+    // An unknown client is a 401 that tells the client to register again — and consumes
+    // nothing either.
+    let (status, body) = s.exchange("mcp_unknown", &code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    // The code still works for its own client and redirect URI.
+    assert_eq!(s.exchange(&client, &code).await.0, 200);
+}
+
+#[tokio::test]
+async fn as_09_refresh_rotates_and_reuse_outside_the_grace_window_revokes_the_grant() {
+    let s = server(Duration::ZERO).await;
+    let client = s.register_public().await;
+    let (code, _) = s.code(&client, REDIRECT).await;
+    let (_, first) = s.exchange(&client, &code).await;
+    let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let (status, second) = s.refresh(&client, &r1).await;
+    assert_eq!(status, 200, "{second}");
+    let r2 = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(r1, r2, "rotated");
+    // r1 again: reuse. The whole grant goes, r2 included.
+    let (status, body) = s.refresh(&client, &r1).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, _) = s.refresh(&client, &r2).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn two_refreshes_racing_inside_the_grace_window_both_succeed() {
+    let s = server(Duration::from_secs(30)).await;
+    let client = s.register_public().await;
+    let (code, _) = s.code(&client, REDIRECT).await;
+    let (_, first) = s.exchange(&client, &code).await;
+    let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let (a, b) = tokio::join!(s.refresh(&client, &r1), s.refresh(&client, &r1));
+    assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+    // Each answer's token keeps working.
+    assert_eq!(
+        s.refresh(&client, a.1["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_may_narrow_the_scope_but_never_widen_it() {
+    let s = server(Duration::from_secs(30)).await;
+    let client = s.register_public().await;
+    let (code, _) = s.code(&client, REDIRECT).await;
+    let (_, first) = s.exchange(&client, &code).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let (status, body) = s
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client),
+            ("refresh_token", r1),
+            ("scope", "mcp admin"),
+        ])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+}
+
+#[tokio::test]
+async fn an_expired_code_and_an_unsupported_grant_are_refused() {
+    let s = server(Duration::from_secs(30)).await;
+    let client = s.register_public().await;
+    let (status, body) = s
+        .token(&[("grant_type", "password"), ("client_id", &client)])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+    let (status, body) = s.exchange(&client, "no-such-code").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let r = s
+        .http
+        .post(format!("{}/token", s.base))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn revoking_a_refresh_token_revokes_its_grant_and_introspection_needs_a_confidential_client()
+{
+    let s = server(Duration::from_secs(30)).await;
+    let client = s.register_public().await;
+    let (code, grant) = s.code(&client, REDIRECT).await;
+    let (_, first) = s.exchange(&client, &code).await;
+    let refresh = first["refresh_token"].as_str().unwrap();
+    let access = first["access_token"].as_str().unwrap();
+    // A public client may not introspect.
+    let r = s
+        .http
+        .post(format!("{}/introspect", s.base))
+        .form(&[("client_id", client.as_str()), ("token", access)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A confidential client sees the token active, then inactive after revocation.
+    let rs: Value = s
+        .http
+        .post(format!("{}/register", s.base))
+        .json(&json!({"client_name": "resource server", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let introspect = |token: String| {
+        let rs = rs.clone();
+        let http = s.http.clone();
+        let url = format!("{}/introspect", s.base);
+        async move {
+            http.post(url)
+                .basic_auth(
+                    rs["client_id"].as_str().unwrap(),
+                    rs["client_secret"].as_str(),
+                )
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let active = introspect(access.to_owned()).await;
+    assert_eq!(active["active"], true, "{active}");
+    assert_eq!(active["sub"], "alice");
+    let r = s
+        .http
+        .post(format!("{}/revoke", s.base))
+        .form(&[("client_id", client.as_str()), ("token", refresh)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(s.issuer.revocations.is_grant_revoked(grant.as_str()));
+    assert_eq!(introspect(access.to_owned()).await["active"], false);
+    assert_eq!(introspect(refresh.to_owned()).await["active"], false);
+    assert_eq!(introspect("garbage".to_owned()).await["active"], false);
+    // Revoking an unknown token is still 200 (RFC 7009).
+    let r = s
+        .http
+        .post(format!("{}/revoke", s.base))
+        .form(&[("client_id", client.as_str()), ("token", "unknown")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
