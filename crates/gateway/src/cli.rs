@@ -30,6 +30,42 @@ pub enum Command {
     /// Authorization policy tools.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// `issuer` mode: local users of the sign-in page.
+    Users {
+        /// What to do.
+        #[command(subcommand)]
+        command: UsersCommand,
+        /// Where the store lives.
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// `issuer` mode: registered and configured clients.
+    Clients {
+        /// What to do.
+        #[command(subcommand)]
+        command: ClientsCommand,
+        /// Where the store lives.
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// `issuer` mode: signing keys.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: KeysCommand,
+        /// Where the store lives.
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// `issuer` mode: what users gave clients.
+    Grants {
+        /// What to do.
+        #[command(subcommand)]
+        command: GrantsCommand,
+        /// Where the store lives.
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
     /// Print the configuration reference: `markdown` (docs/configuration.md), `toml`
     /// (mcpgate.example.toml) or `env` (.env.example).
     #[command(hide = true)]
@@ -37,6 +73,88 @@ pub enum Command {
         /// Which form.
         #[arg(value_parser = ["markdown", "toml", "env"], default_value = "markdown")]
         format: String,
+    },
+}
+
+/// Where the store of `issuer` mode lives.
+#[derive(Debug, Args)]
+pub struct DataDirArgs {
+    /// The data directory [env: MCPGATE_DATA_DIR] [default: ./mcpgate-data].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArgs {
+    /// The directory: the flag, else `MCPGATE_DATA_DIR`, else `./mcpgate-data`.
+    pub fn dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .or_else(|| std::env::var_os("MCPGATE_DATA_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("./mcpgate-data"))
+    }
+}
+
+/// `mcpgate users …`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a local user; the password is read from standard input.
+    Add {
+        /// The login name.
+        name: String,
+        /// Read the password from standard input (one line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List the users.
+    List,
+    /// Disable a user: they can no longer sign in.
+    Disable {
+        /// The login name.
+        name: String,
+    },
+}
+
+/// `mcpgate clients …`.
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// List the clients.
+    List,
+    /// Remove a client; its grants are revoked.
+    Remove {
+        /// Its `client_id`.
+        client_id: String,
+    },
+}
+
+/// `mcpgate keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key; the previous one keeps verifying until its tokens expire.
+    Rotate,
+    /// List the keys.
+    List,
+}
+
+/// `mcpgate grants …`.
+#[derive(Debug, Subcommand)]
+pub enum GrantsCommand {
+    /// List the grants in force.
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only this client's.
+        #[arg(long)]
+        client: Option<String>,
+    },
+    /// Revoke a user's grants (all, or one client's): their tokens stop working.
+    Revoke {
+        /// The user.
+        #[arg(long)]
+        subject: String,
+        /// Only this client's.
+        #[arg(long)]
+        client: Option<String>,
     },
 }
 

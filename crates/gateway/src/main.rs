@@ -23,6 +23,12 @@ fn main() -> ExitCode {
             Command::CheckConfig(args) => commands::check_config(args),
             Command::Quickstart(args) => commands::quickstart::run(args).await,
             Command::Policy(cli::PolicyCommand::Explain(args)) => commands::explain(args),
+            Command::Users { command, data } => commands::admin::users(command, data.dir()).await,
+            Command::Clients { command, data } => {
+                commands::admin::clients(command, data.dir()).await
+            }
+            Command::Keys { command, data } => commands::admin::keys(command, data.dir()).await,
+            Command::Grants { command, data } => commands::admin::grants(command, data.dir()).await,
             Command::ConfigReference { format } => {
                 let text = match format.as_str() {
                     "toml" => config::toml_example(),

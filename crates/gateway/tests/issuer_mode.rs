@@ -391,3 +391,41 @@ async fn issuer_mode_configuration_errors_name_the_key() {
     assert_eq!(code, 2);
     assert!(err.contains("issuer.access_token_ttl"), "{err}");
 }
+
+#[tokio::test]
+async fn the_admin_commands_work_on_the_data_directory_of_a_running_gateway() {
+    let upstream = TestUpstream::start(Mode::Sessions).await;
+    let dir = data_dir();
+    let gw = gateway(&upstream, &dir, free_port()).await;
+    let registered = register(
+        &gw,
+        json!({"client_name": "Nightly CI", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"}),
+    )
+    .await;
+    let id = registered["client_id"].as_str().unwrap();
+    let d = ["--data-dir", dir.path()];
+    let run = |args: &[&str]| {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend_from_slice(&d);
+        common::run(&full, &[])
+    };
+    let (code, out, err) = run(&["clients", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(id) && out.contains("Nightly CI"), "{out}");
+    let (code, out, _) = run(&["keys", "list"]);
+    assert_eq!((code, out.lines().count()), (0, 1), "{out}");
+    let (code, _, err) = run(&["keys", "rotate"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(&["keys", "list"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let (code, out, _) = run(&["grants", "revoke", "--subject", "nobody"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("revoked 0"), "{out}");
+    let (code, _, _) = run(&["clients", "remove", id]);
+    assert_eq!(code, 0);
+    let r = client_credentials(&gw, id, registered["client_secret"].as_str().unwrap()).await;
+    assert_eq!(r.status(), 401, "a removed client must register again");
+    let (code, _, err) = common::run(&["clients", "list", "--data-dir", "/nonexistent/mcpgate"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no store"), "{err}");
+}

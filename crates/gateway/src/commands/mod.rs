@@ -1,5 +1,6 @@
 //! What each subcommand does; `main.rs` only parses the command line and picks one.
 
+pub mod admin;
 pub mod quickstart;
 
 use std::process::ExitCode;

@@ -35,7 +35,7 @@ pub use http::{HttpConfig, HttpPlan};
 pub use issuer::{AuthorizationServerConfig, IssuerPlan};
 pub use log::{LogConfig, LogFormat, LogPlan, MetricsConfig};
 pub use policy::PolicyPlan;
-pub use session::{SessionConfig, SessionPlan};
+pub use session::{SessionConfig, SessionPlan, decode_key};
 use settings::{Setting, s};
 pub use settings::{env_example, reference_markdown, toml_example};
 pub use upstream::{

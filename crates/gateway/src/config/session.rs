@@ -82,7 +82,7 @@ pub(super) fn build(config: &Config, p: &mut Problems) -> Option<SessionPlan> {
 }
 
 /// Decodes a session key: 32 bytes, base64 (standard or URL-safe).
-pub(super) fn decode_key(value: &str) -> Result<[u8; 32], String> {
+pub fn decode_key(value: &str) -> Result<[u8; 32], String> {
     let engines = [
         base64::engine::general_purpose::STANDARD,
         base64::engine::general_purpose::URL_SAFE,

@@ -1,0 +1,245 @@
+//! The admin commands of `issuer` mode, working on the store in `--data-dir` (the gateway may
+//! be running: SQLite in WAL mode lets both in, and a revocation made here reaches the running
+//! gateway within a second).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mcpgate_guard::{ClientId, Subject};
+use mcpgate_issuer::keys::{SigningKeys, SigningKeysOptions};
+use mcpgate_issuer::store::sqlite::SqliteStore;
+use mcpgate_issuer::store::{GrantFilter, Store, UserName};
+
+use crate::cli::{ClientsCommand, GrantsCommand, KeysCommand, UsersCommand};
+
+async fn open(dir: &Path) -> Result<Arc<dyn Store>, ExitCode> {
+    if !dir.join("mcpgate.db").is_file() {
+        eprintln!(
+            "mcpgate: no store in `{}` (start `mcpgate serve --auth issuer --data-dir {}` once, or pass --data-dir)",
+            dir.display(),
+            dir.display()
+        );
+        return Err(ExitCode::from(2));
+    }
+    SqliteStore::open(dir)
+        .await
+        .map(|s| Arc::new(s) as Arc<dyn Store>)
+        .map_err(|e| {
+            eprintln!("mcpgate: cannot open the store in `{}`: {e}", dir.display());
+            ExitCode::FAILURE
+        })
+}
+
+fn when(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
+
+fn failed(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("mcpgate: {e}");
+    ExitCode::FAILURE
+}
+
+/// `mcpgate clients …`.
+pub async fn clients(command: ClientsCommand, dir: PathBuf) -> ExitCode {
+    let store = match open(&dir).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match command {
+        ClientsCommand::List => match store.list_clients().await {
+            Ok(clients) => {
+                for c in clients {
+                    let name = c.metadata["client_name"].as_str().unwrap_or("");
+                    let redirects = c.metadata["redirect_uris"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{}\t{}\t{}\tregistered {}\tlast used {}\t{}",
+                        c.client_id,
+                        c.kind.as_str(),
+                        name,
+                        when(c.created_at),
+                        c.last_used_at.map(when).unwrap_or_else(|| "never".into()),
+                        redirects
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => failed(e),
+        },
+        ClientsCommand::Remove { client_id } => {
+            match store
+                .delete_client(&ClientId::new(&client_id), SystemTime::now())
+                .await
+            {
+                Ok(true) => {
+                    println!("removed {client_id}; its grants are revoked");
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => {
+                    eprintln!("mcpgate: no client `{client_id}`");
+                    ExitCode::from(2)
+                }
+                Err(e) => failed(e),
+            }
+        }
+    }
+}
+
+/// `mcpgate grants …`.
+pub async fn grants(command: GrantsCommand, dir: PathBuf) -> ExitCode {
+    let store = match open(&dir).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match command {
+        GrantsCommand::List { subject, client } => {
+            let filter = GrantFilter {
+                subject: subject.map(Subject::new),
+                client_id: client.map(ClientId::new),
+                include_revoked: false,
+            };
+            match store.list_grants(&filter).await {
+                Ok(grants) => {
+                    for g in grants {
+                        println!(
+                            "{}\t{}\t{}\t{}\tgiven {}",
+                            g.id,
+                            g.subject,
+                            g.client_id,
+                            g.scopes.to_space_delimited(),
+                            when(g.created_at)
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => failed(e),
+            }
+        }
+        GrantsCommand::Revoke { subject, client } => {
+            let client = client.map(ClientId::new);
+            match store
+                .revoke_grants(&Subject::new(&subject), client.as_ref(), SystemTime::now())
+                .await
+            {
+                Ok(ids) => {
+                    println!(
+                        "revoked {} grant(s); the running gateway refuses their tokens within a second",
+                        ids.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => failed(e),
+            }
+        }
+    }
+}
+
+/// `mcpgate keys …`.
+pub async fn keys(command: KeysCommand, dir: PathBuf) -> ExitCode {
+    let store = match open(&dir).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut options = SigningKeysOptions::default();
+    if let Ok(key) = std::env::var("MCPGATE_ISSUER_KEY_ENCRYPTION_KEY") {
+        match crate::config::decode_key(&key) {
+            Ok(k) => options.encryption_key = Some(k),
+            Err(problem) => {
+                eprintln!("mcpgate: MCPGATE_ISSUER_KEY_ENCRYPTION_KEY {problem}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let keys = match SigningKeys::load(store.clone(), options).await {
+        Ok(k) => k,
+        Err(e) => return failed(e),
+    };
+    match command {
+        KeysCommand::List => match store.list_signing_keys().await {
+            Ok(list) => {
+                for k in list {
+                    println!(
+                        "{}\t{:?}\t{:?}\tmade {}{}",
+                        k.kid,
+                        k.algorithm,
+                        k.state,
+                        when(k.created_at),
+                        k.retired_at
+                            .map(|t| format!("\tuntil {}", when(t)))
+                            .unwrap_or_default()
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => failed(e),
+        },
+        KeysCommand::Rotate => match keys.rotate().await {
+            Ok(kid) => {
+                println!(
+                    "new signing key {kid}; the previous one keeps verifying until its tokens expire"
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => failed(e),
+        },
+    }
+}
+
+/// `mcpgate users …` (adding one needs the password hashing of the sign-in; see `users add`).
+pub async fn users(command: UsersCommand, dir: PathBuf) -> ExitCode {
+    let store = match open(&dir).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match command {
+        UsersCommand::List => match store.list_users().await {
+            Ok(users) => {
+                for u in users {
+                    println!(
+                        "{}\tadded {}{}",
+                        u.name,
+                        when(u.created_at),
+                        u.disabled_at
+                            .map(|t| format!("\tdisabled {}", when(t)))
+                            .unwrap_or_default()
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => failed(e),
+        },
+        UsersCommand::Disable { name } => {
+            match store
+                .disable_user(&UserName::new(&name), SystemTime::now())
+                .await
+            {
+                Ok(true) => {
+                    println!("disabled {name}");
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => {
+                    eprintln!("mcpgate: no user `{name}`");
+                    ExitCode::from(2)
+                }
+                Err(e) => failed(e),
+            }
+        }
+        UsersCommand::Add { .. } => {
+            eprintln!("mcpgate: users add is not available in this build");
+            ExitCode::FAILURE
+        }
+    }
+}
