@@ -425,7 +425,10 @@ async fn the_admin_commands_work_on_the_data_directory_of_a_running_gateway() {
     assert_eq!(code, 0);
     let r = client_credentials(&gw, id, registered["client_secret"].as_str().unwrap()).await;
     assert_eq!(r.status(), 401, "a removed client must register again");
-    let (code, _, err) = common::run(&["clients", "list", "--data-dir", "/nonexistent/mcpgate"], &[]);
+    let (code, _, err) = common::run(
+        &["clients", "list", "--data-dir", "/nonexistent/mcpgate"],
+        &[],
+    );
     assert_eq!(code, 2);
     assert!(err.contains("no store"), "{err}");
 }
