@@ -247,7 +247,13 @@ impl Browser {
     }
 
     /// Opens `url`, signs in, and returns the consent page.
-    async fn to_consent(&mut self, server: &Server, url: &str, user: &str, password: &str) -> Page {
+    async fn open_consent(
+        &mut self,
+        server: &Server,
+        url: &str,
+        user: &str,
+        password: &str,
+    ) -> Page {
         let sign_in = self.get(url).await;
         assert_eq!(sign_in.status, StatusCode::OK, "{}", sign_in.html);
         let back = self.sign_in(server, &sign_in, user, password).await;
@@ -271,7 +277,7 @@ impl Browser {
 async fn approved(server: &Server, client_id: &str) -> Url {
     let mut browser = Browser::default();
     let consent = browser
-        .to_consent(
+        .open_consent(
             server,
             &server.authorize_url(client_id, ""),
             "alice",
@@ -410,7 +416,7 @@ async fn deny_sends_access_denied_with_state_and_iss_and_issues_nothing() {
     let client_id = server.register("App").await;
     let mut browser = Browser::default();
     let consent = browser
-        .to_consent(
+        .open_consent(
             &server,
             &server.authorize_url(&client_id, ""),
             "alice",
@@ -433,7 +439,7 @@ async fn a_consent_post_without_the_csrf_token_is_refused() {
     let client_id = server.register("App").await;
     let mut browser = Browser::default();
     let consent = browser
-        .to_consent(
+        .open_consent(
             &server,
             &server.authorize_url(&client_id, ""),
             "alice",
@@ -605,7 +611,7 @@ async fn a_second_approve_of_the_same_form_does_not_break_the_first() {
     let client_id = server.register("App").await;
     let mut browser = Browser::default();
     let consent = browser
-        .to_consent(
+        .open_consent(
             &server,
             &server.authorize_url(&client_id, ""),
             "alice",
@@ -636,7 +642,7 @@ async fn a_consented_client_gets_its_code_without_asking_again() {
     let client_id = server.register("App").await;
     let mut browser = Browser::default();
     let consent = browser
-        .to_consent(
+        .open_consent(
             &server,
             &server.authorize_url(&client_id, ""),
             "alice",
@@ -659,7 +665,7 @@ async fn a_disabled_users_sign_in_no_longer_counts() {
     let client_id = server.register("App").await;
     let mut browser = Browser::default();
     let consent = browser
-        .to_consent(
+        .open_consent(
             &server,
             &server.authorize_url(&client_id, ""),
             "alice",
@@ -720,7 +726,7 @@ async fn pages_carry_a_strict_policy_and_show_the_client_escaped() {
     let client_id = server.register("<b>Sneaky</b> & Co").await;
     let mut browser = Browser::default();
     let consent = browser
-        .to_consent(
+        .open_consent(
             &server,
             &server.authorize_url(&client_id, "&scope=files%3Aread+files%3Awrite"),
             "alice",

@@ -433,8 +433,8 @@ fn sign_in_page(
     let sealed = match again {
         Some((_, sealed)) => sealed.to_owned(),
         None => match seal(cx, checked, csrf) {
-            Ok(s) => s,
-            Err(r) => return r,
+            Some(s) => s,
+            None => return too_large(cx, checked),
         },
     };
     let client_name = checked.client.display_name();
@@ -461,9 +461,8 @@ fn consent_page(
     subject: &Subject,
     csrf: &CsrfToken,
 ) -> Response {
-    let sealed = match seal(cx, checked, csrf) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(sealed) = seal(cx, checked, csrf) else {
+        return too_large(cx, checked);
     };
     let question = Question::new(
         &checked.client,
@@ -485,16 +484,17 @@ fn consent_page(
     )
 }
 
-/// The pending request, sealed for the form.
-fn seal(cx: &Context<'_>, checked: &Checked, csrf: &CsrfToken) -> Result<String, Response> {
+/// The pending request, sealed for the form; `None` when it is too large to come back.
+fn seal(cx: &Context<'_>, checked: &Checked, csrf: &CsrfToken) -> Option<String> {
     let sealed = Pending::seal(&cx.issuer.sealer, &checked.query, csrf);
-    if sealed.len() > MAX_SEALED {
-        return Err(cx.refuse_to_client(
-            &checked.request,
-            &OAuthError::invalid_request("the authorization request is too large"),
-        ));
-    }
-    Ok(sealed)
+    (sealed.len() <= MAX_SEALED).then_some(sealed)
+}
+
+fn too_large(cx: &Context<'_>, checked: &Checked) -> Response {
+    cx.refuse_to_client(
+        &checked.request,
+        &OAuthError::invalid_request("the authorization request is too large"),
+    )
 }
 
 /// `303 See Other` to `location`, with the headers of every `/authorize` answer.
