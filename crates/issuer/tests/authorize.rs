@@ -749,3 +749,56 @@ async fn pages_carry_a_strict_policy_and_show_the_client_escaped() {
     assert!(consent.html.contains("registered itself"));
     assert!(!consent.html.contains("<script"), "no script on the page");
 }
+
+/// Serves a client ID metadata document on 127.0.0.1; its URL, the `client_id`.
+async fn metadata_document() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let id = format!("http://{}/client.json", listener.local_addr().unwrap());
+    let document = json!({
+        "client_id": id,
+        "client_name": "Document App",
+        "redirect_uris": [REGISTERED],
+        "token_endpoint_auth_method": "none",
+    })
+    .to_string();
+    let app = axum::Router::new().route(
+        "/client.json",
+        axum::routing::get(move || {
+            let document = document.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], document) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    id
+}
+
+#[tokio::test]
+async fn a_client_known_by_its_metadata_document_completes_the_flow() {
+    let server = start(|s| s.allow_loopback_fetch = true).await;
+    server.add_user("alice", "wonderland").await;
+    let client_id = metadata_document().await;
+    let mut browser = Browser::default();
+    let consent = browser
+        .open_consent(
+            &server,
+            &server.authorize_url(&client_id, ""),
+            "alice",
+            "wonderland",
+        )
+        .await;
+    assert!(consent.html.contains("Document App"));
+    assert!(
+        consent.html.contains(&client_id),
+        "the document's URL is shown"
+    );
+    let callback = browser
+        .decide(&server, &consent, "approve")
+        .await
+        .location();
+    let (status, tokens) = server.exchange(&client_id, &query(&callback)["code"]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (status, _) = server
+        .refresh(&client_id, tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
