@@ -5,11 +5,14 @@ use askama::Template;
 use crate::clients::redirect_uri::Kind;
 use crate::consent::{AskedScope, Provenance, Question};
 
+/// The letter in the server's badge: its host's first letter (`M`, for mcpgate, when the
+/// host is an IP address).
 fn initial(server: &str) -> String {
     server
         .chars()
-        .find(|c| c.is_alphanumeric())
-        .unwrap_or('m')
+        .find(|c| c.is_alphabetic())
+        .unwrap_or('M')
+        .to_uppercase()
         .to_string()
 }
 
