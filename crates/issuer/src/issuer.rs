@@ -181,6 +181,8 @@ pub struct Issuer {
     pub own_tokens: mcpgate_guard::JwtVerifier,
     /// Registrations per source address.
     pub registrations: crate::clients::registration::Limiter,
+    /// Local users' sign-in: bounded, throttled password verification.
+    pub sign_in: crate::sign_in::LocalUsers,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -230,6 +232,7 @@ impl Issuer {
         Ok(Arc::new(Issuer {
             own_tokens,
             registrations: crate::clients::registration::Limiter::per_minute(20),
+            sign_in: crate::sign_in::LocalUsers::default(),
             settings,
             store,
             keys,

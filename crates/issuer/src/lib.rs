@@ -29,6 +29,10 @@
 //! - [`scopes`]: the operator's scope catalogue; [`resource`]: RFC 8707 resource indicators.
 //! - [`authorize::request`]: an authorization request checked in one visible order, failing
 //!   as a page until the redirect URI is trusted and as a redirect after.
+//! - [`authorize::flow`]: the interactive `/authorize` — [`sign_in`] (local users, argon2id
+//!   off the runtime, throttled), [`consent`] (what is asked, what was approved), [`pages`]
+//!   (askama templates with a strict CSP), CSRF tokens and the code issued
+//!   ([`authorize::code`]).
 //!
 //! Still to come: the endpoints (registration, `/authorize` with sign-in and consent,
 //! `/token`'s grants, introspection, revocation), the `Issuer` builder, a PostgreSQL store.
@@ -39,12 +43,14 @@
 
 pub mod authorize;
 pub mod clients;
+pub mod consent;
 pub mod error;
 pub mod form;
 pub mod introspection;
 pub mod issuer;
 pub mod keys;
 pub mod metadata;
+pub mod pages;
 pub mod params;
 pub mod pkce;
 pub mod resource;
@@ -53,6 +59,7 @@ pub mod routes;
 pub mod scopes;
 pub mod sealed;
 pub mod secret;
+pub mod sign_in;
 pub mod store;
 pub mod token;
 

@@ -31,6 +31,18 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
     }
     router
         .route(&format!("{base}/jwks.json"), get(jwks))
+        .route(
+            &format!("{base}/authorize"),
+            get(crate::authorize::flow::authorize),
+        )
+        .route(
+            &format!("{base}/authorize/sign-in"),
+            post(crate::authorize::flow::sign_in),
+        )
+        .route(
+            &format!("{base}/authorize/consent"),
+            post(crate::authorize::flow::consent),
+        )
         .route(&format!("{base}/token"), post(crate::token::token))
         .route(
             &format!("{base}/register"),

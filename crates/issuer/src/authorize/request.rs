@@ -166,6 +166,7 @@ impl Unchecked {
         Ok(AuthorizationRequest {
             client_id: self.client_id,
             redirect_uri: registered,
+            redirect_uri_parameter: params.get("redirect_uri").map(str::to_owned),
             redirect,
             state,
             challenge,
@@ -182,6 +183,10 @@ pub struct AuthorizationRequest {
     pub client_id: String,
     /// The registered redirect URI it matched.
     pub redirect_uri: RedirectUri,
+    /// The `redirect_uri` parameter exactly as sent, `None` when the request had none: the
+    /// token request must repeat it, and the code's stored hash is taken over it
+    /// ([`code_hash`](crate::token::authorization_code::code_hash)).
+    pub redirect_uri_parameter: Option<String>,
     /// Where to send the browser (the presented URI, with its port).
     pub redirect: Url,
     /// Echoed back.
@@ -259,6 +264,10 @@ mod tests {
     fn a_good_request_passes_and_keeps_the_presented_port() {
         let r = check(&good("&resource=https%3A%2F%2Fmcp.example.com%2Fmcp%2F")).unwrap();
         assert_eq!(r.redirect.as_str(), "http://localhost:5000/callback");
+        assert_eq!(
+            r.redirect_uri_parameter.as_deref(),
+            Some("http://localhost:5000/callback")
+        );
         assert_eq!(r.resource.as_str(), "https://mcp.example.com/mcp");
         assert_eq!(r.scopes.to_space_delimited(), "mcp");
         let ok = r.success("the-code", Some("https://auth.example"));
@@ -291,10 +300,9 @@ mod tests {
     #[test]
     fn the_only_redirect_uri_is_used_when_none_is_named() {
         let q = good("").replace("&redirect_uri=http%3A%2F%2Flocalhost%3A5000%2Fcallback", "");
-        assert_eq!(
-            check(&q).unwrap().redirect.as_str(),
-            "http://localhost/callback"
-        );
+        let r = check(&q).unwrap();
+        assert_eq!(r.redirect.as_str(), "http://localhost/callback");
+        assert_eq!(r.redirect_uri_parameter, None);
     }
 
     #[test]

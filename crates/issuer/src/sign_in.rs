@@ -1,0 +1,308 @@
+//! Who the person at the authorization server is. For now: local users with argon2id password
+//! hashes ([`LocalUsers`]); an upstream identity provider (federation) is the other kind of
+//! sign-in to come, behind the same outcome — a [`Subject`] or a [`SignInError`].
+//!
+//! Three choices keep a flood of sign-in attempts from hurting anyone else:
+//!
+//! - argon2id is slow on purpose (tens of milliseconds of CPU and 19 MiB each), so it runs
+//!   off the async runtime ([`tokio::task::spawn_blocking`]) and at most
+//!   [`SignInLimits::concurrent_verifications`] at a time: other requests keep being served
+//!   while attempts queue;
+//! - attempts are throttled per user name and per source address (the
+//!   [`SourceAddress`](crate::clients::registration::SourceAddress) the host application
+//!   puts in the request's extensions) before any hash is computed;
+//! - a user name that does not exist, or a disabled user, costs the same verification as a
+//!   wrong password against a real hash, and gets the same answer, so neither the message nor
+//!   the time says which user names exist.
+//!
+//! ```
+//! use mcpgate_issuer::sign_in::{hash_password, verify_password};
+//!
+//! let hash = hash_password("correct horse").unwrap();
+//! assert!(hash.as_str().starts_with("$argon2id$"));
+//! assert!(verify_password(&hash, "correct horse"));
+//! assert!(!verify_password(&hash, "battery staple"));
+//! ```
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use mcpgate_guard::Subject;
+use tokio::sync::Semaphore;
+
+use crate::store::{PasswordHash, UserName, UserStore};
+
+/// Longest user name considered (longer ones are wrong without a lookup).
+pub const MAX_USER_NAME: usize = 256;
+/// Longest password considered.
+pub const MAX_PASSWORD: usize = 1024;
+
+/// How hard sign-in attempts are throttled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignInLimits {
+    /// Attempts a minute for one user name (a burst of this many, then one every
+    /// `60 / n` seconds).
+    pub per_user_per_minute: u32,
+    /// Attempts a minute from one source address.
+    pub per_address_per_minute: u32,
+    /// Password verifications running at once.
+    pub concurrent_verifications: usize,
+    /// How long an attempt waits for a verification slot before the server says it is busy.
+    pub queue_timeout: Duration,
+}
+
+impl Default for SignInLimits {
+    fn default() -> Self {
+        SignInLimits {
+            per_user_per_minute: 5,
+            per_address_per_minute: 30,
+            concurrent_verifications: 2,
+            queue_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a sign-in failed. Show [`WrongCredentials`](Self::WrongCredentials) as one message,
+/// whatever was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignInError {
+    /// The user name or the password is wrong, or the user is disabled.
+    #[error("user name or password is wrong")]
+    WrongCredentials,
+    /// Too many attempts for this user name or from this address.
+    #[error("too many sign-in attempts; try again in {retry_after} seconds")]
+    Throttled {
+        /// Seconds until the next attempt is allowed.
+        retry_after: u64,
+    },
+    /// Every verification slot stayed taken for too long.
+    #[error("the server is busy; try again shortly")]
+    Busy,
+    /// The user could not be read.
+    #[error("the user store failed")]
+    Store,
+}
+
+/// Local users: throttled, bounded argon2id verification against the [`UserStore`].
+pub struct LocalUsers {
+    limits: SignInLimits,
+    verifications: Arc<Semaphore>,
+    per_user: DefaultKeyedRateLimiter<String>,
+    per_address: DefaultKeyedRateLimiter<Option<IpAddr>>,
+}
+
+impl std::fmt::Debug for LocalUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalUsers")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for LocalUsers {
+    fn default() -> Self {
+        LocalUsers::new(SignInLimits::default())
+    }
+}
+
+/// Keys kept by a limiter before the ones whose limit has fully recovered are dropped.
+const LIMITER_KEYS: usize = 10_000;
+
+fn per_minute(n: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n.max(1)).expect("at least one"))
+}
+
+impl LocalUsers {
+    /// Local users throttled as `limits` says.
+    pub fn new(limits: SignInLimits) -> LocalUsers {
+        LocalUsers {
+            limits,
+            verifications: Arc::new(Semaphore::new(limits.concurrent_verifications.max(1))),
+            per_user: RateLimiter::keyed(per_minute(limits.per_user_per_minute)),
+            per_address: RateLimiter::keyed(per_minute(limits.per_address_per_minute)),
+        }
+    }
+
+    /// Signs `name` in with `password`, from `address` when known.
+    pub async fn sign_in(
+        &self,
+        users: &dyn UserStore,
+        name: &str,
+        password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Subject, SignInError> {
+        self.throttle(name, address)?;
+        let user = if name.is_empty() || name.len() > MAX_USER_NAME {
+            None
+        } else {
+            users.get_user(&UserName::new(name)).await.map_err(|e| {
+                tracing::error!(target: "mcpgate::issuer", error = %e, "user lookup failed");
+                SignInError::Store
+            })?
+        };
+        let active = user.as_ref().is_some_and(|u| u.disabled_at.is_none());
+        // Without a usable user the password is still checked, against a hash nobody's
+        // password matches: the same work, the same answer.
+        let hash = match &user {
+            Some(u) if password.len() <= MAX_PASSWORD => u.password_hash.clone(),
+            _ => decoy_hash().clone(),
+        };
+        let password = password.get(..MAX_PASSWORD).unwrap_or(password).to_owned();
+        let matches = self.verify(hash, password).await?;
+        match user {
+            Some(user) if matches && active => Ok(Subject::new(user.name.as_str())),
+            _ => Err(SignInError::WrongCredentials),
+        }
+    }
+
+    fn throttle(&self, name: &str, address: Option<IpAddr>) -> Result<(), SignInError> {
+        if self.per_user.len() > LIMITER_KEYS || self.per_address.len() > LIMITER_KEYS {
+            self.per_user.retain_recent();
+            self.per_address.retain_recent();
+        }
+        let key: String = name.chars().take(MAX_USER_NAME).collect();
+        let now = DefaultClock::default().now();
+        let refused = |not_until: governor::NotUntil<_>| SignInError::Throttled {
+            retry_after: not_until.wait_time_from(now).as_secs().max(1),
+        };
+        // The address first: an address that guesses many names is refused before it uses
+        // up any one user's attempts.
+        self.per_address.check_key(&address).map_err(refused)?;
+        self.per_user.check_key(&key).map_err(refused)?;
+        Ok(())
+    }
+
+    async fn verify(&self, hash: PasswordHash, password: String) -> Result<bool, SignInError> {
+        let permit = tokio::time::timeout(
+            self.limits.queue_timeout,
+            Arc::clone(&self.verifications).acquire_owned(),
+        )
+        .await
+        .map_err(|_| SignInError::Busy)?
+        .map_err(|_| SignInError::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            verify_password(&hash, &password)
+        })
+        .await
+        .map_err(|_| SignInError::Busy)
+    }
+}
+
+/// Whether `password` is the one `hash` was made from. Blocking and slow (argon2id): call it
+/// off the async runtime, as [`LocalUsers`] does.
+pub fn verify_password(hash: &PasswordHash, password: &str) -> bool {
+    let Ok(parsed) = argon2::password_hash::phc::PasswordHash::new(hash.as_str()) else {
+        return false;
+    };
+    // The parameters come from the stored hash, so hashes made with other costs still verify.
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashPasswordError {
+    /// The password is empty.
+    #[error("the password is empty")]
+    Empty,
+    /// The password is longer than [`MAX_PASSWORD`] bytes.
+    #[error("the password is longer than {MAX_PASSWORD} bytes")]
+    TooLong,
+    /// argon2 failed (no random salt, out of memory).
+    #[error("argon2: {0}")]
+    Argon2(String),
+}
+
+/// The argon2id hash of a new password (argon2's default cost: 19 MiB, 2 passes, a random
+/// salt), for `users add`. Blocking and slow.
+pub fn hash_password(password: &str) -> Result<PasswordHash, HashPasswordError> {
+    if password.is_empty() {
+        return Err(HashPasswordError::Empty);
+    }
+    if password.len() > MAX_PASSWORD {
+        return Err(HashPasswordError::TooLong);
+    }
+    let salt: [u8; 16] = crate::secret::random_bytes();
+    let phc = Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map_err(|e| HashPasswordError::Argon2(e.to_string()))?;
+    PasswordHash::new(phc.to_string()).map_err(|e| HashPasswordError::Argon2(e.to_string()))
+}
+
+/// A hash of a random password, made once, that unknown users are checked against.
+fn decoy_hash() -> &'static PasswordHash {
+    static DECOY: OnceLock<PasswordHash> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        hash_password(&crate::secret::generate_token()).expect("argon2 hashes a random password")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_verifies_its_password_only() {
+        let hash = hash_password("s3cret").unwrap();
+        assert!(verify_password(&hash, "s3cret"));
+        assert!(!verify_password(&hash, "s3cret "));
+    }
+
+    #[test]
+    fn empty_and_oversized_passwords_are_not_hashed() {
+        assert!(matches!(hash_password(""), Err(HashPasswordError::Empty)));
+        assert!(matches!(
+            hash_password(&"a".repeat(MAX_PASSWORD + 1)),
+            Err(HashPasswordError::TooLong)
+        ));
+    }
+
+    #[test]
+    fn a_malformed_stored_hash_never_verifies() {
+        let hash = PasswordHash::new("$argon2id$garbage").unwrap();
+        assert!(!verify_password(&hash, "anything"));
+    }
+
+    #[test]
+    fn the_address_limit_applies_across_user_names() {
+        let users = LocalUsers::new(SignInLimits {
+            per_address_per_minute: 2,
+            ..SignInLimits::default()
+        });
+        let address = Some(IpAddr::from([192, 0, 2, 1]));
+        assert!(users.throttle("a", address).is_ok());
+        assert!(users.throttle("b", address).is_ok());
+        assert!(matches!(
+            users.throttle("c", address),
+            Err(SignInError::Throttled { retry_after }) if retry_after >= 1
+        ));
+        assert!(
+            users
+                .throttle("c", Some(IpAddr::from([192, 0, 2, 2])))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_user_limit_applies_across_addresses() {
+        let users = LocalUsers::new(SignInLimits {
+            per_user_per_minute: 1,
+            ..SignInLimits::default()
+        });
+        assert!(users.throttle("alice", Some([192, 0, 2, 1].into())).is_ok());
+        assert!(
+            users
+                .throttle("alice", Some([192, 0, 2, 2].into()))
+                .is_err()
+        );
+        assert!(users.throttle("bob", Some([192, 0, 2, 2].into())).is_ok());
+    }
+}
