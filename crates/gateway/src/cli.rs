@@ -25,7 +25,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (secrets masked); exit non-zero naming every problem.
     CheckConfig(ServeArgs),
-    /// Run a demo MCP server behind the gateway with a development token (not for production).
+    /// Run a demo MCP server behind the gateway, with the gateway as its OAuth authorization server.
     Quickstart(QuickstartArgs),
     /// Authorization policy tools.
     #[command(subcommand)]
@@ -295,4 +295,10 @@ pub struct QuickstartArgs {
     /// The URL clients use (default: http://<listen>).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<url::Url>,
+    /// Where clients, users, grants and keys are kept.
+    #[arg(long, value_name = "DIR", default_value = "./mcpgate-data")]
+    pub data_dir: PathBuf,
+    /// Sign the quickstart user in and approve every request at once (scripts, CI).
+    #[arg(long)]
+    pub dev_auto_approve: bool,
 }

@@ -432,3 +432,205 @@ async fn the_admin_commands_work_on_the_data_directory_of_a_running_gateway() {
     assert_eq!(code, 2);
     assert!(err.contains("no store"), "{err}");
 }
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// What a browser-based client does, with a browser that only follows redirects: register,
+/// `/authorize` (auto-approved), the code at `/token`.
+async fn sign_in(base: &str, mcp: &str) -> (String, Value) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let registered: Value = http
+        .post(format!("{base}/register"))
+        .json(&json!({
+            "client_name": "Test client",
+            "redirect_uris": ["http://127.0.0.1/callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client_id = registered["client_id"].as_str().unwrap().to_owned();
+    let redirect = "http://127.0.0.1:47123/callback";
+    let authorize = url::Url::parse_with_params(
+        &format!("{base}/authorize"),
+        &[
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("state", "st-1"),
+            ("resource", mcp),
+            ("scope", "mcp"),
+        ],
+    )
+    .unwrap();
+    let r = http.get(authorize).send().await.unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+    let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(location.as_str().starts_with(redirect), "{location}");
+    let q: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(q["state"], "st-1");
+    assert_eq!(q["iss"], base, "AS-11");
+    let token: Value = http
+        .post(format!("{base}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("code", &q["code"]),
+            ("redirect_uri", redirect),
+            ("code_verifier", VERIFIER),
+            ("resource", mcp),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(token["access_token"].is_string(), "{token}");
+    (client_id, token)
+}
+
+#[tokio::test]
+async fn a_user_signs_in_calls_tools_refreshes_and_a_revoked_grant_stops_within_seconds() {
+    let upstream = TestUpstream::start(Mode::Sessions).await;
+    let dir = data_dir();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let gw = Gateway::spawn(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--auth",
+            "issuer",
+            "--upstream-url",
+            &upstream.url,
+            "--data-dir",
+            dir.path(),
+            "--required-scopes",
+            "mcp",
+            "--dev",
+            "--dev-auto-approve",
+        ],
+        &[],
+        port,
+    )
+    .await;
+    let (client_id, token) = sign_in(&gw.base, &gw.mcp).await;
+    let access = token["access_token"].as_str().unwrap();
+    let c = client(&gw.mcp, Some(access), Generation::Legacy)
+        .await
+        .unwrap();
+    assert!(!c.list_all_tools().await.unwrap().is_empty());
+    let _ = c.cancel().await;
+    // Refresh: a new access token that works too.
+    let refreshed: Value = reqwest::Client::new()
+        .post(format!("{}/token", gw.base))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", token["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access2 = refreshed["access_token"].as_str().unwrap().to_owned();
+    let c = client(&gw.mcp, Some(&access2), Generation::Stateless)
+        .await
+        .unwrap();
+    assert!(!c.list_all_tools().await.unwrap().is_empty());
+    let _ = c.cancel().await;
+    assert!(gw.log().contains("DEVELOPMENT MODE"));
+    // The operator revokes the user's grants: the access token stops working within seconds,
+    // long before it expires.
+    let (code, out, err) = common::run(
+        &[
+            "grants",
+            "revoke",
+            "--subject",
+            "dev-user",
+            "--data-dir",
+            dir.path(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revoked 1"), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = reqwest::Client::new()
+            .post(&gw.mcp)
+            .bearer_auth(&access2)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepted: {}",
+            r.status()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let log = gw.log();
+    assert!(
+        !log.contains(access) && !log.contains(&access2),
+        "no token in the log"
+    );
+}
+
+#[tokio::test]
+async fn the_quickstart_runs_real_oauth_and_keeps_its_user_across_restarts() {
+    let dir = data_dir();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "quickstart",
+        "--listen",
+        &listen,
+        "--data-dir",
+        dir.path(),
+        "--dev-auto-approve",
+    ];
+    let base = format!("http://127.0.0.1:{port}");
+    let mcp = format!("{base}/mcp");
+    {
+        let _gw = Gateway::spawn(
+            &args,
+            &[("MCPGATE_QUICKSTART_PASSWORD", "correct horse battery")],
+            port,
+        )
+        .await;
+        let (_, token) = sign_in(&base, &mcp).await;
+        let c = client(&mcp, token["access_token"].as_str(), Generation::Legacy)
+            .await
+            .unwrap();
+        assert!(!c.list_all_tools().await.unwrap().is_empty());
+        let _ = c.cancel().await;
+    }
+    let (code, out, _) = common::run(&["users", "list", "--data-dir", dir.path()], &[]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("quickstart"), "{out}");
+    // Restarted: same user, same keys; a new sign-in works.
+    let _gw = Gateway::spawn(&args, &[], port).await;
+    let (_, token) = sign_in(&base, &mcp).await;
+    assert!(token["refresh_token"].is_string());
+}

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use mcpgate_guard::{ClientId, Subject};
 use mcpgate_issuer::keys::{SigningKeys, SigningKeysOptions};
 use mcpgate_issuer::store::sqlite::SqliteStore;
-use mcpgate_issuer::store::{GrantFilter, Store, UserName};
+use mcpgate_issuer::store::{GrantFilter, Store, UserName, UserStore as _};
 
 use crate::cli::{ClientsCommand, GrantsCommand, KeysCommand, UsersCommand};
 
@@ -198,8 +198,57 @@ pub async fn keys(command: KeysCommand, dir: PathBuf) -> ExitCode {
     }
 }
 
-/// `mcpgate users …` (adding one needs the password hashing of the sign-in; see `users add`).
+/// Shortest password accepted for a local user.
+pub const MIN_PASSWORD: usize = 8;
+
+/// Adds local user `name` with `password` to the store in `dir` (made if it does not exist).
+pub async fn add_user(dir: &Path, name: &str, password: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 128
+        || name.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err("the user name must be 1 to 128 characters without spaces".into());
+    }
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(format!(
+            "the password must be at least {MIN_PASSWORD} characters"
+        ));
+    }
+    let hash = mcpgate_issuer::sign_in::hash_password(password).map_err(|e| e.to_string())?;
+    let store = SqliteStore::open(dir)
+        .await
+        .map_err(|e| format!("cannot open the store in `{}`: {e}", dir.display()))?;
+    store
+        .add_user(&mcpgate_issuer::store::User {
+            name: UserName::new(name),
+            password_hash: hash,
+            created_at: SystemTime::now(),
+            disabled_at: None,
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `mcpgate users …`.
 pub async fn users(command: UsersCommand, dir: PathBuf) -> ExitCode {
+    if let UsersCommand::Add { name, .. } = &command {
+        let mut line = String::new();
+        if let Err(e) = std::io::stdin().read_line(&mut line) {
+            return failed(format!("cannot read the password from standard input: {e}"));
+        }
+        let password = line.strip_suffix('\n').unwrap_or(&line);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        return match add_user(&dir, name, password).await {
+            Ok(()) => {
+                println!("added {name}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mcpgate: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let store = match open(&dir).await {
         Ok(s) => s,
         Err(code) => return code,
@@ -237,9 +286,6 @@ pub async fn users(command: UsersCommand, dir: PathBuf) -> ExitCode {
                 Err(e) => failed(e),
             }
         }
-        UsersCommand::Add { .. } => {
-            eprintln!("mcpgate: users add is not available in this build");
-            ExitCode::FAILURE
-        }
+        UsersCommand::Add { .. } => unreachable!("handled above"),
     }
 }
