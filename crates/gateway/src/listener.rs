@@ -219,7 +219,13 @@ pub fn connection_ceiling(wanted: usize) -> usize {
 pub struct ClientAddress(pub std::net::IpAddr);
 
 fn refusal(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut r = crate::jsonrpc::error_response(status, None, crate::jsonrpc::INTERNAL_ERROR, text);
+    // A 429 is a rate limit like the others (-32029); a 503 the server's own state.
+    let code = if status == StatusCode::TOO_MANY_REQUESTS {
+        crate::jsonrpc::RATE_LIMITED
+    } else {
+        crate::jsonrpc::INTERNAL_ERROR
+    };
+    let mut r = crate::jsonrpc::error_response(status, None, code, text);
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r.headers_mut()

@@ -68,3 +68,65 @@ mod tests {
         );
     }
 }
+
+/// How many lines from one noisy source (a child's stderr, a child writing garbage) reach the
+/// log: a burst, then a steady rate; beyond it lines are counted, and the count is logged
+/// when lines flow again, so that a program printing in a loop cannot fill the disk.
+#[derive(Debug)]
+pub struct LineBudget {
+    tokens: f64,
+    last: std::time::Instant,
+    dropped: u64,
+}
+
+impl Default for LineBudget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LineBudget {
+    /// Lines at once.
+    pub const BURST: f64 = 200.0;
+    /// Lines per second after the burst.
+    pub const RATE: f64 = 20.0;
+
+    /// A full budget.
+    pub fn new() -> Self {
+        LineBudget {
+            tokens: Self::BURST,
+            last: std::time::Instant::now(),
+            dropped: 0,
+        }
+    }
+
+    /// Whether the next line may be logged: `Some(n)` when it may, `n` being how many before
+    /// it were not; `None` when it may not.
+    pub fn take(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * Self::RATE).min(Self::BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Some(std::mem::take(&mut self.dropped))
+        } else {
+            self.dropped += 1;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::LineBudget;
+
+    #[test]
+    fn a_flood_is_cut_to_the_burst_and_the_rest_is_counted() {
+        let mut b = LineBudget::new();
+        let logged = (0..10_000).filter(|_| b.take().is_some()).count();
+        assert!(logged <= LineBudget::BURST as usize + 5, "{logged}");
+        b.tokens = 1.0;
+        assert_eq!(b.take(), Some(10_000 - logged as u64));
+    }
+}

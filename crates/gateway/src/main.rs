@@ -13,6 +13,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that print and exit behave as command-line tools do when their reader goes
+    // away (`mcpgate policy explain … | head`): they stop, quietly. The servers keep Rust's
+    // default (a write to a closed socket is an error, not a signal).
+    if !matches!(cli.command, Command::Serve(_) | Command::Quickstart(_)) {
+        // SAFETY: setting a signal disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

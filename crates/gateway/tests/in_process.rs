@@ -102,3 +102,26 @@ async fn the_composed_app_guards_and_forwards_in_process() {
     let r = app.oneshot(foreign).await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn unknown_protocol_versions_and_repeated_session_ids_are_refused_not_guessed() {
+    let upstream = TestUpstream::start(Mode::StatelessJson).await;
+    let app = mcpgate::server::prepare(Plan::build(&config(&upstream.url)).unwrap())
+        .unwrap()
+        .router;
+    for version in ["garbage", "2026-07-28x", "2026-7-28", "", "2027-01-01"] {
+        let mut r = call(Some("in-process-token"));
+        r.headers_mut()
+            .insert("mcp-protocol-version", version.parse().unwrap());
+        let r = app.clone().oneshot(r).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{version:?}");
+        assert_eq!(json_body(r).await["error"]["code"], -32600, "{version:?}");
+    }
+    let mut r = call(Some("in-process-token"));
+    r.headers_mut()
+        .append("mcp-session-id", "a".parse().unwrap());
+    r.headers_mut()
+        .append("mcp-session-id", "b".parse().unwrap());
+    let r = app.clone().oneshot(r).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}

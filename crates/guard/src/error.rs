@@ -120,6 +120,9 @@ pub enum Malformed {
     /// verifier understands none.
     #[error("the header has critical extensions (crit), which are not supported")]
     CriticalExtension,
+    /// The payload names a claim (or a member of one) twice.
+    #[error("the payload names a claim twice")]
+    RepeatedClaim,
 }
 
 /// A refused token with whatever is known of who presented it, for the operator's log.

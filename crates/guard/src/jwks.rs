@@ -159,11 +159,19 @@ impl JwksSource {
     }
 
     /// The JWKS URL, or the issuer it is discovered from, for logs.
+    /// The JWKS URL for the log: without its query (which may carry a key).
     fn describe(&self) -> String {
+        let shown = |url: &Url| {
+            let mut url = url.clone();
+            if url.query().is_some() {
+                url.set_query(Some("…"));
+            }
+            url.to_string()
+        };
         match &self.location {
-            Location::Fixed(url) => url.to_string(),
+            Location::Fixed(url) => shown(url),
             Location::Issuer { issuer, found } => match found.load_full() {
-                Some(url) => url.to_string(),
+                Some(url) => shown(&url),
                 None => format!("(from the metadata of {issuer})"),
             },
         }

@@ -388,6 +388,67 @@ impl JwtVerifier {
     }
 }
 
+/// Whether the token's payload holds an object with the same member twice, at any depth.
+fn has_repeated_members(token: &str) -> bool {
+    use serde::de::{Deserializer as _, MapAccess, SeqAccess, Visitor};
+
+    struct Unique;
+    impl<'de> Visitor<'de> for Unique {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key) {
+                    return Err(serde::de::Error::custom("repeated member"));
+                }
+                map.next_value::<UniqueValue>()?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<UniqueValue>()?.is_some() {}
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+    struct UniqueValue;
+    impl<'de> serde::Deserialize<'de> for UniqueValue {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Unique).map(|()| UniqueValue)
+        }
+    }
+    let Some(payload) = token.split('.').nth(1) else {
+        return false;
+    };
+    let Ok(bytes) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
+    else {
+        return false;
+    };
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    de.deserialize_any(Unique).is_err()
+}
+
 /// Whether the token's header lists `crit` extensions (RFC 7515 §4.1.11: a recipient that
 /// does not understand them MUST reject the token; this one understands none).
 fn has_critical_extensions(token: &str) -> bool {
@@ -424,6 +485,12 @@ fn verify_with(
         }
         tried_any = true;
         match decode::<Map<String, Value>>(token, &key.key, &key.validation) {
+            // A claim given twice means different things to readers that keep the first and
+            // those that keep the last (`{"scope":"none","scope":"admin"}`): refused, as the
+            // registered claims already are.
+            Ok(_) if has_repeated_members(token) => {
+                return Err(TokenError::Malformed(Malformed::RepeatedClaim).into());
+            }
             Ok(data) => return Ok(data.claims),
             Err(e) => {
                 let err = map_error(e.kind());

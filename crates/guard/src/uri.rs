@@ -64,6 +64,100 @@ pub enum UriError {
     /// A host with brackets that do not make an IP literal.
     #[error("the URI's host is not a name or an IP literal")]
     BadHost,
+    /// A web URL's host that browsers and URL libraries read as something else: non-ASCII or
+    /// percent-encoded (IDNA maps `ｉnternal` to `internal`), or an IPv4 address in another
+    /// form than four decimal numbers (`127.1`, `0x7f000001`, `2130706433`).
+    #[error(
+        "the URI's host is spelt in a form URL readers turn into another host; write it in ASCII, an IPv4 address as four decimal numbers"
+    )]
+    AmbiguousHost,
+    /// `https:host/x` or `file:etc/x`: a scheme URL readers always give an authority to,
+    /// written without `//`.
+    #[error(
+        "the URI leaves out '//' after a scheme that always has an authority (write https://host/…, file:///…)"
+    )]
+    NoAuthority,
+}
+
+/// Schemes the WHATWG URL standard treats as "special": readers that follow it (browsers,
+/// Node, most URL libraries) give them an authority and parse their host.
+fn is_special(scheme: &str) -> bool {
+    matches!(scheme, "http" | "https" | "ws" | "wss" | "ftp" | "file")
+}
+
+/// Whether a special URL's host is read the same by every reader: ASCII without escapes, and
+/// if it ends in a number (the WHATWG IPv4 rule), a dotted quad of decimal numbers.
+fn unambiguous_host(host: &str) -> bool {
+    if !host.is_ascii() || host.contains('%') {
+        return false;
+    }
+    if host.starts_with('[') {
+        return true;
+    }
+    let trimmed = host.strip_suffix('.').unwrap_or(host);
+    let last = trimmed.rsplit('.').next().unwrap_or("");
+    let numeric = |label: &str| {
+        !label.is_empty()
+            && (label.bytes().all(|b| b.is_ascii_digit())
+                || label
+                    .strip_prefix("0x")
+                    .or_else(|| label.strip_prefix("0X"))
+                    .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())))
+    };
+    if !numeric(last) {
+        return true;
+    }
+    let parts: Vec<&str> = trimmed.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 3
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+                && p.parse::<u16>().is_ok_and(|n| n <= 255)
+        })
+}
+
+/// Whether a URI pattern (a glob over resource URIs, as in a policy rule or a trim list) is
+/// written in the one spelling URIs are matched in; when not, what it should say. A pattern
+/// that is not would silently never match (URIs are normalised before matching, patterns are
+/// not).
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    // Only what looks like a URI (`scheme:` first) is checked; tool names and bare globs are
+    // not URIs.
+    let Some((scheme, _)) = pattern.split_once(':') else {
+        return Ok(());
+    };
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return Ok(());
+    }
+    // Glob characters stand for what they match: check the rest with them taken out.
+    let probe: String = pattern
+        .chars()
+        .map(|c| {
+            if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '!') {
+                'x'
+            } else {
+                c
+            }
+        })
+        .collect();
+    match normalize(&probe) {
+        Ok(normal) if normal == probe => Ok(()),
+        Ok(_) => match normalize(pattern) {
+            Ok(p) if p != pattern => Err(format!(
+                "`{pattern}` is not in the form URIs are matched in (scheme and host in lower case, no default port, no dot segments); write `{p}`"
+            )),
+            _ => Err(format!(
+                "`{pattern}` is not in the form URIs are matched in (scheme and host in lower case, no default port, no dot segments)"
+            )),
+        },
+        Err(e) => Err(format!("`{pattern}` can never match: {e}")),
+    }
 }
 
 /// The one spelling of a resource URI (see the module documentation). Borrowed when the URI
@@ -345,6 +439,9 @@ fn authority(text: &str, scheme: &str, template: bool) -> Result<String, UriErro
         // Two colons outside an IPv6 literal: which part is the port is anyone's guess.
         return Err(UriError::BadPort);
     }
+    if !template && is_special(scheme) && !unambiguous_host(host) {
+        return Err(UriError::AmbiguousHost);
+    }
     let mut host_text = String::with_capacity(host.len());
     escape(host, Part::Authority, template, &mut host_text)?;
     if !template {
@@ -423,6 +520,8 @@ fn build(input: &str, template: bool) -> Result<String, UriError> {
         // RFC 8089: `file:/p` is `file:///p`.
         has_authority = true;
         out.push_str("//");
+    } else if is_special(&scheme) {
+        return Err(UriError::NoAuthority);
     }
     if has_authority
         && (scheme == "http" || scheme == "https")
@@ -446,6 +545,66 @@ fn build(input: &str, template: bool) -> Result<String, UriError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_not_in_the_matched_spelling_are_named_with_the_fix() {
+        assert!(check_pattern("file:///etc/*").is_ok());
+        assert!(check_pattern("config://secrets/*").is_ok());
+        assert!(check_pattern("ledger://*/private/**").is_ok());
+        assert!(check_pattern("search_*").is_ok());
+        let e = check_pattern("FILE:///etc/*").unwrap_err();
+        assert!(e.contains("file:///etc/*"), "{e}");
+        assert!(check_pattern("config://SECRETS/*").is_err());
+        assert!(check_pattern("https://example.com:443/*").is_err());
+        assert!(check_pattern("file:///public/../private/*").is_err());
+        assert!(check_pattern("http://127.1/*").is_err());
+    }
+
+    #[test]
+    fn web_url_hosts_that_readers_turn_into_other_hosts_are_refused() {
+        for uri in [
+            "https://\u{ff49}nternal.example/x",
+            "https://inter\u{ad}nal.example/x",
+            "https://internal\u{3002}example/x",
+            "https://%69nternal.example/x",
+            "http://127.1/x",
+            "http://0x7f000001/x",
+            "http://2130706433/x",
+            "http://0177.0.0.1/x",
+            "http://169.254.43518/x",
+            "http://127.0.0.01/x",
+            "http://1.2.3.256/x",
+            "http://a.0x10/x",
+        ] {
+            assert_eq!(normalize(uri), Err(UriError::AmbiguousHost), "{uri}");
+        }
+        for uri in [
+            "https://internal.example/x",
+            "http://127.0.0.1/x",
+            "http://10.0.0.1:8080/x",
+            "https://[::1]/x",
+            "https://cafe.bad/x",
+            "https://a1.example/x",
+            "config://\u{ff49}nternal/x",
+        ] {
+            assert!(normalize(uri).is_ok(), "{uri}");
+        }
+    }
+
+    #[test]
+    fn special_schemes_without_an_authority_are_refused() {
+        for uri in [
+            "https:internal.example/x",
+            "file:etc/passwd",
+            "http:x",
+            "ws:host/x",
+        ] {
+            assert_eq!(normalize(uri), Err(UriError::NoAuthority), "{uri}");
+        }
+        assert_eq!(normalize("file:/etc/passwd").unwrap(), "file:///etc/passwd");
+        assert!(normalize("urn:isbn:123").is_ok());
+        assert!(normalize("config:secrets").is_ok());
+    }
 
     fn n(s: &str) -> String {
         normalize(s).unwrap().into_owned()

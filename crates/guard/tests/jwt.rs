@@ -519,6 +519,32 @@ async fn rsa_keys_under_2048_bits_are_not_loaded() {
 }
 
 #[tokio::test]
+async fn a_claim_named_twice_refuses_the_token_at_any_depth() {
+    let key = TestKey::rsa(1, "k1");
+    let v = pem_verifier(&key);
+    let good = good_claims();
+    let mut payload = serde_json::to_string(&good).unwrap();
+    payload.pop();
+    for extra in [
+        r#","scope":"none","scope":"admin"}"#,
+        r#","client_id":"a","client_id":"b"}"#,
+        r#","realm_access":{"roles":["user"],"roles":["admin"]}}"#,
+    ] {
+        let body = format!("{payload}{extra}");
+        let token = key.sign_raw(&body);
+        assert!(
+            matches!(
+                reason(&v, &token).await,
+                TokenError::Malformed(mcpgate_guard::Malformed::RepeatedClaim)
+            ),
+            "{extra}"
+        );
+    }
+    let body = format!("{payload},\"realm_access\":{{\"roles\":[\"user\"]}}}}");
+    assert!(v.verify(&key.sign_raw(&body)).await.is_ok());
+}
+
+#[tokio::test]
 async fn token_without_kid_is_tried_against_the_keys() {
     let key = TestKey::ec("e1");
     let idp = FakeIdp::start(jwks(&[&TestKey::rsa(1, "k1"), &key])).await;

@@ -386,6 +386,33 @@ pub(super) fn build(config: &Config, p: &mut Problems) -> Option<AuthPlan> {
     let auth = &config.auth;
     let before = p.len();
     p.no_credentials("auth.jwks_uri", auth.jwks_uri.as_ref());
+    // Issuers are published in the resource metadata: no credentials in them either.
+    let issuer_urls = auth
+        .issuer_url
+        .iter()
+        .map(|u| ("auth.issuer_url".to_owned(), u.clone()))
+        .chain(
+            auth.authorization_servers
+                .iter()
+                .map(|u| ("auth.authorization_servers".to_owned(), u.clone())),
+        )
+        .chain(auth.issuers.iter().enumerate().map(|(i, e)| {
+            (
+                format!("auth.issuers[{i}].issuer_url"),
+                e.issuer_url.replace("{tenant}", "tenant"),
+            )
+        }));
+    for (key, text) in issuer_urls {
+        if let Ok(url) = Url::parse(&text) {
+            p.no_credentials(&key, Some(&url));
+        }
+    }
+    if auth.leeway > Duration::from_secs(300) {
+        p.push(
+            "auth.leeway",
+            "must be at most 5m: a longer clock skew would accept tokens long expired",
+        );
+    }
     p.no_credentials("auth.introspection_url", auth.introspection_url.as_ref());
     p.positive_duration("auth.introspection_timeout", auth.introspection_timeout);
     let required_scopes = scopes(p, "auth.required_scopes", &auth.required_scopes);

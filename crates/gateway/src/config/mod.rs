@@ -883,6 +883,42 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_issuer_urls_a_huge_leeway_and_framing_headers_are_refused() {
+        let mut c = valid_jwt();
+        c.auth.issuer_url = Some("https://user:pw@idp.example".into());
+        assert!(problems(&c).contains(&"auth.issuer_url".to_owned()));
+        let mut c = valid_jwt();
+        c.auth.leeway = std::time::Duration::from_secs(3600);
+        assert_eq!(problems(&c), ["auth.leeway"]);
+        let mut c = valid_jwt();
+        for name in ["Host", "Transfer-Encoding", "Mcp-Session-Id"] {
+            c.upstream.headers.insert(name.into(), Secret::new("x"));
+        }
+        c.upstream
+            .headers
+            .insert("Authorization".into(), Secret::new("Bearer upstream-key"));
+        assert_eq!(
+            problems(&c),
+            [
+                "upstream.headers.Host",
+                "upstream.headers.Mcp-Session-Id",
+                "upstream.headers.Transfer-Encoding"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_upstream_url_is_described_without_its_query() {
+        let mut c = valid_jwt();
+        c.upstream.url = Some("http://127.0.0.1:3000/mcp?api_key=secret".parse().unwrap());
+        let plan = Plan::build(&c).unwrap();
+        assert_eq!(
+            plan.upstream.target.describe(),
+            "http://127.0.0.1:3000/mcp?%E2%80%A6"
+        );
+    }
+
+    #[test]
     fn secrets_never_print() {
         let mut c = valid_jwt();
         c.auth.hmac_secret = Some(Secret::new("super-secret-value-super-secret-value"));

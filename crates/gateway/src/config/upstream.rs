@@ -293,7 +293,14 @@ impl Target {
     /// credentials, a DSN or a key), never its environment.
     pub fn describe(&self) -> String {
         match self {
-            Target::Http(options) => options.url.to_string(),
+            // The query may carry a key: not shown.
+            Target::Http(options) => {
+                let mut url = options.url.clone();
+                if url.query().is_some() {
+                    url.set_query(Some("…"));
+                }
+                url.to_string()
+            }
             Target::Stdio(options) => format!(
                 "stdio: {} ({} arguments)",
                 options
@@ -383,6 +390,20 @@ fn http(config: &Config, url: &Url, p: &mut Problems) -> Option<HttpUpstreamOpti
             ok = false;
             continue;
         };
+        // The framing and routing headers are the gateway's (`Authorization` may be the
+        // upstream's own credential, so it is allowed).
+        if matches!(
+            header.as_str(),
+            "host" | "content-length" | "transfer-encoding" | "connection" | "te" | "upgrade"
+        ) || header.as_str().starts_with("mcp-")
+        {
+            p.push(
+                &key,
+                "is set by the gateway itself and cannot be configured",
+            );
+            ok = false;
+            continue;
+        }
         let value = match super::interpolate(value.expose()) {
             Ok(v) => v,
             Err(problem) => {

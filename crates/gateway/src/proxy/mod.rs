@@ -259,6 +259,20 @@ pub async fn post(
         )
         .response(message.id);
     }
+    if stateless::version_unknown(&headers) {
+        return Refusal::InvalidRequest(
+            format!(
+                "unsupported MCP-Protocol-Version (this gateway knows {})",
+                stateless::KNOWN_REVISIONS.join(", ")
+            )
+            .into(),
+        )
+        .response(message.id);
+    }
+    if headers.get_all(SESSION_HEADER).iter().count() > 1 {
+        return Refusal::InvalidRequest("Mcp-Session-Id must be given once".into())
+            .response(message.id);
+    }
     let stateless = stateless::is_stateless(&message, &headers);
     if stateless && let Err(stateless::Mismatch(why)) = stateless::check_headers(&message, &headers)
     {

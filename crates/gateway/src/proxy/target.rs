@@ -78,9 +78,12 @@ const KNOWN: &[&str] = &[
 /// or spells a known method with other case or with look-alike letters (`Tools/Call`,
 /// `tooIs/call`).
 pub fn look_alike(method: &str) -> bool {
-    if method
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '\u{feff}' || c == '\u{200b}')
+    // MCP's methods are ASCII; letters from elsewhere (fullwidth, Cyrillic, combining
+    // accents) only make look-alikes, and so do escapes.
+    if !method.is_ascii()
+        || method
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '%' | '\\'))
     {
         return true;
     }
@@ -95,8 +98,7 @@ pub fn look_alike(method: &str) -> bool {
             .map(|c| match c.to_ascii_lowercase() {
                 'i' | '1' | '|' => 'l',
                 '0' => 'o',
-                '\u{17F}' => 's',
-                '\u{212A}' => 'k',
+                '.' => '/',
                 c => c,
             })
             .collect()
@@ -284,6 +286,12 @@ mod tests {
             "resources/rea\u{200b}d",
             "in1tialize",
             "prompts/get\u{feff}",
+            "tools/\u{ff43}all",
+            "t\u{43e}ols/call",
+            "tools/call\u{301}",
+            "tools%2Fcall",
+            "tools.call",
+            "tools\\call",
         ] {
             assert!(look_alike(method), "{method:?}");
         }

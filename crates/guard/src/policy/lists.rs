@@ -105,6 +105,14 @@ impl Trim {
                         problem: format!("`{p}` is not a valid pattern: {e}"),
                     }),
                 }
+                if matches!(kind, Kind::Resource | Kind::ResourceTemplate)
+                    && let Err(problem) = crate::uri::check_pattern(p)
+                {
+                    errors.push(PolicyError {
+                        key: format!("{key}.{which}.{}", field_key(kind)),
+                        problem,
+                    });
+                }
             }
             b.build().ok()
         };

@@ -458,6 +458,12 @@ impl Policy {
                     problem,
                 })
             };
+            // Patterns of resource rules are URIs; in a rule for every kind, those that look
+            // like one (`scheme://`) are (tool names may hold a `:`).
+            let resources = rule
+                .kind
+                .iter()
+                .any(|k| matches!(k, Kind::Resource | Kind::ResourceTemplate));
             for pattern in &rule.matches {
                 match Glob::new(pattern) {
                     Ok(g) => {
@@ -465,6 +471,10 @@ impl Policy {
                         pattern_rule.push(i);
                     }
                     Err(e) => err("match", format!("`{pattern}` is not a valid pattern: {e}")),
+                }
+                let uri_like = resources || (rule.kind.is_empty() && pattern.contains("://"));
+                if uri_like && let Err(problem) = crate::uri::check_pattern(pattern) {
+                    err("match", problem);
                 }
             }
             if rule.name.as_deref().is_some_and(|n| n.trim().is_empty()) {

@@ -216,6 +216,8 @@ pub struct Conn {
     streams_closed: CancellationToken,
     exit: Mutex<Option<String>>,
     send_timeout: Duration,
+    /// How many of the child's unreadable lines reach the log.
+    noise: Mutex<crate::logging::LineBudget>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -277,6 +279,7 @@ impl Conn {
             streams_closed: CancellationToken::new(),
             exit: Mutex::new(None),
             send_timeout,
+            noise: Mutex::new(crate::logging::LineBudget::new()),
         });
         tokio::spawn(write_loop(stdin, rx, stop, conn.closed.clone()));
         tokio::spawn(read_loop(Arc::clone(&conn), stdout, max_line));
@@ -672,6 +675,11 @@ impl Conn {
     /// Routes one line the child wrote.
     fn dispatch(&self, line: &str) {
         let Some(message) = RawObject::parse(line.as_bytes()) else {
+            let allowed = self.noise.lock().ok().and_then(|mut b| b.take());
+            let Some(dropped) = allowed else { return };
+            if dropped > 0 {
+                tracing::warn!(target: "mcpgate::stdio", session = self.label, pid = self.pid, dropped, "unreadable lines of the command were not logged (too many)");
+            }
             let shown: String = line.chars().take(120).collect();
             let shown = crate::logging::printable(&shown);
             tracing::warn!(target: "mcpgate::stdio", session = self.label, pid = self.pid, bytes = line.len(), start = %shown, "upstream command wrote a line that is not a JSON-RPC message; ignored");

@@ -179,6 +179,7 @@ impl Drop for Process {
 async fn forward_stderr(stderr: tokio::process::ChildStderr, label: String, pid: u32) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
+    let mut budget = crate::logging::LineBudget::new();
     loop {
         line.clear();
         match (&mut reader)
@@ -191,7 +192,12 @@ async fn forward_stderr(stderr: tokio::process::ChildStderr, label: String, pid:
                 let complete = line.last() == Some(&b'\n');
                 let text = String::from_utf8_lossy(&line);
                 let text = crate::logging::printable(text.trim_end());
-                if !text.is_empty() {
+                if !text.is_empty()
+                    && let Some(dropped) = budget.take()
+                {
+                    if dropped > 0 {
+                        tracing::warn!(target: "mcpgate::upstream::stderr", session = label, pid, dropped, "lines of the command's stderr were not logged (too many)");
+                    }
                     tracing::info!(target: "mcpgate::upstream::stderr", session = label, pid, "{text}");
                 }
                 if !complete && !skip_line(&mut reader).await {
