@@ -145,7 +145,8 @@ pub fn own_token_verifier(
             .iter()
             .map(mcpgate_guard::Audience::from)
             .collect(),
-        leeway: Duration::from_secs(30),
+        // The issuer's own clock made `exp`: no skew to allow for.
+        leeway: Duration::ZERO,
         require_exp: true,
         require_iss: true,
     };
@@ -181,6 +182,9 @@ pub struct Issuer {
     pub own_tokens: mcpgate_guard::JwtVerifier,
     /// Registrations per source address.
     pub registrations: crate::clients::registration::Limiter,
+    /// The refresh tokens just issued by a rotation, for the grace window: a client that
+    /// presents the previous token again gets the same one back, not a chain of its own.
+    pub recent_rotations: crate::token::refresh_token::RecentRotations,
     /// Local users' sign-in: bounded, throttled password verification.
     pub sign_in: crate::sign_in::LocalUsers,
 }
@@ -232,6 +236,9 @@ impl Issuer {
         Ok(Arc::new(Issuer {
             own_tokens,
             registrations: crate::clients::registration::Limiter::per_minute(20),
+            recent_rotations: crate::token::refresh_token::RecentRotations::new(
+                settings.refresh_grace,
+            ),
             sign_in: crate::sign_in::LocalUsers::default(),
             settings,
             store,

@@ -272,12 +272,118 @@ async fn two_refreshes_racing_inside_the_grace_window_both_succeed() {
     let r1 = first["refresh_token"].as_str().unwrap().to_owned();
     let (a, b) = tokio::join!(s.refresh(&client, &r1), s.refresh(&client, &r1));
     assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
-    // Each answer's token keeps working.
+    // Both got the same next token: one chain, not two.
+    assert_eq!(a.1["refresh_token"], b.1["refresh_token"]);
     assert_eq!(
         s.refresh(&client, a.1["refresh_token"].as_str().unwrap())
             .await
             .0,
         200
+    );
+}
+
+#[tokio::test]
+async fn as_09_a_stolen_token_replayed_inside_the_grace_window_cannot_start_a_chain_of_its_own() {
+    let s = server(Duration::from_secs(1)).await;
+    let client = s.register_public().await;
+    let (code, _) = s.code(&client, REDIRECT).await;
+    let (_, first) = s.exchange(&client, &code).await;
+    let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+    // Sixteen presentations at once: all answered, all with the same next token.
+    let answers = futures::future::join_all((0..16).map(|_| s.refresh(&client, &r1))).await;
+    let next: std::collections::HashSet<String> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            body["refresh_token"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(next.len(), 1, "one chain");
+    let r2 = next.into_iter().next().unwrap();
+    // The victim rotates on; the thief, holding the same token, uses it later: reuse, and
+    // the grant is gone for both.
+    let (status, third) = s.refresh(&client, &r2).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, _) = s.refresh(&client, &r2).await;
+    assert_eq!(status, 400);
+    let (status, _) = s
+        .refresh(&client, third["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 400, "the whole grant was revoked");
+}
+
+#[tokio::test]
+async fn a_client_credentials_token_is_revoked_by_its_client() {
+    let s = server(Duration::from_secs(30)).await;
+    let machine: Value = s
+        .http
+        .post(format!("{}/register", s.base))
+        .json(&json!({"client_name": "ci", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = machine["client_id"].as_str().unwrap();
+    let secret = machine["client_secret"].as_str().unwrap();
+    let resource = format!("{}/mcp", s.base);
+    let (_, token) = s
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+            ("resource", &resource),
+        ])
+        .await;
+    let access = token["access_token"].as_str().unwrap();
+    let introspect = |t: String| {
+        let http = s.http.clone();
+        let url = format!("{}/introspect", s.base);
+        let (id, secret) = (id.to_owned(), secret.to_owned());
+        async move {
+            http.post(url)
+                .form(&[
+                    ("client_id", id.as_str()),
+                    ("client_secret", secret.as_str()),
+                    ("token", t.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(introspect(access.to_owned()).await["active"], true);
+    let r = s
+        .http
+        .post(format!("{}/revoke", s.base))
+        .form(&[
+            ("client_id", id),
+            ("client_secret", secret),
+            ("token", access),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(introspect(access.to_owned()).await["active"], false);
+    // offline_access means nothing here.
+    let (status, body) = s
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+            ("resource", &resource),
+            ("scope", "offline_access"),
+        ])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope"))
     );
 }
 

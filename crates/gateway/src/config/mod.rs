@@ -226,6 +226,13 @@ impl Plan {
             AuthMode::Static => out.push("auth.mode = static: fixed development tokens are accepted. Never use this in production.".into()),
             _ => {}
         }
+        if self
+            .issuer
+            .as_ref()
+            .is_some_and(|i| i.settings.auto_approve.is_some())
+        {
+            out.push("dev_auto_approve = true: every authorization request is approved at once for the user `dev-user`, without a sign-in. Never run this in production.".into());
+        }
         if self.auth.mode != AuthMode::Passthrough
             && self.upstream.token == crate::proxy::TokenForwarding::Forward
         {

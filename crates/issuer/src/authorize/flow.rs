@@ -237,14 +237,14 @@ pub async fn sign_in(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
             response
         }
         Err(SignInError::WrongCredentials) => {
-            tracing::info!(target: "mcpgate::issuer", client_id = %client_id, user = %printable(username), address = ?address, "sign-in failed: wrong user name or password");
+            tracing::info!(target: "mcpgate::issuer", client_id = %client_id, user_tag = %user_tag(username), address = ?address, "sign-in failed: wrong user name or password");
             again(
                 StatusCode::BAD_REQUEST,
                 "The user name or password is wrong.",
             )
         }
         Err(SignInError::Throttled { retry_after }) => {
-            tracing::warn!(target: "mcpgate::issuer", client_id = %client_id, user = %printable(username), address = ?address, "sign-in throttled");
+            tracing::warn!(target: "mcpgate::issuer", client_id = %client_id, user_tag = %user_tag(username), address = ?address, "sign-in throttled");
             let mut r = again(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!("Too many sign-in attempts. Wait {retry_after} seconds, then try again."),
@@ -523,5 +523,16 @@ fn printable(text: &str) -> String {
     text.chars()
         .take(80)
         .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// What the log says of a user name that failed to sign in: a short digest, so that attempts
+/// on one name can be told apart without writing what was typed (a password typed into the
+/// name field must not end up in the log).
+fn user_tag(name: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, name.as_bytes());
+    digest.as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
         .collect()
 }

@@ -450,6 +450,20 @@ mod assertion {
         if expires > now + MAX_ASSERTION_LIFE {
             return Err(bad("expires too far ahead (at most 10 minutes)"));
         }
+        if principal
+            .claims
+            .get("iat")
+            .and_then(|v| v.as_u64())
+            .is_some_and(|iat| {
+                let now_s = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                iat > now_s + 60
+            })
+        {
+            return Err(bad("was issued in the future (`iat`)"));
+        }
         let jti = principal
             .claims
             .get("jti")

@@ -186,6 +186,45 @@ impl RedirectUri {
         let Ok(other) = RedirectUri::parse(presented) else {
             return false;
         };
+        // The host as written, too: `127.1` and `0x7f000001` reach the same place but are not
+        // the registered URI.
+        let host_as_written = |raw: &str| {
+            raw.split_once("://")
+                .map(|(_, rest)| {
+                    let authority = rest.split(['/', '?']).next().unwrap_or("");
+                    match authority.rsplit_once(':') {
+                        Some((host, port))
+                            if !host.ends_with(']') || authority.starts_with('[') =>
+                        {
+                            if port.bytes().all(|b| b.is_ascii_digit()) {
+                                host
+                            } else {
+                                authority
+                            }
+                        }
+                        _ => authority,
+                    }
+                    .to_owned()
+                })
+                .unwrap_or_default()
+        };
+        let port_as_written = |raw: &str| {
+            raw.split_once("://").and_then(|(_, rest)| {
+                let authority = rest.split(['/', '?']).next().unwrap_or("");
+                authority
+                    .rsplit_once(':')
+                    .filter(|(h, _)| {
+                        !h.is_empty() && (!authority.starts_with('[') || h.ends_with(']'))
+                    })
+                    .map(|(_, p)| p.to_owned())
+            })
+        };
+        if host_as_written(presented) != host_as_written(&self.raw)
+            || port_as_written(presented)
+                .is_some_and(|p| p.is_empty() || (p.len() > 1 && p.starts_with('0')))
+        {
+            return false;
+        }
         other.kind == Kind::Loopback
             && other.url.scheme() == self.url.scheme()
             && other.url.host() == self.url.host()
@@ -390,6 +429,21 @@ mod tests {
                 assert!(!r.matches(&other), "{registered} vs {other}");
             }
         }
+        // Other spellings of the host or port are not the registered URI.
+        let r = RedirectUri::parse("http://127.0.0.1:7777/cb").unwrap();
+        for other in [
+            "http://127.1:7777/cb",
+            "http://0x7f000001:7777/cb",
+            "http://127.0.0.1:07777/cb",
+            "http://LOCALHOST:7777/cb",
+        ] {
+            assert!(!r.matches(other), "{other}");
+        }
+        assert!(r.matches("http://127.0.0.1:7777/cb"));
+        assert!(r.matches("http://127.0.0.1:8888/cb"));
+        let v6 = RedirectUri::parse("http://[::1]/cb").unwrap();
+        assert!(v6.matches("http://[::1]:5000/cb"));
+        assert!(!v6.matches("http://[0:0:0:0:0:0:0:1]:5000/cb"));
         // localhost and 127.0.0.1 are different hosts to a browser's cookies and listeners.
         let r = RedirectUri::parse("http://localhost/callback").unwrap();
         assert!(!r.matches("http://127.0.0.1:5000/callback"));

@@ -2,7 +2,10 @@
 //! `io.modelcontextprotocol/oauth-client-credentials`): a confidential client — a CI job, an
 //! agent without a browser — gets a token for itself. The token's subject is the client, so
 //! that policy can tell clients from people (`claims.sub == claims.client_id`); the resource is
-//! required and bound into `aud`; no refresh token is issued.
+//! required and bound into `aud`; no refresh token is issued. Each token gets a grant of its
+//! own, so that `/revoke`, `mcpgate grants revoke` and removing the client stop it at once.
+
+use std::time::SystemTime;
 
 use http::HeaderMap;
 use mcpgate_guard::Subject;
@@ -15,6 +18,7 @@ use crate::clients::registry;
 use crate::error::{ErrorCode, OAuthError};
 use crate::issuer::Issuer;
 use crate::params::Params;
+use crate::store::{Grant, GrantId};
 
 /// Issues a token to the authenticated client itself.
 pub async fn issue(
@@ -34,13 +38,38 @@ pub async fn issue(
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidTarget, "resource is required"))?;
     let resource = issuer.settings.resources.requested(Some(resource))?;
     let scopes = issuer.settings.scopes.requested(params.get("scope"))?;
+    if scopes.contains(crate::scopes::OFFLINE_ACCESS) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "offline_access does not apply to client_credentials (no refresh token is issued)",
+        ));
+    }
     let subject = Subject::new(client.id.as_str());
+    // Each token has a grant of its own, so that revoking it, or removing the client, stops
+    // it at once like a user's.
+    let grant = GrantId::generate();
+    issuer
+        .store
+        .create_grant(&Grant {
+            id: grant.clone(),
+            subject: subject.clone(),
+            client_id: client.id.clone(),
+            scopes: scopes.clone(),
+            resource: Some(resource.clone()),
+            created_at: SystemTime::now(),
+            revoked_at: None,
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(target: "mcpgate::issuer", error = %e, "grant not stored");
+            OAuthError::server_error()
+        })?;
     let (jwt, expires_in) = AccessToken {
         subject: &subject,
         client_id: &client.id,
         scopes: &scopes,
         resource: &resource,
-        grant: None,
+        grant: Some(&grant),
     }
     .sign(issuer)?;
     registry::touch(issuer, &client).await;

@@ -3,6 +3,11 @@
 //! holds a copy — except within a short grace window in which the same client presenting the
 //! token it just rotated is answered again, so that two refreshes racing each other do not
 //! sign the user out. The swap is one atomic step in the store.
+//!
+//! Within the grace window the client gets back the very token the rotation issued — not a
+//! new one — so that a second party presenting a stolen token inside the window cannot start
+//! a chain of its own: both now hold the same token, and whichever uses it second is caught
+//! as reuse.
 
 use std::time::SystemTime;
 
@@ -19,6 +24,28 @@ use crate::issuer::Issuer;
 use crate::params::Params;
 use crate::secret::{TokenHash, generate_token};
 use crate::store::{RefreshRotation, RotationOutcome};
+
+/// Refresh tokens issued by rotations in the last grace window, by the hash of the token
+/// they replaced.
+pub struct RecentRotations(moka::sync::Cache<[u8; 32], (String, mcpgate_guard::ClientId)>);
+
+impl std::fmt::Debug for RecentRotations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecentRotations")
+    }
+}
+
+impl RecentRotations {
+    /// Kept for `grace`.
+    pub fn new(grace: std::time::Duration) -> Self {
+        RecentRotations(
+            moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(grace.max(std::time::Duration::from_millis(1)))
+                .build(),
+        )
+    }
+}
 
 /// Exchanges a refresh token for new tokens.
 pub async fn refresh(
@@ -38,11 +65,12 @@ pub async fn refresh(
     }
     let presented = params.require("refresh_token")?;
     let now = SystemTime::now();
-    let replacement = generate_token();
+    let presented_hash = TokenHash::of(presented);
+    let mut replacement = generate_token();
     let outcome = issuer
         .store
         .rotate_refresh_token(&RefreshRotation {
-            presented: TokenHash::of(presented),
+            presented: presented_hash,
             replacement: TokenHash::of(&replacement),
             replacement_expires_at: now + issuer.settings.refresh_token_ttl,
             client_id: client.id.clone(),
@@ -55,8 +83,38 @@ pub async fn refresh(
             OAuthError::server_error()
         })?;
     let grant = match outcome {
-        RotationOutcome::Rotated(grant) => grant,
+        RotationOutcome::Rotated(grant) => {
+            if !issuer.settings.refresh_grace.is_zero() {
+                issuer.recent_rotations.0.insert(
+                    *presented_hash.as_bytes(),
+                    (replacement.clone(), client.id.clone()),
+                );
+            }
+            grant
+        }
         RotationOutcome::WithinGrace(grant) => {
+            // The token the rotation issued, again (the one just stored for this request is
+            // then held by nobody). A rotation that happened on another replica, or before a
+            // restart, is not known here: the client then gets the new one.
+            let mut again = None;
+            for _ in 0..20 {
+                again = issuer.recent_rotations.0.get(presented_hash.as_bytes());
+                if again.is_some() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            match again {
+                Some((token, owner)) if owner == client.id => replacement = token,
+                Some(_) => {
+                    return Err(OAuthError::invalid_grant(
+                        "unknown refresh token, or not issued to this client",
+                    ));
+                }
+                None => {
+                    tracing::warn!(target: "mcpgate::issuer", client_id = %client.id, grant = %grant.id, "refresh within the grace window of a rotation not seen here: a second token was issued");
+                }
+            }
             tracing::info!(target: "mcpgate::issuer", client_id = %client.id, grant = %grant.id, "refresh token presented again within the grace window");
             grant
         }
