@@ -320,3 +320,49 @@ async fn stateless_rust_client_through_server_everything() {
     assert_eq!(common::text_of(&r), "The sum of 1 and 2 is 3.");
     let _ = c.cancel().await;
 }
+
+#[tokio::test]
+#[ignore = "extended suite: needs `npm ci` in tests/node; run by .ci/run"]
+async fn typescript_sdk_oauth_client_signs_in_through_the_built_in_issuer() {
+    let upstream = TestUpstream::start(Mode::Sessions).await;
+    let dir = std::env::temp_dir().join(format!("mcpgate-ext-issuer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = Gateway::start(
+        &[
+            "--auth",
+            "issuer",
+            "--upstream-url",
+            &upstream.url,
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--required-scopes",
+            "mcp",
+            "--dev",
+            "--dev-auto-approve",
+        ],
+        &[],
+    )
+    .await;
+    let out = tokio::process::Command::new(node())
+        .arg(node_dir().join("ts-oauth-client.mjs"))
+        .env("MCP_URL", &gw.mcp)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ts OAuth client failed:\n{stdout}\n{}\n--- gateway log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["registered"], true, "{report}");
+    assert_eq!(report["refreshed"], true, "{report}");
+    assert_eq!(
+        report["result"]["content"][0]["text"],
+        "hello through OAuth",
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
