@@ -360,8 +360,7 @@ async fn typescript_sdk_oauth_client_signs_in_through_the_built_in_issuer() {
     assert_eq!(report["registered"], true, "{report}");
     assert_eq!(report["refreshed"], true, "{report}");
     assert_eq!(
-        report["result"]["content"][0]["text"],
-        "hello through OAuth",
+        report["result"]["content"][0]["text"], "hello through OAuth",
         "{report}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -32,6 +32,8 @@ pub struct KnownClient {
     pub secret_hash: Option<TokenHash>,
     /// SHA-256 of its registration access token (RFC 7592).
     pub registration_token_hash: Option<TokenHash>,
+    /// When it last obtained a token.
+    pub last_used_at: Option<SystemTime>,
 }
 
 impl KnownClient {
@@ -58,6 +60,7 @@ pub async fn find(issuer: &Issuer, client_id: &str) -> Result<KnownClient, OAuth
             metadata,
             secret_hash: None,
             registration_token_hash: None,
+            last_used_at: None,
         });
     }
     let id = ClientId::new(client_id);
@@ -93,12 +96,22 @@ pub async fn find(issuer: &Issuer, client_id: &str) -> Result<KnownClient, OAuth
         metadata: Arc::new(metadata),
         secret_hash: record.secret_hash,
         registration_token_hash: record.registration_token_hash,
+        last_used_at: record.last_used_at,
     })
 }
 
 /// Records that the client obtained a token (registrations unused for long are pruned).
 pub async fn touch(issuer: &Issuer, client: &KnownClient) {
     if client.kind == ClientKind::MetadataDocument {
+        return;
+    }
+    // Pruning counts in days: one write an hour per client is plenty, and keeps a write off
+    // the path of every refresh.
+    let now = SystemTime::now();
+    if client.last_used_at.is_some_and(|t| {
+        now.duration_since(t)
+            .is_ok_and(|d| d < std::time::Duration::from_secs(3600))
+    }) {
         return;
     }
     if let Err(e) = issuer
