@@ -1,11 +1,10 @@
 //! # mcpgate
 //!
-//! The gateway as a library: configuration ([`config`]), the app built from it
-//! ([`server::prepare`]) and run ([`commands::run`]), the MCP-aware proxy ([`proxy`]), the
-//! upstreams ([`upstream`]) and the operational parts. The `mcpgate` binary is a thin `main`
-//! over [`commands`].
+//! The gateway as a library: configuration built into a plan ([`config`]), the app composed
+//! from it ([`server::prepare`], [`server::start`]) and run ([`server::run`]), the MCP-aware
+//! proxy ([`proxy`]), the upstreams ([`upstream`]) and the operational parts. The `mcpgate`
+//! binary is a thin `main` over [`commands`].
 
-pub mod anonymous;
 pub mod audit;
 pub mod auth;
 pub mod cli;
@@ -13,7 +12,6 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod dns_rebinding;
-pub mod enforce;
 pub mod health;
 pub mod jsonrpc;
 pub mod listener;

@@ -1,5 +1,7 @@
-//! The router, built in one place, and the server's life: bind, serve, shut down.
+//! The router, composed in one place, and the server's one lifecycle: start what the plan
+//! needs, warm up, serve, drain, stop.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,7 +130,7 @@ pub fn prepare_with(
                     _ => format!("audit.output: {e}"),
                 }
             })?;
-        let enforcer = crate::enforce::Enforcer::new(
+        let enforcer = crate::proxy::enforce::Enforcer::new(
             policy.policy,
             policy.trim,
             policy.validate_arguments,
@@ -429,5 +431,87 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// Runs the gateway for a built plan until it is told to stop: warm up, serve, drain, stop.
+pub async fn run(plan: Plan) -> ExitCode {
+    for warning in plan.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let listen = plan.listen;
+    let mode = plan.auth.mode.as_str();
+    let retry_keys_every = plan.auth.retry_keys_every;
+    let upstream = plan.upstream.target.describe();
+    let prepared = match start(plan).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("mcpgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(verifier) = &prepared.verifier
+        && let Err(e) = verifier.warm_up().await
+    {
+        tracing::warn!("token keys not loaded yet ({e}); requests will be refused until they are");
+        // Tried again in the background until they load (`/readyz` says so meanwhile); a
+        // token arriving in between also tries, no more often than the refresh floor allows.
+        let verifier = std::sync::Arc::clone(verifier);
+        let every = retry_keys_every;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if verifier.is_ready() {
+                    break;
+                }
+                match verifier.warm_up().await {
+                    Ok(()) if verifier.is_ready() => {
+                        tracing::info!("token keys loaded");
+                        break;
+                    }
+                    Ok(()) => {}
+                    Err(e) => tracing::warn!("token keys still not loaded ({e})"),
+                }
+            }
+        });
+    }
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mcpgate: cannot listen on {listen}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(
+        listen = %local,
+        resource = %prepared.resource,
+        upstream = %upstream,
+        auth = mode,
+        "mcpgate listening"
+    );
+    let stdio = prepared.stdio.clone();
+    let result = serve(
+        listener,
+        prepared.router,
+        prepared.limits,
+        Duration::from_secs(10),
+        stdio.clone(),
+    )
+    .await;
+    if let Some(stdio) = stdio {
+        // Requests are done (or out of time): the children go, gently first.
+        stdio.shutdown().await;
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcpgate: server error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

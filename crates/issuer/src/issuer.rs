@@ -162,6 +162,27 @@ pub fn own_token_verifier(
         .map_err(|e| StartError::Verifier(e.to_string()))
 }
 
+/// Removes what has no use any more: dynamic registrations unused for `unused`, expired codes
+/// and refresh tokens, and expired assertion ids. Failures are logged and tried next time.
+pub async fn prune(store: &dyn Store, unused: Duration) {
+    let now = std::time::SystemTime::now();
+    match store
+        .delete_unused_clients(crate::store::ClientKind::Dynamic, now - unused, now)
+        .await
+    {
+        Ok(ids) if !ids.is_empty() => {
+            tracing::info!(target: "mcpgate::issuer", removed = ids.len(), "registrations unused for too long were removed (their clients register again)");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(target: "mcpgate::issuer", error = %e, "unused registrations not removed")
+        }
+    }
+    let _ = store.delete_expired_codes(now).await;
+    let _ = store.delete_expired_refresh_tokens(now).await;
+    let _ = store.prune_jtis(now).await;
+}
+
 /// The running authorization server: what every endpoint reads.
 pub struct Issuer {
     /// Settings.
@@ -225,6 +246,18 @@ impl Issuer {
                 if let Err(e) = keys.reload().await {
                     tracing::warn!(target: "mcpgate::issuer", error = %e, "signing keys not reloaded");
                 }
+            }
+        });
+        // Housekeeping, hourly: registrations unused for too long (clients register again),
+        // spent codes, expired refresh tokens and assertion ids.
+        let tidy = Arc::downgrade(&store);
+        let unused = settings.unused_client_ttl;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let Some(store) = tidy.upgrade() else { return };
+                prune(&*store, unused).await;
             }
         });
         let documents = Documents::new(

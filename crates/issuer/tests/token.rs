@@ -508,3 +508,23 @@ async fn revoking_a_refresh_token_revokes_its_grant_and_introspection_needs_a_co
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn registrations_unused_for_too_long_are_removed_and_get_invalid_client() {
+    let s = server(Duration::from_secs(30)).await;
+    let idle = s.register_public().await;
+    let (code, _) = s.code(&idle, REDIRECT).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    mcpgate_issuer::issuer::prune(&*s.issuer.store, Duration::from_millis(500)).await;
+    let (status, body) = s.exchange(&idle, &code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    // A client registered since is kept.
+    let fresh = s.register_public().await;
+    mcpgate_issuer::issuer::prune(&*s.issuer.store, Duration::from_secs(3600)).await;
+    let (code, _) = s.code(&fresh, REDIRECT).await;
+    assert_eq!(s.exchange(&fresh, &code).await.0, 200);
+}

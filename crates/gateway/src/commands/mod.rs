@@ -4,7 +4,6 @@ pub mod admin;
 pub mod quickstart;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use crate::cli::{self, ServeArgs};
 use crate::config::{Config, LoadError, Plan};
@@ -167,87 +166,5 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         Err(code) => return code,
     };
     logging::init(plan.log.format, &plan.log.level);
-    run(plan).await
-}
-
-/// Runs the gateway for a built plan until it is told to stop: warm up, serve, drain, stop.
-pub async fn run(plan: Plan) -> ExitCode {
-    for warning in plan.warnings() {
-        tracing::warn!("{warning}");
-    }
-    let listen = plan.listen;
-    let mode = plan.auth.mode.as_str();
-    let retry_keys_every = plan.auth.retry_keys_every;
-    let upstream = plan.upstream.target.describe();
-    let prepared = match server::start(plan).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("mcpgate: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Some(verifier) = &prepared.verifier
-        && let Err(e) = verifier.warm_up().await
-    {
-        tracing::warn!("token keys not loaded yet ({e}); requests will be refused until they are");
-        // Tried again in the background until they load (`/readyz` says so meanwhile); a
-        // token arriving in between also tries, no more often than the refresh floor allows.
-        let verifier = std::sync::Arc::clone(verifier);
-        let every = retry_keys_every;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                if verifier.is_ready() {
-                    break;
-                }
-                match verifier.warm_up().await {
-                    Ok(()) if verifier.is_ready() => {
-                        tracing::info!("token keys loaded");
-                        break;
-                    }
-                    Ok(()) => {}
-                    Err(e) => tracing::warn!("token keys still not loaded ({e})"),
-                }
-            }
-        });
-    }
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("mcpgate: cannot listen on {listen}: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    tracing::info!(
-        listen = %local,
-        resource = %prepared.resource,
-        upstream = %upstream,
-        auth = mode,
-        "mcpgate listening"
-    );
-    let stdio = prepared.stdio.clone();
-    let result = server::serve(
-        listener,
-        prepared.router,
-        prepared.limits,
-        Duration::from_secs(10),
-        stdio.clone(),
-    )
-    .await;
-    if let Some(stdio) = stdio {
-        // Requests are done (or out of time): the children go, gently first.
-        stdio.shutdown().await;
-    }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mcpgate: server error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    server::run(plan).await
 }

@@ -75,7 +75,7 @@ pub async fn run(args: QuickstartArgs) -> ExitCode {
     };
     let url = plan.auth.resource.resource().to_string();
     println!("{}", banner(&url, password.as_deref(), &args, plan.dev));
-    let code = crate::commands::run(plan).await;
+    let code = crate::server::run(plan).await;
     stop.cancel();
     code
 }

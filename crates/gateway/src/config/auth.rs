@@ -20,8 +20,8 @@ use url::Url;
 use super::settings::{Setting, s, secret};
 use super::values::{self, Secret};
 use super::{Config, Problems};
-use crate::anonymous::Anonymous;
 use crate::auth::Guard;
+use crate::proxy::anonymous::Anonymous;
 
 /// How clients are authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -677,12 +677,12 @@ fn check_anonymous(auth: &AuthConfig, p: &mut Problems) {
         );
     }
     for method in &auth.anonymous_methods {
-        if !crate::anonymous::ALLOWED_METHODS.contains(&method.as_str()) {
+        if !crate::proxy::anonymous::ALLOWED_METHODS.contains(&method.as_str()) {
             p.push(
                 "auth.anonymous_methods",
                 format!(
                     "`{method}` cannot be allowed without a token; allowed are {} (public tools go in auth.anonymous_tools)",
-                    crate::anonymous::ALLOWED_METHODS.join(", ")
+                    crate::proxy::anonymous::ALLOWED_METHODS.join(", ")
                 ),
             );
         }

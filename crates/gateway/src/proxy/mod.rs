@@ -11,6 +11,8 @@
 //! Bodies are forwarded byte for byte; responses (JSON or SSE) are streamed back as they
 //! arrive. A client that goes away mid-request cancels it upstream.
 
+pub mod anonymous;
+pub mod enforce;
 pub mod message;
 pub mod sse;
 pub mod stateless;
@@ -58,7 +60,7 @@ pub struct IdentityHeaders {
 /// Everything `/mcp` needs.
 pub struct Gateway {
     /// Authorization policy, trimming and the audit log (`None`: nothing to enforce).
-    pub enforcer: Option<Arc<crate::enforce::Enforcer>>,
+    pub enforcer: Option<Arc<crate::proxy::enforce::Enforcer>>,
     /// The upstream.
     pub upstream: Upstream,
     /// Seals session ids.
@@ -77,7 +79,7 @@ pub struct Gateway {
     /// (`http.max_body_bytes_in_flight`).
     pub bodies: Arc<tokio::sync::Semaphore>,
     /// What may be done without a token (`None`: nothing, or auth is off).
-    pub anonymous: Option<crate::anonymous::Anonymous>,
+    pub anonymous: Option<crate::proxy::anonymous::Anonymous>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -259,16 +261,9 @@ pub async fn post(
         )
         .response(message.id);
     }
-    if stateless::version_unknown(&headers) {
-        return Refusal::InvalidRequest(
-            format!(
-                "unsupported MCP-Protocol-Version (this gateway knows {})",
-                stateless::KNOWN_REVISIONS.join(", ")
-            )
-            .into(),
-        )
-        .response(message.id);
-    }
+    // A version the gateway does not know goes on: the upstream answers it with
+    // UnsupportedProtocolVersionError (-32022) and the versions it supports, which only it
+    // knows. Governed requests are decided on their body either way.
     if headers.get_all(SESSION_HEADER).iter().count() > 1 {
         return Refusal::InvalidRequest("Mcp-Session-Id must be given once".into())
             .response(message.id);
@@ -323,11 +318,11 @@ pub async fn post(
         let session = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
         let address = address.map(|axum::Extension(a)| a.0);
         match enforcer.check(principal, address, &message, aim.as_ref(), &body, session) {
-            crate::enforce::Check::Respond(r) => return r,
-            crate::enforce::Check::Forward(mut p) => {
+            crate::proxy::enforce::Check::Respond(r) => return r,
+            crate::proxy::enforce::Check::Forward(mut p) => {
                 if let Some(record) = p.record.as_mut() {
                     if enforcer.audit().include_arguments() {
-                        record.arguments = crate::enforce::arguments(&body);
+                        record.arguments = crate::proxy::enforce::arguments(&body);
                     }
                     record.forwarded();
                 }
@@ -454,7 +449,7 @@ pub async fn post(
 /// event ([`sse::watch`]).
 async fn finish(
     gw: &Gateway,
-    pending: Option<crate::enforce::Pending>,
+    pending: Option<crate::proxy::enforce::Pending>,
     who: &Who,
     stateless: bool,
     request: Option<Box<RawValue>>,

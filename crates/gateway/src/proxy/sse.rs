@@ -23,8 +23,8 @@ use mcpgate_guard::policy::Kind;
 use serde_json::value::RawValue;
 
 use super::message::{self, Message, Unreadable};
-use crate::enforce::Enforcer;
 use crate::jsonrpc::{self, INTERNAL_ERROR};
+use crate::proxy::enforce::Enforcer;
 
 /// What to check in a stream.
 pub struct Watch {

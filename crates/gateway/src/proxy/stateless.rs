@@ -34,27 +34,6 @@ pub fn version_ambiguous(headers: &HeaderMap) -> bool {
     }
 }
 
-/// The revisions of MCP the gateway knows how to govern.
-pub const KNOWN_REVISIONS: [&str; 5] = [
-    "2024-11-05",
-    "2025-03-26",
-    "2025-06-18",
-    "2025-11-25",
-    STATELESS_REVISION,
-];
-
-/// Whether `MCP-Protocol-Version` names a revision the gateway does not know (`garbage`,
-/// `2026-7-28`, empty): it cannot tell which rules apply, so the request is refused with 400
-/// as the transport says for an unsupported version — never guessed to be an older one.
-pub fn version_unknown(headers: &HeaderMap) -> bool {
-    headers.get("mcp-protocol-version").is_some_and(|v| {
-        v.to_str()
-            .map(str::trim)
-            .is_ok_and(|v| !KNOWN_REVISIONS.contains(&v))
-            || v.to_str().is_err()
-    })
-}
-
 /// The `MCP-Protocol-Version` header, if present and readable.
 pub fn header_version(headers: &HeaderMap) -> Option<&str> {
     headers
