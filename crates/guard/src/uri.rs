@@ -88,11 +88,17 @@ fn is_special(scheme: &str) -> bool {
 /// Whether a special URL's host is read the same by every reader: ASCII without escapes, and
 /// if it ends in a number (the WHATWG IPv4 rule), a dotted quad of decimal numbers.
 fn unambiguous_host(host: &str) -> bool {
-    if !host.is_ascii() || host.contains('%') {
-        return false;
-    }
     if host.starts_with('[') {
         return true;
+    }
+    // Letters, digits, `-`, `.`, `_`, `~`: anything else is either turned into another host
+    // by IDNA (non-ASCII, escapes) or refused by WHATWG readers — and would be escaped in the
+    // normal form, which must itself normalise.
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+    {
+        return false;
     }
     let trimmed = host.strip_suffix('.').unwrap_or(host);
     let last = trimmed.rsplit('.').next().unwrap_or("");
@@ -575,6 +581,9 @@ mod tests {
             "http://127.0.0.01/x",
             "http://1.2.3.256/x",
             "http://a.0x10/x",
+            "http://x{id<+p}x/",
+            "https://a b/x",
+            "https://a!b/x",
         ] {
             assert_eq!(normalize(uri), Err(UriError::AmbiguousHost), "{uri}");
         }
