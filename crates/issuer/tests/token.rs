@@ -530,3 +530,53 @@ async fn registrations_unused_for_too_long_are_removed_and_get_invalid_client() 
     let (code, _) = s.code(&fresh, REDIRECT).await;
     assert_eq!(s.exchange(&fresh, &code).await.0, 200);
 }
+
+#[tokio::test]
+async fn closed_registration_is_refused_and_not_advertised_and_floods_wait() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut settings = Settings::new(&base, &format!("{base}/mcp")).unwrap();
+    settings.open_registration = false;
+    let store = Arc::new(SqliteStore::open_temporary().await.unwrap());
+    let issuer = Issuer::start(settings, store).await.unwrap();
+    let app = issuer.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    let doc: Value = http
+        .get(format!("{base}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc.get("registration_endpoint").is_none());
+    let r = http
+        .post(format!("{base}/register"))
+        .json(&json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "access_denied");
+
+    // Open registration: past the per-address allowance, 503 with Retry-After.
+    let s = server(Duration::from_secs(30)).await;
+    let mut last = None;
+    for _ in 0..25 {
+        let r = s
+            .http
+            .post(format!("{}/register", s.base))
+            .json(&json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 201 {
+            last = Some(r);
+            break;
+        }
+    }
+    let r = last.expect("the allowance ends");
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+}

@@ -310,7 +310,7 @@ impl Problems {
         if let Some(url) = url
             && (!url.username().is_empty() || url.password().is_some())
         {
-            self.push(key, "must not contain a user name or password; use upstream.headers or the introspection client settings");
+            self.push(key, "must not contain a user name or password: URLs are printed in logs and some are published (credentials for the upstream go in upstream.headers, for introspection in the auth.introspection_client_* settings)");
         }
     }
 }

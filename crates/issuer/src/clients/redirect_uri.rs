@@ -188,40 +188,9 @@ impl RedirectUri {
         };
         // The host as written, too: `127.1` and `0x7f000001` reach the same place but are not
         // the registered URI.
-        let host_as_written = |raw: &str| {
-            raw.split_once("://")
-                .map(|(_, rest)| {
-                    let authority = rest.split(['/', '?']).next().unwrap_or("");
-                    match authority.rsplit_once(':') {
-                        Some((host, port))
-                            if !host.ends_with(']') || authority.starts_with('[') =>
-                        {
-                            if port.bytes().all(|b| b.is_ascii_digit()) {
-                                host
-                            } else {
-                                authority
-                            }
-                        }
-                        _ => authority,
-                    }
-                    .to_owned()
-                })
-                .unwrap_or_default()
-        };
-        let port_as_written = |raw: &str| {
-            raw.split_once("://").and_then(|(_, rest)| {
-                let authority = rest.split(['/', '?']).next().unwrap_or("");
-                authority
-                    .rsplit_once(':')
-                    .filter(|(h, _)| {
-                        !h.is_empty() && (!authority.starts_with('[') || h.ends_with(']'))
-                    })
-                    .map(|(_, p)| p.to_owned())
-            })
-        };
-        if host_as_written(presented) != host_as_written(&self.raw)
-            || port_as_written(presented)
-                .is_some_and(|p| p.is_empty() || (p.len() > 1 && p.starts_with('0')))
+        let (host, port) = host_and_port_as_written(presented);
+        if host != host_and_port_as_written(&self.raw).0
+            || port.is_some_and(|p| p.is_empty() || (p.len() > 1 && p.starts_with('0')))
         {
             return false;
         }
@@ -236,6 +205,20 @@ impl RedirectUri {
     pub fn url_for(&self, presented: &str) -> Url {
         Url::parse(presented).unwrap_or_else(|_| self.url.clone())
     }
+}
+
+/// The host and port of `raw` as written, before a URL parser normalises them.
+fn host_and_port_as_written(raw: &str) -> (&str, Option<&str>) {
+    let authority = raw.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or("")
+    });
+    let host_end = if authority.starts_with('[') {
+        authority.find(']').map_or(authority.len(), |i| i + 1)
+    } else {
+        authority.find(':').unwrap_or(authority.len())
+    };
+    let (host, rest) = authority.split_at(host_end);
+    (host, rest.strip_prefix(':'))
 }
 
 /// Whether an `http` URL's host is loopback.
