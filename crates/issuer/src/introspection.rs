@@ -13,6 +13,7 @@ use mcpgate_guard::TokenVerifier;
 use serde_json::{Value, json};
 
 use crate::clients::authentication::authenticate;
+use crate::clients::metadata::AuthMethod;
 use crate::error::OAuthError;
 use crate::issuer::Issuer;
 use crate::secret::TokenHash;
@@ -26,7 +27,7 @@ pub async fn introspect(
     let answer = async {
         let params = crate::form::read(&headers, body).await?;
         let client = authenticate(&issuer, &headers, &params).await?;
-        if client.metadata.is_public() {
+        if client.authenticated_by == AuthMethod::None {
             return Err(OAuthError::invalid_client(
                 "introspection is for confidential clients and resource servers",
             ));

@@ -299,17 +299,18 @@ pub async fn authenticate(
     };
     match presented {
         Presented::None { client_id } => {
-            let client = super::registry::find(issuer, &client_id).await?;
-            if client.metadata.auth_method != AuthMethod::None {
+            let mut client = super::registry::find(issuer, &client_id).await?;
+            if !client.metadata.accepts(AuthMethod::None) {
                 return Err(refuse(&format!(
                     "this client must authenticate ({})",
                     client.metadata.auth_method.as_str()
                 )));
             }
+            client.authenticated_by = AuthMethod::None;
             Ok(client)
         }
         Presented::Basic { client_id, secret } | Presented::Post { client_id, secret } => {
-            let client = super::registry::find(issuer, &client_id)
+            let mut client = super::registry::find(issuer, &client_id)
                 .await
                 .map_err(|e| if basic { e.with_basic_challenge() } else { e })?;
             // Either secret method is accepted from a client that holds a secret: clients
@@ -317,12 +318,17 @@ pub async fn authenticate(
             let Some(stored) = &client.secret_hash else {
                 return Err(refuse("this client has no secret"));
             };
-            if !client.metadata.auth_method.uses_secret()
+            if !client.metadata.auth_methods.iter().any(|m| m.uses_secret())
                 || !crate::secret::TokenHash::of(&secret).matches(stored)
             {
                 tracing::info!(target: "mcpgate::issuer", client_id = %client.id, "client authentication failed: wrong secret");
                 return Err(refuse("client authentication failed"));
             }
+            client.authenticated_by = if basic {
+                AuthMethod::ClientSecretBasic
+            } else {
+                AuthMethod::ClientSecretPost
+            };
             Ok(client)
         }
         Presented::Assertion {
@@ -384,8 +390,8 @@ mod assertion {
             Some(id) => id.to_owned(),
             None => unverified_subject(jwt).ok_or_else(|| bad("has no `sub`"))?,
         };
-        let client = registry::find(issuer, &named).await?;
-        if client.metadata.auth_method != AuthMethod::PrivateKeyJwt {
+        let mut client = registry::find(issuer, &named).await?;
+        if !client.metadata.accepts(AuthMethod::PrivateKeyJwt) {
             return Err(bad("is not how this client authenticates"));
         }
         let keys = match &client.metadata.jwks {
@@ -479,6 +485,7 @@ mod assertion {
             tracing::warn!(target: "mcpgate::issuer", client_id = %client.id, "client assertion replayed");
             return Err(bad("was already used (replayed `jti`)"));
         }
+        client.authenticated_by = AuthMethod::PrivateKeyJwt;
         Ok(client)
     }
 }

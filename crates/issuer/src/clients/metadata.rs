@@ -133,8 +133,12 @@ pub enum Jwks {
 pub struct ClientMetadata {
     /// Where the browser may be sent back to.
     pub redirect_uris: Vec<RedirectUri>,
-    /// How it authenticates.
+    /// How it authenticates: the method it declared, or for a metadata document that lists
+    /// several, the one chosen from them (see [`negotiate`]).
     pub auth_method: AuthMethod,
+    /// Every method it may authenticate with: `auth_method` first, then, for a metadata
+    /// document, the others it lists that this server supports.
+    pub auth_methods: Vec<AuthMethod>,
     /// What it may do.
     pub grant_types: Vec<GrantType>,
     /// `native` or `web`.
@@ -155,6 +159,77 @@ pub struct ClientMetadata {
     pub software_id: Option<String>,
     /// `software_version` (RFC 7591).
     pub software_version: Option<String>,
+}
+
+fn unsupported_method(name: &str) -> OAuthError {
+    bad(
+        "token_endpoint_auth_method",
+        format!(
+            "`{}` is not supported (none, client_secret_basic, client_secret_post, private_key_jwt)",
+            short(name)
+        ),
+    )
+}
+
+/// The authentication methods of a client metadata document, `declared` (its
+/// `token_endpoint_auth_method`) first, then those of `offered` (its
+/// `token_endpoint_auth_methods_supported`, which documents such as ChatGPT's add), keeping
+/// those this server supports for a client without a shared secret: `none` and, when the
+/// document has keys, `private_key_jwt`.
+///
+/// A document that declares a method this server lacks is still accepted when it offers one
+/// it has: ChatGPT's declares `private_key_jwt` and offers `none` too, and a server that read
+/// only the declared method would turn away a client it can serve. At the token endpoint the
+/// client then authenticates with any method of the list. Nothing is weakened by this: a
+/// document that offers `none` already lets anyone holding a code and its verifier redeem it.
+pub fn negotiate(
+    declared: Option<&str>,
+    offered: Option<&[String]>,
+    has_keys: bool,
+) -> Result<Vec<AuthMethod>, OAuthError> {
+    let mut usable = Vec::new();
+    let mut refused = None;
+    let names = declared
+        .into_iter()
+        .chain(offered.unwrap_or_default().iter().map(String::as_str));
+    for name in names {
+        let method = match AuthMethod::parse(name) {
+            Some(m) if m.uses_secret() => {
+                refused.get_or_insert(bad(
+                    "token_endpoint_auth_method",
+                    "cannot be a shared secret for a metadata document (use none or private_key_jwt)",
+                ));
+                continue;
+            }
+            Some(AuthMethod::PrivateKeyJwt) if !has_keys => {
+                refused.get_or_insert(bad(
+                    "token_endpoint_auth_method",
+                    "private_key_jwt needs `jwks` or `jwks_uri`",
+                ));
+                continue;
+            }
+            Some(m) => m,
+            None => {
+                refused.get_or_insert(unsupported_method(name));
+                continue;
+            }
+        };
+        if !usable.contains(&method) {
+            usable.push(method);
+        }
+    }
+    if declared.is_none() && offered.is_none() {
+        usable.push(AuthMethod::None);
+    }
+    if usable.is_empty() {
+        return Err(refused.unwrap_or_else(|| {
+            bad(
+                "token_endpoint_auth_methods_supported",
+                "names no method this server supports (none, private_key_jwt)",
+            )
+        }));
+    }
+    Ok(usable)
 }
 
 fn bad(field: &str, problem: impl std::fmt::Display) -> OAuthError {
@@ -251,24 +326,23 @@ impl ClientMetadata {
             Source::Registration => AuthMethod::ClientSecretBasic,
             Source::MetadataDocument | Source::Static => AuthMethod::None,
         };
-        let auth_method = match fields.string("token_endpoint_auth_method")? {
-            None => default_method,
-            Some(name) => AuthMethod::parse(&name).ok_or_else(|| {
-                bad(
-                    "token_endpoint_auth_method",
-                    format!(
-                        "`{}` is not supported (none, client_secret_basic, client_secret_post, private_key_jwt)",
-                        short(&name)
-                    ),
-                )
-            })?,
+        let declared = fields.string("token_endpoint_auth_method")?;
+        let has_keys = object.contains_key("jwks") || object.contains_key("jwks_uri");
+        let auth_methods = if source == Source::MetadataDocument {
+            negotiate(
+                declared.as_deref(),
+                fields
+                    .strings("token_endpoint_auth_methods_supported")?
+                    .as_deref(),
+                has_keys,
+            )?
+        } else {
+            vec![match declared {
+                None => default_method,
+                Some(name) => AuthMethod::parse(&name).ok_or_else(|| unsupported_method(&name))?,
+            }]
         };
-        if source == Source::MetadataDocument && auth_method.uses_secret() {
-            return Err(bad(
-                "token_endpoint_auth_method",
-                "cannot be a shared secret for a metadata document (use none or private_key_jwt)",
-            ));
-        }
+        let auth_method = auth_methods[0];
         if auth_method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
             return Err(bad(
                 "grant_types",
@@ -391,6 +465,7 @@ impl ClientMetadata {
         Ok(ClientMetadata {
             redirect_uris,
             auth_method,
+            auth_methods,
             grant_types,
             application_type,
             client_name,
@@ -407,6 +482,11 @@ impl ClientMetadata {
     /// Whether the client is public (no authentication at the token endpoint).
     pub fn is_public(&self) -> bool {
         self.auth_method == AuthMethod::None
+    }
+
+    /// Whether it may authenticate with `method`.
+    pub fn accepts(&self, method: AuthMethod) -> bool {
+        self.auth_methods.contains(&method)
     }
 
     /// Whether it may use `grant`.
@@ -726,6 +806,98 @@ mod tests {
             code(read(named, Source::MetadataDocument)),
             ErrorCode::InvalidClientMetadata
         );
+    }
+
+    fn document(methods: Value) -> Value {
+        let mut doc = json!({
+            "client_id": "https://chatgpt.example/oauth/client.json",
+            "client_name": "ChatGPT",
+            "redirect_uris": ["https://chatgpt.example/connector/oauth/abc"],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "jwks_uri": "https://chatgpt.example/oauth/jwks.json",
+        });
+        for (k, v) in methods.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        doc
+    }
+
+    #[test]
+    fn a_metadata_document_offering_several_methods_may_use_each_it_offers() {
+        // ChatGPT's shape: private_key_jwt declared, none offered as well.
+        let m = read(
+            document(json!({
+                "token_endpoint_auth_method": "private_key_jwt",
+                "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+            })),
+            Source::MetadataDocument,
+        )
+        .unwrap();
+        assert_eq!(m.auth_method, AuthMethod::PrivateKeyJwt);
+        assert_eq!(
+            m.auth_methods,
+            [AuthMethod::PrivateKeyJwt, AuthMethod::None]
+        );
+        assert!(m.accepts(AuthMethod::None) && !m.accepts(AuthMethod::ClientSecretBasic));
+    }
+
+    #[test]
+    fn a_metadata_document_declaring_an_unknown_method_is_served_by_one_it_offers() {
+        let m = read(
+            document(json!({
+                "token_endpoint_auth_method": "tls_client_auth",
+                "token_endpoint_auth_methods_supported": ["tls_client_auth", "client_secret_basic", "none"],
+            })),
+            Source::MetadataDocument,
+        )
+        .unwrap();
+        assert_eq!(m.auth_methods, [AuthMethod::None]);
+        // Keys missing: private_key_jwt cannot be used, none still can.
+        let mut doc = document(json!({
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_methods_supported": ["none"],
+        }));
+        doc.as_object_mut().unwrap().remove("jwks_uri");
+        let m = read(doc.clone(), Source::MetadataDocument).unwrap();
+        assert_eq!(m.auth_methods, [AuthMethod::None]);
+        // Nothing usable left: refused, naming what is wrong.
+        doc["token_endpoint_auth_methods_supported"] = json!(["client_secret_basic"]);
+        let e = read(doc, Source::MetadataDocument).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidClientMetadata);
+        assert!(
+            e.description.contains("private_key_jwt needs"),
+            "{}",
+            e.description
+        );
+        let e = read(
+            document(json!({"token_endpoint_auth_methods_supported": ["tls_client_auth"]})),
+            Source::MetadataDocument,
+        )
+        .unwrap_err();
+        assert!(e.description.contains("not supported"), "{}", e.description);
+        let e = read(
+            document(json!({"token_endpoint_auth_methods_supported": []})),
+            Source::MetadataDocument,
+        )
+        .unwrap_err();
+        assert!(
+            e.description.contains("names no method"),
+            "{}",
+            e.description
+        );
+    }
+
+    #[test]
+    fn only_a_metadata_document_may_offer_several_methods() {
+        // A registration names its one method; the list is not read.
+        let m = registration(json!({
+            "redirect_uris": ["https://a.example/cb"],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "token_endpoint_auth_methods_supported": ["none"],
+        }))
+        .unwrap();
+        assert_eq!(m.auth_methods, [AuthMethod::ClientSecretBasic]);
+        assert!(!m.accepts(AuthMethod::None));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use mcpgate_guard::ClientId;
 
-use super::metadata::{ClientMetadata, Source};
+use super::metadata::{AuthMethod, ClientMetadata, Source};
 use super::metadata_document::ClientIdUrl;
 use crate::error::OAuthError;
 use crate::issuer::Issuer;
@@ -34,6 +34,10 @@ pub struct KnownClient {
     pub registration_token_hash: Option<TokenHash>,
     /// When it last obtained a token.
     pub last_used_at: Option<SystemTime>,
+    /// How it authenticated on this request: its declared method until
+    /// [`authenticate`](super::authentication::authenticate) says otherwise (a metadata
+    /// document may list several).
+    pub authenticated_by: AuthMethod,
 }
 
 impl KnownClient {
@@ -57,6 +61,7 @@ pub async fn find(issuer: &Issuer, client_id: &str) -> Result<KnownClient, OAuth
         return Ok(KnownClient {
             id: ClientId::new(url.as_str()),
             kind: ClientKind::MetadataDocument,
+            authenticated_by: metadata.auth_method,
             metadata,
             secret_hash: None,
             registration_token_hash: None,
@@ -93,6 +98,7 @@ pub async fn find(issuer: &Issuer, client_id: &str) -> Result<KnownClient, OAuth
     Ok(KnownClient {
         id,
         kind: record.kind,
+        authenticated_by: metadata.auth_method,
         metadata: Arc::new(metadata),
         secret_hash: record.secret_hash,
         registration_token_hash: record.registration_token_hash,

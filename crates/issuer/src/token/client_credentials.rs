@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::access::{self, AccessToken};
 use crate::clients::authentication::authenticate;
+use crate::clients::metadata::AuthMethod;
 use crate::clients::metadata::GrantType;
 use crate::clients::registry;
 use crate::error::{ErrorCode, OAuthError};
@@ -27,7 +28,9 @@ pub async fn issue(
     params: &Params,
 ) -> Result<Value, OAuthError> {
     let client = authenticate(issuer, headers, params).await?;
-    if client.metadata.is_public() || !client.metadata.allows(GrantType::ClientCredentials) {
+    if client.authenticated_by == AuthMethod::None
+        || !client.metadata.allows(GrantType::ClientCredentials)
+    {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
             "this client may not use the client_credentials grant (it must be confidential and register it)",
