@@ -117,6 +117,32 @@ pub enum UsersCommand {
 /// `mcpgate clients …`.
 #[derive(Debug, Subcommand)]
 pub enum ClientsCommand {
+    /// Add a client by name: from a preset (claude, claude-code, chatgpt, cursor, vscode) or
+    /// its own metadata. A confidential client's secret is printed once.
+    #[command(after_help = PRESETS_HELP)]
+    Add {
+        /// Its `client_id` (letters, digits, - . _ ~); default: the preset's name.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Start from a known client's callbacks.
+        #[arg(long)]
+        preset: Option<String>,
+        /// The name shown on the consent page.
+        #[arg(long)]
+        name: Option<String>,
+        /// A redirect URI (repeatable; added to a preset's).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// `none`, `client_secret_basic`, `client_secret_post` or `private_key_jwt`.
+        #[arg(long)]
+        auth_method: Option<String>,
+        /// A grant type (repeatable): authorization_code, refresh_token, client_credentials.
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        /// Its keys, for `private_key_jwt`.
+        #[arg(long)]
+        jwks_uri: Option<String>,
+    },
     /// List the clients.
     List,
     /// Remove a client; its grants are revoked.
@@ -125,6 +151,9 @@ pub enum ClientsCommand {
         client_id: String,
     },
 }
+
+/// The presets, for `clients add --help`.
+const PRESETS_HELP: &str = "Presets:\n  claude       Claude (claude.ai, Desktop, mobile): https://claude.ai/api/mcp/auth_callback, https://claude.com/api/mcp/auth_callback\n  claude-code  Claude Code: http://localhost/callback, http://127.0.0.1/callback (any port)\n  chatgpt      ChatGPT, with a secret: https://chatgpt.com/connector_platform_oauth_redirect; add the connector's https://chatgpt.com/connector/oauth/<id> with --redirect-uri\n  cursor       Cursor: cursor://anysphere.cursor-mcp/oauth/callback, https://www.cursor.com/agents/mcp/oauth/callback, http://localhost/callback\n  vscode       VS Code: http://127.0.0.1:33418/, https://vscode.dev/redirect";
 
 /// `mcpgate keys …`.
 #[derive(Debug, Subcommand)]

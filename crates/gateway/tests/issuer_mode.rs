@@ -439,11 +439,7 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 /// What a browser-based client does, with a browser that only follows redirects: register,
 /// `/authorize` (auto-approved), the code at `/token`.
 async fn sign_in(base: &str, mcp: &str) -> (String, Value) {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let registered: Value = http
+    let registered: Value = reqwest::Client::new()
         .post(format!("{base}/register"))
         .json(&json!({
             "client_name": "Test client",
@@ -458,12 +454,21 @@ async fn sign_in(base: &str, mcp: &str) -> (String, Value) {
         .await
         .unwrap();
     let client_id = registered["client_id"].as_str().unwrap().to_owned();
-    let redirect = "http://127.0.0.1:47123/callback";
+    let token = authorize(base, mcp, &client_id, "http://127.0.0.1:47123/callback").await;
+    (client_id, token)
+}
+
+/// `/authorize` (auto-approved) for a known public client, then the code at `/token`.
+async fn authorize(base: &str, mcp: &str, client_id: &str, redirect: &str) -> Value {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let authorize = url::Url::parse_with_params(
         &format!("{base}/authorize"),
         &[
             ("response_type", "code"),
-            ("client_id", client_id.as_str()),
+            ("client_id", client_id),
             ("redirect_uri", redirect),
             ("code_challenge", CHALLENGE),
             ("code_challenge_method", "S256"),
@@ -484,7 +489,7 @@ async fn sign_in(base: &str, mcp: &str) -> (String, Value) {
         .post(format!("{base}/token"))
         .form(&[
             ("grant_type", "authorization_code"),
-            ("client_id", &client_id),
+            ("client_id", client_id),
             ("code", &q["code"]),
             ("redirect_uri", redirect),
             ("code_verifier", VERIFIER),
@@ -497,7 +502,7 @@ async fn sign_in(base: &str, mcp: &str) -> (String, Value) {
         .await
         .unwrap();
     assert!(token["access_token"].is_string(), "{token}");
-    (client_id, token)
+    token
 }
 
 #[tokio::test]
@@ -633,4 +638,221 @@ async fn the_quickstart_runs_real_oauth_and_keeps_its_user_across_restarts() {
     let _gw = Gateway::spawn(&args, &[], port).await;
     let (_, token) = sign_in(&base, &mcp).await;
     assert!(token["refresh_token"].is_string());
+}
+
+async fn refresh(base: &str, client_id: &str, refresh_token: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", refresh_token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn configured_and_added_clients_are_admitted_by_name_with_registration_closed() {
+    let upstream = TestUpstream::start(Mode::Sessions).await;
+    let dir = data_dir();
+    let config = std::path::Path::new(dir.path()).join("mcpgate.toml");
+    let secret = "s3cr3t-of-at-least-thirty-two-characters";
+    let write_config = |vscode_name: &str, with_vscode: bool| {
+        let vscode = if with_vscode {
+            format!(
+                "[[issuer.clients]]\nclient_id = \"vscode\"\npreset = \"vscode\"\nclient_name = \"{vscode_name}\"\n"
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "[issuer]\nopen_registration = false\n\n{vscode}\n[[issuer.clients]]\nclient_id = \"chatgpt\"\npreset = \"chatgpt\"\nredirect_uris = [\"https://chatgpt.com/connector/oauth/abc123\"]\nclient_secret = \"${{TEST_CHATGPT_SECRET}}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    write_config("Visual Studio Code", true);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--auth",
+        "issuer",
+        "--upstream-url",
+        &upstream.url,
+        "--data-dir",
+        dir.path(),
+        "--required-scopes",
+        "mcp",
+        "--dev",
+        "--dev-auto-approve",
+    ];
+    let env = [("TEST_CHATGPT_SECRET", secret)];
+    let gw = Gateway::spawn(&args, &env, port).await;
+    // Registration is closed; the configured clients are known by name.
+    let r = reqwest::Client::new()
+        .post(format!("{}/register", gw.base))
+        .json(&json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // VS Code's fixed loopback callback, on another port as loopback allows (AS-07).
+    let token = authorize(&gw.base, &gw.mcp, "vscode", "http://127.0.0.1:33418/").await;
+    let (status, _) = refresh(&gw.base, "vscode", token["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    // The ChatGPT entry is confidential: its secret from the environment, never printed.
+    let (code, out, err) = common::run(&["clients", "list", "--data-dir", dir.path()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("vscode\tstatic (configuration)\tVisual Studio Code")
+            && out.contains("https://chatgpt.com/connector/oauth/abc123"),
+        "{out}"
+    );
+    assert!(!out.contains(secret) && !gw.log().contains(secret));
+    let (code, _, err) = common::run(
+        &["clients", "remove", "vscode", "--data-dir", dir.path()],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("issuer.clients"), "{err}");
+
+    // Added on the command line: a preset with its own id; a confidential one prints its
+    // secret once.
+    let (code, out, err) = common::run(
+        &[
+            "clients",
+            "add",
+            "--preset",
+            "claude-code",
+            "--client-id",
+            "cc",
+            "--data-dir",
+            dir.path(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("client_id: cc") && !out.contains("client_secret"),
+        "{out}"
+    );
+    let cc = authorize(&gw.base, &gw.mcp, "cc", "http://localhost:51234/callback").await;
+    let (code, out, err) = common::run(
+        &[
+            "clients",
+            "add",
+            "--client-id",
+            "ci-bot",
+            "--name",
+            "CI",
+            "--auth-method",
+            "client_secret_basic",
+            "--grant-type",
+            "client_credentials",
+            "--data-dir",
+            dir.path(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let ci_secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        client_credentials(&gw, "ci-bot", &ci_secret).await.status(),
+        200
+    );
+    for (args, expect) in [
+        (
+            vec!["clients", "add", "--preset", "vs-code"],
+            "does not exist",
+        ),
+        (
+            vec!["clients", "add", "--preset", "vscode", "--client-id", "cc"],
+            "exists already",
+        ),
+        (
+            vec![
+                "clients",
+                "add",
+                "--client-id",
+                "x",
+                "--redirect-uri",
+                "http://evil.example/cb",
+            ],
+            "redirect",
+        ),
+        (
+            vec![
+                "clients",
+                "add",
+                "--preset",
+                "vscode",
+                "--client-id",
+                "https://x.example/c.json",
+            ],
+            "client_id",
+        ),
+    ] {
+        let mut full = args.clone();
+        full.extend(["--data-dir", dir.path()]);
+        let (code, _, err) = common::run(&full, &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+
+    // Renamed in the configuration: changed in place, its users stay signed in. Removed
+    // from it: removed from the store, its grants revoked. Added clients stay.
+    drop(gw);
+    write_config("VS Code (renamed)", true);
+    let gw = Gateway::spawn(&args, &env, port).await;
+    let (status, body) =
+        refresh(&gw.base, "vscode", token["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    drop(gw);
+    write_config("", false);
+    let gw = Gateway::spawn(&args, &env, port).await;
+    let (status, body) = refresh(&gw.base, "vscode", body["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    let (status, _) = refresh(&gw.base, "cc", cc["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "a client added on the command line stays");
+
+    // A bad entry names its key; a secret that is not set names the variable.
+    std::fs::write(&config, "[[issuer.clients]]\nclient_id = \"a\"\npreset = \"chatgpt\"\nclient_secret = \"${MCPGATE_SURELY_UNSET}\"\n[[issuer.clients]]\nclient_id = \"a\"\npreset = \"vscode\"\n").unwrap();
+    let (code, _, err) = common::run(
+        &[
+            "check-config",
+            "--config",
+            config.to_str().unwrap(),
+            "--auth",
+            "issuer",
+            "--upstream-url",
+            "http://127.0.0.1:1/mcp",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("issuer.clients[0].client_secret")
+            && err.contains("MCPGATE_SURELY_UNSET")
+            && err.contains("issuer.clients[1]")
+            && err.contains("twice"),
+        "{err}"
+    );
 }

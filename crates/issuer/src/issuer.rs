@@ -22,6 +22,7 @@ use std::time::Duration;
 use axum::Router;
 use mcpgate_guard::KeyRing;
 
+use crate::clients::configured::{ReconcileError, StaticClient};
 use crate::clients::metadata_document::Documents;
 use crate::clients::redirect_uri::AllowList;
 use crate::keys::{SigningKeyError, SigningKeys, SigningKeysOptions};
@@ -63,6 +64,9 @@ pub struct Settings {
     pub allow_loopback_fetch: bool,
     /// The signing keys' algorithm and sealing key.
     pub keys: SigningKeysOptions,
+    /// Clients declared by the operator, kept in the store at start (see
+    /// [`configured`](crate::clients::configured)).
+    pub clients: Vec<StaticClient>,
 }
 
 /// Why settings were refused.
@@ -96,6 +100,7 @@ impl Settings {
             auto_approve: None,
             allow_loopback_fetch: false,
             keys: SigningKeysOptions::default(),
+            clients: Vec::new(),
         })
     }
 
@@ -128,6 +133,9 @@ pub enum StartError {
     /// The verifier of the issuer's own tokens.
     #[error("token verifier: {0}")]
     Verifier(String),
+    /// The configured clients.
+    #[error("issuer.clients: {0}")]
+    Clients(#[from] ReconcileError),
 }
 
 /// A verifier of this issuer's access tokens: its keys in process, its revocations, its
@@ -225,6 +233,12 @@ impl Issuer {
         settings: Settings,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Issuer>, StartError> {
+        crate::clients::configured::reconcile(
+            &*store,
+            &settings.clients,
+            std::time::SystemTime::now(),
+        )
+        .await?;
         let mut key_options = settings.keys.clone();
         key_options.overlap = key_options
             .overlap

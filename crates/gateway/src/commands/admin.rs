@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcpgate_guard::{ClientId, Subject};
+use mcpgate_issuer::clients::configured::{self, StaticClient};
 use mcpgate_issuer::keys::{SigningKeys, SigningKeysOptions};
 use mcpgate_issuer::store::sqlite::SqliteStore;
 use mcpgate_issuer::store::{GrantFilter, Store, UserName, UserStore as _};
@@ -52,6 +53,78 @@ pub async fn clients(command: ClientsCommand, dir: PathBuf) -> ExitCode {
         Err(code) => return code,
     };
     match command {
+        ClientsCommand::Add {
+            client_id,
+            preset,
+            name,
+            redirect_uris,
+            auth_method,
+            grant_types,
+            jwks_uri,
+        } => {
+            let Some(id) = client_id.or_else(|| preset.clone()) else {
+                eprintln!("mcpgate: give --client-id (or --preset, whose name is then the id)");
+                return ExitCode::from(2);
+            };
+            let mut members = serde_json::Map::new();
+            if let Some(n) = name {
+                members.insert("client_name".into(), n.into());
+            }
+            if !redirect_uris.is_empty() {
+                members.insert("redirect_uris".into(), redirect_uris.into());
+            }
+            if let Some(m) = auth_method {
+                members.insert("token_endpoint_auth_method".into(), m.into());
+            }
+            if !grant_types.is_empty() {
+                members.insert("grant_types".into(), grant_types.into());
+            }
+            if let Some(u) = jwks_uri {
+                members.insert("jwks_uri".into(), u.into());
+            }
+            // A secret is made here when the client needs one, and shown once.
+            let allow = mcpgate_issuer::clients::redirect_uri::AllowList::default();
+            let check = |secret: Option<&str>| {
+                StaticClient::new(&id, preset.as_deref(), members.clone(), secret, &allow)
+            };
+            let (client, secret) = match check(None) {
+                Ok(c) => (c, None),
+                Err(e) if e.contains("has no secret") => {
+                    let secret = mcpgate_issuer::secret::generate_token();
+                    match check(Some(&secret)) {
+                        Ok(c) => (c, Some(secret)),
+                        Err(e) => {
+                            eprintln!("mcpgate: client `{id}`: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("mcpgate: client `{id}`: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match store
+                .insert_client(&client.record(false, SystemTime::now()))
+                .await
+            {
+                Ok(()) => {
+                    println!("client_id: {id}");
+                    if let Some(secret) = secret {
+                        println!("client_secret: {secret}");
+                        println!("(shown once: it is stored hashed)");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(mcpgate_issuer::store::StoreError::AlreadyExists { .. }) => {
+                    eprintln!(
+                        "mcpgate: client `{id}` exists already (`mcpgate clients remove {id}` first, or pick another --client-id)"
+                    );
+                    ExitCode::from(2)
+                }
+                Err(e) => failed(e),
+            }
+        }
         ClientsCommand::List => match store.list_clients().await {
             Ok(clients) => {
                 for c in clients {
@@ -65,10 +138,15 @@ pub async fn clients(command: ClientsCommand, dir: PathBuf) -> ExitCode {
                                 .join(" ")
                         })
                         .unwrap_or_default();
+                    let kind = if configured::is_configured(&c) {
+                        "static (configuration)"
+                    } else {
+                        c.kind.as_str()
+                    };
                     println!(
                         "{}\t{}\t{}\tregistered {}\tlast used {}\t{}",
                         c.client_id,
-                        c.kind.as_str(),
+                        kind,
                         name,
                         when(c.created_at),
                         c.last_used_at.map(when).unwrap_or_else(|| "never".into()),
@@ -80,6 +158,14 @@ pub async fn clients(command: ClientsCommand, dir: PathBuf) -> ExitCode {
             Err(e) => failed(e),
         },
         ClientsCommand::Remove { client_id } => {
+            if let Ok(Some(record)) = store.get_client(&ClientId::new(&client_id)).await
+                && configured::is_configured(&record)
+            {
+                eprintln!(
+                    "mcpgate: client `{client_id}` comes from issuer.clients in the configuration: remove it there (it is removed from the store at the next start)"
+                );
+                return ExitCode::from(2);
+            }
             match store
                 .delete_client(&ClientId::new(&client_id), SystemTime::now())
                 .await

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use mcpgate_issuer::clients::configured::StaticClient;
 use mcpgate_issuer::clients::redirect_uri::AllowList;
 use mcpgate_issuer::issuer::Settings;
 use mcpgate_issuer::scopes::Catalogue;
@@ -47,6 +48,61 @@ pub struct AuthorizationServerConfig {
     pub signing_algorithm: String,
     /// 32-byte key, base64, that seals signing keys at rest.
     pub key_encryption_key: Option<Secret>,
+    /// Clients the operator admits by name (`[[issuer.clients]]`).
+    pub clients: Vec<ClientConfig>,
+}
+
+/// One `[[issuer.clients]]` entry: a preset, or metadata of its own, or a preset with
+/// changes. Members are those of RFC 7591 client metadata.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Its `client_id`, which the client is configured with.
+    pub client_id: String,
+    /// A known client to start from (`claude`, `claude-code`, `chatgpt`, `cursor`, `vscode`).
+    pub preset: Option<String>,
+    /// Its secret, for `client_secret_basic` / `client_secret_post`; `${VAR}` reads the
+    /// environment.
+    pub client_secret: Option<Secret>,
+    /// Shown on the consent page.
+    pub client_name: Option<String>,
+    /// Its callbacks (added to a preset's).
+    pub redirect_uris: Option<Vec<String>>,
+    /// `none`, `client_secret_basic`, `client_secret_post` or `private_key_jwt`.
+    pub token_endpoint_auth_method: Option<String>,
+    /// `authorization_code`, `refresh_token`, `client_credentials`.
+    pub grant_types: Option<Vec<String>>,
+    /// `native` or `web`.
+    pub application_type: Option<String>,
+    /// Its keys, for `private_key_jwt`.
+    pub jwks_uri: Option<String>,
+    /// Its home page.
+    pub client_uri: Option<String>,
+}
+
+impl ClientConfig {
+    fn members(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        let mut put = |key: &str, value: Option<serde_json::Value>| {
+            if let Some(v) = value {
+                m.insert(key.into(), v);
+            }
+        };
+        put("client_name", self.client_name.clone().map(Into::into));
+        put("redirect_uris", self.redirect_uris.clone().map(Into::into));
+        put(
+            "token_endpoint_auth_method",
+            self.token_endpoint_auth_method.clone().map(Into::into),
+        );
+        put("grant_types", self.grant_types.clone().map(Into::into));
+        put(
+            "application_type",
+            self.application_type.clone().map(Into::into),
+        );
+        put("jwks_uri", self.jwks_uri.clone().map(Into::into));
+        put("client_uri", self.client_uri.clone().map(Into::into));
+        m
+    }
 }
 
 impl Default for AuthorizationServerConfig {
@@ -63,6 +119,7 @@ impl Default for AuthorizationServerConfig {
             iss_parameter: true,
             signing_algorithm: "ES256".into(),
             key_encryption_key: None,
+            clients: Vec::new(),
         }
     }
 }
@@ -128,6 +185,12 @@ pub(super) const SETTINGS: &[Setting] = &[
         None,
         "`ES256`, `EdDSA`",
         "`issuer` mode: the algorithm of new signing keys (keys already made keep theirs).",
+    ),
+    s(
+        "issuer.clients",
+        None,
+        "array of tables",
+        "`issuer` mode: clients admitted by name, kept in the store at every start (one removed here is removed there, its grants revoked; one changed here keeps its users signed in). Each `[[issuer.clients]]` has a `client_id` and either a `preset` (`claude`, `claude-code`, `chatgpt`, `cursor`, `vscode`: their fixed callbacks) or its own RFC 7591 members: `client_name`, `redirect_uris` (added to a preset's), `token_endpoint_auth_method`, `grant_types`, `application_type`, `jwks_uri`, `client_uri`; `client_secret` (at least 32 characters, `${VAR}` reads the environment) for the secret methods. E.g. `[[issuer.clients]]` `client_id = \"chatgpt\"`, `preset = \"chatgpt\"`, `redirect_uris = [\"https://chatgpt.com/connector/oauth/abc123\"]`, `client_secret = \"${CHATGPT_CLIENT_SECRET}\"`.",
     ),
     secret(
         "issuer.key_encryption_key",
@@ -196,6 +259,41 @@ pub(super) fn build(config: &Config, p: &mut Problems) -> Option<Option<IssuerPl
     let redirect_uris = AllowList::new(&section.redirect_uris)
         .map_err(|e| p.push("issuer.redirect_uris", e))
         .ok();
+    let mut clients = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, c) in section.clients.iter().enumerate() {
+        let key = format!("issuer.clients[{i}]");
+        if !seen.insert(c.client_id.as_str()) {
+            p.push(
+                &key,
+                format!("client_id `{}` is configured twice", c.client_id),
+            );
+            continue;
+        }
+        let secret = match c
+            .client_secret
+            .as_ref()
+            .map(|s| super::interpolate(s.expose()))
+        {
+            Some(Err(problem)) => {
+                p.push(&format!("{key}.client_secret"), problem);
+                continue;
+            }
+            Some(Ok(s)) => Some(s),
+            None => None,
+        };
+        let allow = redirect_uris.clone().unwrap_or_default();
+        match StaticClient::new(
+            &c.client_id,
+            c.preset.as_deref(),
+            c.members(),
+            secret.as_deref(),
+            &allow,
+        ) {
+            Ok(client) => clients.push(client),
+            Err(problem) => p.push(&key, format!("client `{}`: {problem}", c.client_id)),
+        }
+    }
     let entries: Vec<(String, String)> = if section.scopes.is_empty() {
         config
             .auth
@@ -260,5 +358,6 @@ pub(super) fn build(config: &Config, p: &mut Problems) -> Option<Option<IssuerPl
     settings.allow_loopback_fetch = config.dev_allow_loopback_fetch;
     settings.keys.algorithm = algorithm?;
     settings.keys.encryption_key = encryption_key;
+    settings.clients = clients;
     Some(Some(IssuerPlan { settings }))
 }

@@ -3,8 +3,10 @@
 //! and clients from the operator's configuration.
 
 pub mod authentication;
+pub mod configured;
 pub mod metadata;
 pub mod metadata_document;
+pub mod presets;
 pub mod redirect_uri;
 pub mod registration;
 pub mod registry;

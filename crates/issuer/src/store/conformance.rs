@@ -43,6 +43,7 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@each $make;
             clients_round_trip_with_their_hashes_and_metadata,
             a_taken_client_id_is_refused,
+            putting_a_client_again_changes_it_and_keeps_its_grants,
             touching_a_client_records_its_last_use,
             deleting_a_client_revokes_its_grants_and_removes_its_tokens,
             clients_unused_since_a_time_are_pruned_and_others_kept,
@@ -229,6 +230,39 @@ pub async fn a_taken_client_id_is_refused(store: Arc<dyn Store>) {
         matches!(&err, StoreError::AlreadyExists { what: "client", id } if id == "app"),
         "{err:?}"
     );
+}
+
+/// `put_client` creates a client, then changes it in place: registration time, last use,
+/// grants and refresh tokens stay.
+pub async fn putting_a_client_again_changes_it_and_keeps_its_grants(store: Arc<dyn Store>) {
+    let first = ClientRecord {
+        client_id: ClientId::new("claude"),
+        secret_hash: None,
+        registration_token_hash: None,
+        kind: ClientKind::Static,
+        metadata: serde_json::json!({"client_name": "Claude"}),
+        created_at: at(10),
+        last_used_at: None,
+    };
+    assert!(store.put_client(&first).await.unwrap());
+    store.touch_client(&first.client_id, at(20)).await.unwrap();
+    let g = grant(&*store, "alice", &first.client_id).await;
+    let token = refresh_token(&*store, &g, at(10_000)).await;
+    let changed = ClientRecord {
+        secret_hash: Some(TokenHash::of("new secret")),
+        metadata: serde_json::json!({"client_name": "Claude (renamed)"}),
+        created_at: at(30),
+        ..first.clone()
+    };
+    assert!(!store.put_client(&changed).await.unwrap());
+    let read = store.get_client(&first.client_id).await.unwrap().unwrap();
+    assert_eq!(read.metadata, changed.metadata);
+    assert_eq!(read.secret_hash, changed.secret_hash);
+    assert_eq!(read.created_at, at(10));
+    assert_eq!(read.last_used_at, Some(at(20)));
+    assert!(!store.is_grant_revoked(&g.id).await.unwrap());
+    assert!(is_current(&*store, &token).await);
+    assert_eq!(store.list_clients().await.unwrap().len(), 1);
 }
 
 /// Touching a client sets its last use; touching an unknown one says so.

@@ -126,6 +126,12 @@ pub trait ClientStore: Send + Sync {
     /// Stores a new client; [`StoreError::AlreadyExists`] when the `client_id` is taken.
     fn insert_client<'a>(&'a self, client: &'a ClientRecord) -> StoreFuture<'a, ()>;
 
+    /// Stores `client`, or, when its id is taken, replaces that client's kind, secret hash,
+    /// registration token hash and metadata with `client`'s, keeping when it was registered
+    /// and last used, and its grants, tokens and consents (a configured client whose
+    /// configuration changed keeps its users signed in). `true` when it was new.
+    fn put_client<'a>(&'a self, client: &'a ClientRecord) -> StoreFuture<'a, bool>;
+
     /// The client with this id.
     fn get_client<'a>(&'a self, id: &'a ClientId) -> StoreFuture<'a, Option<ClientRecord>>;
 

@@ -380,6 +380,36 @@ impl ClientStore for SqliteStore {
         })
     }
 
+    fn put_client<'a>(&'a self, client: &'a ClientRecord) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            // One statement: the row is created or changed whole, never half.
+            let created: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO clients (client_id, kind, secret_hash, registration_token_hash, \
+                 metadata, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (client_id) DO UPDATE SET kind = excluded.kind, \
+                 secret_hash = excluded.secret_hash, \
+                 registration_token_hash = excluded.registration_token_hash, \
+                 metadata = excluded.metadata \
+                 RETURNING created_at",
+            )
+            .bind(client.client_id.as_str())
+            .bind(client.kind.as_str())
+            .bind(client.secret_hash.map(|h| h.as_bytes().to_vec()))
+            .bind(
+                client
+                    .registration_token_hash
+                    .map(|h| h.as_bytes().to_vec()),
+            )
+            .bind(client.metadata.to_string())
+            .bind(secs(client.created_at))
+            .bind(client.last_used_at.map(secs))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(insert_error("client", client.client_id.as_str()))?;
+            Ok(created == Some(secs(client.created_at)))
+        })
+    }
+
     fn get_client<'a>(&'a self, id: &'a ClientId) -> StoreFuture<'a, Option<ClientRecord>> {
         Box::pin(async move {
             sqlx::query("SELECT * FROM clients WHERE client_id = ?")
