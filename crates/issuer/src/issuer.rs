@@ -297,6 +297,21 @@ impl Issuer {
         }))
     }
 
+    /// A builder: the issuer identifier and the resource its tokens are for, then a store (or
+    /// a data directory for the embedded SQLite store) and any settings to change.
+    pub fn builder(issuer: &str, resource: &str) -> Builder {
+        Builder {
+            settings: Settings::new(issuer, resource),
+            store: None,
+        }
+    }
+
+    /// A verifier of this issuer's tokens for the resource server beside it (guard's
+    /// `BearerAuthLayer`): the keys in process, revoked grants refused within a second.
+    pub fn token_verifier(&self) -> Result<mcpgate_guard::JwtVerifier, StartError> {
+        own_token_verifier(&self.settings, self.key_ring(), self.revocation_check())
+    }
+
     /// The keys a resource server verifies this issuer's tokens with, in process.
     pub fn key_ring(&self) -> Arc<KeyRing> {
         self.keys.key_ring()
@@ -316,5 +331,71 @@ impl Issuer {
     /// `/token`, introspection and revocation.
     pub fn router(self: &Arc<Self>) -> Router {
         crate::routes::router(Arc::clone(self))
+    }
+}
+
+/// Assembles an [`Issuer`]: see [`Issuer::builder`].
+pub struct Builder {
+    settings: Result<Settings, SettingsError>,
+    store: Option<StoreChoice>,
+}
+
+enum StoreChoice {
+    Given(Arc<dyn Store>),
+    DataDir(std::path::PathBuf),
+}
+
+/// Why [`Builder::build`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The issuer identifier or resource.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// Neither [`Builder::store`] nor [`Builder::data_dir`] was called.
+    #[error("no store: call .store(..) or .data_dir(..)")]
+    NoStore,
+    /// Starting failed.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+impl Builder {
+    /// Keeps everything in `store`.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(StoreChoice::Given(store));
+        self
+    }
+
+    /// Keeps everything in the embedded SQLite store in `dir` (created if missing).
+    pub fn data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.store = Some(StoreChoice::DataDir(dir.into()));
+        self
+    }
+
+    /// The scopes clients may ask for.
+    pub fn scopes(self, scopes: Catalogue) -> Self {
+        self.configure(|s| s.scopes = scopes)
+    }
+
+    /// Changes any other setting.
+    pub fn configure(mut self, change: impl FnOnce(&mut Settings)) -> Self {
+        if let Ok(settings) = &mut self.settings {
+            change(settings);
+        }
+        self
+    }
+
+    /// Opens the store, loads or makes the signing keys, and starts.
+    pub async fn build(self) -> Result<Arc<Issuer>, BuildError> {
+        let settings = self.settings?;
+        let store: Arc<dyn Store> = match self.store.ok_or(BuildError::NoStore)? {
+            StoreChoice::Given(store) => store,
+            StoreChoice::DataDir(dir) => Arc::new(
+                crate::store::sqlite::SqliteStore::open(dir)
+                    .await
+                    .map_err(StartError::from)?,
+            ),
+        };
+        Ok(Issuer::start(settings, store).await?)
     }
 }
