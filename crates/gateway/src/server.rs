@@ -90,12 +90,9 @@ pub fn prepare_with(
         let issuer = issuer
             .as_ref()
             .ok_or("`issuer` mode: the issuer was not started (use server::start)")?;
-        let verifier = mcpgate_issuer::issuer::own_token_verifier(
-            &issuer.settings,
-            issuer.key_ring(),
-            issuer.revocation_check(),
-        )
-        .map_err(|e| format!("issuer: {e}"))?;
+        let verifier = issuer
+            .token_verifier()
+            .map_err(|e| format!("issuer: {e}"))?;
         auth.guard = Guard::Verify(Arc::new(verifier));
     }
 

@@ -139,11 +139,22 @@ pub enum StartError {
 }
 
 /// A verifier of this issuer's access tokens: its keys in process, its revocations, its
-/// resources as audiences. (A resource server builds its own the same way.)
+/// resources as audiences, no cache (what introspection and revocation use). A resource
+/// server uses [`Issuer::token_verifier`], which caches verified tokens.
 pub fn own_token_verifier(
     settings: &Settings,
     keys: Arc<KeyRing>,
     revocations: Arc<Revocations>,
+) -> Result<mcpgate_guard::JwtVerifier, StartError> {
+    verifier_of(settings, keys, revocations, 0, Duration::ZERO)
+}
+
+fn verifier_of(
+    settings: &Settings,
+    keys: Arc<KeyRing>,
+    revocations: Arc<Revocations>,
+    cache_capacity: u64,
+    cache_ttl: Duration,
 ) -> Result<mcpgate_guard::JwtVerifier, StartError> {
     let rules = mcpgate_guard::ClaimRules {
         issuer: Some(settings.issuer.as_str().to_owned()),
@@ -165,7 +176,7 @@ pub fn own_token_verifier(
         ])
         .key_ring(keys)
         .revocation(revocations)
-        .cache(0, Duration::ZERO)
+        .cache(cache_capacity, cache_ttl)
         .build()
         .map_err(|e| StartError::Verifier(e.to_string()))
 }
@@ -216,6 +227,8 @@ pub struct Issuer {
     pub recent_rotations: crate::token::refresh_token::RecentRotations,
     /// Local users' sign-in: bounded, throttled password verification.
     pub sign_in: crate::sign_in::LocalUsers,
+    /// Clients read recently.
+    pub client_cache: crate::clients::registry::ClientCache,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -287,6 +300,7 @@ impl Issuer {
                 settings.refresh_grace,
             ),
             sign_in: crate::sign_in::LocalUsers::default(),
+            client_cache: crate::clients::registry::ClientCache::default(),
             settings,
             store,
             keys,
@@ -307,9 +321,17 @@ impl Issuer {
     }
 
     /// A verifier of this issuer's tokens for the resource server beside it (guard's
-    /// `BearerAuthLayer`): the keys in process, revoked grants refused within a second.
+    /// `BearerAuthLayer`): the keys in process, and a token verified once is not verified
+    /// again while cached (a client sends the same token on every request); the revocation
+    /// check runs on cached tokens too, so a revoked grant is refused within a second.
     pub fn token_verifier(&self) -> Result<mcpgate_guard::JwtVerifier, StartError> {
-        own_token_verifier(&self.settings, self.key_ring(), self.revocation_check())
+        verifier_of(
+            &self.settings,
+            self.key_ring(),
+            self.revocation_check(),
+            10_000,
+            Duration::from_secs(300),
+        )
     }
 
     /// The keys a resource server verifies this issuer's tokens with, in process.

@@ -95,6 +95,7 @@ pub struct LocalUsers {
     verifications: Arc<Semaphore>,
     per_user: DefaultKeyedRateLimiter<String>,
     per_address: DefaultKeyedRateLimiter<Option<IpAddr>>,
+    throttle_notices: DefaultKeyedRateLimiter<Option<IpAddr>>,
 }
 
 impl std::fmt::Debug for LocalUsers {
@@ -126,7 +127,17 @@ impl LocalUsers {
             verifications: Arc::new(Semaphore::new(limits.concurrent_verifications.max(1))),
             per_user: RateLimiter::keyed(per_minute(limits.per_user_per_minute)),
             per_address: RateLimiter::keyed(per_minute(limits.per_address_per_minute)),
+            throttle_notices: RateLimiter::keyed(per_minute(6)),
         }
+    }
+
+    /// Whether a throttled attempt from `address` should be logged: the first, then one every
+    /// ten seconds, so that a flood of refused attempts does not become a flood of log lines.
+    pub fn report_throttled(&self, address: Option<IpAddr>) -> bool {
+        if self.throttle_notices.len() > LIMITER_KEYS {
+            self.throttle_notices.retain_recent();
+        }
+        self.throttle_notices.check_key(&address).is_ok()
     }
 
     /// Signs `name` in with `password`, from `address` when known.
@@ -137,7 +148,35 @@ impl LocalUsers {
         password: &str,
         address: Option<IpAddr>,
     ) -> Result<Subject, SignInError> {
-        self.throttle(name, address)?;
+        self.admit_address(address)?;
+        self.sign_in_admitted(users, name, password).await
+    }
+
+    /// Counts one attempt from `address`, refusing it when that address made too many: the
+    /// first step of [`sign_in`](Self::sign_in), for a caller that wants to refuse a flood
+    /// before reading anything else of the request. Follow it with
+    /// [`sign_in_admitted`](Self::sign_in_admitted).
+    pub fn admit_address(&self, address: Option<IpAddr>) -> Result<(), SignInError> {
+        if self.per_address.len() > LIMITER_KEYS {
+            self.per_address.retain_recent();
+        }
+        let now = DefaultClock::default().now();
+        self.per_address
+            .check_key(&address)
+            .map_err(|not_until| SignInError::Throttled {
+                retry_after: not_until.wait_time_from(now).as_secs().max(1),
+            })
+    }
+
+    /// Signs `name` in with `password`, the source address already admitted by
+    /// [`admit_address`](Self::admit_address): throttled per user name, then verified.
+    pub async fn sign_in_admitted(
+        &self,
+        users: &dyn UserStore,
+        name: &str,
+        password: &str,
+    ) -> Result<Subject, SignInError> {
+        self.throttle_user(name)?;
         let user = if name.is_empty() || name.len() > MAX_USER_NAME {
             None
         } else {
@@ -161,21 +200,25 @@ impl LocalUsers {
         }
     }
 
-    fn throttle(&self, name: &str, address: Option<IpAddr>) -> Result<(), SignInError> {
-        if self.per_user.len() > LIMITER_KEYS || self.per_address.len() > LIMITER_KEYS {
+    fn throttle_user(&self, name: &str) -> Result<(), SignInError> {
+        if self.per_user.len() > LIMITER_KEYS {
             self.per_user.retain_recent();
-            self.per_address.retain_recent();
         }
         let key: String = name.chars().take(MAX_USER_NAME).collect();
         let now = DefaultClock::default().now();
-        let refused = |not_until: governor::NotUntil<_>| SignInError::Throttled {
-            retry_after: not_until.wait_time_from(now).as_secs().max(1),
-        };
+        self.per_user
+            .check_key(&key)
+            .map_err(|not_until| SignInError::Throttled {
+                retry_after: not_until.wait_time_from(now).as_secs().max(1),
+            })
+    }
+
+    #[cfg(test)]
+    fn throttle(&self, name: &str, address: Option<IpAddr>) -> Result<(), SignInError> {
         // The address first: an address that guesses many names is refused before it uses
         // up any one user's attempts.
-        self.per_address.check_key(&address).map_err(refused)?;
-        self.per_user.check_key(&key).map_err(refused)?;
-        Ok(())
+        self.admit_address(address)?;
+        self.throttle_user(name)
     }
 
     async fn verify(&self, hash: PasswordHash, password: String) -> Result<bool, SignInError> {

@@ -199,6 +199,21 @@ pub async fn sign_in(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
     let cx = Context::new(&issuer);
     let (parts, body) = request.into_parts();
     let address = parts.extensions.get::<SourceAddress>().map(|a| a.0);
+    // An address that made too many attempts is refused before anything else is read: a
+    // flood of sign-ins costs little more than its connections.
+    if let Err(SignInError::Throttled { retry_after }) = issuer.sign_in.admit_address(address) {
+        if issuer.sign_in.report_throttled(address) {
+            tracing::warn!(target: "mcpgate::issuer", address = ?address, "sign-in throttled for this address (further throttled attempts from it are logged once every ten seconds)");
+        }
+        let mut r = cx.error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in attempts",
+            format!("Too many sign-in attempts came from your network. Wait {retry_after} seconds, then go back and try again."),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        return r;
+    }
     let form = match Form::read(&cx, &parts.headers, body).await {
         Ok(f) => f,
         Err(r) => return r,
@@ -222,7 +237,7 @@ pub async fn sign_in(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
     };
     match issuer
         .sign_in
-        .sign_in(&*issuer.store, username, password, address)
+        .sign_in_admitted(&*issuer.store, username, password)
         .await
     {
         Ok(subject) => {
@@ -244,7 +259,9 @@ pub async fn sign_in(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
             )
         }
         Err(SignInError::Throttled { retry_after }) => {
-            tracing::warn!(target: "mcpgate::issuer", client_id = %client_id, user_tag = %user_tag(username), address = ?address, "sign-in throttled");
+            if issuer.sign_in.report_throttled(address) {
+                tracing::warn!(target: "mcpgate::issuer", client_id = %client_id, user_tag = %user_tag(username), address = ?address, "sign-in throttled (further throttled attempts from this address are logged once every ten seconds)");
+            }
             let mut r = again(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!("Too many sign-in attempts. Wait {retry_after} seconds, then try again."),
