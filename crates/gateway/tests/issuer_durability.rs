@@ -471,7 +471,7 @@ async fn without_a_grace_window_rotations_are_all_or_nothing_across_a_crash_mid_
                 assert_eq!(
                     (status, body["error"].as_str()),
                     (400, Some("invalid_grant")),
-                    "{}: half rotated: {body}",
+                    "{}: half rotated (the old token still rotates)",
                     g.id
                 );
                 let (status, body) = refresh(base, &g.client_id, &latest).await;
