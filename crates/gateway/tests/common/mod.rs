@@ -121,6 +121,14 @@ impl Gateway {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Kills the process with SIGKILL (no graceful shutdown, nothing flushed) and reaps it.
+    /// The log stays readable until drop.
+    pub fn kill9(&mut self) {
+        // `Child::kill` sends SIGKILL on Unix.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Runs `mcpgate ARGS` to completion; returns (exit code, stdout, stderr).
