@@ -16,33 +16,6 @@ use crate::issuer::Issuer;
 use crate::secret::TokenHash;
 use crate::store::ClientKind;
 
-/// Registered and configured clients read recently, so that a refresh or a code exchange
-/// does not read and check the same client again. Kept for [`CLIENT_CACHE_TTL`]: a client
-/// removed by another process (`mcpgate clients remove`) is still found for that long, but its
-/// grants are revoked in the store at once, so its tokens no longer refresh.
-pub struct ClientCache(moka::sync::Cache<String, KnownClient>);
-
-/// How long a client read from the store is reused.
-pub const CLIENT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
-
-impl Default for ClientCache {
-    fn default() -> Self {
-        ClientCache(
-            moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(CLIENT_CACHE_TTL)
-                .build(),
-        )
-    }
-}
-
-impl ClientCache {
-    /// Forgets a client (deleted or changed here).
-    pub fn forget(&self, id: &ClientId) {
-        self.0.invalidate(id.as_str());
-    }
-}
-
 /// Longest `client_id` looked up.
 pub const MAX_CLIENT_ID: usize = 2048;
 
@@ -95,9 +68,6 @@ pub async fn find(issuer: &Issuer, client_id: &str) -> Result<KnownClient, OAuth
             last_used_at: None,
         });
     }
-    if let Some(known) = issuer.client_cache.0.get(client_id) {
-        return Ok(known);
-    }
     let id = ClientId::new(client_id);
     let record = issuer
         .store
@@ -125,7 +95,7 @@ pub async fn find(issuer: &Issuer, client_id: &str) -> Result<KnownClient, OAuth
                 e.description
             ))
         })?;
-    let known = KnownClient {
+    Ok(KnownClient {
         id,
         kind: record.kind,
         authenticated_by: metadata.auth_method,
@@ -133,12 +103,7 @@ pub async fn find(issuer: &Issuer, client_id: &str) -> Result<KnownClient, OAuth
         secret_hash: record.secret_hash,
         registration_token_hash: record.registration_token_hash,
         last_used_at: record.last_used_at,
-    };
-    issuer
-        .client_cache
-        .0
-        .insert(client_id.to_owned(), known.clone());
-    Ok(known)
+    })
 }
 
 /// Records that the client obtained a token (registrations unused for long are pruned).
@@ -155,18 +120,7 @@ pub async fn touch(issuer: &Issuer, client: &KnownClient) {
     }) {
         return;
     }
-    match issuer.store.touch_client(&client.id, now).await {
-        Ok(()) => {
-            let mut touched = client.clone();
-            touched.last_used_at = Some(now);
-            touched.authenticated_by = touched.metadata.auth_method;
-            issuer
-                .client_cache
-                .0
-                .insert(client.id.as_str().to_owned(), touched);
-        }
-        Err(e) => {
-            tracing::warn!(target: "mcpgate::issuer", client_id = %client.id, error = %e, "client last use not recorded");
-        }
+    if let Err(e) = issuer.store.touch_client(&client.id, now).await {
+        tracing::warn!(target: "mcpgate::issuer", client_id = %client.id, error = %e, "client last use not recorded");
     }
 }
