@@ -1,11 +1,16 @@
 //! The extended suite, run by `.ci/run` (it needs Node 22 and the npm packages pinned in
-//! tests/node): the official TypeScript SDK client through the gateway, and the MCP
-//! conformance suite's server scenarios through the gateway for both protocol revisions.
+//! tests/node, and a Python venv with tests/python/requirements.txt): real MCP clients through
+//! the gateway — the official TypeScript SDK, the Python SDK, mcp-remote and the MCP
+//! Inspector's CLI, each signing in through the built-in issuer's whole OAuth flow (the
+//! TypeScript SDK also with JWT and static tokens, against stdio upstreams) — and the MCP
+//! conformance suite: its server scenarios through the gateway for both protocol revisions,
+//! and its authorization-server scenarios against the built-in issuer.
 //!
 //! ```text
 //! (cd tests/node && npm ci)
+//! python3 -m venv V && V/bin/pip install -r tests/python/requirements.txt
 //! cargo build -p mcpgate-testkit --bin conformance-upstream
-//! cargo test -p mcpgate --test extended -- --ignored
+//! MCPGATE_TEST_PYTHON=V/bin/python cargo test -p mcpgate --test extended -- --ignored
 //! ```
 
 mod common;
