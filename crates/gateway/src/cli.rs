@@ -105,9 +105,16 @@ pub enum UsersCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Print the argon2id hash of a password read from standard input, for a
+    /// `[[issuer.users]]` entry's `password_hash` (nothing is stored).
+    Hash {
+        /// Read the password from standard input (one line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
     /// List the users.
     List,
-    /// Disable a user: they can no longer sign in.
+    /// Disable a user: they can no longer sign in, and their grants are revoked.
     Disable {
         /// The login name.
         name: String,

@@ -856,3 +856,195 @@ async fn configured_and_added_clients_are_admitted_by_name_with_registration_clo
         "{err}"
     );
 }
+
+/// Posts the sign-in form of a fresh `/authorize` page for `client_id` as `user`: the status
+/// of the answer (303 back to `/authorize` when signed in).
+async fn post_sign_in(base: &str, mcp: &str, client_id: &str, user: &str, password: &str) -> u16 {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let authorize = url::Url::parse_with_params(
+        &format!("{base}/authorize"),
+        &[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", "http://127.0.0.1:47123/callback"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("state", "s"),
+            ("resource", mcp),
+        ],
+    )
+    .unwrap();
+    let page = http.get(authorize).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let cookies: Vec<String> = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect();
+    let html = page.text().await.unwrap();
+    let field = |name: &str| {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = html.find(&marker).unwrap() + marker.len();
+        html[start..start + html[start..].find('"').unwrap()].to_owned()
+    };
+    http.post(format!("{base}/authorize/sign-in"))
+        .header("cookie", cookies.join("; "))
+        .form(&[
+            ("username", user),
+            ("password", password),
+            ("csrf", &field("csrf")),
+            ("request", &field("request")),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn users_declared_in_the_configuration_sign_in_and_the_admin_commands_know_them() {
+    let password = "through the looking glass";
+    let (code, hash, err) = common::run_with_stdin(
+        &["users", "hash", "--password-stdin"],
+        &[],
+        &format!("{password}\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let hash = hash.trim().to_owned();
+    assert!(
+        hash.starts_with("$argon2id$") && !hash.contains(password),
+        "{hash}"
+    );
+    let (code, _, err) =
+        common::run_with_stdin(&["users", "hash", "--password-stdin"], &[], "short\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("at least 8"), "{err}");
+
+    let upstream = TestUpstream::start(Mode::Sessions).await;
+    let dir = data_dir();
+    let config = std::path::Path::new(dir.path()).join("mcpgate.toml");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--auth",
+        "issuer",
+        "--upstream-url",
+        &upstream.url,
+        "--data-dir",
+        dir.path(),
+    ];
+    let env = [("TEST_CAROL_HASH", hash.as_str())];
+
+    // Bad entries are refused at load, naming the key, never echoing the hash.
+    for (entry, key, says) in [
+        (
+            "name = \"carol\"",
+            "issuer.users[0].password_hash",
+            "mcpgate users hash",
+        ),
+        (
+            "name = \"carol\"\npassword_hash = \"$2b$12$notargon\"",
+            "issuer.users[0]",
+            "argon2id",
+        ),
+        (
+            "name = \"c d\"\npassword_hash = \"${TEST_CAROL_HASH}\"",
+            "issuer.users[0]",
+            "without spaces",
+        ),
+        (
+            "name = \"carol\"\npassword_hash = \"${TEST_NO_SUCH_VAR}\"",
+            "issuer.users[0].password_hash",
+            "TEST_NO_SUCH_VAR",
+        ),
+        (
+            "name = \"carol\"\npassword = \"plain\"",
+            "issuer.users",
+            "password",
+        ),
+    ] {
+        std::fs::write(&config, format!("[[issuer.users]]\n{entry}\n")).unwrap();
+        let mut check = vec!["check-config"];
+        check.extend_from_slice(&args[1..]);
+        let (code, _, err) = common::run(&check, &env);
+        assert_eq!(code, 2, "{entry}");
+        assert!(err.contains(key) && err.contains(says), "{entry}: {err}");
+        assert!(!err.contains("$2b$12$notargon"), "{err}");
+    }
+    std::fs::write(
+        &config,
+        "[[issuer.users]]\nname = \"carol\"\npassword_hash = \"${TEST_CAROL_HASH}\"\n\n[[issuer.users]]\nname = \"carol\"\npassword_hash = \"${TEST_CAROL_HASH}\"\n",
+    )
+    .unwrap();
+    let mut check = vec!["check-config"];
+    check.extend_from_slice(&args[1..]);
+    let (code, _, err) = common::run(&check, &env);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("issuer.users[1]") && err.contains("twice"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &config,
+        "[[issuer.users]]\nname = \"carol\"\npassword_hash = \"${TEST_CAROL_HASH}\"\n",
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mcp = format!("{base}/mcp");
+    {
+        let gw = Gateway::spawn(&args, &env, port).await;
+        let registered: Value = reqwest::Client::new()
+            .post(format!("{base}/register"))
+            .json(&json!({
+                "client_name": "Test client",
+                "redirect_uris": ["http://127.0.0.1/callback"],
+                "token_endpoint_auth_method": "none",
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let client_id = registered["client_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            post_sign_in(&base, &mcp, &client_id, "carol", password).await,
+            303
+        );
+        assert_eq!(
+            post_sign_in(&base, &mcp, &client_id, "carol", "not her password").await,
+            400
+        );
+
+        let d = ["--data-dir", dir.path()];
+        let (code, out, _) = common::run(&["users", "list", d[0], d[1]], &[]);
+        assert_eq!(code, 0);
+        assert!(out.starts_with("carol\tconfigured"), "{out}");
+        let (code, _, err) = common::run(&["users", "disable", "carol", d[0], d[1]], &[]);
+        assert_eq!(code, 2);
+        assert!(err.contains("disabled = true"), "{err}");
+        assert!(!gw.log().contains(&hash) && !gw.log().contains(password));
+        drop(gw);
+
+        // Removed from the configuration: she can no longer sign in.
+        std::fs::write(&config, "").unwrap();
+        let _gw = Gateway::spawn(&args, &env, port).await;
+        assert_eq!(
+            post_sign_in(&base, &mcp, &client_id, "carol", password).await,
+            400
+        );
+        let (_, out, _) = common::run(&["users", "list", d[0], d[1]], &[]);
+        assert!(out.contains("\tdisabled "), "{out}");
+    }
+}

@@ -67,6 +67,9 @@ pub struct Settings {
     /// Clients declared by the operator, kept in the store at start (see
     /// [`configured`](crate::clients::configured)).
     pub clients: Vec<StaticClient>,
+    /// Local users declared by the operator, kept in the store at start (see
+    /// [`users`](crate::users)).
+    pub users: Vec<crate::users::ConfiguredUser>,
 }
 
 /// Why settings were refused.
@@ -101,6 +104,7 @@ impl Settings {
             allow_loopback_fetch: false,
             keys: SigningKeysOptions::default(),
             clients: Vec::new(),
+            users: Vec::new(),
         })
     }
 
@@ -136,6 +140,9 @@ pub enum StartError {
     /// The configured clients.
     #[error("issuer.clients: {0}")]
     Clients(#[from] ReconcileError),
+    /// The configured users.
+    #[error("issuer.users: {0}")]
+    Users(#[from] crate::users::ReconcileError),
 }
 
 /// A verifier of this issuer's access tokens: its keys in process, its revocations, its
@@ -244,12 +251,9 @@ impl Issuer {
         settings: Settings,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Issuer>, StartError> {
-        crate::clients::configured::reconcile(
-            &*store,
-            &settings.clients,
-            std::time::SystemTime::now(),
-        )
-        .await?;
+        let now = std::time::SystemTime::now();
+        crate::clients::configured::reconcile(&*store, &settings.clients, now).await?;
+        crate::users::reconcile(&*store, &settings.users, now).await?;
         let mut key_options = settings.keys.clone();
         key_options.overlap = key_options
             .overlap

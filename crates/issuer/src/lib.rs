@@ -22,3 +22,4 @@ pub mod secret;
 pub mod sign_in;
 pub mod store;
 pub mod token;
+pub mod users;

@@ -12,6 +12,7 @@ use mcpgate_issuer::scopes::Catalogue;
 use mcpgate_issuer::sign_in::hash_password;
 use mcpgate_issuer::store::sqlite::SqliteStore;
 use mcpgate_issuer::store::{GrantFilter, User, UserName};
+use mcpgate_issuer::users::ConfiguredUser;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 use serde_json::{Value, json};
@@ -48,6 +49,7 @@ impl Server {
                 password_hash: hash_password(password).unwrap(),
                 created_at: SystemTime::now(),
                 disabled_at: None,
+                configured: false,
             })
             .await
             .unwrap();
@@ -801,4 +803,104 @@ async fn a_client_known_by_its_metadata_document_completes_the_flow() {
         .refresh(&client_id, tokens["refresh_token"].as_str().unwrap())
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn configured_users_sign_in_and_one_no_longer_configured_is_disabled_with_its_grants() {
+    let hash = hash_password("through the looking glass").unwrap();
+    let carol = ConfiguredUser::new("carol", hash.as_str(), false).unwrap();
+    let server = start(|s| s.users = vec![carol.clone()]).await;
+    let client_id = server.register("App").await;
+    let mut browser = Browser::default();
+    let consent = browser
+        .open_consent(
+            &server,
+            &server.authorize_url(&client_id, ""),
+            "carol",
+            "through the looking glass",
+        )
+        .await;
+    let callback = browser
+        .decide(&server, &consent, "approve")
+        .await
+        .location();
+    let (status, tokens) = server.exchange(&client_id, &query(&callback)["code"]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let user = server
+        .issuer
+        .store
+        .get_user(&UserName::new("carol"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(user.configured && user.disabled_at.is_none());
+
+    // Started again with the same user: nothing changes, the chain goes on.
+    let store = server.issuer.store.clone();
+    let again = |users: Vec<ConfiguredUser>| {
+        let (store, base) = (store.clone(), server.base.clone());
+        async move {
+            let mut settings = Settings::new(&base, &format!("{base}/mcp")).unwrap();
+            settings.users = users;
+            Issuer::start(settings, store).await.map(drop)
+        }
+    };
+    again(vec![carol.clone()]).await.unwrap();
+    let (status, refreshed) = server
+        .refresh(&client_id, tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+
+    // Removed from the configuration: disabled, the grant revoked, no sign-in.
+    again(vec![]).await.unwrap();
+    let (status, body) = server
+        .refresh(&client_id, refreshed["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let mut browser = Browser::default();
+    let page = browser.get(&server.authorize_url(&client_id, "")).await;
+    let refused = browser
+        .sign_in(&server, &page, "carol", "through the looking glass")
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.html);
+    assert!(refused.html.contains("password"), "{}", refused.html);
+
+    // Declared again, marked disabled: still no sign-in; then enabled: signs in.
+    let mut disabled = carol.clone();
+    disabled.disabled = true;
+    again(vec![disabled]).await.unwrap();
+    let page = browser.get(&server.authorize_url(&client_id, "")).await;
+    let refused = browser
+        .sign_in(&server, &page, "carol", "through the looking glass")
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    again(vec![carol.clone()]).await.unwrap();
+    let page = browser.get(&server.authorize_url(&client_id, "")).await;
+    let back = browser
+        .sign_in(&server, &page, "carol", "through the looking glass")
+        .await
+        .location();
+    assert_eq!(back.path(), "/authorize");
+    // Her consent to this client was remembered: the code comes at once.
+    let callback = browser
+        .get(&format!(
+            "{}/authorize?{}",
+            server.base,
+            back.query().unwrap()
+        ))
+        .await
+        .location();
+    assert!(query(&callback).contains_key("code"), "{callback}");
+
+    // A name `mcpgate users add` holds is not taken over.
+    server.add_user("dave", "a password of dave's").await;
+    let dave = ConfiguredUser::new("dave", hash.as_str(), false).unwrap();
+    let err = again(vec![dave]).await.unwrap_err().to_string();
+    assert!(
+        err.contains("issuer.users") && err.contains("`dave` exists already"),
+        "{err}"
+    );
 }

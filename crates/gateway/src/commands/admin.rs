@@ -289,12 +289,7 @@ pub const MIN_PASSWORD: usize = 8;
 
 /// Adds local user `name` with `password` to the store in `dir` (made if it does not exist).
 pub async fn add_user(dir: &Path, name: &str, password: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name.len() > 128
-        || name.chars().any(|c| c.is_control() || c.is_whitespace())
-    {
-        return Err("the user name must be 1 to 128 characters without spaces".into());
-    }
+    mcpgate_issuer::users::check_name(name)?;
     if password.chars().count() < MIN_PASSWORD {
         return Err(format!(
             "the password must be at least {MIN_PASSWORD} characters"
@@ -310,20 +305,45 @@ pub async fn add_user(dir: &Path, name: &str, password: &str) -> Result<(), Stri
             password_hash: hash,
             created_at: SystemTime::now(),
             disabled_at: None,
+            configured: false,
         })
         .await
         .map_err(|e| e.to_string())
 }
 
+/// The argon2id hash of `password`, as `[[issuer.users]]` takes it.
+fn hash(password: &str) -> Result<String, String> {
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(format!(
+            "the password must be at least {MIN_PASSWORD} characters"
+        ));
+    }
+    mcpgate_issuer::sign_in::hash_password(password)
+        .map(|h| h.as_str().to_owned())
+        .map_err(|e| e.to_string())
+}
+
 /// `mcpgate users …`.
 pub async fn users(command: UsersCommand, dir: PathBuf) -> ExitCode {
-    if let UsersCommand::Add { name, .. } = &command {
+    if let UsersCommand::Add { .. } | UsersCommand::Hash { .. } = &command {
         let mut line = String::new();
         if let Err(e) = std::io::stdin().read_line(&mut line) {
             return failed(format!("cannot read the password from standard input: {e}"));
         }
         let password = line.strip_suffix('\n').unwrap_or(&line);
         let password = password.strip_suffix('\r').unwrap_or(password);
+        let UsersCommand::Add { name, .. } = &command else {
+            return match hash(password) {
+                Ok(phc) => {
+                    println!("{phc}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mcpgate: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        };
         return match add_user(&dir, name, password).await {
             Ok(()) => {
                 println!("added {name}");
@@ -344,8 +364,9 @@ pub async fn users(command: UsersCommand, dir: PathBuf) -> ExitCode {
             Ok(users) => {
                 for u in users {
                     println!(
-                        "{}\tadded {}{}",
+                        "{}\t{} {}{}",
                         u.name,
+                        if u.configured { "configured" } else { "added" },
                         when(u.created_at),
                         u.disabled_at
                             .map(|t| format!("\tdisabled {}", when(t)))
@@ -357,12 +378,24 @@ pub async fn users(command: UsersCommand, dir: PathBuf) -> ExitCode {
             Err(e) => failed(e),
         },
         UsersCommand::Disable { name } => {
+            match store.get_user(&UserName::new(&name)).await {
+                Ok(Some(u)) if u.configured => {
+                    eprintln!(
+                        "mcpgate: `{name}` is declared in the configuration: set `disabled = true` in its [[issuer.users]] entry, or remove it there"
+                    );
+                    return ExitCode::from(2);
+                }
+                Ok(_) => {}
+                Err(e) => return failed(e),
+            }
             match store
                 .disable_user(&UserName::new(&name), SystemTime::now())
                 .await
             {
                 Ok(true) => {
-                    println!("disabled {name}");
+                    println!(
+                        "disabled {name}; their grants are revoked (the running gateway refuses their tokens within a second)"
+                    );
                     ExitCode::SUCCESS
                 }
                 Ok(false) => {
@@ -372,6 +405,6 @@ pub async fn users(command: UsersCommand, dir: PathBuf) -> ExitCode {
                 Err(e) => failed(e),
             }
         }
-        UsersCommand::Add { .. } => unreachable!("handled above"),
+        UsersCommand::Add { .. } | UsersCommand::Hash { .. } => unreachable!("handled above"),
     }
 }

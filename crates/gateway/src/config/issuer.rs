@@ -50,6 +50,21 @@ pub struct AuthorizationServerConfig {
     pub key_encryption_key: Option<Secret>,
     /// Clients the operator admits by name (`[[issuer.clients]]`).
     pub clients: Vec<ClientConfig>,
+    /// Local users for the sign-in page (`[[issuer.users]]`).
+    pub users: Vec<UserConfig>,
+}
+
+/// One `[[issuer.users]]` entry: a local user who signs in with a password, given as its
+/// argon2id hash (`mcpgate users hash --password-stdin` prints one).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserConfig {
+    /// The login name.
+    pub name: String,
+    /// The argon2id hash of the password; `${VAR}` reads the environment.
+    pub password_hash: Option<Secret>,
+    /// Declared but not allowed to sign in (their grants are revoked).
+    pub disabled: bool,
 }
 
 /// One `[[issuer.clients]]` entry: a preset, or metadata of its own, or a preset with
@@ -120,6 +135,7 @@ impl Default for AuthorizationServerConfig {
             signing_algorithm: "ES256".into(),
             key_encryption_key: None,
             clients: Vec::new(),
+            users: Vec::new(),
         }
     }
 }
@@ -191,6 +207,12 @@ pub(super) const SETTINGS: &[Setting] = &[
         None,
         "array of tables",
         "`issuer` mode: clients admitted by name, kept in the store at every start (one removed here is removed there, its grants revoked; one changed here keeps its users signed in). Each `[[issuer.clients]]` has a `client_id` and either a `preset` (`claude`, `claude-code`, `chatgpt`, `cursor`, `vscode`: their fixed callbacks) or its own RFC 7591 members: `client_name`, `redirect_uris` (added to a preset's), `token_endpoint_auth_method`, `grant_types`, `application_type`, `jwks_uri`, `client_uri`; `client_secret` (at least 32 characters, `${VAR}` reads the environment) for the secret methods. E.g. `[[issuer.clients]]` `client_id = \"chatgpt\"`, `preset = \"chatgpt\"`, `redirect_uris = [\"https://chatgpt.com/connector/oauth/abc123\"]`, `client_secret = \"${CHATGPT_CLIENT_SECRET}\"`.",
+    ),
+    s(
+        "issuer.users",
+        None,
+        "array of tables",
+        "`issuer` mode: local users for the sign-in page, kept in the store at every start beside those `mcpgate users add` made (one removed here is disabled and their grants revoked; a new hash applies at once). Each `[[issuer.users]]` has a `name`, a `password_hash` (argon2id, from `mcpgate users hash --password-stdin`; `${VAR}` reads the environment) and optionally `disabled = true`. E.g. `[[issuer.users]]` `name = \"alice\"`, `password_hash = \"${ALICE_PASSWORD_HASH}\"`.",
     ),
     secret(
         "issuer.key_encryption_key",
@@ -294,6 +316,37 @@ pub(super) fn build(config: &Config, p: &mut Problems) -> Option<Option<IssuerPl
             Err(problem) => p.push(&key, format!("client `{}`: {problem}", c.client_id)),
         }
     }
+    let mut users = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (i, u) in section.users.iter().enumerate() {
+        let key = format!("issuer.users[{i}]");
+        if !names.insert(u.name.as_str()) {
+            p.push(&key, format!("user `{}` is declared twice", u.name));
+            continue;
+        }
+        let hash = match u
+            .password_hash
+            .as_ref()
+            .map(|h| super::interpolate(h.expose()))
+        {
+            None => {
+                p.push(
+                    &format!("{key}.password_hash"),
+                    "missing: make one with `mcpgate users hash --password-stdin`",
+                );
+                continue;
+            }
+            Some(Err(problem)) => {
+                p.push(&format!("{key}.password_hash"), problem);
+                continue;
+            }
+            Some(Ok(h)) => h,
+        };
+        match mcpgate_issuer::users::ConfiguredUser::new(&u.name, hash.trim(), u.disabled) {
+            Ok(user) => users.push(user),
+            Err(problem) => p.push(&key, format!("user `{}`: {problem}", u.name)),
+        }
+    }
     let entries: Vec<(String, String)> = if section.scopes.is_empty() {
         config
             .auth
@@ -359,5 +412,6 @@ pub(super) fn build(config: &Config, p: &mut Problems) -> Option<Option<IssuerPl
     settings.keys.algorithm = algorithm?;
     settings.keys.encryption_key = encryption_key;
     settings.clients = clients;
+    settings.users = users;
     Some(Some(IssuerPlan { settings }))
 }

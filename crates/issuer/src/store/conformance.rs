@@ -72,6 +72,8 @@ macro_rules! store_conformance_tests {
             consents_accumulate_and_can_be_forgotten,
             users_are_added_listed_and_disabled,
             a_taken_user_name_is_refused,
+            disabling_a_user_revokes_their_grants,
+            putting_a_user_again_changes_it_and_disabling_revokes_their_grants,
             a_replayed_jti_is_refused_until_it_expires,
             signing_keys_are_listed_activated_and_retired,
             a_second_active_signing_key_is_refused,
@@ -898,6 +900,7 @@ fn user(name: &str) -> User {
         .expect("argon2id PHC"),
         created_at: at(0),
         disabled_at: None,
+        configured: false,
     }
 }
 
@@ -944,6 +947,75 @@ pub async fn a_taken_user_name_is_refused(store: Arc<dyn Store>) {
         matches!(&err, StoreError::AlreadyExists { what: "user", id } if id == "alice"),
         "{err:?}"
     );
+}
+
+/// Disabling a user revokes every grant they gave, with its refresh tokens; other users'
+/// grants are untouched.
+pub async fn disabling_a_user_revokes_their_grants(store: Arc<dyn Store>) {
+    store.add_user(&user("bob")).await.unwrap();
+    let app = client(&*store, "app").await;
+    let mine = grant(&*store, "bob", &app).await;
+    let token = refresh_token(&*store, &mine, at(10_000)).await;
+    let theirs = grant(&*store, "alice", &app).await;
+    assert!(
+        store
+            .disable_user(&UserName::new("bob"), at(9))
+            .await
+            .unwrap()
+    );
+    assert!(store.is_grant_revoked(&mine.id).await.unwrap());
+    assert!(!is_current(&*store, &token).await);
+    assert!(!store.is_grant_revoked(&theirs.id).await.unwrap());
+}
+
+/// Putting a user adds it, then changes it in place: its password hash, whether configured,
+/// whether disabled (a user it disables has their grants revoked; one disabled already keeps
+/// its time), never when it was added.
+pub async fn putting_a_user_again_changes_it_and_disabling_revokes_their_grants(
+    store: Arc<dyn Store>,
+) {
+    let mut bob = user("bob");
+    bob.configured = true;
+    assert!(store.put_user(&bob).await.unwrap(), "added");
+    let name = UserName::new("bob");
+    assert_eq!(store.get_user(&name).await.unwrap(), Some(bob.clone()));
+    let app = client(&*store, "app").await;
+    let first = grant(&*store, "bob", &app).await;
+
+    let mut changed = bob.clone();
+    changed.password_hash = user("bobby").password_hash;
+    changed.created_at = at(50);
+    assert!(
+        !store.put_user(&changed).await.unwrap(),
+        "changed, not added"
+    );
+    let read = store.get_user(&name).await.unwrap().unwrap();
+    assert_eq!(read.password_hash, changed.password_hash);
+    assert_eq!(read.created_at, at(0), "when it was added is kept");
+    assert!(!store.is_grant_revoked(&first.id).await.unwrap());
+
+    changed.disabled_at = Some(at(60));
+    store.put_user(&changed).await.unwrap();
+    assert_eq!(
+        store.get_user(&name).await.unwrap().unwrap().disabled_at,
+        Some(at(60))
+    );
+    assert!(store.is_grant_revoked(&first.id).await.unwrap());
+    changed.disabled_at = Some(at(70));
+    store.put_user(&changed).await.unwrap();
+    assert_eq!(
+        store.get_user(&name).await.unwrap().unwrap().disabled_at,
+        Some(at(60)),
+        "disabled already: keeps its time"
+    );
+
+    changed.disabled_at = None;
+    changed.configured = false;
+    store.put_user(&changed).await.unwrap();
+    let read = store.get_user(&name).await.unwrap().unwrap();
+    assert_eq!((read.disabled_at, read.configured), (None, false));
+    let second = grant(&*store, "bob", &app).await;
+    assert!(!store.is_grant_revoked(&second.id).await.unwrap());
 }
 
 // ---- replay ---------------------------------------------------------------------------------

@@ -281,7 +281,14 @@ pub trait UserStore: Send + Sync {
     /// Every user, by name.
     fn list_users(&self) -> StoreFuture<'_, Vec<User>>;
 
-    /// Disables a user; `false` when there is no such user or they were disabled already.
+    /// Adds the user, or changes the one with this name to `user` (password hash, whether
+    /// configured, and whether disabled — one already disabled keeps its time), keeping its
+    /// `created_at`, in one step; `true` when the user was added. A user this disables has
+    /// their grants revoked in the same step.
+    fn put_user<'a>(&'a self, user: &'a User) -> StoreFuture<'a, bool>;
+
+    /// Disables a user and revokes every grant they gave, in one step; `false` when there is
+    /// no such user or they were disabled already.
     fn disable_user<'a>(&'a self, name: &'a UserName, now: SystemTime) -> StoreFuture<'a, bool>;
 }
 

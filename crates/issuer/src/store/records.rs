@@ -315,6 +315,9 @@ pub struct User {
     pub created_at: SystemTime,
     /// When the user was disabled, if they were; a disabled user cannot sign in.
     pub disabled_at: Option<SystemTime>,
+    /// Declared in the configuration (kept in the store at every start), not added by
+    /// `mcpgate users add`.
+    pub configured: bool,
 }
 
 /// The algorithms the issuer signs with.

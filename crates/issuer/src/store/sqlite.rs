@@ -329,6 +329,7 @@ fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
         password_hash: PasswordHash::new(phc).map_err(|e| corrupt(WHAT, e))?,
         created_at: time_column(row, WHAT, "created_at")?,
         disabled_at: optional_time_column(row, WHAT, "disabled_at")?,
+        configured: column::<i64>(row, WHAT, "configured")? != 0,
     })
 }
 
@@ -680,24 +681,13 @@ impl GrantStore for SqliteStore {
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(backend)?;
-            let rows = sqlx::query(
-                "UPDATE grants SET revoked_at = ?1 \
-                 WHERE subject = ?2 AND (?3 IS NULL OR client_id = ?3) AND revoked_at IS NULL \
-                 RETURNING grant_id",
+            let ids = revoke_grants_of_subject(
+                &mut tx,
+                subject.as_str(),
+                client.map(ClientId::as_str),
+                secs(now),
             )
-            .bind(secs(now))
-            .bind(subject.as_str())
-            .bind(client.map(ClientId::as_str))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?;
-            let ids = rows
-                .iter()
-                .map(|row| column::<String>(row, "grant", "grant_id").map(GrantId::new))
-                .collect::<Result<Vec<_>, _>>()?;
-            for id in &ids {
-                revoke_refresh_tokens_of(&mut tx, id, now).await?;
-            }
+            .await?;
             tx.commit().await.map_err(backend)?;
             Ok(ids)
         })
@@ -919,6 +909,35 @@ impl RefreshTokenStore for SqliteStore {
     }
 }
 
+/// Revokes every live grant of `subject` (through `client` only, if given) and their refresh
+/// tokens, in `tx`.
+async fn revoke_grants_of_subject(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    subject: &str,
+    client: Option<&str>,
+    now: i64,
+) -> Result<Vec<GrantId>, StoreError> {
+    let rows = sqlx::query(
+        "UPDATE grants SET revoked_at = ?1 \
+         WHERE subject = ?2 AND (?3 IS NULL OR client_id = ?3) AND revoked_at IS NULL \
+         RETURNING grant_id",
+    )
+    .bind(now)
+    .bind(subject)
+    .bind(client)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let ids = rows
+        .iter()
+        .map(|row| column::<String>(row, "grant", "grant_id").map(GrantId::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    for id in &ids {
+        revoke_refresh_tokens_of(tx, id, time(now)).await?;
+    }
+    Ok(ids)
+}
+
 async fn insert_replacement(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     rotation: &RefreshRotation,
@@ -1036,13 +1055,14 @@ impl UserStore for SqliteStore {
     fn add_user<'a>(&'a self, user: &'a User) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             sqlx::query(
-                "INSERT INTO users (name, password_hash, created_at, disabled_at) \
-                 VALUES (?, ?, ?, ?)",
+                "INSERT INTO users (name, password_hash, created_at, disabled_at, configured) \
+                 VALUES (?, ?, ?, ?, ?)",
             )
             .bind(user.name.as_str())
             .bind(user.password_hash.as_str())
             .bind(secs(user.created_at))
             .bind(user.disabled_at.map(secs))
+            .bind(i64::from(user.configured))
             .execute(&self.pool)
             .await
             .map_err(insert_error("user", user.name.as_str()))?;
@@ -1075,17 +1095,74 @@ impl UserStore for SqliteStore {
         })
     }
 
+    fn put_user<'a>(&'a self, user: &'a User) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(backend)?;
+            let before: Option<(i64, Option<i64>)> =
+                sqlx::query_as("SELECT created_at, disabled_at FROM users WHERE name = ?")
+                    .bind(user.name.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            // One already disabled keeps the time it was disabled.
+            let disabled_at = match (user.disabled_at, before) {
+                (None, _) => None,
+                (Some(_), Some((_, Some(was)))) => Some(was),
+                (Some(now), _) => Some(secs(now)),
+            };
+            sqlx::query(
+                "INSERT INTO users (name, password_hash, created_at, disabled_at, configured) \
+                 VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, \
+                 disabled_at = excluded.disabled_at, configured = excluded.configured",
+            )
+            .bind(user.name.as_str())
+            .bind(user.password_hash.as_str())
+            .bind(secs(user.created_at))
+            .bind(disabled_at)
+            .bind(i64::from(user.configured))
+            .execute(&mut *tx)
+            .await
+            .map_err(insert_error("user", user.name.as_str()))?;
+            let newly_disabled = disabled_at.is_some() && before.is_none_or(|(_, d)| d.is_none());
+            if newly_disabled {
+                revoke_grants_of_subject(
+                    &mut tx,
+                    user.name.as_str(),
+                    None,
+                    disabled_at.unwrap_or_default(),
+                )
+                .await?;
+            }
+            tx.commit().await.map_err(backend)?;
+            Ok(before.is_none())
+        })
+    }
+
     fn disable_user<'a>(&'a self, name: &'a UserName, now: SystemTime) -> StoreFuture<'a, bool> {
         Box::pin(async move {
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(backend)?;
             let disabled = sqlx::query(
                 "UPDATE users SET disabled_at = ? WHERE name = ? AND disabled_at IS NULL",
             )
             .bind(secs(now))
             .bind(name.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?
             .rows_affected();
+            if disabled > 0 {
+                revoke_grants_of_subject(&mut tx, name.as_str(), None, secs(now)).await?;
+            }
+            tx.commit().await.map_err(backend)?;
             Ok(disabled > 0)
         })
     }
@@ -1278,6 +1355,7 @@ mod tests {
                 .unwrap(),
             created_at: UNIX_EPOCH,
             disabled_at: None,
+            configured: false,
         };
         store.add_user(&user).await.unwrap();
         let again = SqliteStore::open(&dir).await.unwrap();
