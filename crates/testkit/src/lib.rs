@@ -1,9 +1,11 @@
-//! Test fixtures for mcpgate: signing keys and tokens, a stand-in identity provider, and MCP
-//! servers to put behind the gateway. Test-only; not published.
+//! Test fixtures for mcpgate: signing keys and tokens, a stand-in identity provider, MCP
+//! servers to put behind the gateway, and documents served over https. Test-only; not
+//! published.
 
 pub mod idp;
 pub mod keys;
 pub mod spy;
+pub mod tls;
 pub mod upstream;
 
 pub use idp::FakeIdp;

@@ -250,3 +250,33 @@ pub async fn canned_upstream(
     });
     url
 }
+
+/// A fresh directory under the system's temporary directory, removed on drop (a data
+/// directory, say).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Made now; `what` goes into its name.
+    pub fn new(what: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "mcpgate-{what}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// The path, as a string for flags.
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
