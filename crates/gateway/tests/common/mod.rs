@@ -141,6 +141,30 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
+/// Runs `mcpgate ARGS` to completion with `input` on its standard input (e.g.
+/// `users add NAME --password-stdin`); returns (exit code, stdout, stderr).
+pub fn run_with_input(args: &[&str], input: &str) -> (i32, String, String) {
+    use std::io::Write as _;
+    let mut child = command(args, &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mcpgate binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Which protocol generation an rmcp client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Generation {
