@@ -606,6 +606,93 @@ async fn prefetching_or_reloading_authorize_consumes_nothing() {
     assert!(query(&callback).contains_key("code"));
 }
 
+/// Two tabs of a browser that has no CSRF token yet open `/authorize` at the same moment:
+/// each is given a token of its own, and the browser keeps the second. The first tab's forms
+/// are then stale: shown again bound to the kept token, acted on never, and they work after.
+#[tokio::test]
+async fn a_form_whose_token_another_tab_replaced_is_shown_again_and_then_works() {
+    let server = start(|_| {}).await;
+    server.add_user("alice", "wonderland").await;
+    let client_id = server.register("App").await;
+    let url = server.authorize_url(&client_id, "");
+    let mut browser = Browser::default();
+    let first = browser.get(&url).await;
+    browser.cookies.clear();
+    let second = browser.get(&url).await;
+    assert_ne!(first.field("csrf"), second.field("csrf"));
+
+    let again = browser
+        .sign_in(&server, &first, "alice", "wonderland")
+        .await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+    assert!(
+        again.html.contains("opened again in another tab"),
+        "{}",
+        again.html
+    );
+    assert!(again.html.contains("value=\"alice\""), "the name is kept");
+    assert!(
+        again.headers.get(header::SET_COOKIE).is_none(),
+        "not signed in"
+    );
+    assert_eq!(again.field("csrf"), second.field("csrf"));
+    assert_ne!(again.field("request"), first.field("request"));
+    let back = browser
+        .sign_in(&server, &again, "alice", "wonderland")
+        .await
+        .location();
+    let consent_url = format!("{}/authorize?{}", server.base, back.query().unwrap());
+
+    // The same race on the consent page (the CSRF cookie lasts as long as the browser runs;
+    // the sign-in, twelve hours).
+    let signed_in = browser.cookies["mcpgate-signin"].clone();
+    browser.cookies.retain(|name, _| name == "mcpgate-signin");
+    let first = browser.get(&consent_url).await;
+    browser.cookies.retain(|name, _| name == "mcpgate-signin");
+    let _second = browser.get(&consent_url).await;
+    assert_eq!(browser.cookies["mcpgate-signin"], signed_in);
+    let again = browser.decide(&server, &first, "approve").await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+    assert!(
+        again.html.contains("Your answer was not sent"),
+        "{}",
+        again.html
+    );
+    assert!(again.html.contains("Approve"));
+    assert_eq!(server.grants().await, 0, "nothing was approved");
+    let callback = browser.decide(&server, &again, "approve").await.location();
+    let (status, _) = server.exchange(&client_id, &query(&callback)["code"]).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// A form that did not come whole from one page of this server is still refused, stale or
+/// not: its hidden token and its sealed request must agree.
+#[tokio::test]
+async fn a_form_mixing_two_pages_is_refused_as_forged() {
+    let server = start(|_| {}).await;
+    server.add_user("alice", "wonderland").await;
+    let client_id = server.register("App").await;
+    let url = server.authorize_url(&client_id, "");
+    let mut browser = Browser::default();
+    let first = browser.get(&url).await;
+    browser.cookies.clear();
+    let second = browser.get(&url).await;
+    let r = browser
+        .post(
+            &format!("{}/authorize/sign-in", server.base),
+            &[
+                ("username", "alice"),
+                ("password", "wonderland"),
+                ("csrf", &second.field("csrf")),
+                ("request", &first.field("request")),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.html.contains("This form cannot be used"), "{}", r.html);
+    assert!(r.headers.get(header::SET_COOKIE).is_none());
+}
+
 #[tokio::test]
 async fn a_second_approve_of_the_same_form_does_not_break_the_first() {
     let server = start(|_| {}).await;

@@ -11,6 +11,10 @@
 //!
 //! The token is made once per browser and kept (a session cookie), so opening `/authorize`
 //! in a second tab, a reload, or a client's prefetch never invalidates a form already shown.
+//! Only a browser that has no token yet can end up with two: two tabs (or a tab and a
+//! prefetch) that open `/authorize` at the same moment are each given a new one, and the
+//! browser keeps whichever answer it took in last. The form of the other tab is then *stale*
+//! ([`super::flow`] shows it again, bound to the token the browser kept, and acts on nothing).
 
 use http::{HeaderMap, HeaderValue};
 use subtle::ConstantTimeEq as _;
@@ -58,8 +62,13 @@ impl CsrfToken {
 
     /// Whether `presented` is this token, in constant time.
     pub fn matches(&self, presented: &str) -> bool {
-        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+        same(&self.0, presented)
     }
+}
+
+/// Whether two tokens are the same, in constant time.
+pub fn same(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 #[cfg(test)]

@@ -9,6 +9,14 @@
 //! Each post opens the sealed request ([`super::pending`]), checks the CSRF token
 //! ([`super::csrf`]) and checks the request again from the start. A second Approve of the
 //! same form issues a second code and grant; the first stays good.
+//!
+//! A *stale* form — one of this server's own pages whose token the browser has since
+//! replaced, because two tabs opened `/authorize` at the same moment before it had one — is
+//! not refused as forged: it is shown again, bound to the browser's token, with a word on
+//! why, and nothing it carried is acted on (no sign-in, no decision). Acting on it would not
+//! be safe: `SameSite=Lax` lets a page on another subdomain of the same site post with the
+//! browser's cookies, so only a form whose token matches the cookie proves it came from the
+//! page this browser was shown.
 
 use std::sync::Arc;
 
@@ -182,7 +190,7 @@ pub async fn authorize(State(issuer): State<Arc<Issuer>>, request: Request) -> R
                     tracing::info!(target: "mcpgate::issuer", client_id = %checked.client.id, subject = %subject, "consent given before");
                     approve(&cx, &checked, &subject, false).await
                 }
-                Ok(false) => consent_page(&cx, &checked, &subject, &csrf),
+                Ok(false) => consent_page(&cx, &checked, &subject, &csrf, StatusCode::OK, None),
                 Err(e) => {
                     tracing::error!(target: "mcpgate::issuer", error = %e, "consent lookup failed");
                     cx.refuse_to_client(&checked.request, &OAuthError::server_error())
@@ -223,6 +231,19 @@ pub async fn sign_in(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
         Err(r) => return r,
     };
     let username = form.params.get("username").unwrap_or_default();
+    if form.stale {
+        let Some(sealed) = form.sealed_for_page(&cx, &checked) else {
+            return too_large(&cx, &checked);
+        };
+        return sign_in_page(
+            &cx,
+            &checked,
+            &form.csrf,
+            StatusCode::FORBIDDEN,
+            username,
+            Some((STALE_SIGN_IN, &sealed)),
+        );
+    }
     let password = form.params.get("password").unwrap_or_default();
     let client_id = &checked.client.id;
     let again = |status: StatusCode, message: &str| {
@@ -299,6 +320,9 @@ pub async fn consent(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
         Ok(c) => c,
         Err(r) => return r,
     };
+    let Some(sealed) = form.sealed_for_page(&cx, &checked) else {
+        return too_large(&cx, &checked);
+    };
     let Some(subject) = signed_in(&cx, &parts.headers).await else {
         return sign_in_page(
             &cx,
@@ -308,10 +332,20 @@ pub async fn consent(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
             "",
             Some((
                 "Your sign-in has expired. Sign in again to continue.",
-                &form.sealed,
+                &sealed,
             )),
         );
     };
+    if form.stale {
+        return consent_page(
+            &cx,
+            &checked,
+            &subject,
+            &form.csrf,
+            StatusCode::FORBIDDEN,
+            Some(STALE_CONSENT),
+        );
+    }
     match form.params.get("decision") {
         Some("approve") => {
             tracing::info!(target: "mcpgate::issuer", client_id = %checked.client.id, subject = %subject, scopes = %checked.request.scopes.to_space_delimited(), "consent approved");
@@ -332,6 +366,11 @@ pub async fn consent(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
     }
 }
 
+/// What a stale sign-in form ([module docs](self)) says when it is shown again.
+const STALE_SIGN_IN: &str = "This page was opened again in another tab, which replaced this copy of the form. Nothing was sent: sign in here to continue.";
+/// What a stale consent form says when it is shown again.
+const STALE_CONSENT: &str = "This page was opened again in another tab, which replaced this copy of the form. Your answer was not sent: answer here to continue.";
+
 /// A posted form of `/authorize`: its parameters, and the pending request it carries, checked
 /// against the browser's CSRF token.
 struct Form {
@@ -339,7 +378,11 @@ struct Form {
     pending: Pending,
     /// The sealed request, as posted (shown again in a form re-shown).
     sealed: String,
+    /// The browser's token (its cookie's).
     csrf: CsrfToken,
+    /// The form is this server's, but made for a token the browser no longer holds: show it
+    /// again and act on nothing.
+    stale: bool,
 }
 
 impl Form {
@@ -363,9 +406,6 @@ impl Form {
             )
         };
         let csrf = CsrfToken::from_cookie(cx.cookies, headers).ok_or_else(forged)?;
-        if !params.get("csrf").is_some_and(|field| csrf.matches(field)) {
-            return Err(forged());
-        }
         let sealed = params.get("request").unwrap_or_default().to_owned();
         let pending = Pending::open(&cx.issuer.sealer, &sealed).ok_or_else(|| {
             cx.error_page(
@@ -375,15 +415,34 @@ impl Form {
                     .to_owned(),
             )
         })?;
-        if !csrf.matches(&pending.csrf) {
+        // The hidden field and the sealed request come from one page of this server.
+        if !params
+            .get("csrf")
+            .is_some_and(|field| super::csrf::same(field, &pending.csrf))
+        {
             return Err(forged());
+        }
+        let stale = !csrf.matches(&pending.csrf);
+        if stale {
+            tracing::info!(target: "mcpgate::issuer", "form made for a CSRF token this browser has replaced (another tab opened /authorize at the same time): shown again, not acted on");
         }
         Ok(Form {
             params,
             pending,
             sealed,
             csrf,
+            stale,
         })
+    }
+
+    /// The sealed request for the page shown again: the one posted, or, for a stale form, a
+    /// new one bound to the browser's token (`None`: too large).
+    fn sealed_for_page(&self, cx: &Context<'_>, checked: &Checked) -> Option<String> {
+        if self.stale {
+            seal(cx, checked, &self.csrf)
+        } else {
+            Some(self.sealed.clone())
+        }
     }
 }
 
@@ -472,11 +531,14 @@ fn sign_in_page(
     )
 }
 
+/// The consent page for `checked`, with `notice` when it is shown again.
 fn consent_page(
     cx: &Context<'_>,
     checked: &Checked,
     subject: &Subject,
     csrf: &CsrfToken,
+    status: StatusCode,
+    notice: Option<&str>,
 ) -> Response {
     let Some(sealed) = seal(cx, checked, csrf) else {
         return too_large(cx, checked);
@@ -488,7 +550,7 @@ fn consent_page(
     );
     let action = cx.path("authorize/consent");
     pages::respond(
-        StatusCode::OK,
+        status,
         &ConsentPage::new(
             &cx.server,
             subject.as_str(),
@@ -496,7 +558,8 @@ fn consent_page(
             &action,
             csrf.as_str(),
             &sealed,
-        ),
+        )
+        .with_notice(notice),
         Some(&checked.request.redirect),
     )
 }

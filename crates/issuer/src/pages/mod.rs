@@ -116,6 +116,18 @@ mod tests {
     }
 
     #[test]
+    fn a_page_taller_than_the_window_grows_downwards() {
+        // Centred in a body of fixed height, a tall page (the consent page on a small
+        // window) overflows above the top, where no scrolling reaches its heading. The
+        // browser suite (crates/gateway/tests/browser.rs) checks the page itself.
+        let html = ErrorPage::new("s", "t", String::new(), None)
+            .render()
+            .unwrap();
+        assert!(html.contains("min-height: 100%"));
+        assert!(!html.contains("html, body { height: 100%; }"));
+    }
+
+    #[test]
     fn values_on_a_page_are_escaped() {
         let page = ErrorPage::new("s", "Bad", "<script>alert(1)</script>".to_owned(), None);
         let r = respond(StatusCode::BAD_REQUEST, &page, None);

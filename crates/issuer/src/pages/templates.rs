@@ -72,6 +72,7 @@ pub struct ConsentPage<'a> {
     action: &'a str,
     csrf: &'a str,
     request: &'a str,
+    notice: Option<&'a str>,
 }
 
 impl<'a> ConsentPage<'a> {
@@ -113,7 +114,14 @@ impl<'a> ConsentPage<'a> {
             action,
             csrf,
             request,
+            notice: None,
         }
+    }
+
+    /// The page with `notice` above the question (why it is shown again).
+    pub fn with_notice(mut self, notice: Option<&'a str>) -> Self {
+        self.notice = notice;
+        self
     }
 }
 
