@@ -155,21 +155,57 @@ async fn as_02_as_03_the_challenge_leads_to_this_issuers_metadata() {
     assert!(key.get("d").is_none(), "no private part is published");
 }
 
+/// Admits a confidential machine client by name, as an operator does (`mcpgate clients add`,
+/// on the data directory of the running gateway): `{"client_id", "client_secret"}`.
+fn admit_machine(dir: &tempdir::Dir, name: &str, method: &str) -> Value {
+    let id = format!("{}-{}", name.to_lowercase().replace(' ', "-"), free_port());
+    let (code, out, err) = common::run(
+        &[
+            "clients",
+            "add",
+            "--client-id",
+            &id,
+            "--name",
+            name,
+            "--auth-method",
+            method,
+            "--grant-type",
+            "client_credentials",
+            "--data-dir",
+            dir.path(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .unwrap();
+    json!({"client_id": id, "client_secret": secret})
+}
+
 #[tokio::test]
 async fn a_machine_client_gets_a_token_the_gateway_accepts_and_it_survives_a_restart() {
     let upstream = TestUpstream::start(Mode::Sessions).await;
     let dir = data_dir();
     let port = free_port();
     let gw = gateway(&upstream, &dir, port).await;
-    let registered = register(
-        &gw,
-        json!({
+    // Open registration does not hand out tokens without a user: machine clients are admitted
+    // by the operator.
+    let r = reqwest::Client::new()
+        .post(format!("{}/register", gw.base))
+        .json(&json!({
             "client_name": "CI job",
             "grant_types": ["client_credentials"],
             "token_endpoint_auth_method": "client_secret_basic",
-        }),
-    )
-    .await;
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client_metadata", "{body}");
+    let registered = admit_machine(&dir, "CI job", "client_secret_basic");
     let id = registered["client_id"].as_str().unwrap().to_owned();
     let secret = registered["client_secret"].as_str().unwrap().to_owned();
     let r = client_credentials(&gw, &id, &secret).await;
@@ -205,11 +241,7 @@ async fn wrong_secrets_unknown_clients_and_other_resources_are_refused() {
     let upstream = TestUpstream::start(Mode::Sessions).await;
     let dir = data_dir();
     let gw = gateway(&upstream, &dir, free_port()).await;
-    let registered = register(
-        &gw,
-        json!({"client_name": "CI", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}),
-    )
-    .await;
+    let registered = admit_machine(&dir, "CI", "client_secret_post");
     let id = registered["client_id"].as_str().unwrap();
     let http = reqwest::Client::new();
     let wrong = client_credentials(&gw, id, "not-the-secret").await;
@@ -397,11 +429,7 @@ async fn the_admin_commands_work_on_the_data_directory_of_a_running_gateway() {
     let upstream = TestUpstream::start(Mode::Sessions).await;
     let dir = data_dir();
     let gw = gateway(&upstream, &dir, free_port()).await;
-    let registered = register(
-        &gw,
-        json!({"client_name": "Nightly CI", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"}),
-    )
-    .await;
+    let registered = admit_machine(&dir, "Nightly CI", "client_secret_basic");
     let id = registered["client_id"].as_str().unwrap();
     let d = ["--data-dir", dir.path()];
     let run = |args: &[&str]| {

@@ -1,5 +1,6 @@
 //! `POST /introspect` (RFC 7662): for authenticated confidential clients and resource
-//! servers; a public or unauthenticated caller is refused. Access tokens are checked as the
+//! servers; a public or unauthenticated caller is refused, and a client that registered
+//! itself learns only about its own tokens. Access tokens are checked as the
 //! resource server would (signature, issuer, audience, expiry, revoked grant); refresh tokens
 //! by their record. Anything else is `{"active": false}`.
 
@@ -17,6 +18,7 @@ use crate::clients::metadata::AuthMethod;
 use crate::error::OAuthError;
 use crate::issuer::Issuer;
 use crate::secret::TokenHash;
+use crate::store::ClientKind;
 
 /// `POST /introspect`.
 pub async fn introspect(
@@ -33,7 +35,15 @@ pub async fn introspect(
             ));
         }
         let token = params.require("token")?;
-        Ok(describe(&issuer, token).await)
+        let answer = describe(&issuer, token).await;
+        // Clients the operator admitted (resource servers among them) may ask about any
+        // token; a client that registered itself only about its own, so that introspection
+        // is no oracle for tokens someone else holds (RFC 7662 §4).
+        let own = answer["client_id"].as_str() == Some(client.id.as_str());
+        if client.kind != ClientKind::Static && !own {
+            return Ok(json!({"active": false}));
+        }
+        Ok(answer)
     }
     .await;
     match answer {

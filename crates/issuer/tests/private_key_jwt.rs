@@ -15,6 +15,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mcpgate_guard::{ClientId, ResourceUrl, Scopes, Subject};
 use mcpgate_issuer::issuer::{Issuer, Settings};
+use mcpgate_issuer::clients::configured::StaticClient;
+use mcpgate_issuer::clients::redirect_uri::AllowList;
 use mcpgate_issuer::pkce::challenge_of;
 use mcpgate_issuer::scopes::Catalogue;
 use mcpgate_issuer::secret::generate_token;
@@ -84,7 +86,11 @@ async fn server() -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut settings = Settings::new(&base, &format!("{base}/mcp")).unwrap();
-    settings.scopes = Catalogue::new([("mcp", "Use it")], ["mcp"]).unwrap();
+    settings.scopes = Catalogue::new(
+        [("mcp", "Use it"), ("read", "Read"), ("admin", "Administer")],
+        ["mcp"],
+    )
+    .unwrap();
     // The metadata documents of these tests are served from 127.0.0.1.
     settings.allow_loopback_fetch = true;
     let store = Arc::new(SqliteStore::open_temporary().await.unwrap());
@@ -103,26 +109,37 @@ impl Server {
         format!("{}/token", self.base)
     }
 
+    /// Admits a machine client as an operator does (`mcpgate clients add`): a static client
+    /// with `members`, and `secret` for the secret methods; its id.
+    async fn admit(&self, members: Value, secret: Option<&str>) -> String {
+        let id = format!("machine-{}", &generate_token()[..8]);
+        let client = StaticClient::new(
+            &id,
+            None,
+            members.as_object().unwrap().clone(),
+            secret,
+            &AllowList::default(),
+        )
+        .unwrap();
+        self.issuer
+            .store
+            .insert_client(&client.record(false, SystemTime::now()))
+            .await
+            .unwrap();
+        id
+    }
+
     async fn register_machine(&self, key: &ClientKey) -> String {
-        let r = self
-            .http
-            .post(format!("{}/register", self.base))
-            .json(&json!({
+        self.admit(
+            json!({
                 "client_name": "nightly job",
                 "grant_types": ["client_credentials"],
                 "token_endpoint_auth_method": "private_key_jwt",
                 "jwks": key.jwks,
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let body: Value = r.json().await.unwrap();
-        assert!(
-            body.get("client_secret").is_none(),
-            "a key-holding client gets no secret: {body}"
-        );
-        body["client_id"].as_str().unwrap().to_owned()
+            }),
+            None,
+        )
+        .await
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
@@ -259,17 +276,12 @@ async fn every_bad_assertion_is_invalid_client() {
 #[tokio::test]
 async fn a_client_that_registered_a_secret_cannot_switch_to_an_assertion() {
     let s = server().await;
-    let r: Value = s
-        .http
-        .post(format!("{}/register", s.base))
-        .json(&json!({"client_name": "ci", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = r["client_id"].as_str().unwrap();
+    let id = &s
+        .admit(
+            json!({"client_name": "ci", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"}),
+            Some(&"s".repeat(40)),
+        )
+        .await;
     let key = ClientKey::new("k1");
     refused(
         s.client_credentials(&key.sign(&claims(id, &s.token_endpoint())))
@@ -464,4 +476,62 @@ async fn a_metadata_document_offering_none_and_private_key_jwt_may_use_either() 
         ])
         .await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn registrations_and_metadata_documents_cannot_take_the_client_credentials_grant() {
+    let s = server().await;
+    let key = ClientKey::new("k1");
+    // Open registration lets anyone become a client: not one without a user behind it.
+    for method in ["client_secret_basic", "client_secret_post", "private_key_jwt"] {
+        let r = s
+            .http
+            .post(format!("{}/register", s.base))
+            .json(&json!({"client_name": "m2m", "grant_types": ["client_credentials"], "token_endpoint_auth_method": method, "jwks": key.jwks}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{method}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_client_metadata", "{body}");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("clients add"),
+            "{body}"
+        );
+    }
+    // A machine client whose scopes were limited when it was admitted gets no more.
+    let id = s
+        .admit(
+            json!({"client_name": "ci", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post", "scope": "read"}),
+            Some(&"s".repeat(40)),
+        )
+        .await;
+    let resource = format!("{}/mcp", s.base);
+    let secret = "s".repeat(40);
+    let ask = |scope: Option<&'static str>| {
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", id.clone()),
+            ("client_secret", secret.clone()),
+            ("resource", resource.clone()),
+        ];
+        if let Some(scope) = scope {
+            form.push(("scope", scope.to_owned()));
+        }
+        form
+    };
+    for (scope, expected) in [(None, 200), (Some("read"), 200), (Some("read admin"), 400)] {
+        let form = ask(scope);
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body) = s.token(&form).await;
+        assert_eq!(status, expected, "{scope:?}: {body}");
+        if status == 200 {
+            assert_eq!(body["scope"], "read", "{body}");
+        } else {
+            assert_eq!(body["error"], "invalid_scope", "{body}");
+        }
+    }
 }

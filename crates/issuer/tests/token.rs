@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use mcpgate_guard::{ClientId, ResourceUrl, Scopes, Subject};
 use mcpgate_issuer::issuer::{Issuer, Settings};
+use mcpgate_issuer::clients::configured::StaticClient;
+use mcpgate_issuer::clients::redirect_uri::AllowList;
 use mcpgate_issuer::pkce::challenge_of;
 use mcpgate_issuer::scopes::Catalogue;
 use mcpgate_issuer::secret::generate_token;
@@ -45,6 +47,25 @@ async fn server(grace: Duration) -> Server {
 }
 
 impl Server {
+    /// Admits a confidential client as an operator does (`mcpgate clients add`); its id.
+    async fn admit(&self, members: Value, secret: &str) -> String {
+        let id = format!("admitted-{}", &generate_token()[..8]);
+        let client = StaticClient::new(
+            &id,
+            None,
+            members.as_object().unwrap().clone(),
+            Some(secret),
+            &AllowList::default(),
+        )
+        .unwrap();
+        self.issuer
+            .store
+            .insert_client(&client.record(false, SystemTime::now()))
+            .await
+            .unwrap();
+        id
+    }
+
     async fn register_public(&self) -> String {
         let r: Value = self
             .http
@@ -319,18 +340,15 @@ async fn as_09_a_stolen_token_replayed_inside_the_grace_window_cannot_start_a_ch
 #[tokio::test]
 async fn a_client_credentials_token_is_revoked_by_its_client() {
     let s = server(Duration::from_secs(30)).await;
-    let machine: Value = s
-        .http
-        .post(format!("{}/register", s.base))
-        .json(&json!({"client_name": "ci", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = machine["client_id"].as_str().unwrap();
-    let secret = machine["client_secret"].as_str().unwrap();
+    let secret = "m".repeat(40);
+    let secret = secret.as_str();
+    let id = &s
+        .admit(
+            json!({"client_name": "ci", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}),
+            secret,
+        )
+        .await;
+    let id = id.as_str();
     let resource = format!("{}/mcp", s.base);
     let (_, token) = s
         .token(&[
@@ -457,16 +475,14 @@ async fn revoking_a_refresh_token_revokes_its_grant_and_introspection_needs_a_co
         .unwrap();
     assert_eq!(r.status(), 401);
     // A confidential client sees the token active, then inactive after revocation.
-    let rs: Value = s
-        .http
-        .post(format!("{}/register", s.base))
-        .json(&json!({"client_name": "resource server", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rs_secret = "r".repeat(40);
+    let rs_id = s
+        .admit(
+            json!({"client_name": "resource server", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"}),
+            &rs_secret,
+        )
+        .await;
+    let rs = json!({"client_id": rs_id, "client_secret": rs_secret});
     let introspect = |token: String| {
         let rs = rs.clone();
         let http = s.http.clone();
@@ -489,6 +505,34 @@ async fn revoking_a_refresh_token_revokes_its_grant_and_introspection_needs_a_co
     let active = introspect(access.to_owned()).await;
     assert_eq!(active["active"], true, "{active}");
     assert_eq!(active["sub"], "alice");
+    // A confidential client that registered itself learns nothing of another client's tokens.
+    let stranger: Value = s
+        .http
+        .post(format!("{}/register", s.base))
+        .json(&json!({"client_name": "stranger", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_basic"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for token in [access, refresh] {
+        let seen: Value = s
+            .http
+            .post(format!("{}/introspect", s.base))
+            .basic_auth(
+                stranger["client_id"].as_str().unwrap(),
+                stranger["client_secret"].as_str(),
+            )
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(seen, json!({"active": false}));
+    }
     let r = s
         .http
         .post(format!("{}/revoke", s.base))

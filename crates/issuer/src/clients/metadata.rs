@@ -304,6 +304,14 @@ impl ClientMetadata {
                 out
             }
         };
+        // A token with no user behind it is for clients an operator admitted by name: open
+        // registration and metadata documents let anyone become a client.
+        if grant_types.contains(&GrantType::ClientCredentials) && source != Source::Static {
+            return Err(bad(
+                "grant_types",
+                "client_credentials is only for clients the operator admits (`[[issuer.clients]]` or `mcpgate clients add`), not for registrations or metadata documents",
+            ));
+        }
         let uses_code = grant_types.contains(&GrantType::AuthorizationCode);
         match fields.strings("response_types")? {
             None => {}
@@ -744,14 +752,25 @@ mod tests {
     }
 
     #[test]
-    fn client_credentials_needs_an_authenticating_client() {
-        let e = registration(
+    fn client_credentials_needs_an_authenticating_client_the_operator_admitted() {
+        let e = read(
             json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
+            Source::Static,
         )
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidClientMetadata);
-        let m = registration(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"}))
-            .unwrap();
+        // Registrations and metadata documents never get it: anyone can be one.
+        for source in [Source::Registration, Source::MetadataDocument] {
+            let e = read(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}}), source)
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidClientMetadata, "{source:?}");
+            assert!(e.description.contains("operator admits"), "{}", e.description);
+        }
+        let m = read(
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"}),
+            Source::Static,
+        )
+        .unwrap();
         assert!(m.redirect_uris.is_empty());
         assert_eq!(m.to_json()["response_types"], json!([]));
     }

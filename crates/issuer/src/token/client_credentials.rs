@@ -19,7 +19,7 @@ use crate::clients::registry;
 use crate::error::{ErrorCode, OAuthError};
 use crate::issuer::Issuer;
 use crate::params::Params;
-use crate::store::{Grant, GrantId};
+use crate::store::{ClientKind, Grant, GrantId};
 
 /// Issues a token to the authenticated client itself.
 pub async fn issue(
@@ -29,18 +29,31 @@ pub async fn issue(
 ) -> Result<Value, OAuthError> {
     let client = authenticate(issuer, headers, params).await?;
     if client.authenticated_by == AuthMethod::None
+        || client.kind != ClientKind::Static
         || !client.metadata.allows(GrantType::ClientCredentials)
     {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
-            "this client may not use the client_credentials grant (it must be confidential and register it)",
+            "this client may not use the client_credentials grant (it must be confidential, admitted by the operator, and have the grant)",
         ));
     }
     let resource = params
         .get("resource")
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidTarget, "resource is required"))?;
     let resource = issuer.settings.resources.requested(Some(resource))?;
-    let scopes = issuer.settings.scopes.requested(params.get("scope"))?;
+    // Without a `scope` the client gets the scopes it was admitted with, if any.
+    let asked = params.get("scope").or(client.metadata.scope.as_deref());
+    let scopes = issuer.settings.scopes.requested(asked)?;
+    // A client admitted with a `scope` gets no more than that.
+    if let Some(allowed) = &client.metadata.scope {
+        let allowed = mcpgate_guard::Scopes::from_space_delimited(allowed);
+        if let Some(extra) = scopes.iter().find(|s| !allowed.contains(s.as_str())) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                format!("`{}` is not among this client's scopes", extra.as_str()),
+            ));
+        }
+    }
     if scopes.contains(crate::scopes::OFFLINE_ACCESS) {
         return Err(OAuthError::new(
             ErrorCode::InvalidScope,
