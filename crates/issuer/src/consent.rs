@@ -96,24 +96,31 @@ impl Question {
     }
 }
 
-/// Whether `subject` approved every one of `scopes` for `client` before.
+/// Whether `subject` approved every one of `scopes` for `client` before, answering at
+/// `redirect_uri` exactly (the one they were shown): a request that would send the answer
+/// elsewhere — another port of a loopback client, a URI a metadata document added since — is
+/// asked again (RFC 8252 §8.6).
 pub async fn given(
     store: &dyn ConsentStore,
     subject: &Subject,
     client: &ClientId,
     scopes: &Scopes,
+    redirect_uri: &str,
 ) -> Result<bool, StoreError> {
-    store.consent_covers(subject, client, scopes).await
+    store
+        .consent_covers(subject, client, scopes, redirect_uri)
+        .await
 }
 
-/// Records that `subject` approved `scopes` for `client`.
+/// Records that `subject` approved `scopes` for `client` answering at `redirect_uri`.
 pub async fn remember(
     store: &dyn ConsentStore,
     subject: &Subject,
     client: &ClientId,
     scopes: &Scopes,
+    redirect_uri: &str,
 ) -> Result<(), StoreError> {
     store
-        .remember_consent(subject, client, scopes, SystemTime::now())
+        .remember_consent(subject, client, scopes, redirect_uri, SystemTime::now())
         .await
 }

@@ -61,6 +61,10 @@ pub enum ErrorCode {
     ServerError,
     /// The server cannot answer now (storage unavailable, throttled); try again later.
     TemporarilyUnavailable,
+    /// `prompt=none`, but the user would have to sign in (OpenID Connect Core §3.1.2.6).
+    LoginRequired,
+    /// `prompt=none`, but the user would have to approve.
+    ConsentRequired,
 }
 
 impl ErrorCode {
@@ -81,6 +85,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
         }
     }
 

@@ -747,6 +747,90 @@ async fn a_consented_client_gets_its_code_without_asking_again() {
     assert!(query(&callback).contains_key("code"));
 }
 
+/// Round 6, F3: remembered consent covers only the redirect URI the person was shown; a
+/// client asking for a fresh decision gets one; `prompt=none` never shows a page; revoking
+/// the grant forgets the consent.
+#[tokio::test]
+async fn remembered_consent_is_bound_to_its_redirect_uri_and_forgotten_when_revoked() {
+    let server = start(|_| {}).await;
+    server.add_user("alice", "wonderland").await;
+    // A client with a loopback callback and an https one it never showed.
+    let r = http()
+        .post(format!("{}/register", server.base))
+        .json(&json!({
+            "client_name": "Two callbacks",
+            "redirect_uris": [REGISTERED, "https://evil.example/cb"],
+            "token_endpoint_auth_method": "none",
+        }))
+        .send()
+        .await
+        .unwrap();
+    let client_id = r.json::<Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut browser = Browser::default();
+    let consent = browser
+        .open_consent(&server, &server.authorize_url(&client_id, ""), "alice", "wonderland")
+        .await;
+    let callback = browser.decide(&server, &consent, "approve").await.location();
+    let (status, tokens) = server.exchange(&client_id, &query(&callback)["code"]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+
+    // The same request again: remembered.
+    let again = browser.get(&server.authorize_url(&client_id, "")).await;
+    assert!(query(&again.location()).contains_key("code"));
+    // Another of its redirect URIs, or another loopback port: asked again, no code sent.
+    let elsewhere = server
+        .authorize_url(&client_id, "")
+        .replace(&urlencode(CALLBACK), &urlencode("https://evil.example/cb"));
+    let other_port = server
+        .authorize_url(&client_id, "")
+        .replace(&urlencode(CALLBACK), &urlencode("http://127.0.0.1:7778/callback"));
+    for url in [&elsewhere, &other_port] {
+        let page = browser.get(url).await;
+        assert_eq!(page.status, StatusCode::OK, "{url}: {}", page.html);
+        assert!(page.html.contains("Approve"), "{url}");
+    }
+    // prompt=consent asks again; prompt=none answers consent_required for the unapproved URI.
+    let page = browser
+        .get(&server.authorize_url(&client_id, "&prompt=consent"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("Approve"));
+    let refused = browser.get(&format!("{elsewhere}&prompt=none")).await.location();
+    assert_eq!(query(&refused)["error"], "consent_required");
+    let fresh = Browser::default()
+        .get(&server.authorize_url(&client_id, "&prompt=none"))
+        .await
+        .location();
+    assert_eq!(query(&fresh)["error"], "login_required");
+    let bad = browser
+        .get(&server.authorize_url(&client_id, "&prompt=none%20consent"))
+        .await
+        .location();
+    assert_eq!(query(&bad)["error"], "invalid_request");
+
+    // Revoking the grant forgets the consent: asked again.
+    let r = http()
+        .post(format!("{}/revoke", server.base))
+        .form(&[
+            ("client_id", client_id.as_str()),
+            ("token", tokens["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = browser.get(&server.authorize_url(&client_id, "")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(page.html.contains("Approve"));
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 #[tokio::test]
 async fn a_disabled_users_sign_in_no_longer_counts() {
     let server = start(|_| {}).await;
@@ -792,6 +876,7 @@ async fn auto_approve_signs_the_development_user_in_and_approves_at_once() {
             &mcpgate_issuer::store::Subject::new("dev"),
             &mcpgate_issuer::store::ClientId::new(&client_id),
             &mcpgate_issuer::store::Scopes::default(),
+            CALLBACK,
         )
         .await
         .unwrap();
@@ -971,16 +1056,12 @@ async fn configured_users_sign_in_and_one_no_longer_configured_is_disabled_with_
         .await
         .location();
     assert_eq!(back.path(), "/authorize");
-    // Her consent to this client was remembered: the code comes at once.
-    let callback = browser
-        .get(&format!(
-            "{}/authorize?{}",
-            server.base,
-            back.query().unwrap()
-        ))
-        .await
-        .location();
-    assert!(query(&callback).contains_key("code"), "{callback}");
+    // Her grants were revoked with her, and with them what she had approved: asked again.
+    let consent = browser
+        .get(&format!("{}/authorize?{}", server.base, back.query().unwrap()))
+        .await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.html);
+    assert!(consent.html.contains("Approve"));
 
     // A name `mcpgate users add` holds is not taken over.
     server.add_user("dave", "a password of dave's").await;

@@ -31,7 +31,7 @@ use super::code;
 use super::cookies::Cookies;
 use super::csrf::CsrfToken;
 use super::pending::Pending;
-use super::request::{AuthorizationRequest, PageError, Refused, Unchecked};
+use super::request::{AuthorizationRequest, PageError, Prompt, Refused, Unchecked};
 use crate::clients::registration::SourceAddress;
 use crate::clients::registry::{self, KnownClient};
 use crate::consent::{self, Question};
@@ -176,19 +176,36 @@ pub async fn authorize(State(issuer): State<Arc<Issuer>>, request: Request) -> R
         return approve(&cx, &checked, &subject, true).await;
     }
     let (csrf, new_cookie) = CsrfToken::for_page(cx.cookies, request.headers());
+    let prompt = checked.request.prompt;
     let response = match signed_in(&cx, request.headers()).await {
         Some(subject) => {
-            match consent::given(
-                &*issuer.store,
-                &subject,
-                &checked.client.id,
-                &checked.request.scopes,
-            )
-            .await
-            {
+            let given = if prompt == Prompt::Consent {
+                // The client asks for a fresh decision.
+                Ok(false)
+            } else {
+                consent::given(
+                    &*issuer.store,
+                    &subject,
+                    &checked.client.id,
+                    &checked.request.scopes,
+                    checked.request.redirect.as_str(),
+                )
+                .await
+            };
+            match given {
                 Ok(true) => {
                     tracing::info!(target: "mcpgate::issuer", client_id = %checked.client.id, subject = %subject, "consent given before");
                     approve(&cx, &checked, &subject, false).await
+                }
+                Ok(false) if prompt == Prompt::None => {
+                    tracing::info!(target: "mcpgate::issuer", client_id = %checked.client.id, subject = %subject, "authorization refused: consent needed but prompt=none");
+                    cx.refuse_to_client(
+                        &checked.request,
+                        &OAuthError::new(
+                            ErrorCode::ConsentRequired,
+                            "the user has not approved this request here (prompt=none)",
+                        ),
+                    )
                 }
                 Ok(false) => consent_page(&cx, &checked, &subject, &csrf, StatusCode::OK, None),
                 Err(e) => {
@@ -196,6 +213,16 @@ pub async fn authorize(State(issuer): State<Arc<Issuer>>, request: Request) -> R
                     cx.refuse_to_client(&checked.request, &OAuthError::server_error())
                 }
             }
+        }
+        None if prompt == Prompt::None => {
+            tracing::info!(target: "mcpgate::issuer", client_id = %checked.client.id, "authorization refused: sign-in needed but prompt=none");
+            cx.refuse_to_client(
+                &checked.request,
+                &OAuthError::new(
+                    ErrorCode::LoginRequired,
+                    "the user is not signed in (prompt=none)",
+                ),
+            )
         }
         None => sign_in_page(&cx, &checked, &csrf, StatusCode::OK, "", None),
     };
@@ -481,6 +508,7 @@ async fn approve(
                 subject,
                 &checked.client.id,
                 &checked.request.scopes,
+                checked.request.redirect.as_str(),
             )
             .await?;
         }

@@ -163,6 +163,8 @@ impl Unchecked {
         // 7. The scopes (the client's registered default when it names none).
         let scope = params.get("scope").or(client.scope.as_deref());
         let scopes = scopes.requested(scope).map_err(refuse)?;
+        // 8. `prompt` (OpenID Connect Core §3.1.2.1).
+        let prompt = Prompt::read(params.get("prompt")).map_err(refuse)?;
         Ok(AuthorizationRequest {
             client_id: self.client_id,
             redirect_uri: registered,
@@ -172,7 +174,54 @@ impl Unchecked {
             challenge,
             resource,
             scopes,
+            prompt,
         })
+    }
+}
+
+/// What the client asked of the interaction (`prompt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Prompt {
+    /// As the issuer sees fit: remembered consent is used.
+    #[default]
+    Auto,
+    /// No page: an error (`login_required`, `consent_required`) if one would be shown.
+    None,
+    /// Ask the person again, even if they approved before (`consent`, and `login`, which is
+    /// answered with a fresh decision rather than a second sign-in).
+    Consent,
+}
+
+impl Prompt {
+    /// Reads `prompt`: space-separated `none`, `login`, `consent`, `select_account`; `none`
+    /// only alone.
+    pub fn read(value: Option<&str>) -> Result<Prompt, OAuthError> {
+        let Some(value) = value else {
+            return Ok(Prompt::Auto);
+        };
+        let mut prompt = Prompt::Auto;
+        let mut none = false;
+        let mut count = 0;
+        for word in value.split(' ').filter(|w| !w.is_empty()) {
+            count += 1;
+            match word {
+                "none" => none = true,
+                "login" | "consent" => prompt = Prompt::Consent,
+                "select_account" => {}
+                _ => {
+                    return Err(OAuthError::invalid_request(
+                        "prompt may hold none, login, consent and select_account",
+                    ));
+                }
+            }
+        }
+        match (none, count) {
+            (true, 1) => Ok(Prompt::None),
+            (true, _) => Err(OAuthError::invalid_request(
+                "prompt=none cannot be combined with other values",
+            )),
+            (false, _) => Ok(prompt),
+        }
     }
 }
 
@@ -197,6 +246,8 @@ pub struct AuthorizationRequest {
     pub resource: ResourceUrl,
     /// The scopes asked for.
     pub scopes: Scopes,
+    /// What the client asked of the interaction.
+    pub prompt: Prompt,
 }
 
 impl AuthorizationRequest {

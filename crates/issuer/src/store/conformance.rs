@@ -70,6 +70,8 @@ macro_rules! store_conformance_tests {
             grants_are_listed_by_filter,
             consent_covers_a_subset_not_a_superset,
             consents_accumulate_and_can_be_forgotten,
+            consent_is_bound_to_the_redirect_uri_it_was_given_at,
+            revoking_a_grant_forgets_the_consent_it_came_from,
             users_are_added_listed_and_disabled,
             a_taken_user_name_is_refused,
             disabling_a_user_revokes_their_grants,
@@ -291,7 +293,7 @@ pub async fn deleting_a_client_revokes_its_grants_and_removes_its_tokens(store: 
     let code = code_for(&g, at(1_000));
     store.insert_code(&code).await.unwrap();
     store
-        .remember_consent(&g.subject, &app, &g.scopes, at(10))
+        .remember_consent(&g.subject, &app, &g.scopes, CB, at(10))
         .await
         .unwrap();
 
@@ -310,7 +312,7 @@ pub async fn deleting_a_client_revokes_its_grants_and_removes_its_tokens(store: 
     );
     assert!(
         !store
-            .consent_covers(&g.subject, &app, &Scopes::new())
+            .consent_covers(&g.subject, &app, &Scopes::new(), CB)
             .await
             .unwrap()
     );
@@ -822,25 +824,28 @@ pub async fn grants_are_listed_by_filter(store: Arc<dyn Store>) {
 
 // ---- consents -------------------------------------------------------------------------------
 
+/// The redirect URI consents in these tests are given at.
+const CB: &str = "https://app.example/cb";
+
 /// A consent covers what was approved and any part of it, not more.
 pub async fn consent_covers_a_subset_not_a_superset(store: Arc<dyn Store>) {
     let app = client(&*store, "app").await;
     let alice = Subject::new("alice");
     assert!(
         !store
-            .consent_covers(&alice, &app, &Scopes::new())
+            .consent_covers(&alice, &app, &Scopes::new(), CB)
             .await
             .unwrap(),
         "no consent yet"
     );
     store
-        .remember_consent(&alice, &app, &scopes(&["read", "write"]), at(0))
+        .remember_consent(&alice, &app, &scopes(&["read", "write"]), CB, at(0))
         .await
         .unwrap();
     for covered in [&[][..], &["read"], &["write", "read"]] {
         assert!(
             store
-                .consent_covers(&alice, &app, &scopes(covered))
+                .consent_covers(&alice, &app, &scopes(covered), CB)
                 .await
                 .unwrap(),
             "{covered:?}"
@@ -848,13 +853,13 @@ pub async fn consent_covers_a_subset_not_a_superset(store: Arc<dyn Store>) {
     }
     assert!(
         !store
-            .consent_covers(&alice, &app, &scopes(&["read", "admin"]))
+            .consent_covers(&alice, &app, &scopes(&["read", "admin"]), CB)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .consent_covers(&Subject::new("bob"), &app, &scopes(&["read"]))
+            .consent_covers(&Subject::new("bob"), &app, &scopes(&["read"]), CB)
             .await
             .unwrap(),
         "another subject's consent covers nothing"
@@ -866,16 +871,16 @@ pub async fn consents_accumulate_and_can_be_forgotten(store: Arc<dyn Store>) {
     let app = client(&*store, "app").await;
     let alice = Subject::new("alice");
     store
-        .remember_consent(&alice, &app, &scopes(&["read"]), at(0))
+        .remember_consent(&alice, &app, &scopes(&["read"]), CB, at(0))
         .await
         .unwrap();
     store
-        .remember_consent(&alice, &app, &scopes(&["write"]), at(1))
+        .remember_consent(&alice, &app, &scopes(&["write"]), CB, at(1))
         .await
         .unwrap();
     assert!(
         store
-            .consent_covers(&alice, &app, &scopes(&["read", "write"]))
+            .consent_covers(&alice, &app, &scopes(&["read", "write"]), CB)
             .await
             .unwrap()
     );
@@ -883,10 +888,105 @@ pub async fn consents_accumulate_and_can_be_forgotten(store: Arc<dyn Store>) {
     assert!(!store.forget_consent(&alice, &app).await.unwrap());
     assert!(
         !store
-            .consent_covers(&alice, &app, &scopes(&["read"]))
+            .consent_covers(&alice, &app, &scopes(&["read"]), CB)
             .await
             .unwrap()
     );
+}
+
+/// A consent covers only the redirect URIs it was given at, exactly; the newest ones are kept.
+pub async fn consent_is_bound_to_the_redirect_uri_it_was_given_at(store: Arc<dyn Store>) {
+    let app = client(&*store, "app").await;
+    let alice = Subject::new("alice");
+    let read = scopes(&["read"]);
+    store
+        .remember_consent(&alice, &app, &read, CB, at(0))
+        .await
+        .unwrap();
+    for other in [
+        "https://evil.example/cb",
+        "https://app.example/cb/",
+        "https://app.example/CB",
+        "http://127.0.0.1:7777/cb",
+    ] {
+        assert!(
+            !store.consent_covers(&alice, &app, &read, other).await.unwrap(),
+            "{other}"
+        );
+    }
+    store
+        .remember_consent(&alice, &app, &read, "http://127.0.0.1:7777/cb", at(1))
+        .await
+        .unwrap();
+    for uri in [CB, "http://127.0.0.1:7777/cb"] {
+        assert!(store.consent_covers(&alice, &app, &read, uri).await.unwrap(), "{uri}");
+    }
+    for i in 0..crate::store::MAX_CONSENTED_REDIRECTS {
+        store
+            .remember_consent(&alice, &app, &read, &format!("http://127.0.0.1:{}/cb", 9000 + i), at(2))
+            .await
+            .unwrap();
+    }
+    assert!(
+        !store.consent_covers(&alice, &app, &read, CB).await.unwrap(),
+        "the oldest is dropped"
+    );
+    assert!(
+        store
+            .consent_covers(&alice, &app, &read, "http://127.0.0.1:9000/cb")
+            .await
+            .unwrap()
+    );
+}
+
+/// Revoking a grant — alone, by subject, or by reuse of a rotated refresh token — forgets the
+/// consent of its subject and client: the next authorization asks again.
+pub async fn revoking_a_grant_forgets_the_consent_it_came_from(store: Arc<dyn Store>) {
+    let app = client(&*store, "app").await;
+    let other = client(&*store, "other").await;
+    let read = scopes(&["read"]);
+    let given = |subject: &'static str, client: ClientId| {
+        let store = store.clone();
+        let read = read.clone();
+        async move {
+            store
+                .consent_covers(&Subject::new(subject), &client, &read, CB)
+                .await
+                .unwrap()
+        }
+    };
+    for (subject, c) in [("alice", &app), ("alice", &other), ("bob", &app)] {
+        store
+            .remember_consent(&Subject::new(subject), c, &read, CB, at(0))
+            .await
+            .unwrap();
+    }
+    let g = grant(&*store, "alice", &app).await;
+    assert!(store.revoke_grant(&g.id, at(5)).await.unwrap());
+    assert!(!given("alice", app.clone()).await);
+    assert!(given("alice", other.clone()).await, "another client's stays");
+    assert!(given("bob", app.clone()).await, "another user's stays");
+
+    grant(&*store, "bob", &app).await;
+    store
+        .revoke_grants(&Subject::new("bob"), None, at(6))
+        .await
+        .unwrap();
+    assert!(!given("bob", app.clone()).await);
+
+    let g = grant(&*store, "alice", &other).await;
+    let token = refresh_token(&*store, &g, at(10_000)).await;
+    let first = rotation(token, &other, at(10), Duration::ZERO);
+    assert!(matches!(
+        store.rotate_refresh_token(&first).await.unwrap(),
+        RotationOutcome::Rotated(_)
+    ));
+    let again = rotation(token, &other, at(20), Duration::ZERO);
+    assert!(matches!(
+        store.rotate_refresh_token(&again).await.unwrap(),
+        RotationOutcome::Reused(_)
+    ));
+    assert!(!given("alice", other.clone()).await, "reuse forgets it too");
 }
 
 // ---- users ----------------------------------------------------------------------------------

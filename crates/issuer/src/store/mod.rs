@@ -241,25 +241,32 @@ pub trait RefreshTokenStore: Send + Sync {
     fn delete_expired_refresh_tokens(&self, before: SystemTime) -> StoreFuture<'_, u64>;
 }
 
+/// Redirect URIs remembered per consent.
+pub const MAX_CONSENTED_REDIRECTS: usize = 16;
+
 /// What users approved.
 pub trait ConsentStore: Send + Sync {
-    /// Records that `subject` approved `scopes` for `client`, in addition to what they approved
-    /// before.
+    /// Records that `subject` approved `scopes` for `client` answering at `redirect_uri`, in
+    /// addition to what they approved before (the last [`MAX_CONSENTED_REDIRECTS`] redirect
+    /// URIs are kept).
     fn remember_consent<'a>(
         &'a self,
         subject: &'a Subject,
         client: &'a ClientId,
         scopes: &'a Scopes,
+        redirect_uri: &'a str,
         now: SystemTime,
     ) -> StoreFuture<'a, ()>;
 
-    /// Whether `subject` approved every one of `scopes` for `client` (an empty set: whether
-    /// they approved the client at all).
+    /// Whether `subject` approved every one of `scopes` for `client` answering at
+    /// `redirect_uri`, exactly as written (an empty set: whether they approved the client
+    /// there at all). Revoking a grant forgets the consent of its subject and client.
     fn consent_covers<'a>(
         &'a self,
         subject: &'a Subject,
         client: &'a ClientId,
         scopes: &'a Scopes,
+        redirect_uri: &'a str,
     ) -> StoreFuture<'a, bool>;
 
     /// Forgets what `subject` approved for `client`; `false` when there was nothing.

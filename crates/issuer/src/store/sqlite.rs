@@ -761,11 +761,21 @@ impl GrantStore for SqliteStore {
     }
 }
 
+/// Revokes the refresh tokens of `grant`, and forgets the consent of its subject and client
+/// (the next authorization asks again), in `tx`.
 async fn revoke_refresh_tokens_of(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     grant: &GrantId,
     now: SystemTime,
 ) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM consents WHERE (subject, client_id) IN \
+         (SELECT subject, client_id FROM grants WHERE grant_id = ?)",
+    )
+    .bind(grant.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
     sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL",
     )
@@ -966,6 +976,7 @@ impl ConsentStore for SqliteStore {
         subject: &'a Subject,
         client: &'a ClientId,
         scopes: &'a Scopes,
+        redirect_uri: &'a str,
         now: SystemTime,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
@@ -974,13 +985,33 @@ impl ConsentStore for SqliteStore {
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(backend)?;
+            let before: Option<String> = sqlx::query_scalar(
+                "SELECT redirect_uris FROM consents WHERE subject = ? AND client_id = ?",
+            )
+            .bind(subject.as_str())
+            .bind(client.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            // One per line (redirect URIs hold no control characters), the newest last.
+            let mut uris: Vec<&str> = before
+                .as_deref()
+                .unwrap_or_default()
+                .lines()
+                .filter(|u| !u.is_empty() && *u != redirect_uri)
+                .collect();
+            uris.push(redirect_uri);
+            let keep = uris.len().saturating_sub(super::MAX_CONSENTED_REDIRECTS);
+            let uris = uris[keep..].join("\n");
             sqlx::query(
-                "INSERT INTO consents (subject, client_id, granted_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (subject, client_id) DO UPDATE SET granted_at = excluded.granted_at",
+                "INSERT INTO consents (subject, client_id, granted_at, redirect_uris) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (subject, client_id) DO UPDATE SET \
+                 granted_at = excluded.granted_at, redirect_uris = excluded.redirect_uris",
             )
             .bind(subject.as_str())
             .bind(client.as_str())
             .bind(secs(now))
+            .bind(&uris)
             .execute(&mut *tx)
             .await
             .map_err(insert_error("consent", client.as_str()))?;
@@ -1006,10 +1037,11 @@ impl ConsentStore for SqliteStore {
         subject: &'a Subject,
         client: &'a ClientId,
         scopes: &'a Scopes,
+        redirect_uri: &'a str,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT s.scope FROM consents c LEFT JOIN consent_scopes s \
+                "SELECT c.redirect_uris, s.scope FROM consents c LEFT JOIN consent_scopes s \
                  ON s.subject = c.subject AND s.client_id = c.client_id \
                  WHERE c.subject = ? AND c.client_id = ?",
             )
@@ -1018,7 +1050,11 @@ impl ConsentStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-            if rows.is_empty() {
+            let Some(first) = rows.first() else {
+                return Ok(false);
+            };
+            let uris: String = column(first, "consent", "redirect_uris")?;
+            if !uris.lines().any(|u| u == redirect_uri) {
                 return Ok(false);
             }
             let approved = rows
