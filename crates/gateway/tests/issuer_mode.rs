@@ -397,6 +397,25 @@ async fn issuer_mode_configuration_errors_name_the_key() {
             "auth.jwks_uri",
         ),
         (vec!["--dev-auto-approve"], "dev_auto_approve"),
+        // Loopback both ways: behind a reverse proxy the development switches would be public.
+        (
+            vec![
+                "--dev",
+                "--dev-auto-approve",
+                "--public-url",
+                "https://mcp.example.com",
+            ],
+            "dev_auto_approve",
+        ),
+        (
+            vec![
+                "--dev",
+                "--dev-allow-loopback-fetch",
+                "--public-url",
+                "https://mcp.example.com",
+            ],
+            "dev_allow_loopback_fetch",
+        ),
     ] {
         let mut full = vec![
             "check-config",
@@ -422,6 +441,19 @@ async fn issuer_mode_configuration_errors_name_the_key() {
     );
     assert_eq!(code, 2);
     assert!(err.contains("issuer.access_token_ttl"), "{err}");
+    // A grace window longer than minutes would let a stolen refresh token go unnoticed.
+    let (code, _, err) = common::run(
+        &[
+            "check-config",
+            "--auth",
+            "issuer",
+            "--upstream-url",
+            "http://127.0.0.1:1/mcp",
+        ],
+        &[("MCPGATE_ISSUER_REFRESH_GRACE", "1h")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("issuer.refresh_grace"), "{err}");
 }
 
 #[tokio::test]
@@ -446,6 +478,48 @@ async fn the_admin_commands_work_on_the_data_directory_of_a_running_gateway() {
     assert_eq!(code, 0, "{err}");
     let (_, out, _) = run(&["keys", "list"]);
     assert_eq!(out.lines().count(), 2, "{out}");
+    // One namespace for subjects: no client named like a user, no user named like a client.
+    let (code, _, err) = common::run_with_stdin(
+        &[
+            "users",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--data-dir",
+            dir.path(),
+        ],
+        &[],
+        "a password of alice's\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&[
+        "clients",
+        "add",
+        "--client-id",
+        "alice",
+        "--name",
+        "Impostor",
+        "--auth-method",
+        "client_secret_basic",
+        "--grant-type",
+        "client_credentials",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("user's name"), "{err}");
+    let (code, _, err) = common::run_with_stdin(
+        &[
+            "users",
+            "add",
+            id,
+            "--password-stdin",
+            "--data-dir",
+            dir.path(),
+        ],
+        &[],
+        "a password of theirs\n",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("client's id"), "{err}");
     let (code, out, _) = run(&["grants", "revoke", "--subject", "nobody"]);
     assert_eq!(code, 0);
     assert!(out.contains("revoked 0"), "{out}");

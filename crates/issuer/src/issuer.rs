@@ -251,9 +251,6 @@ impl Issuer {
         settings: Settings,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Issuer>, StartError> {
-        let now = std::time::SystemTime::now();
-        crate::clients::configured::reconcile(&*store, &settings.clients, now).await?;
-        crate::users::reconcile(&*store, &settings.users, now).await?;
         let mut key_options = settings.keys.clone();
         key_options.overlap = key_options
             .overlap
@@ -295,6 +292,11 @@ impl Issuer {
         )?;
         let metadata = settings.metadata();
         let own_tokens = own_token_verifier(&settings, keys.key_ring(), Arc::clone(&revocations))?;
+        // Last, once everything that can fail has not: a start that fails (a sealed key and
+        // no key to open it, say) changes no client and no user.
+        let now = std::time::SystemTime::now();
+        crate::clients::configured::reconcile(&*store, &settings.clients, now).await?;
+        crate::users::reconcile(&*store, &settings.users, now).await?;
         Ok(Arc::new(Issuer {
             own_tokens,
             registrations: crate::clients::registration::Limiter::per_minute(20),

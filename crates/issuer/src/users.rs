@@ -78,6 +78,13 @@ pub async fn reconcile(
         {
             return Err(ReconcileError::Taken(user.name.clone()));
         }
+        if store
+            .get_client(&crate::store::ClientId::new(user.name.as_str()))
+            .await?
+            .is_some()
+        {
+            return Err(ReconcileError::AClient(user.name.clone()));
+        }
         let record = User {
             name: user.name.clone(),
             password_hash: user.password_hash.clone(),
@@ -111,6 +118,11 @@ pub enum ReconcileError {
         "user `{0}` exists already and was not configured (added with `mcpgate users add`): pick another name or `mcpgate users disable` it and choose a new one"
     )]
     Taken(UserName),
+    /// The name is a client's id (a machine client's tokens carry it as `sub`).
+    #[error(
+        "`{0}` is a client's id: a user with that name would be taken for the client; pick another name"
+    )]
+    AClient(UserName),
     /// The name is declared twice.
     #[error("user `{0}` is declared twice")]
     Twice(UserName),

@@ -771,9 +771,17 @@ async fn remembered_consent_is_bound_to_its_redirect_uri_and_forgotten_when_revo
         .to_owned();
     let mut browser = Browser::default();
     let consent = browser
-        .open_consent(&server, &server.authorize_url(&client_id, ""), "alice", "wonderland")
+        .open_consent(
+            &server,
+            &server.authorize_url(&client_id, ""),
+            "alice",
+            "wonderland",
+        )
         .await;
-    let callback = browser.decide(&server, &consent, "approve").await.location();
+    let callback = browser
+        .decide(&server, &consent, "approve")
+        .await
+        .location();
     let (status, tokens) = server.exchange(&client_id, &query(&callback)["code"]).await;
     assert_eq!(status, StatusCode::OK, "{tokens}");
 
@@ -784,9 +792,10 @@ async fn remembered_consent_is_bound_to_its_redirect_uri_and_forgotten_when_revo
     let elsewhere = server
         .authorize_url(&client_id, "")
         .replace(&urlencode(CALLBACK), &urlencode("https://evil.example/cb"));
-    let other_port = server
-        .authorize_url(&client_id, "")
-        .replace(&urlencode(CALLBACK), &urlencode("http://127.0.0.1:7778/callback"));
+    let other_port = server.authorize_url(&client_id, "").replace(
+        &urlencode(CALLBACK),
+        &urlencode("http://127.0.0.1:7778/callback"),
+    );
     for url in [&elsewhere, &other_port] {
         let page = browser.get(url).await;
         assert_eq!(page.status, StatusCode::OK, "{url}: {}", page.html);
@@ -798,7 +807,10 @@ async fn remembered_consent_is_bound_to_its_redirect_uri_and_forgotten_when_revo
         .await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.html.contains("Approve"));
-    let refused = browser.get(&format!("{elsewhere}&prompt=none")).await.location();
+    let refused = browser
+        .get(&format!("{elsewhere}&prompt=none"))
+        .await
+        .location();
     assert_eq!(query(&refused)["error"], "consent_required");
     let fresh = Browser::default()
         .get(&server.authorize_url(&client_id, "&prompt=none"))
@@ -1058,7 +1070,11 @@ async fn configured_users_sign_in_and_one_no_longer_configured_is_disabled_with_
     assert_eq!(back.path(), "/authorize");
     // Her grants were revoked with her, and with them what she had approved: asked again.
     let consent = browser
-        .get(&format!("{}/authorize?{}", server.base, back.query().unwrap()))
+        .get(&format!(
+            "{}/authorize?{}",
+            server.base,
+            back.query().unwrap()
+        ))
         .await;
     assert_eq!(consent.status, StatusCode::OK, "{}", consent.html);
     assert!(consent.html.contains("Approve"));

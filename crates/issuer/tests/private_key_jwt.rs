@@ -14,9 +14,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mcpgate_guard::{ClientId, ResourceUrl, Scopes, Subject};
-use mcpgate_issuer::issuer::{Issuer, Settings};
 use mcpgate_issuer::clients::configured::StaticClient;
 use mcpgate_issuer::clients::redirect_uri::AllowList;
+use mcpgate_issuer::issuer::{Issuer, Settings};
 use mcpgate_issuer::pkce::challenge_of;
 use mcpgate_issuer::scopes::Catalogue;
 use mcpgate_issuer::secret::generate_token;
@@ -483,7 +483,11 @@ async fn registrations_and_metadata_documents_cannot_take_the_client_credentials
     let s = server().await;
     let key = ClientKey::new("k1");
     // Open registration lets anyone become a client: not one without a user behind it.
-    for method in ["client_secret_basic", "client_secret_post", "private_key_jwt"] {
+    for method in [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ] {
         let r = s
             .http
             .post(format!("{}/register", s.base))

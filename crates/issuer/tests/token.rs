@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mcpgate_guard::{ClientId, ResourceUrl, Scopes, Subject};
-use mcpgate_issuer::issuer::{Issuer, Settings};
 use mcpgate_issuer::clients::configured::StaticClient;
 use mcpgate_issuer::clients::redirect_uri::AllowList;
+use mcpgate_issuer::issuer::{Issuer, Settings};
 use mcpgate_issuer::pkce::challenge_of;
 use mcpgate_issuer::scopes::Catalogue;
 use mcpgate_issuer::secret::generate_token;

@@ -11,7 +11,7 @@ use mcpgate_guard::{ClientId, Subject};
 use mcpgate_issuer::clients::configured::{self, StaticClient};
 use mcpgate_issuer::keys::{SigningKeys, SigningKeysOptions};
 use mcpgate_issuer::store::sqlite::SqliteStore;
-use mcpgate_issuer::store::{GrantFilter, Store, UserName, UserStore as _};
+use mcpgate_issuer::store::{ClientStore as _, GrantFilter, Store, UserName, UserStore as _};
 
 use crate::cli::{ClientsCommand, GrantsCommand, KeysCommand, UsersCommand};
 
@@ -104,6 +104,17 @@ pub async fn clients(command: ClientsCommand, dir: PathBuf) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // One namespace for subjects: a machine client's tokens carry its id as `sub`.
+            match store.get_user(&UserName::new(&id)).await {
+                Ok(Some(_)) => {
+                    eprintln!(
+                        "mcpgate: `{id}` is a user's name: a client with it would act as that user; pick another --client-id"
+                    );
+                    return ExitCode::from(2);
+                }
+                Ok(None) => {}
+                Err(e) => return failed(e),
+            }
             match store
                 .insert_client(&client.record(false, SystemTime::now()))
                 .await
@@ -299,6 +310,17 @@ pub async fn add_user(dir: &Path, name: &str, password: &str) -> Result<(), Stri
     let store = SqliteStore::open(dir)
         .await
         .map_err(|e| format!("cannot open the store in `{}`: {e}", dir.display()))?;
+    // One namespace for subjects: a machine client's tokens carry its id as `sub`.
+    if store
+        .get_client(&mcpgate_issuer::store::ClientId::new(name))
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Err(format!(
+            "`{name}` is a client's id: a user with that name would be taken for the client; pick another name"
+        ));
+    }
     store
         .add_user(&mcpgate_issuer::store::User {
             name: UserName::new(name),

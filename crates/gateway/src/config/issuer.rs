@@ -251,6 +251,12 @@ pub(super) fn build(config: &Config, p: &mut Problems) -> Option<Option<IssuerPl
             "must be at most a day (use refresh tokens)",
         );
     }
+    if section.refresh_grace > Duration::from_secs(300) {
+        p.push(
+            "issuer.refresh_grace",
+            "must be at most 5 minutes (a longer window lets a stolen refresh token be used without detection)",
+        );
+    }
     if section.code_ttl > Duration::from_secs(600) {
         p.push(
             "issuer.code_ttl",
@@ -372,16 +378,23 @@ pub(super) fn build(config: &Config, p: &mut Problems) -> Option<Option<IssuerPl
     )
     .map_err(|e| p.push("issuer.scopes", e))
     .ok();
-    if config.dev_auto_approve && !(config.dev && config.listen.ip().is_loopback()) {
+    // Loopback both ways: a listener on loopback can still be published by a reverse proxy.
+    let local = config.dev
+        && config.listen.ip().is_loopback()
+        && config
+            .public_url()
+            .host_str()
+            .is_some_and(crate::dns_rebinding::is_loopback_name);
+    if config.dev_auto_approve && !local {
         p.push(
             "dev_auto_approve",
-            "needs --dev and a loopback listener: it signs a fixed user in and approves every request",
+            "needs --dev, a loopback listener and a loopback public_url: it signs a fixed user in and approves every request",
         );
     }
-    if config.dev_allow_loopback_fetch && !(config.dev && config.listen.ip().is_loopback()) {
+    if config.dev_allow_loopback_fetch && !local {
         p.push(
             "dev_allow_loopback_fetch",
-            "needs --dev and a loopback listener",
+            "needs --dev, a loopback listener and a loopback public_url",
         );
     }
     let public = config.public_url();

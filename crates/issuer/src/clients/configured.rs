@@ -177,6 +177,13 @@ pub async fn reconcile(
         {
             return Err(ReconcileError::Taken(client.id.clone()));
         }
+        if store
+            .get_user(&crate::store::UserName::new(client.id.as_str()))
+            .await?
+            .is_some()
+        {
+            return Err(ReconcileError::AUser(client.id.clone()));
+        }
         if store.put_client(&client.record(true, now)).await? {
             tracing::info!(target: "mcpgate::issuer", client_id = %client.id, "configured client added");
         }
@@ -201,6 +208,11 @@ pub enum ReconcileError {
         "client `{0}` exists already and was not configured (registered, or added with `mcpgate clients add`): pick another client_id or `mcpgate clients remove` it"
     )]
     Taken(ClientId),
+    /// The id is a user's name (a machine client's tokens carry it as `sub`).
+    #[error(
+        "`{0}` is a user's name: a client with it would act as that user; pick another client_id"
+    )]
+    AUser(ClientId),
 }
 
 #[cfg(test)]

@@ -449,8 +449,20 @@ impl ClientMetadata {
         let jwks = match (object.get("jwks"), fields.string("jwks_uri")?) {
             (Some(_), Some(_)) => return Err(bad("jwks", "and `jwks_uri` cannot both be given")),
             (Some(Value::Object(set)), None) => {
-                if !set.get("keys").is_some_and(Value::is_array) {
+                let Some(keys) = set.get("keys").and_then(Value::as_array) else {
                     return Err(bad("jwks", "must be a JWK Set ({\"keys\": [...]})"));
+                };
+                // Public keys only: a private or symmetric key given here would be stored
+                // and shown back to anyone holding the registration token.
+                const PRIVATE: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+                if keys.iter().any(|key| {
+                    key.as_object()
+                        .is_some_and(|k| PRIVATE.iter().any(|m| k.contains_key(*m)))
+                }) {
+                    return Err(bad(
+                        "jwks",
+                        "holds private or symmetric key material: give the public keys only",
+                    ));
                 }
                 Some(Jwks::Inline(Value::Object(set.clone())))
             }
@@ -764,7 +776,11 @@ mod tests {
             let e = read(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}}), source)
                 .unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidClientMetadata, "{source:?}");
-            assert!(e.description.contains("operator admits"), "{}", e.description);
+            assert!(
+                e.description.contains("operator admits"),
+                "{}",
+                e.description
+            );
         }
         let m = read(
             json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"}),
@@ -773,6 +789,18 @@ mod tests {
         .unwrap();
         assert!(m.redirect_uris.is_empty());
         assert_eq!(m.to_json()["response_types"], json!([]));
+    }
+
+    #[test]
+    fn jwks_with_private_or_symmetric_key_material_are_refused() {
+        for member in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+            let mut key = json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"});
+            key[member] = json!("secret");
+            let e = registration(json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [key]}}))
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidClientMetadata, "{member}");
+            assert!(!e.description.contains("secret"), "{}", e.description);
+        }
     }
 
     #[test]

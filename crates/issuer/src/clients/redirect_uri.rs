@@ -51,7 +51,45 @@ const FORBIDDEN_SCHEMES: &[&str] = &[
     "mailto",
     "chrome",
     "chrome-extension",
+    // Schemes whose handlers reach the network or another party rather than hand the URI to
+    // an app of the client's (round 6, F17): the code would travel on.
+    "jar",
+    "smb",
+    "ssh",
+    "sftp",
+    "telnet",
+    "tel",
+    "sms",
+    "mms",
+    "nfs",
+    "afp",
+    "ldap",
+    "ldaps",
+    "gopher",
+    "news",
+    "nntp",
+    "irc",
+    "git",
+    "svn",
+    "webcal",
+    "feed",
+    "itms",
+    "itms-apps",
+    "itms-services",
+    "search-ms",
+    "search",
+    "ms-settings",
+    "intent",
+    "content",
+    "resource",
+    "moz-extension",
+    "edge",
+    "opera",
 ];
+
+/// Prefixes of scheme families that fetch or open documents from anywhere (`ms-word:`,
+/// `ms-excel:`…, Office's URI schemes; `ms-` in general).
+const FORBIDDEN_SCHEME_PREFIXES: &[&str] = &["ms-", "microsoft-", "office-"];
 
 /// What kind of place a redirect URI sends the browser to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +129,11 @@ pub enum RedirectUriError {
     /// A scheme that would not hand the code to an app.
     #[error("the `{0}` scheme cannot be a redirect")]
     ForbiddenScheme(String),
+    /// A backslash, a dot segment or an escaped dot: spellings a URL parser rewrites.
+    #[error(
+        "contains a backslash, a `.` or `..` path segment or an escaped dot (write the URI as it is)"
+    )]
+    Ambiguous,
     /// Not in the operator's allow-list.
     #[error("is not allowed by this server's redirect URI policy")]
     NotAllowed,
@@ -123,6 +166,21 @@ impl RedirectUri {
         if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(RedirectUriError::Unprintable);
         }
+        // What a URL parser would rewrite is not an exact URI: a backslash, a dot segment, an
+        // escaped dot.
+        let after_scheme = raw.split_once(':').map_or("", |(_, rest)| rest);
+        let path_part = after_scheme
+            .strip_prefix("//")
+            .map_or(after_scheme, |rest| {
+                rest.find('/').map_or("", |i| &rest[i..])
+            });
+        let path_part = path_part.split(['?', '#']).next().unwrap_or("");
+        if raw.contains('\\')
+            || raw.to_ascii_lowercase().contains("%2e")
+            || path_part.split('/').any(|seg| seg == "." || seg == "..")
+        {
+            return Err(RedirectUriError::Ambiguous);
+        }
         let url = Url::parse(raw).map_err(|_| RedirectUriError::NotAbsolute)?;
         if url.fragment().is_some() || raw.contains('#') {
             return Err(RedirectUriError::Fragment);
@@ -139,7 +197,12 @@ impl RedirectUri {
             }
             "http" if is_loopback(&url) => Kind::Loopback,
             "http" => return Err(RedirectUriError::PlainHttp),
-            scheme if FORBIDDEN_SCHEMES.contains(&scheme) => {
+            scheme
+                if FORBIDDEN_SCHEMES.contains(&scheme)
+                    || FORBIDDEN_SCHEME_PREFIXES
+                        .iter()
+                        .any(|p| scheme.starts_with(p)) =>
+            {
                 return Err(RedirectUriError::ForbiddenScheme(scheme.to_owned()));
             }
             _ => Kind::PrivateUse,
@@ -192,6 +255,21 @@ impl RedirectUri {
         if host != host_and_port_as_written(&self.raw).0
             || port.is_some_and(|p| p.is_empty() || (p.len() > 1 && p.starts_with('0')))
         {
+            return false;
+        }
+        // And the path and query exactly as written (an empty path is `/`, RFC 3986 §6.2.3).
+        let rest = |raw: &str| {
+            let rest = raw
+                .split_once("://")
+                .and_then(|(_, r)| r.find(['/', '?']).map(|i| r[i..].to_owned()))
+                .unwrap_or_default();
+            if rest.starts_with('/') {
+                rest
+            } else {
+                format!("/{rest}")
+            }
+        };
+        if rest(presented) != rest(&self.raw) {
             return false;
         }
         other.kind == Kind::Loopback
@@ -362,6 +440,63 @@ mod tests {
             kind(&format!("https://a.example/{}", "a".repeat(MAX_LEN))),
             Err(RedirectUriError::TooLong)
         );
+    }
+
+    #[test]
+    fn spellings_a_url_parser_rewrites_and_handlers_that_pass_the_code_on_are_refused() {
+        for raw in [
+            "http://127.0.0.1:7777\\cb",
+            "http://127.0.0.1:7777/./cb",
+            "http://127.0.0.1:7777/x/../cb",
+            "http://127.0.0.1:7777/%2e/cb",
+            "https://chatgpt.com/connector/oauth/../../evil",
+            "https://app.example/%2E%2E/cb",
+            "cursor://anysphere.cursor-mcp/../x",
+        ] {
+            assert_eq!(
+                RedirectUri::parse(raw),
+                Err(RedirectUriError::Ambiguous),
+                "{raw}"
+            );
+        }
+        for raw in [
+            "ms-word:ofe|u|https://evil.example/d.docx",
+            "smb://evil.example/share",
+            "ssh://evil.example/x",
+            "search-ms:query=x",
+            "tel:+100",
+            "jar:https://evil.example/x!/",
+            "itms-services://?action=download-manifest&url=https://evil.example/m.plist",
+        ] {
+            assert!(
+                matches!(
+                    RedirectUri::parse(raw),
+                    Err(RedirectUriError::ForbiddenScheme(_))
+                ),
+                "{raw}"
+            );
+        }
+        // Presented at /authorize for a loopback registration: the path as written.
+        let registered = RedirectUri::parse("http://127.0.0.1/cb").unwrap();
+        assert!(registered.matches("http://127.0.0.1:7777/cb"));
+        for presented in [
+            "http://127.0.0.1:7777\\cb",
+            "http://127.0.0.1:7777/./cb",
+            "http://127.0.0.1:7777/x/../cb",
+            "http://127.0.0.1:7777//cb",
+            "http://127.0.0.1:7777/cb?",
+        ] {
+            assert!(!registered.matches(presented), "{presented}");
+        }
+        // Real clients' callbacks stay fine.
+        for raw in [
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "vscode://vscode.github-authentication/did-authenticate",
+            "com.example.app:/oauth2redirect",
+            "http://127.0.0.1:33418/",
+        ] {
+            assert!(RedirectUri::parse(raw).is_ok(), "{raw}");
+        }
     }
 
     #[test]

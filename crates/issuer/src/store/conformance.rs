@@ -910,7 +910,10 @@ pub async fn consent_is_bound_to_the_redirect_uri_it_was_given_at(store: Arc<dyn
         "http://127.0.0.1:7777/cb",
     ] {
         assert!(
-            !store.consent_covers(&alice, &app, &read, other).await.unwrap(),
+            !store
+                .consent_covers(&alice, &app, &read, other)
+                .await
+                .unwrap(),
             "{other}"
         );
     }
@@ -919,11 +922,23 @@ pub async fn consent_is_bound_to_the_redirect_uri_it_was_given_at(store: Arc<dyn
         .await
         .unwrap();
     for uri in [CB, "http://127.0.0.1:7777/cb"] {
-        assert!(store.consent_covers(&alice, &app, &read, uri).await.unwrap(), "{uri}");
+        assert!(
+            store
+                .consent_covers(&alice, &app, &read, uri)
+                .await
+                .unwrap(),
+            "{uri}"
+        );
     }
     for i in 0..crate::store::MAX_CONSENTED_REDIRECTS {
         store
-            .remember_consent(&alice, &app, &read, &format!("http://127.0.0.1:{}/cb", 9000 + i), at(2))
+            .remember_consent(
+                &alice,
+                &app,
+                &read,
+                &format!("http://127.0.0.1:{}/cb", 9000 + i),
+                at(2),
+            )
             .await
             .unwrap();
     }
@@ -964,7 +979,10 @@ pub async fn revoking_a_grant_forgets_the_consent_it_came_from(store: Arc<dyn St
     let g = grant(&*store, "alice", &app).await;
     assert!(store.revoke_grant(&g.id, at(5)).await.unwrap());
     assert!(!given("alice", app.clone()).await);
-    assert!(given("alice", other.clone()).await, "another client's stays");
+    assert!(
+        given("alice", other.clone()).await,
+        "another client's stays"
+    );
     assert!(given("bob", app.clone()).await, "another user's stays");
 
     grant(&*store, "bob", &app).await;
