@@ -159,6 +159,7 @@ pub fn prepare_with(
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
         )),
         anonymous: auth.anonymous,
+        verifier: verifier.clone(),
     });
     let health = Arc::new(Health::new(Arc::clone(&gateway), verifier.clone()));
 

@@ -1150,3 +1150,125 @@ async fn users_declared_in_the_configuration_sign_in_and_the_admin_commands_know
         assert!(out.contains("\tdisabled "), "{out}");
     }
 }
+
+/// Opens a legacy session with `access` and its GET stream: the stream's response.
+async fn open_get_stream(mcp: &str, access: &str) -> reqwest::Response {
+    let http = reqwest::Client::new();
+    let init = http
+        .post(mcp)
+        .bearer_auth(access)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "stream test", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), 200);
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let _ = init.bytes().await;
+    let ack = http
+        .post(mcp)
+        .bearer_auth(access)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(ack.status().is_success(), "{}", ack.status());
+    let stream = http
+        .get(mcp)
+        .bearer_auth(access)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    stream
+}
+
+/// Reads `stream` to its end in the background: the receiver hears when it ended.
+fn watch_end(mut stream: reqwest::Response) -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        while let Ok(Some(_)) = stream.chunk().await {}
+        let _ = tx.send(());
+    });
+    rx
+}
+
+/// Round 6, F5: a stream opened with a token lasts no longer than the token: it ends when its
+/// grant is revoked, and when it expires.
+#[tokio::test]
+async fn a_get_stream_ends_when_its_grant_is_revoked_or_its_token_expires() {
+    let upstream = TestUpstream::start(Mode::Sessions).await;
+    let dir = data_dir();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let gw = Gateway::spawn(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--auth",
+            "issuer",
+            "--upstream-url",
+            &upstream.url,
+            "--data-dir",
+            dir.path(),
+            "--required-scopes",
+            "mcp",
+            "--dev",
+            "--dev-auto-approve",
+        ],
+        &[("MCPGATE_ISSUER_ACCESS_TOKEN_TTL", "4s")],
+        port,
+    )
+    .await;
+    let (client_id, token) = sign_in(&gw.base, &gw.mcp).await;
+    let access = token["access_token"].as_str().unwrap();
+    let mut ended = watch_end(open_get_stream(&gw.mcp, access).await);
+    // Alive while the grant is.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(ended.try_recv().is_err(), "the stream ended by itself");
+    let r = reqwest::Client::new()
+        .post(format!("{}/revoke", gw.base))
+        .form(&[
+            ("client_id", client_id.as_str()),
+            ("token", token["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(3), ended)
+            .await
+            .is_ok(),
+        "the stream outlived the revocation"
+    );
+
+    // And one whose token simply expires (4 s).
+    let (_, token) = sign_in(&gw.base, &gw.mcp).await;
+    let ended = watch_end(open_get_stream(&gw.mcp, token["access_token"].as_str().unwrap()).await);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(7), ended)
+            .await
+            .is_ok(),
+        "the stream outlived its token"
+    );
+    assert!(
+        gw.log()
+            .contains("stream ended: its token expired or was revoked")
+    );
+}

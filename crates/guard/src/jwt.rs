@@ -577,6 +577,14 @@ impl TokenVerifier for JwtVerifier {
         }
     }
 
+    fn still_valid(&self, principal: &Principal) -> bool {
+        principal.expires_at.is_none_or(|at| at > SystemTime::now())
+            && self
+                .revocation
+                .as_ref()
+                .is_none_or(|check| !check.is_revoked(principal))
+    }
+
     fn known_good(&self, token: &str) -> bool {
         precheck(token, self.max_token_bytes).is_ok()
             && self

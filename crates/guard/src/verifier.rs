@@ -62,6 +62,15 @@ pub trait TokenVerifier: Send + Sync + 'static {
     fn known_good(&self, _token: &str) -> bool {
         false
     }
+
+    /// Whether a principal this verifier accepted earlier would still be accepted now: not
+    /// expired and, where the verifier knows of revocations, not revoked. A proxy asks this
+    /// of a long-lived stream opened with the token, to end it when the token ends.
+    fn still_valid(&self, principal: &Principal) -> bool {
+        principal
+            .expires_at
+            .is_none_or(|at| at > std::time::SystemTime::now())
+    }
 }
 
 impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
@@ -79,6 +88,10 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
 
     fn known_good(&self, token: &str) -> bool {
         (**self).known_good(token)
+    }
+
+    fn still_valid(&self, principal: &Principal) -> bool {
+        (**self).still_valid(principal)
     }
 }
 

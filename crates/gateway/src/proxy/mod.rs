@@ -80,6 +80,9 @@ pub struct Gateway {
     pub bodies: Arc<tokio::sync::Semaphore>,
     /// What may be done without a token (`None`: nothing, or auth is off).
     pub anonymous: Option<crate::proxy::anonymous::Anonymous>,
+    /// The verifier of callers' tokens (`None`: auth is off or the upstream checks them),
+    /// asked whether a token a stream was opened with still holds.
+    pub verifier: Option<Arc<dyn mcpgate_guard::TokenVerifier>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -491,12 +494,25 @@ async fn checked(
             private: stateless,
             max_event: gw.max_message_bytes,
         };
+        let principal = watch.principal.clone();
         let events = sse::watch(
             http_body_util::BodyDataStream::new(body).map_err(io_error),
             watch,
         );
         parts.headers.remove(header::CONTENT_LENGTH);
-        return Response::from_parts(parts, Body::from_stream(events));
+        return match (principal, &gw.verifier) {
+            // A stream lasts no longer than the token it was opened with: it ends when the
+            // token expires or its grant is revoked (checked every second).
+            (Some(principal), Some(verifier)) => Response::from_parts(
+                parts,
+                Body::from_stream(sse::until_token_ends(
+                    events,
+                    principal,
+                    Arc::clone(verifier),
+                )),
+            ),
+            _ => Response::from_parts(parts, Body::from_stream(events)),
+        };
     }
     let Some(request) = request else {
         // A notification's or a client response's acknowledgement: nothing to check.

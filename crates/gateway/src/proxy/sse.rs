@@ -297,6 +297,37 @@ struct State<S> {
 /// "event stream interpretation").
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// `events`, ended as soon as the token of `principal` no longer holds (expired, or its grant
+/// revoked), checked when the stream starts and every second after.
+pub fn until_token_ends<S>(
+    events: S,
+    principal: Arc<Principal>,
+    verifier: Arc<dyn mcpgate_guard::TokenVerifier>,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+{
+    let tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    futures::stream::unfold(
+        (Box::pin(events), tick, principal, verifier),
+        |(mut events, mut tick, principal, verifier)| async move {
+            loop {
+                tokio::select! {
+                    item = events.next() => {
+                        return item.map(|item| (item, (events, tick, principal, verifier)));
+                    }
+                    _ = tick.tick() => {
+                        if !verifier.still_valid(&principal) {
+                            tracing::info!(target: "mcpgate::proxy", subject = %principal.subject, "stream ended: its token expired or was revoked");
+                            return None;
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
 /// Checks `body`, an SSE stream, event by event (see the module documentation).
 pub fn watch<S>(body: S, watch: Watch) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send
 where
