@@ -152,7 +152,7 @@ pub(super) const SETTINGS: &[Setting] = &[
         "issuer.redirect_uris",
         None,
         "list",
-        "`issuer` mode: redirect URI patterns (globs over the whole URI, `*` crosses `/`) that every client's redirect URIs must match, at registration and at `/authorize`, e.g. `https://chatgpt.com/connector/oauth/*, http://127.0.0.1:*/callback`. Empty: any https, loopback or private-use redirect URI.",
+        "`issuer` mode: redirect URI patterns (globs: in the host a `*` stands for one label, as in `https://*.example.com/cb`, or a port; in the path and query it also crosses `/`) that every client's redirect URIs must match, at registration and at `/authorize`, e.g. `https://chatgpt.com/connector/oauth/*, http://127.0.0.1:*/callback`. Empty: any https, loopback or private-use redirect URI.",
     ),
     s(
         "issuer.scopes",

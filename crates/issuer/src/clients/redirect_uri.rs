@@ -26,7 +26,7 @@
 
 use std::net::IpAddr;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobMatcher};
 use url::{Host, Url};
 
 use crate::error::{ErrorCode, OAuthError};
@@ -321,12 +321,30 @@ fn shorten(uri: &str) -> String {
     s
 }
 
-/// The operator's allow-list of redirect URI patterns (globs over the whole URI, `*`
-/// crossing `/`), applied to every client at registration and at `/authorize`. Empty: every
+/// The operator's allow-list of redirect URI patterns (globs: in the scheme and authority a
+/// `*` stands for one host label or a port; in the path and query it also crosses `/`),
+/// applied to every client at registration and at `/authorize`. Empty: every
 /// URI [`RedirectUri::parse`] accepts.
 #[derive(Debug, Clone, Default)]
 pub struct AllowList {
-    patterns: Option<GlobSet>,
+    patterns: Option<Vec<(GlobMatcher, GlobMatcher)>>,
+}
+
+/// A URI (or pattern) in the two parts an allow-list matches separately: the scheme and
+/// authority, with the host's dots turned into `/` so that a `*` there stands for one label
+/// and cannot reach into the path, and the rest (path and query), where `*` crosses `/`.
+fn parts(uri: &str) -> (String, &str) {
+    match uri.split_once("://") {
+        Some((scheme, after)) => {
+            let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+            let (authority, rest) = after.split_at(end);
+            (format!("{scheme}://{}", authority.replace('.', "/")), rest)
+        }
+        None => match uri.split_once(':') {
+            Some((scheme, rest)) => (format!("{scheme}:"), rest),
+            None => (String::new(), uri),
+        },
+    }
 }
 
 impl AllowList {
@@ -335,24 +353,32 @@ impl AllowList {
         if patterns.is_empty() {
             return Ok(AllowList::default());
         }
-        let mut set = GlobSetBuilder::new();
-        for pattern in patterns {
-            let pattern = pattern.as_ref();
-            let glob = GlobBuilder::new(pattern)
-                .literal_separator(false)
+        let glob = |text: &str, whole: &str, across: bool| {
+            GlobBuilder::new(text)
+                .literal_separator(!across)
                 .backslash_escape(true)
                 .build()
-                .map_err(|e| format!("`{pattern}`: {e}"))?;
-            set.add(glob);
+                .map(|g| g.compile_matcher())
+                .map_err(|e| format!("`{whole}`: {e}"))
+        };
+        let mut compiled = Vec::new();
+        for pattern in patterns {
+            let pattern = pattern.as_ref();
+            let (head, rest) = parts(pattern);
+            compiled.push((glob(&head, pattern, false)?, glob(rest, pattern, true)?));
         }
         Ok(AllowList {
-            patterns: Some(set.build().map_err(|e| e.to_string())?),
+            patterns: Some(compiled),
         })
     }
 
     /// Whether `uri` may be used.
     pub fn allows(&self, uri: &str) -> bool {
-        self.patterns.as_ref().is_none_or(|set| set.is_match(uri))
+        let (head, rest) = parts(uri);
+        self.patterns.as_ref().is_none_or(|list| {
+            list.iter()
+                .any(|(h, r)| h.is_match(head.as_str()) && r.is_match(rest))
+        })
     }
 
     /// Checks a URI for registration against the list.
@@ -594,6 +620,19 @@ mod tests {
         assert!(list.allows("http://127.0.0.1:33418/callback"));
         assert!(!list.allows("https://evil.example/connector/oauth/abc"));
         assert!(!list.allows("https://chatgpt.com.evil.example/connector/oauth/abc"));
+        // A host wildcard stands for one label and stays in the host (round 6, F6).
+        let hosts = AllowList::new(&["https://*.example.com/cb"]).unwrap();
+        assert!(hosts.allows("https://app.example.com/cb"));
+        for other in [
+            "https://evil.com/x.example.com/cb",
+            "https://evil.com?.example.com/cb",
+            "https://evil.com#.example.com/cb",
+            "https://a.b.example.com/cb",
+            "https://example.com/cb",
+            "https://app.example.com/cb/more",
+        ] {
+            assert!(!hosts.allows(other), "{other}");
+        }
         let uri = RedirectUri::parse("https://evil.example/cb").unwrap();
         assert_eq!(list.check(&uri), Err(RedirectUriError::NotAllowed));
         assert!(
