@@ -96,6 +96,8 @@ pub struct LocalUsers {
     per_user: DefaultKeyedRateLimiter<String>,
     per_address: DefaultKeyedRateLimiter<Option<IpAddr>>,
     throttle_notices: DefaultKeyedRateLimiter<Option<IpAddr>>,
+    /// Keys the tags that name failed user names in the log; made at start, never stored.
+    log_tags: aws_lc_rs::hmac::Key,
 }
 
 impl std::fmt::Debug for LocalUsers {
@@ -122,7 +124,10 @@ fn per_minute(n: u32) -> Quota {
 impl LocalUsers {
     /// Local users throttled as `limits` says.
     pub fn new(limits: SignInLimits) -> LocalUsers {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
         LocalUsers {
+            log_tags: aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &rng)
+                .expect("the system's random source works"),
             limits,
             verifications: Arc::new(Semaphore::new(limits.concurrent_verifications.max(1))),
             per_user: RateLimiter::keyed(per_minute(limits.per_user_per_minute)),
@@ -166,6 +171,17 @@ impl LocalUsers {
             .map_err(|not_until| SignInError::Throttled {
                 retry_after: not_until.wait_time_from(now).as_secs().max(1),
             })
+    }
+
+    /// What the log says of a user name that failed to sign in: a short keyed digest, so that
+    /// attempts on one name can be told apart without writing what was typed — a password
+    /// typed into the name field cannot be confirmed from the log, the key being this
+    /// process's own.
+    pub fn log_tag(&self, name: &str) -> String {
+        aws_lc_rs::hmac::sign(&self.log_tags, name.as_bytes()).as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Signs `name` in with `password`, the source address already admitted by
@@ -312,6 +328,25 @@ mod tests {
     fn a_malformed_stored_hash_never_verifies() {
         let hash = PasswordHash::new("$argon2id$garbage").unwrap();
         assert!(!verify_password(&hash, "anything"));
+    }
+
+    #[test]
+    fn log_tags_tell_names_apart_and_are_keyed() {
+        let users = LocalUsers::default();
+        assert_eq!(users.log_tag("nobody-xff"), users.log_tag("nobody-xff"));
+        assert_ne!(users.log_tag("nobody-xff"), users.log_tag("nobody-xfg"));
+        // Not the plain digest of the name (which anyone could compute from a guess)...
+        let plain = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"nobody-xff");
+        let plain: String = plain.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_ne!(users.log_tag("nobody-xff"), plain);
+        // ...nor the same in another process.
+        assert_ne!(
+            LocalUsers::default().log_tag("nobody-xff"),
+            users.log_tag("nobody-xff")
+        );
     }
 
     #[test]

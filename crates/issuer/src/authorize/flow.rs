@@ -300,7 +300,7 @@ pub async fn sign_in(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
             response
         }
         Err(SignInError::WrongCredentials) => {
-            tracing::info!(target: "mcpgate::issuer", client_id = %client_id, user_tag = %user_tag(username), address = ?address, "sign-in failed: wrong user name or password");
+            tracing::info!(target: "mcpgate::issuer", client_id = %client_id, user_tag = %issuer.sign_in.log_tag(username), address = ?address, "sign-in failed: wrong user name or password");
             again(
                 StatusCode::BAD_REQUEST,
                 "The user name or password is wrong.",
@@ -308,7 +308,7 @@ pub async fn sign_in(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
         }
         Err(SignInError::Throttled { retry_after }) => {
             if issuer.sign_in.report_throttled(address) {
-                tracing::warn!(target: "mcpgate::issuer", client_id = %client_id, user_tag = %user_tag(username), address = ?address, "sign-in throttled (further throttled attempts from this address are logged once every ten seconds)");
+                tracing::warn!(target: "mcpgate::issuer", client_id = %client_id, user_tag = %issuer.sign_in.log_tag(username), address = ?address, "sign-in throttled (further throttled attempts from this address are logged once every ten seconds)");
             }
             let mut r = again(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -631,16 +631,5 @@ fn printable(text: &str) -> String {
     text.chars()
         .take(80)
         .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
-/// What the log says of a user name that failed to sign in: a short digest, so that attempts
-/// on one name can be told apart without writing what was typed (a password typed into the
-/// name field must not end up in the log).
-fn user_tag(name: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, name.as_bytes());
-    digest.as_ref()[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
         .collect()
 }
