@@ -156,3 +156,37 @@ async fn as_13_a_document_on_a_loopback_address_is_not_fetched_outside_developme
         "the listener received nothing"
     );
 }
+
+/// Round 6, F11: a document that could not be used is not fetched again for a while, the
+/// caller is not told what the network said, and one host is fetched from a bounded number
+/// of times a minute.
+#[tokio::test]
+async fn failures_are_remembered_said_plainly_and_fetches_per_host_are_bounded() {
+    let server = serve().await;
+    let docs = documents(true);
+    let missing = docs
+        .client_id(&format!("{}/missing.json", server.base))
+        .unwrap();
+    for _ in 0..5 {
+        let e = docs.get(&missing).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidClient);
+        assert!(e.description.contains("the server's log says why"), "{e}");
+        assert!(!e.description.contains("404"), "{e}");
+    }
+    assert_eq!(server.hits.load(Ordering::SeqCst), 1, "fetched once");
+    // Many different documents of one host: the host is not flooded.
+    let mut refused = 0;
+    for i in 0..(mcpgate_issuer::clients::metadata_document::FETCHES_PER_HOST_PER_MINUTE + 10) {
+        let id = docs
+            .client_id(&format!("{}/nx{i}.json", server.base))
+            .unwrap();
+        if docs.get(&id).await.unwrap_err().code == ErrorCode::TemporarilyUnavailable {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 10, "{refused}");
+    assert!(
+        server.hits.load(Ordering::SeqCst)
+            <= mcpgate_issuer::clients::metadata_document::FETCHES_PER_HOST_PER_MINUTE as usize + 1
+    );
+}

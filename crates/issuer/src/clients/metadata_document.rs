@@ -126,7 +126,18 @@ pub struct Documents {
     allow: AllowList,
     allow_loopback_http: bool,
     cache: moka::sync::Cache<String, Arc<Cached>>,
+    /// Documents that could not be used lately, with why: not fetched again for
+    /// [`FAILURE_TTL`].
+    failures: moka::sync::Cache<String, OAuthError>,
+    /// Fetches per host, so that the issuer cannot be made to flood one.
+    per_host: governor::DefaultKeyedRateLimiter<String>,
 }
+
+/// How long a document that could not be used is not fetched again.
+pub const FAILURE_TTL: Duration = Duration::from_secs(30);
+
+/// Fetches a minute to one host, at most.
+pub const FETCHES_PER_HOST_PER_MINUTE: u32 = 60;
 
 impl std::fmt::Debug for Documents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -159,6 +170,13 @@ impl Documents {
                 .max_capacity(10_000)
                 .time_to_live(MAX_TTL)
                 .build(),
+            failures: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(FAILURE_TTL)
+                .build(),
+            per_host: governor::RateLimiter::keyed(governor::Quota::per_minute(
+                std::num::NonZeroU32::new(FETCHES_PER_HOST_PER_MINUTE).expect("not zero"),
+            )),
         })
     }
 
@@ -175,14 +193,38 @@ impl Documents {
         {
             return Ok(Arc::clone(&hit.metadata));
         }
+        if let Some(failed) = self.failures.get(id.as_str()) {
+            return Err(failed);
+        }
+        let host = id.url().host_str().unwrap_or_default().to_ascii_lowercase();
+        if self.per_host.len() > 10_000 {
+            self.per_host.retain_recent();
+        }
+        if self.per_host.check_key(&host).is_err() {
+            tracing::warn!(target: "mcpgate::issuer", client_id = %id, "client metadata document not fetched: too many fetches from its host");
+            return Err(OAuthError::new(
+                crate::error::ErrorCode::TemporarilyUnavailable,
+                "too many client metadata documents are being fetched from this host; try again in a minute",
+            ));
+        }
+        let result = self.fetch(id).await;
+        if let Err(e) = &result {
+            self.failures.insert(id.as_str().to_owned(), e.clone());
+        }
+        result
+    }
+
+    async fn fetch(&self, id: &ClientIdUrl) -> Result<Arc<ClientMetadata>, OAuthError> {
         let fetched = self
             .fetcher
             .fetch(id.url(), "application/json")
             .await
             .map_err(|e| {
+                // The reason stays in the log: the caller is told only that it failed, so
+                // that the fetcher is no probe of what the server can reach.
                 tracing::info!(target: "mcpgate::issuer", client_id = %id, error = %e, "client metadata document not fetched");
                 OAuthError::invalid_client(format!(
-                    "the client metadata document at {id} could not be fetched ({e})"
+                    "the client metadata document at {id} could not be fetched (the server's log says why)"
                 ))
             })?;
         let value: serde_json::Value = serde_json::from_slice(&fetched.body).map_err(|_| {
@@ -223,6 +265,7 @@ impl Documents {
     /// Forgets a cached document (an operator action, or a document that changed).
     pub fn forget(&self, id: &ClientIdUrl) {
         self.cache.invalidate(id.as_str());
+        self.failures.invalidate(id.as_str());
     }
 }
 
