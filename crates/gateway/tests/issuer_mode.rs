@@ -523,6 +523,9 @@ async fn the_admin_commands_work_on_the_data_directory_of_a_running_gateway() {
     let (code, out, _) = run(&["grants", "revoke", "--subject", "nobody"]);
     assert_eq!(code, 0);
     assert!(out.contains("revoked 0"), "{out}");
+    // Used a moment ago, removed from another process: refused at once all the same.
+    let r = client_credentials(&gw, id, registered["client_secret"].as_str().unwrap()).await;
+    assert_eq!(r.status(), 200);
     let (code, _, _) = run(&["clients", "remove", id]);
     assert_eq!(code, 0);
     let r = client_credentials(&gw, id, registered["client_secret"].as_str().unwrap()).await;

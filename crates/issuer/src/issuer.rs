@@ -234,6 +234,8 @@ pub struct Issuer {
     pub recent_rotations: crate::token::refresh_token::RecentRotations,
     /// Local users' sign-in: bounded, throttled password verification.
     pub sign_in: crate::sign_in::LocalUsers,
+    /// Clients read recently.
+    pub client_cache: crate::clients::registry::ClientCache,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -304,6 +306,7 @@ impl Issuer {
                 settings.refresh_grace,
             ),
             sign_in: crate::sign_in::LocalUsers::default(),
+            client_cache: crate::clients::registry::ClientCache::default(),
             settings,
             store,
             keys,

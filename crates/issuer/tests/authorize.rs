@@ -1088,3 +1088,50 @@ async fn configured_users_sign_in_and_one_no_longer_configured_is_disabled_with_
         "{err}"
     );
 }
+
+/// Round 6, F18: a consent form counts only from the user it was shown to.
+#[tokio::test]
+async fn a_consent_form_answered_by_another_signed_in_user_is_asked_again() {
+    let server = start(|_| {}).await;
+    server.add_user("alice", "wonderland").await;
+    server.add_user("bob", "builder-bob").await;
+    let client_id = server.register("App").await;
+    let mut browser = Browser::default();
+    let alices = browser
+        .open_consent(
+            &server,
+            &server.authorize_url(&client_id, ""),
+            "alice",
+            "wonderland",
+        )
+        .await;
+    // Bob signs in in the same browser; Alice's form is then sent.
+    browser
+        .open_consent(
+            &server,
+            &server.authorize_url(&client_id, ""),
+            "bob",
+            "builder-bob",
+        )
+        .await;
+    let again = browser.decide(&server, &alices, "approve").await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN, "{}", again.html);
+    assert!(again.html.contains("someone else"), "{}", again.html);
+    assert_eq!(server.grants().await, 0, "nothing was issued");
+    // The form shown again is Bob's: his answer counts.
+    let callback = browser.decide(&server, &again, "approve").await.location();
+    let (status, tokens) = server.exchange(&client_id, &query(&callback)["code"]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let claims = tokens["access_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "bob");
+}

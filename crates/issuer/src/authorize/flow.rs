@@ -373,6 +373,19 @@ pub async fn consent(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
             Some(STALE_CONSENT),
         );
     }
+    if form.pending.subject.as_deref() != Some(subject.as_str()) {
+        // Shown to someone else (another user signed in since, in this browser), or not a
+        // consent form at all: asked again, of the user signed in now.
+        tracing::info!(target: "mcpgate::issuer", client_id = %checked.client.id, subject = %subject, "consent form answered by another user than it was shown to: asked again");
+        return consent_page(
+            &cx,
+            &checked,
+            &subject,
+            &form.csrf,
+            StatusCode::FORBIDDEN,
+            Some(OTHER_USER_CONSENT),
+        );
+    }
     match form.params.get("decision") {
         Some("approve") => {
             tracing::info!(target: "mcpgate::issuer", client_id = %checked.client.id, subject = %subject, scopes = %checked.request.scopes.to_space_delimited(), "consent approved");
@@ -395,6 +408,8 @@ pub async fn consent(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
 
 /// What a stale sign-in form ([module docs](self)) says when it is shown again.
 const STALE_SIGN_IN: &str = "This page was opened again in another tab, which replaced this copy of the form. Nothing was sent: sign in here to continue.";
+/// What a consent form shown to another user says when it is shown again.
+const OTHER_USER_CONSENT: &str = "This page was shown while someone else was signed in here. Your answer was not sent: answer here to continue.";
 /// What a stale consent form says when it is shown again.
 const STALE_CONSENT: &str = "This page was opened again in another tab, which replaced this copy of the form. Your answer was not sent: answer here to continue.";
 
@@ -466,7 +481,7 @@ impl Form {
     /// new one bound to the browser's token (`None`: too large).
     fn sealed_for_page(&self, cx: &Context<'_>, checked: &Checked) -> Option<String> {
         if self.stale {
-            seal(cx, checked, &self.csrf)
+            seal(cx, checked, &self.csrf, None)
         } else {
             Some(self.sealed.clone())
         }
@@ -536,7 +551,7 @@ fn sign_in_page(
 ) -> Response {
     let sealed = match again {
         Some((_, sealed)) => sealed.to_owned(),
-        None => match seal(cx, checked, csrf) {
+        None => match seal(cx, checked, csrf, None) {
             Some(s) => s,
             None => return too_large(cx, checked),
         },
@@ -568,7 +583,7 @@ fn consent_page(
     status: StatusCode,
     notice: Option<&str>,
 ) -> Response {
-    let Some(sealed) = seal(cx, checked, csrf) else {
+    let Some(sealed) = seal(cx, checked, csrf, Some(subject)) else {
         return too_large(cx, checked);
     };
     let question = Question::new(
@@ -593,8 +608,18 @@ fn consent_page(
 }
 
 /// The pending request, sealed for the form; `None` when it is too large to come back.
-fn seal(cx: &Context<'_>, checked: &Checked, csrf: &CsrfToken) -> Option<String> {
-    let sealed = Pending::seal(&cx.issuer.sealer, &checked.query, csrf);
+fn seal(
+    cx: &Context<'_>,
+    checked: &Checked,
+    csrf: &CsrfToken,
+    subject: Option<&Subject>,
+) -> Option<String> {
+    let sealed = Pending::seal(
+        &cx.issuer.sealer,
+        &checked.query,
+        csrf,
+        subject.map(Subject::as_str),
+    );
     (sealed.len() <= MAX_SEALED).then_some(sealed)
 }
 

@@ -26,14 +26,19 @@ pub struct Pending {
     pub query: String,
     /// The CSRF token of the browser it was shown to.
     pub csrf: String,
+    /// The user a consent form was shown to (none on a sign-in form): an answer counts only
+    /// from that user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 impl Pending {
-    /// Seals `query` for the browser holding `csrf`.
-    pub fn seal(sealer: &Sealer, query: &str, csrf: &CsrfToken) -> String {
+    /// Seals `query` for the browser holding `csrf` (and, on a consent form, for `subject`).
+    pub fn seal(sealer: &Sealer, query: &str, csrf: &CsrfToken, subject: Option<&str>) -> String {
         let pending = Pending {
             query: query.to_owned(),
             csrf: csrf.as_str().to_owned(),
+            subject: subject.map(str::to_owned),
         };
         sealer.seal(PURPOSE, &pending, PENDING_TTL)
     }

@@ -214,6 +214,7 @@ pub async fn delete(
                 .await
             {
                 Ok(_) => {
+                    issuer.client_cache.forget(&client.id);
                     tracing::info!(target: "mcpgate::issuer", client_id = %client.id, "client deleted by its registration token");
                     let mut r = Response::new(Body::empty());
                     *r.status_mut() = StatusCode::NO_CONTENT;

@@ -16,6 +16,36 @@ use crate::issuer::Issuer;
 use crate::secret::TokenHash;
 use crate::store::ClientKind;
 
+/// Registered and configured clients read recently, so that a refresh or a code exchange
+/// does not read and check the same client again. Kept for [`CLIENT_CACHE_TTL`]: a client
+/// removed by another process (`mcpgate clients remove`) is still found for that long, but
+/// nothing it could do with it counts — its grants are revoked and its codes deleted in the
+/// store at once, and the refresh and code exchange decide in the store's own transaction.
+/// Clients that may mint tokens on their own (`client_credentials`) are never kept: for them
+/// the store is read every time, so that removing one stops it at once.
+pub struct ClientCache(moka::sync::Cache<String, KnownClient>);
+
+/// How long a client read from the store is reused.
+pub const CLIENT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Default for ClientCache {
+    fn default() -> Self {
+        ClientCache(
+            moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(CLIENT_CACHE_TTL)
+                .build(),
+        )
+    }
+}
+
+impl ClientCache {
+    /// Forgets a client (deleted or changed here).
+    pub fn forget(&self, id: &ClientId) {
+        self.0.invalidate(id.as_str());
+    }
+}
+
 /// Longest `client_id` looked up.
 pub const MAX_CLIENT_ID: usize = 2048;
 
@@ -68,6 +98,9 @@ pub async fn find(issuer: &Issuer, client_id: &str) -> Result<KnownClient, OAuth
             last_used_at: None,
         });
     }
+    if let Some(known) = issuer.client_cache.0.get(client_id) {
+        return Ok(known);
+    }
     let id = ClientId::new(client_id);
     let record = issuer
         .store
@@ -95,7 +128,7 @@ pub async fn find(issuer: &Issuer, client_id: &str) -> Result<KnownClient, OAuth
                 e.description
             ))
         })?;
-    Ok(KnownClient {
+    let known = KnownClient {
         id,
         kind: record.kind,
         authenticated_by: metadata.auth_method,
@@ -103,7 +136,17 @@ pub async fn find(issuer: &Issuer, client_id: &str) -> Result<KnownClient, OAuth
         secret_hash: record.secret_hash,
         registration_token_hash: record.registration_token_hash,
         last_used_at: record.last_used_at,
-    })
+    };
+    if !known
+        .metadata
+        .allows(super::metadata::GrantType::ClientCredentials)
+    {
+        issuer
+            .client_cache
+            .0
+            .insert(client_id.to_owned(), known.clone());
+    }
+    Ok(known)
 }
 
 /// Records that the client obtained a token (registrations unused for long are pruned).
@@ -120,7 +163,23 @@ pub async fn touch(issuer: &Issuer, client: &KnownClient) {
     }) {
         return;
     }
-    if let Err(e) = issuer.store.touch_client(&client.id, now).await {
-        tracing::warn!(target: "mcpgate::issuer", client_id = %client.id, error = %e, "client last use not recorded");
+    match issuer.store.touch_client(&client.id, now).await {
+        Ok(()) => {
+            if !client
+                .metadata
+                .allows(super::metadata::GrantType::ClientCredentials)
+            {
+                let mut touched = client.clone();
+                touched.last_used_at = Some(now);
+                touched.authenticated_by = touched.metadata.auth_method;
+                issuer
+                    .client_cache
+                    .0
+                    .insert(client.id.as_str().to_owned(), touched);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(target: "mcpgate::issuer", client_id = %client.id, error = %e, "client last use not recorded");
+        }
     }
 }
