@@ -50,12 +50,25 @@ async fn run() {
         .json(&json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none", "client_name": "load"}))
         .send().await.unwrap().json().await.unwrap();
     let public_id = public["client_id"].as_str().unwrap().to_owned();
-    let machine: Value = http
-        .post(format!("{base}/register"))
-        .json(&json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post", "client_name": "load"}))
-        .send().await.unwrap().json().await.unwrap();
-    let machine_id = machine["client_id"].as_str().unwrap().to_owned();
-    let machine_secret = machine["client_secret"].as_str().unwrap().to_owned();
+    // A machine client is admitted by the operator (registrations cannot take the grant).
+    let machine_id = "load-machine".to_owned();
+    let machine_secret = "load-machine-secret-of-at-least-32-chars".to_owned();
+    let machine = mcpgate_issuer::clients::configured::StaticClient::new(
+        &machine_id,
+        None,
+        json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post", "client_name": "load"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        Some(&machine_secret),
+        &mcpgate_issuer::clients::redirect_uri::AllowList::default(),
+    )
+    .unwrap();
+    issuer
+        .store
+        .insert_client(&machine.record(false, SystemTime::now()))
+        .await
+        .unwrap();
 
     // One grant and one refresh token per connection; each connection keeps rotating its own.
     let mut starts = Vec::new();
