@@ -39,9 +39,10 @@ wait_http "http://127.0.0.1:$JWT_PORT/healthz"; wait_http "$ISS/healthz"
 echo "a-long-enough-password-for-alice" | "$BIN/mcpgate" users add alice --password-stdin --data-dir "$WORK/data" >/dev/null
 
 JWT_TOKEN=$(MINT_ALG=ES256 "$BIN/mint-token" https://idp.example "http://127.0.0.1:$JWT_PORT/mcp")
-MACHINE=$(curl -s "$ISS/register" -H 'content-type: application/json' \
-  -d '{"client_name":"bench","grant_types":["client_credentials"],"token_endpoint_auth_method":"client_secret_basic"}')
-ISS_TOKEN=$(curl -s "$ISS/token" -u "$(jq -r .client_id <<<"$MACHINE"):$(jq -r .client_secret <<<"$MACHINE")" \
+# A machine client, admitted by the operator (registrations cannot take client_credentials).
+MACHINE_SECRET=$("$BIN/mcpgate" clients add --client-id bench --name bench --auth-method client_secret_basic \
+  --grant-type client_credentials --data-dir "$WORK/data" | sed -n 's/^client_secret: //p')
+ISS_TOKEN=$(curl -s "$ISS/token" -u "bench:$MACHINE_SECRET" \
   -d grant_type=client_credentials -d scope=mcp --data-urlencode "resource=$ISS/mcp" | jq -r .access_token)
 
 # The sign-in form of a real pending authorization request, posted again and again.
