@@ -37,6 +37,37 @@ mod tempdir {
     }
 }
 
+/// The gateway in issuer mode, signing a development user in and approving at once
+/// (`--dev --dev-auto-approve`), with `env`.
+async fn auto_approving(
+    upstream: &TestUpstream,
+    dir: &tempdir::Dir,
+    env: &[(&str, &str)],
+) -> Gateway {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    Gateway::spawn(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--auth",
+            "issuer",
+            "--upstream-url",
+            &upstream.url,
+            "--data-dir",
+            dir.path(),
+            "--required-scopes",
+            "mcp",
+            "--dev",
+            "--dev-auto-approve",
+        ],
+        env,
+        port,
+    )
+    .await
+}
+
 async fn gateway(upstream: &TestUpstream, dir: &tempdir::Dir, port: u16) -> Gateway {
     let listen = format!("127.0.0.1:{port}");
     Gateway::spawn(
@@ -614,28 +645,7 @@ async fn authorize(base: &str, mcp: &str, client_id: &str, redirect: &str) -> Va
 async fn a_user_signs_in_calls_tools_refreshes_and_a_revoked_grant_stops_within_seconds() {
     let upstream = TestUpstream::start(Mode::Sessions).await;
     let dir = data_dir();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let gw = Gateway::spawn(
-        &[
-            "serve",
-            "--listen",
-            &listen,
-            "--auth",
-            "issuer",
-            "--upstream-url",
-            &upstream.url,
-            "--data-dir",
-            dir.path(),
-            "--required-scopes",
-            "mcp",
-            "--dev",
-            "--dev-auto-approve",
-        ],
-        &[],
-        port,
-    )
-    .await;
+    let gw = auto_approving(&upstream, &dir, &[]).await;
     let (client_id, token) = sign_in(&gw.base, &gw.mcp).await;
     let access = token["access_token"].as_str().unwrap();
     let c = client(&gw.mcp, Some(access), Generation::Legacy)
@@ -1216,26 +1226,10 @@ fn watch_end(mut stream: reqwest::Response) -> tokio::sync::oneshot::Receiver<()
 async fn a_get_stream_ends_when_its_grant_is_revoked_or_its_token_expires() {
     let upstream = TestUpstream::start(Mode::Sessions).await;
     let dir = data_dir();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let gw = Gateway::spawn(
-        &[
-            "serve",
-            "--listen",
-            &listen,
-            "--auth",
-            "issuer",
-            "--upstream-url",
-            &upstream.url,
-            "--data-dir",
-            dir.path(),
-            "--required-scopes",
-            "mcp",
-            "--dev",
-            "--dev-auto-approve",
-        ],
+    let gw = auto_approving(
+        &upstream,
+        &dir,
         &[("MCPGATE_ISSUER_ACCESS_TOKEN_TTL", "4s")],
-        port,
     )
     .await;
     let (client_id, token) = sign_in(&gw.base, &gw.mcp).await;
