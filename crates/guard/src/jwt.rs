@@ -578,7 +578,11 @@ impl TokenVerifier for JwtVerifier {
     }
 
     fn still_valid(&self, principal: &Principal) -> bool {
-        principal.expires_at.is_none_or(|at| at > SystemTime::now())
+        // With the leeway `verify` allows: a stream must not end while the same token would
+        // still open a new one (the client would reconnect in a loop).
+        principal
+            .expires_at
+            .is_none_or(|at| at + self.rules.leeway > SystemTime::now())
             && self
                 .revocation
                 .as_ref()

@@ -704,3 +704,33 @@ async fn a_revocation_applies_at_once_to_cached_tokens_too() {
     assert!(!verifier.known_good(&a));
     assert!(verifier.verify(&b).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_principal_stays_valid_as_long_as_its_token_would_verify_and_no_longer() {
+    let key = TestKey::rsa(1, "k1");
+    let revoked = std::sync::Arc::new(Revoked(std::sync::Mutex::new(Vec::new())));
+    let verifier = JwtVerifier::builder(rules())
+        .public_key_pem(key.public_pem.as_bytes())
+        .revocation(revoked.clone())
+        .build()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Expired 10 s ago: still inside the 30 s leeway, so it verifies and stays valid.
+    let late = key.sign(&with(
+        with(good_claims(), "exp", json!(now - 10)),
+        "jti",
+        json!("grant-a"),
+    ));
+    let principal = verifier.verify(&late).await.unwrap();
+    assert!(verifier.still_valid(&principal));
+    revoked.0.lock().unwrap().push("grant-a".into());
+    assert!(!verifier.still_valid(&principal), "revoked");
+    // Past the leeway: no longer valid, as it no longer verifies.
+    let mut gone = (*principal).clone();
+    gone.expires_at = Some(std::time::SystemTime::now() - Duration::from_secs(31));
+    gone.claims.remove("jti");
+    assert!(!verifier.still_valid(&gone));
+}

@@ -78,13 +78,7 @@ pub async fn reconcile(
         {
             return Err(ReconcileError::Taken(user.name.clone()));
         }
-        if store
-            .get_client(&crate::store::ClientId::new(user.name.as_str()))
-            .await?
-            .is_some()
-        {
-            return Err(ReconcileError::AClient(user.name.clone()));
-        }
+        not_a_client(store, &user.name).await?;
         let record = User {
             name: user.name.clone(),
             password_hash: user.password_hash.clone(),
@@ -105,6 +99,18 @@ pub async fn reconcile(
         }
     }
     Ok(())
+}
+
+/// Refuses a user name that is a client's id (a machine client's tokens carry its id as
+/// `sub`: the user would be taken for it). Subjects have one namespace.
+pub async fn not_a_client(store: &dyn Store, name: &UserName) -> Result<(), ReconcileError> {
+    match store
+        .get_client(&crate::store::ClientId::new(name.as_str()))
+        .await?
+    {
+        Some(_) => Err(ReconcileError::AClient(name.clone())),
+        None => Ok(()),
+    }
 }
 
 /// Why the configured users could not be stored.

@@ -11,7 +11,7 @@ use mcpgate_guard::{ClientId, Subject};
 use mcpgate_issuer::clients::configured::{self, StaticClient};
 use mcpgate_issuer::keys::{SigningKeys, SigningKeysOptions};
 use mcpgate_issuer::store::sqlite::SqliteStore;
-use mcpgate_issuer::store::{ClientStore as _, GrantFilter, Store, UserName, UserStore as _};
+use mcpgate_issuer::store::{GrantFilter, Store, UserName, UserStore as _};
 
 use crate::cli::{ClientsCommand, GrantsCommand, KeysCommand, UsersCommand};
 
@@ -104,16 +104,13 @@ pub async fn clients(command: ClientsCommand, dir: PathBuf) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            // One namespace for subjects: a machine client's tokens carry its id as `sub`.
-            match store.get_user(&UserName::new(&id)).await {
-                Ok(Some(_)) => {
-                    eprintln!(
-                        "mcpgate: `{id}` is a user's name: a client with it would act as that user; pick another --client-id"
-                    );
+            match configured::not_a_user(&*store, &client.id).await {
+                Ok(()) => {}
+                Err(configured::ReconcileError::Store(e)) => return failed(e),
+                Err(e) => {
+                    eprintln!("mcpgate: {e}");
                     return ExitCode::from(2);
                 }
-                Ok(None) => {}
-                Err(e) => return failed(e),
             }
             match store
                 .insert_client(&client.record(false, SystemTime::now()))
@@ -301,26 +298,13 @@ pub const MIN_PASSWORD: usize = 8;
 /// Adds local user `name` with `password` to the store in `dir` (made if it does not exist).
 pub async fn add_user(dir: &Path, name: &str, password: &str) -> Result<(), String> {
     mcpgate_issuer::users::check_name(name)?;
-    if password.chars().count() < MIN_PASSWORD {
-        return Err(format!(
-            "the password must be at least {MIN_PASSWORD} characters"
-        ));
-    }
-    let hash = mcpgate_issuer::sign_in::hash_password(password).map_err(|e| e.to_string())?;
+    let hash = hash(password)?;
     let store = SqliteStore::open(dir)
         .await
         .map_err(|e| format!("cannot open the store in `{}`: {e}", dir.display()))?;
-    // One namespace for subjects: a machine client's tokens carry its id as `sub`.
-    if store
-        .get_client(&mcpgate_issuer::store::ClientId::new(name))
+    mcpgate_issuer::users::not_a_client(&store, &UserName::new(name))
         .await
-        .map_err(|e| e.to_string())?
-        .is_some()
-    {
-        return Err(format!(
-            "`{name}` is a client's id: a user with that name would be taken for the client; pick another name"
-        ));
-    }
+        .map_err(|e| e.to_string())?;
     store
         .add_user(&mcpgate_issuer::store::User {
             name: UserName::new(name),
@@ -333,16 +317,14 @@ pub async fn add_user(dir: &Path, name: &str, password: &str) -> Result<(), Stri
         .map_err(|e| e.to_string())
 }
 
-/// The argon2id hash of `password`, as `[[issuer.users]]` takes it.
-fn hash(password: &str) -> Result<String, String> {
+/// The argon2id hash of a new password of at least [`MIN_PASSWORD`] characters.
+fn hash(password: &str) -> Result<mcpgate_issuer::store::PasswordHash, String> {
     if password.chars().count() < MIN_PASSWORD {
         return Err(format!(
             "the password must be at least {MIN_PASSWORD} characters"
         ));
     }
-    mcpgate_issuer::sign_in::hash_password(password)
-        .map(|h| h.as_str().to_owned())
-        .map_err(|e| e.to_string())
+    mcpgate_issuer::sign_in::hash_password(password).map_err(|e| e.to_string())
 }
 
 /// `mcpgate users …`.
@@ -357,7 +339,7 @@ pub async fn users(command: UsersCommand, dir: PathBuf) -> ExitCode {
         let UsersCommand::Add { name, .. } = &command else {
             return match hash(password) {
                 Ok(phc) => {
-                    println!("{phc}");
+                    println!("{}", phc.as_str());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -176,7 +176,7 @@ pub(super) const SETTINGS: &[Setting] = &[
         "issuer.refresh_grace",
         None,
         "duration",
-        "`issuer` mode: for this long after a rotation the same client may present the previous refresh token and still be answered (two refreshes racing); outside it, reuse revokes the whole grant. `0s`: never.",
+        "`issuer` mode: for this long after a rotation the same client may present the previous refresh token and still be answered (two refreshes racing); outside it, reuse revokes the whole grant. At most `5m`; `0s`: never.",
     ),
     s(
         "issuer.code_ttl",

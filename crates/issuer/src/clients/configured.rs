@@ -177,13 +177,7 @@ pub async fn reconcile(
         {
             return Err(ReconcileError::Taken(client.id.clone()));
         }
-        if store
-            .get_user(&crate::store::UserName::new(client.id.as_str()))
-            .await?
-            .is_some()
-        {
-            return Err(ReconcileError::AUser(client.id.clone()));
-        }
+        not_a_user(store, &client.id).await?;
         if store.put_client(&client.record(true, now)).await? {
             tracing::info!(target: "mcpgate::issuer", client_id = %client.id, "configured client added");
         }
@@ -195,6 +189,18 @@ pub async fn reconcile(
         }
     }
     Ok(())
+}
+
+/// Refuses a client id that is a local user's name: a machine client's tokens carry its id as
+/// `sub`, so it would act as that user. Subjects have one namespace.
+pub async fn not_a_user(store: &dyn Store, id: &ClientId) -> Result<(), ReconcileError> {
+    match store
+        .get_user(&crate::store::UserName::new(id.as_str()))
+        .await?
+    {
+        Some(_) => Err(ReconcileError::AUser(id.clone())),
+        None => Ok(()),
+    }
 }
 
 /// Why the configured clients could not be stored.

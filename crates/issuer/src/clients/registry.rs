@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use mcpgate_guard::ClientId;
 
-use super::metadata::{AuthMethod, ClientMetadata, Source};
+use super::metadata::{AuthMethod, ClientMetadata, GrantType, Source};
 use super::metadata_document::ClientIdUrl;
 use crate::error::OAuthError;
 use crate::issuer::Issuer;
@@ -43,6 +43,13 @@ impl ClientCache {
     /// Forgets a client (deleted or changed here).
     pub fn forget(&self, id: &ClientId) {
         self.0.invalidate(id.as_str());
+    }
+
+    /// Keeps `client`, unless it may mint tokens on its own (see above).
+    fn keep(&self, client: KnownClient) {
+        if !client.metadata.allows(GrantType::ClientCredentials) {
+            self.0.insert(client.id.as_str().to_owned(), client);
+        }
     }
 }
 
@@ -137,15 +144,7 @@ pub async fn find(issuer: &Issuer, client_id: &str) -> Result<KnownClient, OAuth
         registration_token_hash: record.registration_token_hash,
         last_used_at: record.last_used_at,
     };
-    if !known
-        .metadata
-        .allows(super::metadata::GrantType::ClientCredentials)
-    {
-        issuer
-            .client_cache
-            .0
-            .insert(client_id.to_owned(), known.clone());
-    }
+    issuer.client_cache.keep(known.clone());
     Ok(known)
 }
 
@@ -165,18 +164,10 @@ pub async fn touch(issuer: &Issuer, client: &KnownClient) {
     }
     match issuer.store.touch_client(&client.id, now).await {
         Ok(()) => {
-            if !client
-                .metadata
-                .allows(super::metadata::GrantType::ClientCredentials)
-            {
-                let mut touched = client.clone();
-                touched.last_used_at = Some(now);
-                touched.authenticated_by = touched.metadata.auth_method;
-                issuer
-                    .client_cache
-                    .0
-                    .insert(client.id.as_str().to_owned(), touched);
-            }
+            let mut touched = client.clone();
+            touched.last_used_at = Some(now);
+            touched.authenticated_by = touched.metadata.auth_method;
+            issuer.client_cache.keep(touched);
         }
         Err(e) => {
             tracing::warn!(target: "mcpgate::issuer", client_id = %client.id, error = %e, "client last use not recorded");
