@@ -62,6 +62,7 @@ macro_rules! store_conformance_tests {
             an_unknown_refresh_token_is_unknown,
             concurrent_rotations_of_one_token_rotate_exactly_once,
             concurrent_rotations_inside_the_grace_window_rotate_exactly_once,
+            concurrent_rotations_of_many_tokens_are_each_decided_alone,
             revoking_a_grant_revokes_its_refresh_tokens,
             revoking_by_subject_revokes_only_that_subjects_grants,
             revoking_by_subject_and_client_spares_other_clients,
@@ -689,6 +690,92 @@ pub async fn concurrent_rotations_inside_the_grace_window_rotate_exactly_once(
         .count();
     assert_eq!((rotated, within), (1, 19), "{outcomes:?}");
     assert!(!store.is_grant_revoked(&g.id).await.unwrap());
+}
+
+/// Rotations of many tokens at once — current ones, a rotated one presented again, another
+/// client's, an expired one, an unknown one — are each decided as if it ran alone, and each
+/// replacement is stored (a store that writes rotations together must not mix them up).
+pub async fn concurrent_rotations_of_many_tokens_are_each_decided_alone(store: Arc<dyn Store>) {
+    let app = client(&*store, "app").await;
+    let other_app = client(&*store, "other").await;
+    let mut current = Vec::new();
+    for i in 0..24 {
+        let g = grant(&*store, &format!("user-{i}"), &app).await;
+        current.push((refresh_token(&*store, &g, at(10_000)).await, g));
+    }
+    let reused_grant = grant(&*store, "mallory", &app).await;
+    let reused = refresh_token(&*store, &reused_grant, at(10_000)).await;
+    store
+        .rotate_refresh_token(&rotation(reused, &app, at(50), Duration::ZERO))
+        .await
+        .unwrap();
+    let foreign = grant(&*store, "bob", &other_app).await;
+    let foreign_token = refresh_token(&*store, &foreign, at(10_000)).await;
+    let expired_grant = grant(&*store, "carol", &app).await;
+    let expired = refresh_token(&*store, &expired_grant, at(60)).await;
+
+    let mut rotations: Vec<RefreshRotation> = current
+        .iter()
+        .map(|(hash, _)| rotation(*hash, &app, at(100), Duration::ZERO))
+        .collect();
+    rotations.push(rotation(reused, &app, at(100), Duration::ZERO));
+    rotations.push(rotation(foreign_token, &app, at(100), Duration::ZERO));
+    rotations.push(rotation(expired, &app, at(100), Duration::ZERO));
+    rotations.push(rotation(
+        TokenHash::of(&generate_token()),
+        &app,
+        at(100),
+        Duration::ZERO,
+    ));
+    let tasks: Vec<_> = rotations
+        .iter()
+        .cloned()
+        .map(|r| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.rotate_refresh_token(&r).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("task").expect("rotate"));
+    }
+    for (i, (hash, g)) in current.iter().enumerate() {
+        assert!(
+            matches!(&outcomes[i], RotationOutcome::Rotated(got) if got.id == g.id),
+            "token {i}: {:?}",
+            outcomes[i]
+        );
+        assert!(!is_current(&*store, hash).await);
+        assert!(is_current(&*store, &rotations[i].replacement).await);
+        let replacement = store
+            .get_refresh_token(&rotations[i].replacement)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(replacement.token.grant_id, g.id);
+    }
+    let n = current.len();
+    assert_eq!(
+        outcomes[n],
+        RotationOutcome::Reused(reused_grant.id.clone())
+    );
+    assert!(store.is_grant_revoked(&reused_grant.id).await.unwrap());
+    assert_eq!(outcomes[n + 1], RotationOutcome::WrongClient);
+    assert!(is_current(&*store, &foreign_token).await);
+    assert_eq!(outcomes[n + 2], RotationOutcome::Expired);
+    assert_eq!(outcomes[n + 3], RotationOutcome::Unknown);
+    for r in &rotations[n..] {
+        assert!(
+            store
+                .get_refresh_token(&r.replacement)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    for (_, g) in &current {
+        assert!(!store.is_grant_revoked(&g.id).await.unwrap());
+    }
 }
 
 // ---- grants ---------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 //! waits its turn instead of failing) and foreign keys on; the schema in `migrations/` is
 //! embedded in the binary and brought up to date on open. Every step that reads and then
 //! writes runs in a `BEGIN IMMEDIATE` transaction, which takes SQLite's write lock before the
-//! read, so no other writer can slip in between.
+//! read, so no other writer can slip in between. Refresh rotations that arrive together are
+//! written together, in one such transaction (`sqlite/rotation.rs`).
 //!
 //! ```
 //! use mcpgate_issuer::store::{UserStore, sqlite::SqliteStore};
@@ -33,6 +34,8 @@ use super::{
 };
 use crate::secret::{TokenHash, random_bytes};
 
+mod rotation;
+
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "mcpgate.db";
 
@@ -43,6 +46,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Refresh rotations waiting to be written together.
+    rotations: std::sync::Arc<rotation::RotationQueue>,
     /// Removes the directory of a temporary store when the last clone is dropped.
     _temporary: Option<std::sync::Arc<TemporaryDir>>,
 }
@@ -100,6 +105,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Migration(Box::new(e)))?;
         Ok(SqliteStore {
             pool,
+            rotations: Default::default(),
             _temporary: None,
         })
     }
@@ -828,81 +834,7 @@ impl RefreshTokenStore for SqliteStore {
         &'a self,
         rotation: &'a RefreshRotation,
     ) -> StoreFuture<'a, RotationOutcome> {
-        Box::pin(async move {
-            let now = secs(rotation.now);
-            // The write lock is taken before the read: no other rotation can run between the
-            // decision and its writes.
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(backend)?;
-            let row = sqlx::query(
-                "SELECT t.client_id AS token_client_id, t.expires_at AS token_expires_at, \
-                 t.rotated_at AS token_rotated_at, t.revoked_at AS token_revoked_at, g.* \
-                 FROM refresh_tokens t JOIN grants g ON g.grant_id = t.grant_id \
-                 WHERE t.token_hash = ?",
-            )
-            .bind(rotation.presented.as_bytes().to_vec())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-            let Some(row) = row else {
-                return Ok(RotationOutcome::Unknown);
-            };
-            const WHAT: &str = "refresh token";
-            let token_client: String = column(&row, WHAT, "token_client_id")?;
-            let expires_at: i64 = column(&row, WHAT, "token_expires_at")?;
-            let rotated_at: Option<i64> = column(&row, WHAT, "token_rotated_at")?;
-            let token_revoked_at: Option<i64> = column(&row, WHAT, "token_revoked_at")?;
-            let grant = grant_from_row(&row)?;
-
-            if token_client != rotation.client_id.as_str() {
-                return Ok(RotationOutcome::WrongClient);
-            }
-            if token_revoked_at.is_some() || grant.revoked_at.is_some() {
-                return Ok(RotationOutcome::Revoked);
-            }
-            let outcome = match rotated_at {
-                Some(rotated_at)
-                    if now < rotated_at.saturating_add(duration_secs(rotation.grace)) =>
-                {
-                    if expires_at <= now {
-                        return Ok(RotationOutcome::Expired);
-                    }
-                    insert_replacement(&mut tx, rotation, &grant.id).await?;
-                    RotationOutcome::WithinGrace(grant)
-                }
-                Some(_) => {
-                    sqlx::query(
-                        "UPDATE grants SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL",
-                    )
-                    .bind(now)
-                    .bind(grant.id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                    revoke_refresh_tokens_of(&mut tx, &grant.id, rotation.now).await?;
-                    RotationOutcome::Reused(grant.id)
-                }
-                None if expires_at <= now => return Ok(RotationOutcome::Expired),
-                None => {
-                    sqlx::query(
-                        "UPDATE refresh_tokens SET rotated_at = ? \
-                         WHERE token_hash = ? AND rotated_at IS NULL",
-                    )
-                    .bind(now)
-                    .bind(rotation.presented.as_bytes().to_vec())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                    insert_replacement(&mut tx, rotation, &grant.id).await?;
-                    RotationOutcome::Rotated(grant)
-                }
-            };
-            tx.commit().await.map_err(backend)?;
-            Ok(outcome)
-        })
+        Box::pin(async move { self.rotations.rotate(&self.pool, rotation).await })
     }
 
     fn delete_expired_refresh_tokens(&self, before: SystemTime) -> StoreFuture<'_, u64> {
@@ -946,26 +878,6 @@ async fn revoke_grants_of_subject(
         revoke_refresh_tokens_of(tx, id, time(now)).await?;
     }
     Ok(ids)
-}
-
-async fn insert_replacement(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    rotation: &RefreshRotation,
-    grant: &GrantId,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, issued_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(rotation.replacement.as_bytes().to_vec())
-    .bind(grant.as_str())
-    .bind(rotation.client_id.as_str())
-    .bind(secs(rotation.now))
-    .bind(secs(rotation.replacement_expires_at))
-    .execute(&mut **tx)
-    .await
-    .map_err(insert_error("refresh token", "(replacement hash)"))?;
-    Ok(())
 }
 
 // ---- consents -------------------------------------------------------------------------------
