@@ -1270,6 +1270,44 @@ mod tests {
     }
 
     #[test]
+    fn rotations_go_on_after_the_runtime_that_wrote_them_is_gone() {
+        let first = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = first.block_on(SqliteStore::open_temporary()).unwrap();
+        let now = SystemTime::now();
+        let unknown = RefreshRotation {
+            presented: TokenHash::of("not issued"),
+            replacement: TokenHash::of("replacement"),
+            replacement_expires_at: now,
+            client_id: ClientId::new("app"),
+            now,
+            grace: Duration::ZERO,
+        };
+        // Rotations queued, and their runtime dropped at once, whatever the task writing them
+        // was doing.
+        for _ in 0..8 {
+            let (store, r) = (store.clone(), unknown.clone());
+            first.spawn(async move { store.rotate_refresh_token(&r).await });
+        }
+        first.shutdown_background();
+        let second = tokio::runtime::Runtime::new().unwrap();
+        let outcome = second
+            .block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    store.rotate_refresh_token(&unknown),
+                )
+                .await
+            })
+            .expect("the queue is not left waiting for a task that is gone")
+            .unwrap();
+        assert_eq!(outcome, RotationOutcome::Unknown);
+    }
+
+    #[test]
     fn times_before_the_epoch_round_towards_the_past() {
         let t = UNIX_EPOCH - Duration::from_millis(1_500);
         assert_eq!(secs(t), -2);

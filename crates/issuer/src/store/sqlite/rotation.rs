@@ -73,11 +73,16 @@ impl RotationQueue {
 
     /// Writes batches until none is waiting.
     async fn write_batches(self: Arc<Self>, pool: SqlitePool) {
+        let mut writer = Writer {
+            queue: Arc::clone(&self),
+            finished: false,
+        };
         loop {
             let batch = {
                 let mut state = self.state.lock().expect("rotation queue lock");
                 if state.waiting.is_empty() {
                     state.writing = false;
+                    writer.finished = true;
                     return;
                 }
                 let n = state.waiting.len().min(MAX_BATCH);
@@ -97,6 +102,25 @@ impl RotationQueue {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Hands the queue back if the writing task ends early (its runtime shut down): the rotations
+/// still waiting fail, and the next one starts a new task instead of waiting for this one.
+struct Writer {
+    queue: Arc<RotationQueue>,
+    finished: bool,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Ok(mut state) = self.queue.state.lock() {
+            state.writing = false;
+            state.waiting.clear();
         }
     }
 }
