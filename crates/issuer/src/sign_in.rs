@@ -10,7 +10,11 @@
 //!   while attempts queue;
 //! - attempts are throttled per user name and per source address (the
 //!   [`SourceAddress`](crate::clients::registration::SourceAddress) the host application
-//!   puts in the request's extensions) before any hash is computed;
+//!   puts in the request's extensions) before any hash is computed, and a throttled attempt
+//!   is answered only after [`SignInLimits::throttled_delay`]: a client that keeps posting
+//!   over its budget gets one answer a second per connection rather than as many as it can
+//!   send, which caps what a flood costs this server (and a guesser's rate) at the
+//!   connections it may open;
 //! - a user name that does not exist, or a disabled user, costs the same verification as a
 //!   wrong password against a real hash, and gets the same answer, so neither the message nor
 //!   the time says which user names exist.
@@ -55,7 +59,13 @@ pub struct SignInLimits {
     pub concurrent_verifications: usize,
     /// How long an attempt waits for a verification slot before the server says it is busy.
     pub queue_timeout: Duration,
+    /// How long a throttled attempt's answer is held back (for at most
+    /// [`MAX_HELD_BACK`] attempts at a time; beyond that they are answered at once).
+    pub throttled_delay: Duration,
 }
+
+/// Throttled answers held back at once (each is a timer and its connection).
+pub const MAX_HELD_BACK: usize = 512;
 
 impl Default for SignInLimits {
     fn default() -> Self {
@@ -64,6 +74,7 @@ impl Default for SignInLimits {
             per_address_per_minute: 30,
             concurrent_verifications: 2,
             queue_timeout: Duration::from_secs(10),
+            throttled_delay: Duration::from_secs(1),
         }
     }
 }
@@ -93,6 +104,7 @@ pub enum SignInError {
 pub struct LocalUsers {
     limits: SignInLimits,
     verifications: Arc<Semaphore>,
+    held_back: Semaphore,
     per_user: DefaultKeyedRateLimiter<String>,
     per_address: DefaultKeyedRateLimiter<Option<IpAddr>>,
     throttle_notices: DefaultKeyedRateLimiter<Option<IpAddr>>,
@@ -130,6 +142,7 @@ impl LocalUsers {
                 .expect("the system's random source works"),
             limits,
             verifications: Arc::new(Semaphore::new(limits.concurrent_verifications.max(1))),
+            held_back: Semaphore::new(MAX_HELD_BACK),
             per_user: RateLimiter::keyed(per_minute(limits.per_user_per_minute)),
             per_address: RateLimiter::keyed(per_minute(limits.per_address_per_minute)),
             throttle_notices: RateLimiter::keyed(per_minute(6)),
@@ -143,6 +156,14 @@ impl LocalUsers {
             self.throttle_notices.retain_recent();
         }
         self.throttle_notices.check_key(&address).is_ok()
+    }
+
+    /// Waits [`SignInLimits::throttled_delay`] before a throttled attempt is answered, unless
+    /// [`MAX_HELD_BACK`] answers are waiting already.
+    pub async fn hold_back_throttled(&self) {
+        if let Ok(_held) = self.held_back.try_acquire() {
+            tokio::time::sleep(self.limits.throttled_delay).await;
+        }
     }
 
     /// Signs `name` in with `password`, from `address` when known.
@@ -347,6 +368,33 @@ mod tests {
             LocalUsers::default().log_tag("nobody-xff"),
             users.log_tag("nobody-xff")
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_answers_are_held_back_up_to_a_bound() {
+        let users = Arc::new(LocalUsers::new(SignInLimits {
+            throttled_delay: Duration::from_secs(10),
+            ..SignInLimits::default()
+        }));
+        let start = tokio::time::Instant::now();
+        let held: Vec<_> = (0..MAX_HELD_BACK)
+            .map(|_| {
+                let users = Arc::clone(&users);
+                tokio::spawn(async move {
+                    users.hold_back_throttled().await;
+                    tokio::time::Instant::now()
+                })
+            })
+            .collect();
+        while users.held_back.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        // Beyond the bound, an answer goes at once.
+        users.hold_back_throttled().await;
+        assert_eq!(tokio::time::Instant::now(), start);
+        for answered in held {
+            assert!(answered.await.unwrap() - start >= Duration::from_secs(10));
+        }
     }
 
     #[test]

@@ -240,6 +240,7 @@ pub async fn sign_in(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
         if issuer.sign_in.report_throttled(address) {
             tracing::warn!(target: "mcpgate::issuer", address = ?address, "sign-in throttled for this address (further throttled attempts from it are logged once every ten seconds)");
         }
+        issuer.sign_in.hold_back_throttled().await;
         let mut r = cx.error_page(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many sign-in attempts",
@@ -310,6 +311,7 @@ pub async fn sign_in(State(issuer): State<Arc<Issuer>>, request: Request) -> Res
             if issuer.sign_in.report_throttled(address) {
                 tracing::warn!(target: "mcpgate::issuer", client_id = %client_id, user_tag = %issuer.sign_in.log_tag(username), address = ?address, "sign-in throttled (further throttled attempts from this address are logged once every ten seconds)");
             }
+            issuer.sign_in.hold_back_throttled().await;
             let mut r = again(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!("Too many sign-in attempts. Wait {retry_after} seconds, then try again."),
