@@ -823,7 +823,8 @@ async fn configured_and_added_clients_are_admitted_by_name_with_registration_clo
     assert_eq!(r.status(), 403);
     // VS Code's fixed loopback callback, on another port as loopback allows (AS-07).
     let token = authorize(&gw.base, &gw.mcp, "vscode", "http://127.0.0.1:33418/").await;
-    let (status, _) = refresh(&gw.base, "vscode", token["refresh_token"].as_str().unwrap()).await;
+    let (status, token) =
+        refresh(&gw.base, "vscode", token["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200);
     // The ChatGPT entry is confidential: its secret from the environment, never printed.
     let (code, out, err) = common::run(&["clients", "list", "--data-dir", dir.path()], &[]);

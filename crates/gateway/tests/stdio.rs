@@ -523,6 +523,53 @@ async fn stateless_input_required_round_trip_by_hand() {
         second["result"]["content"][0]["text"], "hello Grace",
         "{second}"
     );
+    // The child answers in the session revisions' shape; the client reads the new one.
+    assert_eq!(second["result"]["resultType"], "complete", "{second}");
+    let plain: Value = reqwest::Client::new()
+        .post(&gw.mcp)
+        .bearer_auth("alice-token")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .body(json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"},"_meta":meta}}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plain["result"]["resultType"], "complete", "{plain}");
+    assert_eq!(plain["result"]["content"][0]["text"], "x", "{plain}");
+    assert!(plain["result"].get("ttlMs").is_none(), "{plain}");
+    // A list is a cacheable result: it carries caching hints, here "do not reuse".
+    let list: Value = reqwest::Client::new()
+        .post(&gw.mcp)
+        .bearer_auth("alice-token")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(
+            json!({"jsonrpc":"2.0","id":6,"method":"tools/list","params":{"_meta":meta}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["result"]["resultType"], "complete", "{list}");
+    assert_eq!(list["result"]["ttlMs"], 0, "{list}");
+    assert_eq!(list["result"]["cacheScope"], "private", "{list}");
+    assert!(
+        list["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "{list}"
+    );
     // The state is spent.
     let again: Value = send(json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"elicit_name","arguments":{},"requestState":state,"inputResponses":{},"_meta":meta}}))
         .await

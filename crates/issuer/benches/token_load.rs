@@ -1,6 +1,9 @@
 //! Load on `/token` over real HTTP on 127.0.0.1, SQLite in a temporary directory: refresh
-//! grants (each rotates a token atomically in the store and signs an access token) and
-//! `client_credentials` grants (authentication and signing, no store write), side by side.
+//! grants (each rotates a token atomically in the store and signs an access token), code
+//! exchanges (each spends a code, reads its grant, stores a refresh token and signs) and
+//! `client_credentials` grants (authentication, one grant row, signing), side by side. The
+//! codes are stored beforehand, as `/authorize` would after consent, so that what is measured
+//! is the token endpoint alone.
 //!
 //! `cargo bench -p mcpgate-issuer --bench token_load` (`TOKEN_LOAD_SECONDS`, default 5;
 //! `TOKEN_LOAD_CONNECTIONS`, default 16).
@@ -14,7 +17,8 @@ use mcpgate_issuer::issuer::{Issuer, Settings};
 use mcpgate_issuer::scopes::Catalogue;
 use mcpgate_issuer::secret::{TokenHash, generate_token};
 use mcpgate_issuer::store::sqlite::SqliteStore;
-use mcpgate_issuer::store::{Grant, GrantId, RefreshToken};
+use mcpgate_issuer::store::{AuthorizationCode, Grant, GrantId, RefreshToken};
+use mcpgate_issuer::token::authorization_code::code_hash;
 
 use serde_json::{Value, json};
 
@@ -138,6 +142,93 @@ async fn run() {
         t.await.unwrap();
     }
     let refreshes = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+
+    // Code exchanges: codes stored beforehand (more than can be spent in the time), each
+    // connection spending its own.
+    const REDIRECT: &str = "http://127.0.0.1:5000/cb";
+    // RFC 7636 appendix B's verifier and its S256 challenge.
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let per_connection: usize = std::env::var("TOKEN_LOAD_CODES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3_000);
+    let code_grant = GrantId::generate();
+    let now = SystemTime::now();
+    issuer
+        .store
+        .create_grant(&Grant {
+            id: code_grant.clone(),
+            subject: Subject::new("alice"),
+            client_id: ClientId::new(&public_id),
+            scopes: Scopes::from_space_delimited("mcp"),
+            resource: Some(ResourceUrl::parse(&format!("{base}/mcp")).unwrap()),
+            created_at: now,
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
+    let mut code_sets = Vec::new();
+    for _ in 0..connections {
+        let mut codes = Vec::with_capacity(per_connection);
+        for _ in 0..per_connection {
+            let code = generate_token();
+            issuer
+                .store
+                .insert_code(&AuthorizationCode {
+                    code_hash: code_hash(&public_id, REDIRECT, &code),
+                    client_id: ClientId::new(&public_id),
+                    redirect_uri: REDIRECT.into(),
+                    code_challenge: CHALLENGE.into(),
+                    resource: Some(ResourceUrl::parse(&format!("{base}/mcp")).unwrap()),
+                    scopes: Scopes::from_space_delimited("mcp"),
+                    subject: Subject::new("alice"),
+                    grant_id: code_grant.clone(),
+                    expires_at: now + Duration::from_secs(3600),
+                })
+                .await
+                .unwrap();
+            codes.push(code);
+        }
+        code_sets.push(codes);
+    }
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for codes in code_sets {
+        let (http, base, id, done) = (
+            http.clone(),
+            base.clone(),
+            public_id.clone(),
+            Arc::clone(&done),
+        );
+        tasks.push(tokio::spawn(async move {
+            for code in codes {
+                if started.elapsed() >= duration {
+                    return;
+                }
+                let r = http
+                    .post(format!("{base}/token"))
+                    .form(&[
+                        ("grant_type", "authorization_code"),
+                        ("client_id", &id),
+                        ("code", &code),
+                        ("code_verifier", VERIFIER),
+                        ("redirect_uri", REDIRECT),
+                    ])
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            eprintln!("a connection spent all its codes: raise TOKEN_LOAD_CODES");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let exchanges = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
     let credentials = load_simple(Duration::from_secs(seconds), connections, {
         let (http, base) = (http.clone(), base.clone());
         move || {
@@ -166,6 +257,7 @@ async fn run() {
     .await;
     println!("token endpoint, {connections} connections, {seconds} s each, SQLite (WAL):");
     println!("  refresh_token grant     {refreshes:>8.0} /s");
+    println!("  authorization_code      {exchanges:>8.0} /s");
     println!("  client_credentials      {credentials:>8.0} /s");
     println!(
         "  refresh / client_credentials = {:.2}",

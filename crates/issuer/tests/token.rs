@@ -285,6 +285,49 @@ async fn as_09_refresh_rotates_and_reuse_outside_the_grace_window_revokes_the_gr
 }
 
 #[tokio::test]
+async fn a_refused_refresh_leaves_the_token_as_it_was() {
+    // No grace window: had a refused request rotated the token, the next use would be a
+    // reuse and revoke the grant.
+    let s = server(Duration::ZERO).await;
+    let client = s.register_public().await;
+    let (code, _) = s.code(&client, REDIRECT).await;
+    let (_, first) = s.exchange(&client, &code).await;
+    let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let base = s.base.clone();
+    for (extra, error) in [
+        (("scope", "mcp admin".to_owned()), "invalid_scope"),
+        (
+            ("resource", "https://evil.example/mcp".to_owned()),
+            "invalid_target",
+        ),
+    ] {
+        let (status, body) = s
+            .token(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client),
+                ("refresh_token", &r1),
+                (extra.0, extra.1.as_str()),
+            ])
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some(error)),
+            "{body}"
+        );
+    }
+    let (status, body) = s
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client),
+            ("refresh_token", &r1),
+            ("resource", &format!("{base}/mcp")),
+        ])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["refresh_token"].is_string());
+}
+
+#[tokio::test]
 async fn two_refreshes_racing_inside_the_grace_window_both_succeed() {
     let s = server(Duration::from_secs(30)).await;
     let client = s.register_public().await;

@@ -56,6 +56,7 @@ macro_rules! store_conformance_tests {
             a_refresh_token_rotates_to_its_replacement,
             reuse_outside_the_grace_window_revokes_the_grant_and_its_tokens,
             reuse_inside_the_grace_window_issues_again,
+            a_rotation_asking_for_more_than_the_grant_changes_nothing,
             reuse_by_another_client_is_refused_and_changes_nothing,
             an_expired_refresh_token_does_not_rotate,
             a_refresh_token_of_a_revoked_grant_does_not_rotate,
@@ -178,6 +179,8 @@ fn rotation(
         client_id: client.clone(),
         now,
         grace,
+        scopes: None,
+        resource: None,
     }
 }
 
@@ -533,8 +536,9 @@ pub async fn reuse_outside_the_grace_window_revokes_the_grant_and_its_tokens(
     );
 }
 
-/// A rotated token presented again by its client inside the grace window is answered: its
-/// replacement is stored and current, and the first replacement stays current too.
+/// A rotated token presented again by its client inside the grace window is answered as
+/// within grace, and nothing is stored: the first replacement stays the grant's one current
+/// token.
 pub async fn reuse_inside_the_grace_window_issues_again(store: Arc<dyn Store>) {
     let app = client(&*store, "app").await;
     let g = grant(&*store, "alice", &app).await;
@@ -549,7 +553,52 @@ pub async fn reuse_inside_the_grace_window_issues_again(store: Arc<dyn Store>) {
     );
     assert!(!store.is_grant_revoked(&g.id).await.unwrap());
     assert!(is_current(&*store, &first.replacement).await);
-    assert!(is_current(&*store, &retry.replacement).await);
+    assert!(
+        store
+            .get_refresh_token(&retry.replacement)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A rotation that asks for a scope the grant does not hold, or names another resource, is
+/// refused and changes nothing: the token stays current, and a later correct request rotates
+/// it. A narrower scope and the grant's own resource rotate.
+pub async fn a_rotation_asking_for_more_than_the_grant_changes_nothing(store: Arc<dyn Store>) {
+    let app = client(&*store, "app").await;
+    let g = grant(&*store, "alice", &app).await;
+    let old = refresh_token(&*store, &g, at(10_000)).await;
+    let mut wider = rotation(old, &app, at(100), Duration::ZERO);
+    wider.scopes = Some(scopes(&["mcp:read", "admin"]));
+    assert_eq!(
+        store.rotate_refresh_token(&wider).await.unwrap(),
+        RotationOutcome::ScopeNotGranted("admin".into())
+    );
+    let mut elsewhere = rotation(old, &app, at(101), Duration::ZERO);
+    elsewhere.resource = Some(ResourceUrl::parse("https://other.example.com/mcp").unwrap());
+    assert_eq!(
+        store.rotate_refresh_token(&elsewhere).await.unwrap(),
+        RotationOutcome::OtherResource
+    );
+    assert!(is_current(&*store, &old).await);
+    for refused in [&wider, &elsewhere] {
+        assert!(
+            store
+                .get_refresh_token(&refused.replacement)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    let mut narrower = rotation(old, &app, at(200), Duration::ZERO);
+    narrower.scopes = Some(scopes(&["mcp:read"]));
+    narrower.resource = g.resource.clone();
+    assert_eq!(
+        store.rotate_refresh_token(&narrower).await.unwrap(),
+        RotationOutcome::Rotated(g.clone())
+    );
+    assert!(!store.is_grant_revoked(&g.id).await.unwrap());
 }
 
 /// A token presented by a client other than its own is refused, rotated or not, and nothing

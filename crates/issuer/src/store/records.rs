@@ -245,6 +245,12 @@ pub struct RefreshRotation {
     /// answered (a response lost on the network, two tabs refreshing at once). Zero turns it
     /// off: any second use is reuse.
     pub grace: Duration,
+    /// The scopes the request asks for, when it names any: a request for one the grant does
+    /// not hold is refused before anything changes.
+    pub scopes: Option<Scopes>,
+    /// The resource the request names (already found to be one of the issuer's): refused
+    /// before anything changes when the grant is bound to another.
+    pub resource: Option<ResourceUrl>,
 }
 
 /// What [`rotate_refresh_token`](crate::store::RefreshTokenStore::rotate_refresh_token)
@@ -253,9 +259,9 @@ pub struct RefreshRotation {
 pub enum RotationOutcome {
     /// The presented token was current; it is now rotated and the replacement is stored.
     Rotated(Grant),
-    /// The presented token was rotated less than `grace` ago, by this client: the replacement
-    /// is stored as a further current token of the grant, and the caller answers as for
-    /// [`Rotated`](Self::Rotated).
+    /// The presented token was rotated less than `grace` ago, by this client. Nothing is
+    /// stored: the caller answers with the replacement that rotation issued, if it has it,
+    /// and refuses otherwise — never a second current token for one grant.
     WithinGrace(Grant),
     /// The presented token had been rotated before, outside the grace window: a stolen token
     /// is in play. The whole grant and all its refresh tokens are now revoked.
@@ -268,6 +274,10 @@ pub enum RotationOutcome {
     WrongClient,
     /// No such token.
     Unknown,
+    /// The request asks for this scope, which the grant does not hold. Nothing changed.
+    ScopeNotGranted(String),
+    /// The request names a resource other than the grant's. Nothing changed.
+    OtherResource,
 }
 
 /// An argon2id hash in PHC string form (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), produced by

@@ -7,7 +7,12 @@
 //! Within the grace window the client gets back the very token the rotation issued — not a
 //! new one — so that a second party presenting a stolen token inside the window cannot start
 //! a chain of its own: both now hold the same token, and whichever uses it second is caught
-//! as reuse.
+//! as reuse. A presentation within the window of a rotation this process does not remember
+//! (made before a restart, or by another replica) is refused rather than answered with a
+//! second token.
+//!
+//! A refused request changes nothing: the scope and resource it asks for are checked in the
+//! same step as the rotation, before it writes.
 
 use std::time::SystemTime;
 
@@ -64,6 +69,19 @@ pub async fn refresh(
         ));
     }
     let presented = params.require("refresh_token")?;
+    // What the request asks for is checked before anything changes: a refused request leaves
+    // the token as it was. Against this issuer's resources here; against the grant's scopes
+    // and resource in the store, in the same step as the rotation.
+    let asked_scopes = params.get("scope").map(Scopes::from_space_delimited);
+    let asked_resource = match params.get("resource") {
+        Some(_) => Some(
+            issuer
+                .settings
+                .resources
+                .requested(params.get("resource"))?,
+        ),
+        None => None,
+    };
     let now = SystemTime::now();
     let presented_hash = TokenHash::of(presented);
     let mut replacement = generate_token();
@@ -76,6 +94,8 @@ pub async fn refresh(
             client_id: client.id.clone(),
             now,
             grace: issuer.settings.refresh_grace,
+            scopes: asked_scopes.clone(),
+            resource: asked_resource.clone(),
         })
         .await
         .map_err(|e| {
@@ -93,9 +113,10 @@ pub async fn refresh(
             grant
         }
         RotationOutcome::WithinGrace(grant) => {
-            // The token the rotation issued, again (the one just stored for this request is
-            // then held by nobody). A rotation that happened on another replica, or before a
-            // restart, is not known here: the client then gets the new one.
+            // The token the rotation issued, again. A rotation this process did not make (on
+            // another replica, or before a restart) is not known here: then the request is
+            // refused, and nothing is issued — a second token would start a second chain
+            // that reuse detection could not see.
             let mut again = None;
             for _ in 0..20 {
                 again = issuer.recent_rotations.0.get(presented_hash.as_bytes());
@@ -112,7 +133,10 @@ pub async fn refresh(
                     ));
                 }
                 None => {
-                    tracing::warn!(target: "mcpgate::issuer", client_id = %client.id, grant = %grant.id, "refresh within the grace window of a rotation not seen here: a second token was issued");
+                    tracing::warn!(target: "mcpgate::issuer", client_id = %client.id, grant = %grant.id, "refresh token presented again within the grace window of a rotation not made here: refused, nothing issued");
+                    return Err(OAuthError::invalid_grant(
+                        "the refresh token was just used; use the tokens that request received, or sign in again",
+                    ));
                 }
             }
             tracing::info!(target: "mcpgate::issuer", client_id = %client.id, grant = %grant.id, "refresh token presented again within the grace window");
@@ -140,32 +164,25 @@ pub async fn refresh(
                 "unknown refresh token, or not issued to this client",
             ));
         }
-    };
-    // A narrower scope may be asked for, never a wider one.
-    let scopes = match params.get("scope") {
-        None => grant.scopes.clone(),
-        Some(asked) => {
-            let asked = Scopes::from_space_delimited(asked);
-            if let Some(extra) = asked.iter().find(|s| !grant.scopes.contains(s.as_str())) {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidScope,
-                    format!("`{}` was not granted", extra.as_str()),
-                ));
-            }
-            asked
+        RotationOutcome::ScopeNotGranted(extra) => {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                format!("`{extra}` was not granted"),
+            ));
+        }
+        RotationOutcome::OtherResource => {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "resource differs from the grant's",
+            ));
         }
     };
-    let resource = match (&grant.resource, params.get("resource")) {
-        (Some(bound), asked) => {
-            if asked.is_some() && issuer.settings.resources.requested(asked)? != *bound {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidTarget,
-                    "resource differs from the grant's",
-                ));
-            }
-            bound.clone()
-        }
-        (None, asked) => issuer.settings.resources.requested(asked)?,
+    // A narrower scope may be asked for, never a wider one (the store refused wider).
+    let scopes = asked_scopes.unwrap_or_else(|| grant.scopes.clone());
+    let resource = match (&grant.resource, asked_resource) {
+        (Some(bound), _) => bound.clone(),
+        (None, Some(asked)) => asked,
+        (None, None) => issuer.settings.resources.requested(None)?,
     };
     let (jwt, expires_in) = AccessToken {
         subject: &grant.subject,

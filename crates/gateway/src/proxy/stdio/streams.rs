@@ -107,6 +107,11 @@ pub(super) async fn respond(
             } else {
                 StatusCode::OK
             };
+            let bytes = if relay == Relay::Translate {
+                translate::completed(bytes, &bound.method)
+            } else {
+                bytes
+            };
             return json_response(status, bytes);
         }
         Step::Gone => {
@@ -279,6 +284,11 @@ pub(super) async fn drive(mut d: Drive) {
                     }
                     None => {
                         d.finish();
+                        let bytes = if d.relay == Relay::Translate {
+                            translate::completed(bytes, &d.bound.method)
+                        } else {
+                            bytes
+                        };
                         let _ = d.tx.send(bytes).await;
                         return;
                     }

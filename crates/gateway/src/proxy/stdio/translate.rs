@@ -217,6 +217,48 @@ pub(super) async fn request(
     }
 }
 
+/// Results that must carry caching hints in the 2026-07-28 revision.
+const CACHEABLE: [&str; 6] = [
+    "server/discover",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+];
+
+/// A child of the session revisions answers in their shape; a 2026-07-28 client reads a
+/// result's `resultType`, and on the cacheable results (`tools/list`, `resources/read`, …)
+/// caching hints. A success without them gets `"resultType": "complete"` and, when
+/// cacheable, `"ttlMs": 0, "cacheScope": "private"` — the child said nothing about
+/// freshness, so nothing is to be reused; errors, and members the child did send, go as
+/// they came.
+pub(super) fn completed(bytes: Bytes, method: &str) -> Bytes {
+    let Some(mut message) = RawObject::parse(&bytes) else {
+        return bytes;
+    };
+    let Some(mut result) = message.object("result") else {
+        return bytes;
+    };
+    let mut changed = false;
+    let mut fill = |key: &str, value: Box<RawValue>| {
+        if result.get(key).is_none() {
+            result.set(key, value);
+            changed = true;
+        }
+    };
+    fill("resultType", raw(&"complete"));
+    if CACHEABLE.contains(&method) {
+        fill("ttlMs", raw(&0));
+        fill("cacheScope", raw(&"private"));
+    }
+    if !changed {
+        return bytes;
+    }
+    message.set("result", result.to_raw());
+    Bytes::from(message.to_string())
+}
+
 /// Whether an answer is an `input_required` result.
 pub(super) fn is_input_required(bytes: &[u8]) -> bool {
     RawObject::parse(bytes)

@@ -62,7 +62,13 @@ impl RotationQueue {
             !std::mem::replace(&mut state.writing, true)
         };
         if start {
-            tokio::spawn(Arc::clone(self).write_batches(pool.clone()));
+            // The guard goes with the task from the start: a task dropped before it ever ran
+            // hands the queue back too.
+            let writer = Writer {
+                queue: Arc::clone(self),
+                finished: false,
+            };
+            tokio::spawn(write_batches(writer, pool.clone()));
         }
         outcome.await.unwrap_or_else(|_| {
             Err(StoreError::Backend(
@@ -70,44 +76,41 @@ impl RotationQueue {
             ))
         })
     }
+}
 
-    /// Writes batches until none is waiting.
-    async fn write_batches(self: Arc<Self>, pool: SqlitePool) {
-        let mut writer = Writer {
-            queue: Arc::clone(&self),
-            finished: false,
+/// Writes batches until none is waiting.
+async fn write_batches(mut writer: Writer, pool: SqlitePool) {
+    loop {
+        let batch = {
+            let mut state = writer.queue.state.lock().expect("rotation queue lock");
+            if state.waiting.is_empty() {
+                state.writing = false;
+                writer.finished = true;
+                return;
+            }
+            let n = state.waiting.len().min(MAX_BATCH);
+            state.waiting.drain(..n).collect::<Vec<_>>()
         };
-        loop {
-            let batch = {
-                let mut state = self.state.lock().expect("rotation queue lock");
-                if state.waiting.is_empty() {
-                    state.writing = false;
-                    writer.finished = true;
-                    return;
+        let (rotations, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match write_batch(&pool, &rotations).await {
+            Ok(outcomes) => {
+                for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                    let _ = answer.send(Ok(outcome));
                 }
-                let n = state.waiting.len().min(MAX_BATCH);
-                state.waiting.drain(..n).collect::<Vec<_>>()
-            };
-            let (rotations, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            match write_batch(&pool, &rotations).await {
-                Ok(outcomes) => {
-                    for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                        let _ = answer.send(Ok(outcome));
-                    }
-                }
-                Err(e) => {
-                    let reason = e.to_string();
-                    for answer in answers {
-                        let _ = answer.send(Err(StoreError::Backend(reason.clone().into())));
-                    }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                for answer in answers {
+                    let _ = answer.send(Err(StoreError::Backend(reason.clone().into())));
                 }
             }
         }
     }
 }
 
-/// Hands the queue back if the writing task ends early (its runtime shut down): the rotations
-/// still waiting fail, and the next one starts a new task instead of waiting for this one.
+/// Hands the queue back if the writing task ends early — its runtime shut down, before or
+/// while it ran: the rotations still waiting fail, and the next one starts a new task
+/// instead of waiting for this one.
 struct Writer {
     queue: Arc<RotationQueue>,
     finished: bool,
@@ -257,7 +260,8 @@ async fn read_presented(
     Ok(presented)
 }
 
-/// Decides one rotation on the batch's view of the store, and records what it writes.
+/// Decides one rotation on the batch's view of the store, and records what it writes: the
+/// same checks, in the same order, as one transaction for this rotation alone would make.
 fn decide<'a>(
     r: &'a RefreshRotation,
     presented: &mut HashMap<[u8; 32], Presented>,
@@ -275,26 +279,41 @@ fn decide<'a>(
         return RotationOutcome::Revoked;
     }
     let now = secs(r.now);
+    let within_grace = token
+        .rotated_at
+        .is_some_and(|at| now < at.saturating_add(duration_secs(r.grace)));
     match token.rotated_at {
-        Some(rotated_at) if now < rotated_at.saturating_add(duration_secs(r.grace)) => {
-            if token.expires_at <= now {
-                return RotationOutcome::Expired;
-            }
-            writes.replacements.push((r, token.grant.id.clone()));
-            RotationOutcome::WithinGrace(token.grant.clone())
-        }
-        Some(_) => {
+        Some(_) if !within_grace => {
             revoked_grants.insert(token.grant.id.clone());
             writes.revoked.push((token.grant.id.clone(), r));
             RotationOutcome::Reused(token.grant.id.clone())
         }
-        None if token.expires_at <= now => RotationOutcome::Expired,
-        None => {
+        _ if token.expires_at <= now => RotationOutcome::Expired,
+        _ => {
+            if let Some(refused) = not_granted(r, &token.grant) {
+                return refused;
+            }
+            if within_grace {
+                return RotationOutcome::WithinGrace(token.grant.clone());
+            }
             token.rotated_at = Some(now);
             writes.rotated.push((r, now));
             writes.replacements.push((r, token.grant.id.clone()));
             RotationOutcome::Rotated(token.grant.clone())
         }
+    }
+}
+
+/// Why `grant` cannot give what `r` asks for, if it cannot.
+fn not_granted(r: &RefreshRotation, grant: &Grant) -> Option<RotationOutcome> {
+    if let Some(asked) = &r.scopes
+        && let Some(extra) = asked.iter().find(|s| !grant.scopes.contains(s.as_str()))
+    {
+        return Some(RotationOutcome::ScopeNotGranted(extra.as_str().to_owned()));
+    }
+    match (&grant.resource, &r.resource) {
+        (Some(bound), Some(asked)) if bound != asked => Some(RotationOutcome::OtherResource),
+        _ => None,
     }
 }
 
