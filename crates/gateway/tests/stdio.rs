@@ -428,6 +428,29 @@ async fn stateless_client_with_a_legacy_child_gets_translation() {
     assert!(log.contains("modern=false"), "{log}");
 }
 
+/// A 2026-07-28 request by hand: `Mcp-Method` and, for a named target, `Mcp-Name` headers
+/// from the body; the JSON answer.
+async fn modern(gw: &Gateway, token: &str, body: Value) -> Value {
+    let mut request = reqwest::Client::new()
+        .post(&gw.mcp)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", body["method"].as_str().unwrap());
+    if let Some(name) = body["params"]["name"].as_str() {
+        request = request.header("mcp-name", name);
+    }
+    request
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn stateless_input_required_round_trip_by_hand() {
     let gw = gateway("--legacy", &[]).await;
@@ -436,28 +459,7 @@ async fn stateless_input_required_round_trip_by_hand() {
         "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
         "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"}
     });
-    let send = |body: Value| {
-        let gw_mcp = gw.mcp.clone();
-        async move {
-            reqwest::Client::new()
-                .post(&gw_mcp)
-                .bearer_auth("alice-token")
-                .header("content-type", "application/json")
-                .header("accept", "application/json, text/event-stream")
-                .header("mcp-protocol-version", "2026-07-28")
-                .header("mcp-method", "tools/call")
-                .header("mcp-name", "elicit_name")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let first: Value = send(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"elicit_name","arguments":{},"_meta":meta}}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first = modern(&gw, "alice-token", json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"elicit_name","arguments":{},"_meta":meta}})).await;
     let result = &first["result"];
     assert_eq!(result["resultType"], "input_required", "{first}");
     let (key, request) = result["inputRequests"]
@@ -470,40 +472,12 @@ async fn stateless_input_required_round_trip_by_hand() {
     let state = result["requestState"].as_str().unwrap().to_owned();
 
     // Bob cannot continue Alice's request.
-    let stolen: Value = reqwest::Client::new()
-        .post(&gw.mcp)
-        .bearer_auth("bob-token")
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "elicit_name")
-        .body(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"elicit_name","arguments":{},"requestState":state,"inputResponses":{key: {"action":"accept","content":{"name":"Mallory"}}},"_meta":meta}}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stolen = modern(&gw, "bob-token", json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"elicit_name","arguments":{},"requestState":state,"inputResponses":{key: {"action":"accept","content":{"name":"Mallory"}}},"_meta":meta}})).await;
     assert_eq!(stolen["error"]["code"], -32602, "{stolen}");
 
     // The state is bound to its request: a retry that names another tool is refused (and the
     // parked request stays, for the real retry).
-    let other: Value = reqwest::Client::new()
-        .post(&gw.mcp)
-        .bearer_auth("alice-token")
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "echo")
-        .body(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"},"requestState":state,"inputResponses":{key: {"action":"accept","content":{"name":"Eve"}}},"_meta":meta}}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let other = modern(&gw, "alice-token", json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"},"requestState":state,"inputResponses":{key: {"action":"accept","content":{"name":"Eve"}}},"_meta":meta}})).await;
     assert_eq!(other["error"]["code"], -32602, "{other}");
     assert!(
         other["error"]["message"]
@@ -513,11 +487,7 @@ async fn stateless_input_required_round_trip_by_hand() {
         "{other}"
     );
 
-    let second: Value = send(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"elicit_name","arguments":{},"requestState":state,"inputResponses":{key: {"action":"accept","content":{"name":"Grace"}}},"_meta":meta}}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let second = modern(&gw, "alice-token", json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"elicit_name","arguments":{},"requestState":state,"inputResponses":{key: {"action":"accept","content":{"name":"Grace"}}},"_meta":meta}})).await;
     assert_eq!(second["id"], 3);
     assert_eq!(
         second["result"]["content"][0]["text"], "hello Grace",
@@ -525,42 +495,17 @@ async fn stateless_input_required_round_trip_by_hand() {
     );
     // The child answers in the session revisions' shape; the client reads the new one.
     assert_eq!(second["result"]["resultType"], "complete", "{second}");
-    let plain: Value = reqwest::Client::new()
-        .post(&gw.mcp)
-        .bearer_auth("alice-token")
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "echo")
-        .body(json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"},"_meta":meta}}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plain = modern(&gw, "alice-token", json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"},"_meta":meta}})).await;
     assert_eq!(plain["result"]["resultType"], "complete", "{plain}");
     assert_eq!(plain["result"]["content"][0]["text"], "x", "{plain}");
     assert!(plain["result"].get("ttlMs").is_none(), "{plain}");
     // A list is a cacheable result: it carries caching hints, here "do not reuse".
-    let list: Value = reqwest::Client::new()
-        .post(&gw.mcp)
-        .bearer_auth("alice-token")
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/list")
-        .body(
-            json!({"jsonrpc":"2.0","id":6,"method":"tools/list","params":{"_meta":meta}})
-                .to_string(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = modern(
+        &gw,
+        "alice-token",
+        json!({"jsonrpc":"2.0","id":6,"method":"tools/list","params":{"_meta":meta}}),
+    )
+    .await;
     assert_eq!(list["result"]["resultType"], "complete", "{list}");
     assert_eq!(list["result"]["ttlMs"], 0, "{list}");
     assert_eq!(list["result"]["cacheScope"], "private", "{list}");
@@ -571,11 +516,7 @@ async fn stateless_input_required_round_trip_by_hand() {
         "{list}"
     );
     // The state is spent.
-    let again: Value = send(json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"elicit_name","arguments":{},"requestState":state,"inputResponses":{},"_meta":meta}}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let again: Value = modern(&gw, "alice-token", json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"elicit_name","arguments":{},"requestState":state,"inputResponses":{},"_meta":meta}})).await;
     assert_eq!(again["error"]["code"], -32602, "{again}");
 }
 

@@ -77,21 +77,8 @@ async fn run() {
     // One grant and one refresh token per connection; each connection keeps rotating its own.
     let mut starts = Vec::new();
     for _ in 0..connections {
-        let grant = GrantId::generate();
+        let grant = alices_grant(&issuer, &public_id, &base).await;
         let now = SystemTime::now();
-        issuer
-            .store
-            .create_grant(&Grant {
-                id: grant.clone(),
-                subject: Subject::new("alice"),
-                client_id: ClientId::new(&public_id),
-                scopes: Scopes::from_space_delimited("mcp"),
-                resource: Some(ResourceUrl::parse(&format!("{base}/mcp")).unwrap()),
-                created_at: now,
-                revoked_at: None,
-            })
-            .await
-            .unwrap();
         let token = generate_token();
         issuer
             .store
@@ -153,21 +140,8 @@ async fn run() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3_000);
-    let code_grant = GrantId::generate();
+    let code_grant = alices_grant(&issuer, &public_id, &base).await;
     let now = SystemTime::now();
-    issuer
-        .store
-        .create_grant(&Grant {
-            id: code_grant.clone(),
-            subject: Subject::new("alice"),
-            client_id: ClientId::new(&public_id),
-            scopes: Scopes::from_space_delimited("mcp"),
-            resource: Some(ResourceUrl::parse(&format!("{base}/mcp")).unwrap()),
-            created_at: now,
-            revoked_at: None,
-        })
-        .await
-        .unwrap();
     let mut code_sets = Vec::new();
     for _ in 0..connections {
         let mut codes = Vec::with_capacity(per_connection);
@@ -263,6 +237,25 @@ async fn run() {
         "  refresh / client_credentials = {:.2}",
         refreshes / credentials
     );
+}
+
+/// A new grant of scope `mcp` on `{base}/mcp`, from alice to `client`.
+async fn alices_grant(issuer: &Issuer, client: &str, base: &str) -> GrantId {
+    let id = GrantId::generate();
+    issuer
+        .store
+        .create_grant(&Grant {
+            id: id.clone(),
+            subject: Subject::new("alice"),
+            client_id: ClientId::new(client),
+            scopes: Scopes::from_space_delimited("mcp"),
+            resource: Some(ResourceUrl::parse(&format!("{base}/mcp")).unwrap()),
+            created_at: SystemTime::now(),
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
+    id
 }
 
 async fn load_simple<F, Fut>(duration: Duration, connections: usize, make: F) -> f64
