@@ -114,6 +114,12 @@ pub fn connection_refused(limit: &'static str) {
     metrics::counter!("mcpgate_connections_refused_total", "limit" => limit).increment(1);
 }
 
+/// Counts an upstream reply (or stream event) refused because all requests together held the
+/// most reply bytes allowed (`upstream.max_response_bytes_in_flight`).
+pub fn replies_over_budget() {
+    metrics::counter!("mcpgate_upstream_replies_over_budget_total").increment(1);
+}
+
 /// `GET /metrics`.
 pub async fn render() -> Response {
     let body = HANDLE

@@ -17,7 +17,7 @@
 //! | [`AuthenticationRequired`] | 401 (the caller adds the challenge) | -32004 | |
 //! | [`Forbidden`], [`InsufficientScope`] | 403 (the caller adds the challenge) | -32003 | |
 //! | [`RateLimited`] | 429 | -32029 rate limited | the wait |
-//! | [`BodiesInFlight`] | 503 | -32603 internal error | 1 |
+//! | [`BodiesInFlight`], [`RepliesInFlight`] | 503 | -32603 internal error | 1 |
 //! | [`UpstreamBusy`] | 503 | -32603 | 5 |
 //! | [`UpstreamUnavailable`] | 503 | -32603 | when retrying helps |
 //! | [`UpstreamNotStarted`], [`UpstreamFailedToStart`], [`UpstreamGone`], [`UpstreamFailed`] | 502 | -32603 | |
@@ -46,6 +46,7 @@
 //! [`InsufficientScope`]: Refusal::InsufficientScope
 //! [`RateLimited`]: Refusal::RateLimited
 //! [`BodiesInFlight`]: Refusal::BodiesInFlight
+//! [`RepliesInFlight`]: Refusal::RepliesInFlight
 //! [`UpstreamBusy`]: Refusal::UpstreamBusy
 //! [`UpstreamUnavailable`]: Refusal::UpstreamUnavailable
 //! [`UpstreamNotStarted`]: Refusal::UpstreamNotStarted
@@ -142,6 +143,8 @@ pub enum Refusal {
     },
     /// All requests together hold as many body bytes as they may.
     BodiesInFlight,
+    /// All requests together hold as many upstream reply bytes as they may.
+    RepliesInFlight,
     /// The upstream command is not reading its input.
     UpstreamBusy,
     /// No upstream process can take the request now: why, and in how many seconds to retry
@@ -301,6 +304,11 @@ impl Refusal {
                 INTERNAL_ERROR,
                 "Service Unavailable: the gateway is receiving too many request bodies; try again shortly".into(),
             ),
+            RepliesInFlight => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                INTERNAL_ERROR,
+                "Service Unavailable: the gateway holds too many upstream replies at once; try again shortly".into(),
+            ),
             UpstreamBusy => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 INTERNAL_ERROR,
@@ -356,7 +364,7 @@ impl Refusal {
         };
         let retry_after = match self {
             RateLimited { wait, .. } => Some(retry_after_secs(*wait)),
-            BodiesInFlight => Some(1),
+            BodiesInFlight | RepliesInFlight => Some(1),
             UpstreamBusy => Some(5),
             UpstreamUnavailable { retry_after, .. } => *retry_after,
             _ => None,

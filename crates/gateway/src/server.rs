@@ -227,11 +227,10 @@ pub fn prepare_with(
         verifier: verifier.clone(),
         counts_anonymous: gateway.anonymous.is_some(),
     });
-    let cors = cors_layer();
     let app = Router::new()
         .merge(mcp)
         .fallback(not_found)
-        .layer(cors)
+        .layer(CorsWhenAsked(cors_layer()))
         .layer(axum::middleware::from_fn_with_state(front, front_door));
     // Health routes sit outside the Host check (probes reach pods by IP), and so does the public
     // metadata (browser-based clients read it from any origin; it is served with CORS `*`).
@@ -297,6 +296,58 @@ fn cors_layer() -> CorsLayer {
             HeaderName::from_static("mcp-session-id"),
         ])
         .max_age(Duration::from_secs(600))
+}
+
+/// CORS for the requests that carry an `Origin` — every request a browser sends across origins,
+/// and every preflight — and nothing for the others (MCP clients that are not browsers: the
+/// hot path), whose answers CORS headers would not change.
+#[derive(Clone)]
+struct CorsWhenAsked(CorsLayer);
+
+impl<S: Clone> tower::Layer<S> for CorsWhenAsked {
+    type Service = CorsOrPlain<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        CorsOrPlain {
+            cors: Arc::new(self.0.clone()),
+            inner,
+        }
+    }
+}
+
+/// See [`CorsWhenAsked`]. The router clones this for every request: the CORS settings are
+/// shared, and wrapped around the inner service only for a request that needs them.
+#[derive(Clone)]
+struct CorsOrPlain<S> {
+    cors: Arc<CorsLayer>,
+    inner: S,
+}
+
+impl<S, B, RB> tower::Service<axum::http::Request<B>> for CorsOrPlain<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<RB>> + Clone,
+    RB: Default,
+{
+    type Response = axum::http::Response<RB>;
+    type Error = S::Error;
+    type Future = futures::future::Either<tower_http::cors::ResponseFuture<S::Future>, S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        if request.headers().contains_key(header::ORIGIN) {
+            // The ready service goes into the CORS wrapper; a clone stays behind.
+            let fresh = self.inner.clone();
+            let ready = std::mem::replace(&mut self.inner, fresh);
+            futures::future::Either::Left(tower::Layer::layer(&*self.cors, ready).call(request))
+        } else {
+            futures::future::Either::Right(self.inner.call(request))
+        }
+    }
 }
 
 async fn not_found() -> Response {

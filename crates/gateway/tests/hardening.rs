@@ -413,6 +413,65 @@ async fn equivalent_spellings_of_a_resource_uri_are_decided_alike() {
 }
 
 #[tokio::test]
+async fn ip_hosts_are_decided_in_one_spelling_and_ipv4_inside_ipv6_is_refused() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(
+        &spy.url,
+        &[(
+            "MCPGATE_POLICY",
+            r#"[{ name = "no local admin", effect = "deny", kind = ["resource"], match = ["http://127.0.0.1/*", "http://[[]::1[]]/*"] }]"#,
+        )],
+    )
+    .await;
+    for uri in [
+        "http://127.0.0.1/admin",
+        "http://[::1]/admin",
+        "http://[0::1]/admin",
+        "http://[::0001]/admin",
+        "http://[0:0:0:0:0:0:0:1]:80/admin",
+    ] {
+        let (_, text) = read(&gw, uri).await;
+        assert_eq!(error_code(&text), Some(-32002), "{uri}: {text}");
+    }
+    // The IPv4 host inside IPv6, and a port past 65535 (65616 is 80 in 16 bits).
+    for uri in [
+        "http://[::ffff:127.0.0.1]/admin",
+        "http://[::ffff:7f00:1]/admin",
+        "http://[0:0:0:0:0:ffff:127.0.0.1]/admin",
+        "http://127.0.0.1:65616/admin",
+    ] {
+        let (_, text) = read(&gw, uri).await;
+        assert_eq!(error_code(&text), Some(-32602), "{uri}: {text}");
+    }
+    assert!(spy.calls("resources/read").is_empty());
+    let (_, text) = read(&gw, "http://[2001:DB8:0::1]/x").await;
+    assert!(text.contains("ran resources/read"), "{text}");
+    assert_eq!(
+        spy.calls("resources/read")[0]["params"]["uri"],
+        "http://[2001:db8::1]/x"
+    );
+}
+
+#[tokio::test]
+async fn members_spelt_with_a_dotless_or_dotted_i_are_other_spellings() {
+    let spy = Spy::start(Behaviour::default()).await;
+    let gw = gateway(&spy.url, &[("MCPGATE_POLICY", DENY_SECRETS)]).await;
+    for body in [
+        "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"resources/read\",\"params\":{\"uri\":\"file:///public/a\",\"ur\u{131}\":\"file:///private/keys\"}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"resources/read\",\"params\":{\"uri\":\"file:///public/a\",\"ur\u{130}\":\"file:///private/keys\"}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":7,\"\u{131}d\":8,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\"}}",
+    ] {
+        let (_, _, text) = post(&gw, "alice-token", body).await;
+        assert!(
+            matches!(error_code(&text), Some(-32600 | -32602)),
+            "{body}: {text}"
+        );
+    }
+    assert!(spy.calls("resources/read").is_empty());
+    assert!(spy.calls("tools/call").is_empty());
+}
+
+#[tokio::test]
 async fn lists_hide_resources_under_any_spelling() {
     let spy = Spy::start(Behaviour {
         resources: vec![
@@ -1051,6 +1110,79 @@ async fn a_request_that_times_out_is_cancelled_upstream() {
 }
 
 #[tokio::test]
+async fn upstream_replies_held_at_once_are_bounded_for_all_callers_together() {
+    // An event that never ends: 700 KiB held by the gateway while the upstream stays open.
+    let mut endless = b"data: ".to_vec();
+    endless.extend(std::iter::repeat_n(b'x', 700 * 1024));
+    let spy = Spy::start(Behaviour {
+        sse: true,
+        silent: true,
+        sse_prefix: endless,
+        ..Behaviour::default()
+    })
+    .await;
+    let mib = (1024 * 1024).to_string();
+    let gw = gateway(
+        &spy.url,
+        &[
+            ("MCPGATE_UPSTREAM_MAX_RESPONSE_BYTES", &mib),
+            ("MCPGATE_UPSTREAM_MAX_RESPONSE_BYTES_IN_FLIGHT", &mib),
+        ],
+    )
+    .await;
+    let call =
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    let open = |body: &'static str| {
+        reqwest::Client::new()
+            .post(&gw.mcp)
+            .bearer_auth("alice-token")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+    };
+    let first = open(call).await.unwrap();
+    assert_eq!(first.status(), 200);
+    // Wait until the gateway holds the first event's bytes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A second stream's event does not fit: an error event for its id, not unbounded memory.
+    let (status, _, text) = post(&gw, "alice-token", call).await;
+    assert_eq!(status, 200);
+    let m = &messages(&text)[0];
+    assert_eq!(m["id"], 5, "{text:.300}");
+    assert!(
+        m["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many upstream replies"),
+        "{text:.300}"
+    );
+    // Nor does a JSON reply of the same size: 503 with Retry-After.
+    spy.set(|b| {
+        b.sse = false;
+        b.silent = false;
+        b.sse_prefix.clear();
+        b.result_text = Some("y".repeat(700 * 1024));
+    });
+    let (status, headers, text) = post(&gw, "alice-token", call).await;
+    assert_eq!(status, 503, "{text:.300}");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(messages(&text)[0]["id"], 5, "{text:.300}");
+    // Once the first caller goes away, its share is free again.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, text) = post(&gw, "alice-token", call).await;
+        if status == 200 {
+            assert!(text.contains(&"y".repeat(1000)), "{text:.300}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the share was never given back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
 async fn targets_longer_than_the_gateway_decides_on_are_refused() {
     let spy = Spy::start(Behaviour::default()).await;
     let gw = gateway(&spy.url, &[]).await;
@@ -1102,6 +1234,18 @@ async fn any_success_status_must_carry_the_answer_and_lists_are_filtered_whateve
         (
             500,
             r#"{"jsonrpc":"2.0","id":{id},"result":{"tools":[{"name":"secret_tool"}]}}"#,
+            false,
+        ),
+        // An error with a result under another spelling (case-insensitive readers take it),
+        // or with the error given twice: not exactly an error, so replaced.
+        (
+            500,
+            r#"{"jsonrpc":"2.0","id":{id},"error":{"code":-1,"message":"x"},"Result":{"tools":[{"name":"secret_tool"}]}}"#,
+            false,
+        ),
+        (
+            500,
+            r#"{"jsonrpc":"2.0","id":{id},"error":{"code":-1,"message":"x"},"error":{"code":-2,"message":"secret_tool"}}"#,
             false,
         ),
     ] {

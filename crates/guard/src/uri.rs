@@ -65,8 +65,9 @@ pub enum UriError {
     #[error("the URI's host is not a name or an IP literal")]
     BadHost,
     /// A web URL's host that browsers and URL libraries read as something else: non-ASCII or
-    /// percent-encoded (IDNA maps `ｉnternal` to `internal`), or an IPv4 address in another
-    /// form than four decimal numbers (`127.1`, `0x7f000001`, `2130706433`).
+    /// percent-encoded (IDNA maps `ｉnternal` to `internal`), an IPv4 address in another
+    /// form than four decimal numbers (`127.1`, `0x7f000001`, `2130706433`), or an IPv4
+    /// address inside an IPv6 literal (`[::ffff:127.0.0.1]`) — in any URI, not only web ones.
     #[error(
         "the URI's host is spelt in a form URL readers turn into another host; write it in ASCII, an IPv4 address as four decimal numbers"
     )]
@@ -141,17 +142,43 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
     {
         return Ok(());
     }
-    // Glob characters stand for what they match: check the rest with them taken out.
-    let probe: String = pattern
-        .chars()
-        .map(|c| {
-            if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '!') {
+    // An IPv6 host, `[::1]`, is written with its brackets escaped for the glob (`[[]::1[]]`):
+    // unescaped, they are a character class, and the rule would not match what it says.
+    if let Some((_, rest)) = pattern.split_once("://")
+        && let Some(inside) = rest
+            .strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+            .map(|(i, _)| i)
+        && !inside.is_empty()
+        && inside
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    {
+        let escaped = pattern.replacen(&format!("[{inside}]"), &format!("[[]{inside}[]]"), 1);
+        return Err(format!(
+            "`{pattern}`: the brackets of an IPv6 host are a character class in a pattern; write `{escaped}`"
+        ));
+    }
+    // Glob characters stand for what they match: check the rest with them taken out, and the
+    // escaped brackets (`[[]`, `[]]`) as the brackets they match.
+    let mut probe = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("[[]") {
+            probe.push('[');
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("[]]") {
+            probe.push(']');
+            rest = after;
+        } else {
+            probe.push(if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '!') {
                 'x'
             } else {
                 c
-            }
-        })
-        .collect();
+            });
+            rest = &rest[c.len_utf8()..];
+        }
+    }
     match normalize(&probe) {
         Ok(normal) if normal == probe => Ok(()),
         Ok(_) => match normalize(pattern) {
@@ -405,6 +432,7 @@ fn authority(text: &str, scheme: &str, template: bool) -> Result<String, UriErro
     if find_outside(text, b"@", template)? < text.len() {
         return Err(UriError::UserInfo);
     }
+    let mut ip_literal = None;
     // The port: after the last `:` outside an IPv6 literal (and, in a template, outside
     // expressions).
     // An IP literal (`[::1]`, RFC 3986 §3.2.2) is a bracketed run of hex digits, `:` and `.`
@@ -419,6 +447,9 @@ fn authority(text: &str, scheme: &str, template: bool) -> Result<String, UriErro
                 || inside.starts_with(['v', 'V']));
         if !literal {
             return Err(UriError::BadHost);
+        }
+        if !inside.starts_with(['v', 'V']) {
+            ip_literal = Some(ipv6_literal(inside)?);
         }
         end + 1
     } else if !template && text.contains(['[', ']']) {
@@ -449,7 +480,14 @@ fn authority(text: &str, scheme: &str, template: bool) -> Result<String, UriErro
         return Err(UriError::AmbiguousHost);
     }
     let mut host_text = String::with_capacity(host.len());
-    escape(host, Part::Authority, template, &mut host_text)?;
+    match ip_literal {
+        Some(address) => {
+            host_text.push('[');
+            host_text.push_str(&address);
+            host_text.push(']');
+        }
+        None => escape(host, Part::Authority, template, &mut host_text)?,
+    }
     if !template {
         host_text.make_ascii_lowercase();
         if host_text.len() > 1 && host_text.ends_with('.') && !host_text.ends_with("..") {
@@ -478,6 +516,10 @@ fn authority(text: &str, scheme: &str, template: bool) -> Result<String, UriErro
         Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => {
             let digits = p.trim_start_matches('0');
             let digits = if digits.is_empty() { "0" } else { digits };
+            // Above 65535 a reader refuses the URI or, worse, keeps the low 16 bits.
+            if digits.parse::<u16>().is_err() {
+                return Err(UriError::BadPort);
+            }
             let default = matches!((scheme, digits), ("http", "80") | ("https", "443"));
             if !default {
                 out.push(':');
@@ -487,6 +529,19 @@ fn authority(text: &str, scheme: &str, template: bool) -> Result<String, UriErro
         Some(_) => return Err(UriError::BadPort),
     }
     Ok(out)
+}
+
+/// An IPv6 address (what is inside `[…]`) in its one spelling, RFC 5952's: lower case, no
+/// leading zeros, the longest run of zero groups as `::` (`[0:0::0001]` is `[::1]`). An IPv4
+/// address written as IPv6 (`[::ffff:127.0.0.1]`, `[::ffff:7f00:1]`, `[::127.0.0.1]`) is
+/// refused: it is the IPv4 host to readers that map it (and to the network), so a rule written
+/// for that host would not see it.
+fn ipv6_literal(inside: &str) -> Result<String, UriError> {
+    let address: std::net::Ipv6Addr = inside.parse().map_err(|_| UriError::BadHost)?;
+    if address.to_ipv4().is_some() && !address.is_loopback() && !address.is_unspecified() {
+        return Err(UriError::AmbiguousHost);
+    }
+    Ok(address.to_string())
 }
 
 fn build(input: &str, template: bool) -> Result<String, UriError> {
@@ -598,6 +653,50 @@ mod tests {
         ] {
             assert!(normalize(uri).is_ok(), "{uri}");
         }
+    }
+
+    #[test]
+    fn ipv6_hosts_have_one_spelling_and_ipv4_inside_ipv6_is_refused() {
+        for (uri, normal) in [
+            ("http://[::1]/admin", "http://[::1]/admin"),
+            ("http://[0::1]/admin", "http://[::1]/admin"),
+            ("http://[::0001]/admin", "http://[::1]/admin"),
+            ("http://[0:0:0:0:0:0:0:1]:80/admin", "http://[::1]/admin"),
+            (
+                "HTTP://[2001:DB8:0:0:1:0:0:1]/x",
+                "http://[2001:db8::1:0:0:1]/x",
+            ),
+            ("config://[2001:db8::0:1]/x", "config://[2001:db8::1]/x"),
+        ] {
+            assert_eq!(normalize(uri).as_deref(), Ok(normal), "{uri}");
+        }
+        // The same address as http://127.0.0.1/admin, which a rule may name.
+        for uri in [
+            "http://[::ffff:127.0.0.1]/admin",
+            "http://[::ffff:7f00:1]/admin",
+            "http://[0:0:0:0:0:ffff:127.0.0.1]/admin",
+            "http://[::127.0.0.1]/admin",
+            "config://[::ffff:10.0.0.1]/x",
+        ] {
+            assert_eq!(normalize(uri), Err(UriError::AmbiguousHost), "{uri}");
+        }
+        for uri in ["http://[::1::2]/x", "http://[12345::]/x", "http://[:::]/x"] {
+            assert_eq!(normalize(uri), Err(UriError::BadHost), "{uri}");
+        }
+        // A port a reader would refuse, or cut to 16 bits (65616 is 80).
+        assert_eq!(
+            normalize("http://127.0.0.1:65616/admin"),
+            Err(UriError::BadPort)
+        );
+        assert_eq!(
+            normalize("http://127.0.0.1:65535/admin").as_deref(),
+            Ok("http://127.0.0.1:65535/admin")
+        );
+        // Rules for IPv6 hosts: brackets escaped for the glob, the fix named when they are not.
+        assert!(check_pattern("http://[[]::1[]]/*").is_ok());
+        let e = check_pattern("http://[::1]/*").unwrap_err();
+        assert!(e.contains("http://[[]::1[]]/*"), "{e}");
+        assert!(check_pattern("http://[[]0::1[]]/*").is_err());
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     /// Largest complete (JSON) reply accepted from the upstream, in bytes.
     pub max_response_bytes: usize,
+    /// Bytes of upstream replies held at once by all requests together: JSON replies being
+    /// read and stream events being assembled.
+    pub max_response_bytes_in_flight: usize,
     /// Extra headers sent upstream; `${VAR}` in a value is replaced by that environment
     /// variable of the gateway.
     pub headers: BTreeMap<String, Secret>,
@@ -112,6 +115,7 @@ impl Default for UpstreamConfig {
             timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(300),
             max_response_bytes: 16 * 1024 * 1024,
+            max_response_bytes_in_flight: 256 * 1024 * 1024,
             headers: BTreeMap::new(),
             forward_headers: Vec::new(),
             identity_headers: IdentityHeaders::default(),
@@ -165,6 +169,12 @@ pub(super) const SETTINGS: &[Setting] = &[
         None,
         "integer",
         "Largest complete (JSON) reply accepted from the upstream; a larger one becomes a 502. Streams are not limited.",
+    ),
+    s(
+        "upstream.max_response_bytes_in_flight",
+        None,
+        "integer",
+        "Bytes of upstream replies all requests together may hold at once (JSON replies being read, stream events not yet complete); a reply that would go beyond it is refused with 503 and Retry-After (on a stream: an error event), so that large answers to many callers at once cannot exhaust memory.",
     ),
     secret(
         "upstream.headers",
@@ -338,6 +348,15 @@ pub(super) fn build(config: &Config, p: &mut Problems) -> Option<UpstreamPlan> {
     if up.max_response_bytes == 0 {
         p.push("upstream.max_response_bytes", "must be greater than zero");
     }
+    if up.max_response_bytes_in_flight < up.max_response_bytes {
+        p.push(
+            "upstream.max_response_bytes_in_flight",
+            format!(
+                "must be at least upstream.max_response_bytes ({}), or no reply of the largest size could ever be read",
+                up.max_response_bytes
+            ),
+        );
+    }
     let target = match (&up.command, &up.url) {
         (Some(command), url) => {
             if url.is_some() {
@@ -453,6 +472,7 @@ fn http(config: &Config, url: &Url, p: &mut Problems) -> Option<HttpUpstreamOpti
         response_timeout: up.timeout,
         idle_timeout: up.idle_timeout,
         max_response_bytes: up.max_response_bytes,
+        max_response_bytes_in_flight: up.max_response_bytes_in_flight,
     })
 }
 

@@ -482,11 +482,7 @@ fn unambiguous(raw: &RawValue) -> Result<(), String> {
 /// A member name as case-insensitive readers see it.
 fn fold(key: &str) -> String {
     key.chars()
-        .map(|c| match c {
-            '\u{17F}' => 's',
-            '\u{212A}' => 'k',
-            c => c.to_ascii_lowercase(),
-        })
+        .map(|c| mcpgate_guard::policy::lists::fold_char(c).unwrap_or(c))
         .collect()
 }
 

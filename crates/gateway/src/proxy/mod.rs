@@ -35,7 +35,10 @@ use crate::upstream::Upstream;
 use crate::upstream::http::{HttpUpstream, Reply, UpstreamError};
 use message::{Kind, MAX_DEPTH, Message, Unreadable};
 
-pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
+pub(crate) static SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+/// The mirrored headers' names, made once (a name given as text is parsed on every lookup).
+static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 
 /// What the client's `Authorization` header becomes upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,10 +214,80 @@ async fn read_body(
 }
 
 /// `POST /mcp`. (The request is taken whole: its headers are moved, not copied.)
-pub async fn post(
-    State(gw): State<Arc<Gateway>>,
-    request: axum::extract::Request,
-) -> Response<Body> {
+pub async fn post(state: State<Arc<Gateway>>, request: axum::extract::Request) -> Response<Body> {
+    hold_until_sent(answer(state, request).await)
+}
+
+/// A complete upstream reply's share of the replies' budget, carried with the answer built
+/// from it (in its extensions) until it has been sent ([`hold_until_sent`]).
+#[derive(Clone)]
+struct HeldReply(
+    #[allow(dead_code, reason = "held, never read")] Arc<tokio::sync::OwnedSemaphorePermit>,
+);
+
+/// Keeps the answer's share of the replies' budget until its body has been sent on: the body
+/// is handed to the connection in slices, so the share lasts while the client reads.
+fn hold_until_sent(mut response: Response<Body>) -> Response<Body> {
+    let Some(held) = response.extensions_mut().remove::<HeldReply>() else {
+        return response;
+    };
+    response.map(|inner| {
+        Body::new(Holding {
+            inner,
+            pending: Bytes::new(),
+            _held: held,
+        })
+    })
+}
+
+/// See [`hold_until_sent`].
+struct Holding {
+    inner: Body,
+    pending: Bytes,
+    _held: HeldReply,
+}
+
+/// Bytes handed to the connection at a time.
+const SLICE: usize = 64 * 1024;
+
+impl hyper::body::Body for Holding {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        use std::task::Poll;
+        if self.pending.is_empty() {
+            match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => self.pending = data,
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                other => return other,
+            }
+        }
+        let n = self.pending.len().min(SLICE);
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(self.pending.split_to(n)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pending.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        let mut hint = self.inner.size_hint();
+        let pending = self.pending.len() as u64;
+        hint.set_lower(hint.lower() + pending);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + pending);
+        }
+        hint
+    }
+}
+
+async fn answer(State(gw): State<Arc<Gateway>>, request: axum::extract::Request) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let who: Who = parts
         .extensions
@@ -267,7 +340,7 @@ pub async fn post(
     // A version the gateway does not know goes on: the upstream answers it with
     // UnsupportedProtocolVersionError (-32022) and the versions it supports, which only it
     // knows. Governed requests are decided on their body either way.
-    if headers.get_all(SESSION_HEADER).iter().count() > 1 {
+    if headers.get_all(&SESSION_HEADER).iter().count() > 1 {
         return Refusal::InvalidRequest("Mcp-Session-Id must be given once".into())
             .response(message.id);
     }
@@ -318,7 +391,7 @@ pub async fn post(
     let mut pending = None;
     if let Some(enforcer) = &gw.enforcer {
         let principal = who.as_ref().map(|axum::Extension(p)| p);
-        let session = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
+        let session = headers.get(&SESSION_HEADER).and_then(|v| v.to_str().ok());
         let address = address.map(|axum::Extension(a)| a.0);
         match enforcer.check(principal, address, &message, aim.as_ref(), &body, session) {
             crate::proxy::enforce::Check::Respond(r) => return r,
@@ -347,8 +420,8 @@ pub async fn post(
     // request of the session revisions carries none upstream, and `Mcp-Name` goes only with
     // the methods that define it.
     if !stateless {
-        headers.remove("mcp-method");
-        headers.remove("mcp-name");
+        headers.remove(&MCP_METHOD);
+        headers.remove(&MCP_NAME);
         let params: Vec<HeaderName> = headers
             .keys()
             .filter(|k| k.as_str().starts_with("mcp-param-"))
@@ -361,14 +434,14 @@ pub async fn post(
         message.method.as_deref(),
         Some("tools/call" | "prompts/get" | "resources/read")
     ) {
-        headers.remove("mcp-name");
+        headers.remove(&MCP_NAME);
     }
     let forward = match respelt {
         Some((new, name)) => {
-            if headers.contains_key("mcp-name")
+            if headers.contains_key(&MCP_NAME)
                 && let Ok(v) = HeaderValue::from_str(&name)
             {
-                headers.insert("mcp-name", v);
+                headers.insert(MCP_NAME.clone(), v);
             }
             new
         }
@@ -390,10 +463,10 @@ pub async fn post(
         // No sessions and no resumption in this revision: a session id or Last-Event-ID from
         // the client means nothing upstream.
         upstream_headers.remove("last-event-id");
-    } else if let Some(presented) = headers.get(SESSION_HEADER) {
+    } else if let Some(presented) = headers.get(&SESSION_HEADER) {
         match gw.open_session(presented, &who) {
             Some(upstream_id) => {
-                upstream_headers.insert(SESSION_HEADER, upstream_id);
+                upstream_headers.insert(SESSION_HEADER.clone(), upstream_id);
             }
             None => return session_not_found(message.id),
         }
@@ -410,7 +483,7 @@ pub async fn post(
         &id,
         stateless,
         message.kind,
-        upstream_headers.get(SESSION_HEADER),
+        upstream_headers.get(&SESSION_HEADER),
     ) {
         (Some(id), false, Kind::Request, Some(session)) => Some(CancelOnDrop::new(
             Arc::clone(&gw),
@@ -493,6 +566,10 @@ async fn checked(
             principal,
             private: stateless,
             max_event: gw.max_message_bytes,
+            budget: match &gw.upstream {
+                Upstream::Http(h) => Some(Arc::clone(h.replies())),
+                Upstream::Stdio(_) => None,
+            },
         };
         let principal = watch.principal.clone();
         let events = sse::watch(
@@ -569,10 +646,15 @@ async fn checked(
 }
 
 /// Whether `bytes` is a JSON-RPC error response for `request` (or with a null id, as for a
-/// message the upstream could not read).
+/// message the upstream could not read), and nothing else: a member besides `jsonrpc`, `id`
+/// and `error` — a `Result` that case-insensitive readers take for the result, say — or one
+/// given twice, and it is not.
 fn is_error_for(bytes: &[u8], request: &RawValue) -> bool {
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Reply<'a> {
+        #[serde(rename = "jsonrpc")]
+        _jsonrpc: Option<serde::de::IgnoredAny>,
         #[serde(borrow)]
         id: Option<&'a RawValue>,
         result: Option<serde::de::IgnoredAny>,
@@ -649,7 +731,7 @@ async fn within_session(
     if stateless::header_version(headers).is_some_and(stateless::is_stateless_version) {
         return method_not_allowed();
     }
-    let Some(presented) = headers.get(SESSION_HEADER) else {
+    let Some(presented) = headers.get(&SESSION_HEADER) else {
         return no_session();
     };
     let Some(upstream_id) = gw.open_session(presented, who) else {
@@ -672,7 +754,7 @@ async fn within_session(
         Ok(h) => h,
         Err(e) => return e.response(),
     };
-    upstream_headers.insert(SESSION_HEADER, upstream_id);
+    upstream_headers.insert(SESSION_HEADER.clone(), upstream_id);
     let what = method.to_string();
     match http.exchange(method, upstream_headers, None).await {
         Ok(response) => {
@@ -713,7 +795,7 @@ fn relay(
     if let SessionIssue::Seal(owner) = session
         && let Some(upstream_id) = parts
             .headers
-            .get(SESSION_HEADER)
+            .get(&SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
     {
         match gw
@@ -722,7 +804,7 @@ fn relay(
             .and_then(|s| HeaderValue::from_str(&s).ok())
         {
             Some(sealed) => {
-                headers.insert(SESSION_HEADER, sealed);
+                headers.insert(SESSION_HEADER.clone(), sealed);
             }
             None => {
                 disarm(&mut cancel);
@@ -734,16 +816,21 @@ fn relay(
             }
         }
     }
+    let mut share = None;
     let body = match reply {
         // A stream: pass each chunk on as it arrives; if the client goes away first, cancel.
         Reply::Stream(_, body) => Body::from_stream(guarded(http.body_stream(body), cancel.take())),
         // A single JSON message (or an empty 202), complete: it goes back with a Content-Length.
-        Reply::Whole(_, bytes) => {
+        Reply::Whole(_, bytes, held) => {
             disarm(&mut cancel);
+            share = held.map(HeldReply);
             Body::from(bytes)
         }
     };
     let mut out = Response::new(body);
+    if let Some(share) = share {
+        out.extensions_mut().insert(share);
+    }
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     out
@@ -797,7 +884,7 @@ impl CancelOnDrop {
         session: HeaderValue,
         mut headers: HeaderMap,
     ) -> Self {
-        headers.insert(SESSION_HEADER, session);
+        headers.insert(SESSION_HEADER.clone(), session);
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -806,8 +893,8 @@ impl CancelOnDrop {
             header::ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
-        headers.remove("mcp-method");
-        headers.remove("mcp-name");
+        headers.remove(&MCP_METHOD);
+        headers.remove(&MCP_NAME);
         headers.remove("last-event-id");
         CancelOnDrop {
             gw,
@@ -860,6 +947,10 @@ fn upstream_failure(
             Refusal::UpstreamFailed("The upstream MCP server's reply is too large".into())
         }
         UpstreamError::Timeout(_) => Refusal::UpstreamTimeout,
+        UpstreamError::OverBudget => {
+            crate::metrics::replies_over_budget();
+            Refusal::RepliesInFlight
+        }
     };
     refusal.response(id)
 }

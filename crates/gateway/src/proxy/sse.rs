@@ -40,6 +40,9 @@ pub struct Watch {
     pub private: bool,
     /// Largest event held to be read; a larger one ends a request's stream.
     pub max_event: usize,
+    /// The budget of reply bytes held at once by all requests (`None`: unbounded), charged
+    /// for the bytes of events not yet complete.
+    pub budget: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Why a request's stream ends early with an error.
@@ -52,6 +55,7 @@ enum Failure {
     TooLarge,
     Broken,
     Silent,
+    Busy,
 }
 
 impl Failure {
@@ -69,6 +73,9 @@ impl Failure {
             Failure::Broken => "The upstream MCP server's stream failed",
             Failure::Silent => {
                 "The upstream MCP server went silent for longer than upstream.idle_timeout"
+            }
+            Failure::Busy => {
+                "The gateway holds too many upstream replies at once; try again shortly"
             }
         }
     }
@@ -291,6 +298,35 @@ struct State<S> {
     /// Whether the request's answer went by.
     answered: bool,
     done: bool,
+    /// What the bytes in `buf` hold of the budget.
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl<S> State<S> {
+    /// Holds as much of the budget as `buf` has bytes; false when the budget has no more.
+    fn charge(&mut self) -> bool {
+        let Some(budget) = &self.watch.budget else {
+            return true;
+        };
+        let held = self.held.as_ref().map_or(0, |h| h.num_permits());
+        let len = self.buf.len();
+        if len > held {
+            let Ok(more) = Arc::clone(budget)
+                .try_acquire_many_owned(u32::try_from(len - held).unwrap_or(u32::MAX))
+            else {
+                return false;
+            };
+            match self.held.as_mut() {
+                Some(h) => h.merge(more),
+                None => self.held = Some(more),
+            }
+        } else if let Some(h) = self.held.as_mut()
+            && held > len
+        {
+            drop(h.split(held - len));
+        }
+        true
+    }
 }
 
 /// The UTF-8 byte-order mark, which SSE readers strip from the start of a stream (WHATWG HTML,
@@ -342,6 +378,7 @@ where
         started: false,
         answered: false,
         done: false,
+        held: None,
     };
     futures::stream::unfold(state, |mut st| async move {
         if st.done {
@@ -357,6 +394,8 @@ where
             }
             if let Some(end) = st.scan.next_event(&st.buf).filter(|_| st.started) {
                 let event = st.buf.split_to(end);
+                // What is left in the buffer is what stays charged.
+                st.charge();
                 if std::mem::take(&mut st.skipping) {
                     continue;
                 }
@@ -392,7 +431,23 @@ where
                 st.scan.discard(&mut st.buf);
             }
             match st.body.next().await {
-                Some(Ok(chunk)) => st.buf.extend_from_slice(&chunk),
+                Some(Ok(chunk)) => {
+                    st.buf.extend_from_slice(&chunk);
+                    if !st.charge() {
+                        tracing::warn!(target: "mcpgate::proxy", "upstream event refused: too many reply bytes held at once");
+                        crate::metrics::replies_over_budget();
+                        if st.watch.request.is_some() {
+                            st.done = true;
+                            st.buf = BytesMut::new();
+                            st.held = None;
+                            return Some((Ok(st.watch.failure(Failure::Busy)), st));
+                        }
+                        // A GET stream goes on without the event it cannot hold.
+                        st.skipping = true;
+                        st.scan.discard(&mut st.buf);
+                        st.charge();
+                    }
+                }
                 Some(Err(e)) => {
                     st.done = true;
                     if st.watch.request.is_some() {
@@ -454,6 +509,7 @@ mod tests {
             principal: None,
             private: false,
             max_event: 1024,
+            budget: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! them itself, before anything is decided on them, so that a request whose headers say one
 //! thing and whose body says another never gets through (400, JSON-RPC -32020).
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use base64::Engine as _;
 
 use super::message::{Kind, Message};
@@ -22,11 +22,14 @@ pub fn is_stateless_version(version: &str) -> bool {
     version.len() == 10 && version.as_bytes()[4] == b'-' && version >= STATELESS_REVISION
 }
 
+/// The header's name, made once (a name given as text is parsed on every lookup).
+static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+
 /// Whether `MCP-Protocol-Version` is given more than once or as a list: readers then disagree
 /// on the revision (the gateway would read the first, an upstream perhaps the last), and with
 /// it on which rules apply.
 pub fn version_ambiguous(headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all("mcp-protocol-version").iter();
+    let mut values = headers.get_all(&MCP_PROTOCOL_VERSION).iter();
     match (values.next(), values.next()) {
         (Some(_), Some(_)) => true,
         (Some(v), None) => v.as_bytes().contains(&b','),
@@ -37,7 +40,7 @@ pub fn version_ambiguous(headers: &HeaderMap) -> bool {
 /// The `MCP-Protocol-Version` header, if present and readable.
 pub fn header_version(headers: &HeaderMap) -> Option<&str> {
     headers
-        .get("mcp-protocol-version")
+        .get(&MCP_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
 use bytes::Bytes;
 use futures::Stream;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use url::Url;
@@ -51,6 +51,8 @@ pub struct HttpUpstream {
     response_timeout: Duration,
     idle_timeout: Duration,
     max_response_bytes: usize,
+    /// Bytes of replies held at once, by all requests together.
+    replies: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for HttpUpstream {
@@ -73,6 +75,9 @@ pub enum UpstreamError {
     /// A complete reply over `upstream.max_response_bytes`.
     #[error("upstream reply is larger than {0} bytes")]
     TooLarge(usize),
+    /// All requests together hold `upstream.max_response_bytes_in_flight` of replies.
+    #[error("too many upstream reply bytes held at once")]
+    OverBudget,
 }
 
 /// Settings for [`HttpUpstream::new`].
@@ -91,12 +96,17 @@ pub struct HttpUpstreamOptions {
     pub idle_timeout: Duration,
     /// Largest complete reply accepted.
     pub max_response_bytes: usize,
+    /// Bytes of replies held at once by all requests together.
+    pub max_response_bytes_in_flight: usize,
 }
+
+/// What a complete reply holds of the replies' budget, until it has been sent on (or dropped).
+pub type Held = Option<std::sync::Arc<tokio::sync::OwnedSemaphorePermit>>;
 
 /// What the upstream answered.
 pub enum Reply {
-    /// A complete reply (JSON, or an empty `202`).
-    Whole(http::response::Parts, Bytes),
+    /// A complete reply (JSON, or an empty `202`), and what its bytes hold of the budget.
+    Whole(http::response::Parts, Bytes, Held),
     /// An SSE stream, to be relayed as it arrives.
     Stream(http::response::Parts, Incoming),
 }
@@ -105,7 +115,7 @@ impl Reply {
     /// Status and headers.
     pub fn parts(&self) -> &http::response::Parts {
         match self {
-            Reply::Whole(p, _) | Reply::Stream(p, _) => p,
+            Reply::Whole(p, _, _) | Reply::Stream(p, _) => p,
         }
     }
 }
@@ -152,6 +162,11 @@ impl HttpUpstream {
             response_timeout: options.response_timeout,
             idle_timeout: options.idle_timeout,
             max_response_bytes: options.max_response_bytes,
+            replies: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                options
+                    .max_response_bytes_in_flight
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
         })
     }
 
@@ -191,23 +206,40 @@ impl HttpUpstream {
             .headers_mut()
             .insert(header::HOST, self.host.clone());
         let max = self.max_response_bytes;
+        let budget = &self.replies;
         let exchange = async {
-            let read = |body: Incoming| async move {
-                Limited::new(body, max)
-                    .collect()
-                    .await
-                    .map(|c| c.to_bytes())
-                    .map_err(|e| match e.downcast::<LengthLimitError>() {
-                        Ok(_) => UpstreamError::TooLarge(max),
-                        Err(e) => UpstreamError::Unreachable(describe(e.as_ref())),
-                    })
+            // Read whole, each chunk charged to the budget as it arrives.
+            let read = |mut body: Incoming| async move {
+                let mut buf = bytes::BytesMut::new();
+                let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
+                while let Some(frame) = body.frame().await {
+                    let frame = frame.map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
+                    let Ok(chunk) = frame.into_data() else {
+                        continue;
+                    };
+                    if buf.len() + chunk.len() > max {
+                        return Err(UpstreamError::TooLarge(max));
+                    }
+                    let want = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+                    let more = std::sync::Arc::clone(budget)
+                        .try_acquire_many_owned(want)
+                        .map_err(|_| UpstreamError::OverBudget)?;
+                    match held.as_mut() {
+                        Some(h) => h.merge(more),
+                        None => held = Some(more),
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                Ok((buf.freeze(), held.map(std::sync::Arc::new)))
             };
             match self
                 .pool
                 .exchange(request, |p| is_event_stream(&p.headers), read)
                 .await
             {
-                Ok(super::pool::Answer::Read(parts, bytes)) => Ok(Reply::Whole(parts, bytes)),
+                Ok(super::pool::Answer::Read(parts, (bytes, held))) => {
+                    Ok(Reply::Whole(parts, bytes, held))
+                }
                 Ok(super::pool::Answer::Streaming(response)) => {
                     let (parts, body) = response.into_parts();
                     Ok(Reply::Stream(parts, body))
@@ -219,6 +251,11 @@ impl HttpUpstream {
         tokio::time::timeout(self.response_timeout, exchange)
             .await
             .unwrap_or(Err(UpstreamError::Timeout(self.response_timeout)))
+    }
+
+    /// The budget of reply bytes held at once, which stream events are charged to as well.
+    pub fn replies(&self) -> &std::sync::Arc<tokio::sync::Semaphore> {
+        &self.replies
     }
 
     /// Whether the upstream answers HTTP at all (any status counts), for `/readyz`.
@@ -307,8 +344,9 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
+                .as_bytes()
+                .get(..17)
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"text/event-stream"))
         })
 }
 

@@ -204,23 +204,32 @@ pub fn tags_of(meta: Option<&Value>) -> Vec<String> {
     tags
 }
 
-/// Whether `key` is another spelling of `member`: equal when compared as Go's `encoding/json`
-/// does (ASCII case folded, and `ſ` as `s`, `K` (Kelvin sign) as `k`) but not the same text.
-/// Some JSON readers match members that way, the last one winning, so a message holding both
-/// spellings means different things to different readers.
+/// What a character of a member name is to readers that match names without regard to case:
+/// ASCII in lower case, and the four other characters whose simple case mapping is an ASCII
+/// letter — `ſ` (long s) as `s`, `K` (Kelvin sign) as `k` (Go's `encoding/json`), `ı`
+/// (dotless i) and `İ` (dotted capital I) as `i` (Java's `equalsIgnoreCase`, .NET's
+/// ignore-case comparisons). `None` for any other character.
+pub fn fold_char(c: char) -> Option<char> {
+    match c {
+        '\u{17F}' => Some('s'),
+        '\u{212A}' => Some('k'),
+        '\u{130}' | '\u{131}' => Some('i'),
+        c if c.is_ascii() => Some(c.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+/// Whether `key` is another spelling of `member`: equal when compared as case-insensitive
+/// readers do ([`fold_char`]) but not the same text. Some JSON readers match members that
+/// way, the last one winning, so a message holding both spellings means different things to
+/// different readers.
 pub fn folds_to(key: &str, member: &str) -> bool {
     if key == member || key.len() < member.len() || key.len() > member.len() * 3 {
         return false;
     }
-    let fold = |c: char| match c {
-        '\u{17F}' => Some('s'),
-        '\u{212A}' => Some('k'),
-        c if c.is_ascii() => Some(c.to_ascii_lowercase()),
-        _ => None,
-    };
     let mut chars = key.chars();
     for m in member.chars() {
-        match chars.next().and_then(fold) {
+        match chars.next().and_then(fold_char) {
             Some(c) if c == m.to_ascii_lowercase() => {}
             _ => return false,
         }
@@ -630,6 +639,9 @@ mod tests {
             folds_to("Name", "name")
                 && folds_to("paramſ", "params")
                 && folds_to("\u{212A}ind", "kind")
+                && folds_to("ur\u{131}", "uri")
+                && folds_to("\u{130}d", "id")
+                && folds_to("na\u{130}e", "naie")
         );
         assert!(
             !folds_to("name", "name") && !folds_to("names", "name") && !folds_to("nämе", "name")

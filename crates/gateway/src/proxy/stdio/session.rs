@@ -31,7 +31,7 @@ pub(super) async fn post(
     object: RawObject,
 ) -> Response<Body> {
     let method = message.method.as_deref().unwrap_or_default();
-    let Some(presented) = headers.get(SESSION_HEADER) else {
+    let Some(presented) = headers.get(&SESSION_HEADER) else {
         if message.kind == Kind::Request && method == "initialize" {
             return initialize(gw, up, who, object, message.id).await;
         }
@@ -166,7 +166,9 @@ async fn initialize(
     };
     up.add_session(session);
     let mut response = json_response(StatusCode::OK, Bytes::from(answer.to_string()));
-    response.headers_mut().insert(SESSION_HEADER, sealed);
+    response
+        .headers_mut()
+        .insert(SESSION_HEADER.clone(), sealed);
     response
 }
 
