@@ -1,5 +1,6 @@
-//! The SSE reader on arbitrary bytes in arbitrary chunks: never a panic, and a request's stream
-//! only ever carries events whose data is JSON-RPC.
+//! The SSE reader on arbitrary bytes in arbitrary chunks, with a budget of reply bytes that may
+//! run out: never a panic, a request's stream only ever carries events whose data is JSON-RPC,
+//! and every byte of the budget is given back once the stream is over.
 #![no_main]
 
 use bytes::Bytes;
@@ -8,14 +9,17 @@ use libfuzzer_sys::fuzz_target;
 use mcpgate::proxy::sse::{Watch, watch};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cut, rest)) = data.split_first() else {
+    let [cut, room, rest @ ..] = data else {
         return;
     };
+    let (cut, room) = (*cut, *room);
     let chunk = usize::from(cut).max(1);
     let chunks: Vec<Result<Bytes, std::io::Error>> = rest
         .chunks(chunk)
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
+    let room = 1024 + usize::from(room) * 32;
+    let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(room));
     let w = Watch {
         request: Some(serde_json::value::RawValue::from_string("1".into()).unwrap()),
         enforcer: None,
@@ -23,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         principal: None,
         private: false,
         max_event: 4096,
+        budget: Some(std::sync::Arc::clone(&budget)),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -32,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
             .filter_map(|r| async move { r.ok() })
             .collect(),
     );
+    assert_eq!(budget.available_permits(), room, "budget not given back");
     let text: Vec<u8> = out.concat();
     let text = String::from_utf8_lossy(&text);
     for event in text.split("\n\n") {

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod budget;
 pub mod cli;
 pub mod commands;
 pub mod config;

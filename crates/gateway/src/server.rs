@@ -154,10 +154,7 @@ pub fn prepare_with(
         max_message_bytes: upstream.max_message_bytes,
         max_body_bytes: http.max_body_bytes,
         body_timeout: http.body_timeout,
-        bodies: Arc::new(tokio::sync::Semaphore::new(
-            http.max_body_bytes_in_flight
-                .min(tokio::sync::Semaphore::MAX_PERMITS),
-        )),
+        bodies: crate::budget::of(http.max_body_bytes_in_flight),
         anonymous: auth.anonymous,
         verifier: verifier.clone(),
     });

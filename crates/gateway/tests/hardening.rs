@@ -30,7 +30,15 @@ async fn gateway(upstream: &str, env: &[(&str, &str)]) -> Gateway {
 
 /// A POST to `/mcp`: status, headers and body text.
 async fn post(gw: &Gateway, token: &str, body: &str) -> (u16, reqwest::header::HeaderMap, String) {
-    let r = reqwest::Client::new()
+    let r = send(gw, token, body).await;
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().await.unwrap())
+}
+
+/// A POST to `/mcp`, answered up to its headers.
+async fn send(gw: &Gateway, token: &str, body: &str) -> reqwest::Response {
+    reqwest::Client::new()
         .post(&gw.mcp)
         .bearer_auth(token)
         .header("content-type", "application/json")
@@ -38,10 +46,7 @@ async fn post(gw: &Gateway, token: &str, body: &str) -> (u16, reqwest::header::H
         .body(body.to_owned())
         .send()
         .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    (status, headers, r.text().await.unwrap())
+        .unwrap()
 }
 
 /// The JSON-RPC messages of a JSON or SSE body.
@@ -1132,16 +1137,7 @@ async fn upstream_replies_held_at_once_are_bounded_for_all_callers_together() {
     .await;
     let call =
         r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
-    let open = |body: &'static str| {
-        reqwest::Client::new()
-            .post(&gw.mcp)
-            .bearer_auth("alice-token")
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(body)
-            .send()
-    };
-    let first = open(call).await.unwrap();
+    let first = send(&gw, "alice-token", call).await;
     assert_eq!(first.status(), 200);
     // Wait until the gateway holds the first event's bytes.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -149,7 +149,7 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
             .strip_prefix('[')
             .and_then(|r| r.split_once(']'))
             .map(|(i, _)| i)
-        && !inside.is_empty()
+        && inside.contains(':')
         && inside
             .bytes()
             .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
@@ -697,6 +697,8 @@ mod tests {
         let e = check_pattern("http://[::1]/*").unwrap_err();
         assert!(e.contains("http://[[]::1[]]/*"), "{e}");
         assert!(check_pattern("http://[[]0::1[]]/*").is_err());
+        // A character class in the host is not an IPv6 host.
+        assert!(check_pattern("ledger://[ab]/*").is_ok());
     }
 
     #[test]

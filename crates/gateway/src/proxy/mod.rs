@@ -28,6 +28,7 @@ use futures::TryStreamExt as _;
 use mcpgate_guard::Principal;
 use serde_json::value::RawValue;
 
+use crate::budget::Short;
 use crate::jsonrpc::{self, INTERNAL_ERROR};
 use crate::refusal::Refusal;
 use crate::session::{Owner, SessionSealer};
@@ -177,35 +178,17 @@ async fn read_body(
     gw: &Gateway,
     body: Body,
 ) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), Refusal> {
-    use http_body_util::BodyExt as _;
     let read = async {
-        let mut body = body;
-        let mut buf = bytes::BytesMut::new();
-        let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else {
-                return Err(Refusal::BodyUnreadable);
-            };
-            let Ok(chunk) = frame.into_data() else {
-                continue;
-            };
-            if buf.len() + chunk.len() > gw.max_body_bytes {
-                return Err(Refusal::BodyTooLarge(gw.max_body_bytes));
-            }
-            let want = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-            match Arc::clone(&gw.bodies).try_acquire_many_owned(want) {
-                Ok(p) => match held.as_mut() {
-                    Some(h) => h.merge(p),
-                    None => held = Some(p),
-                },
-                Err(_) => {
+        crate::budget::collect(body, gw.max_body_bytes, &gw.bodies)
+            .await
+            .map_err(|short| match short {
+                Short::Unreadable(_) => Refusal::BodyUnreadable,
+                Short::TooLarge => Refusal::BodyTooLarge(gw.max_body_bytes),
+                Short::OverBudget => {
                     tracing::warn!(target: "mcpgate::proxy", "request refused: too many request bodies in flight");
-                    return Err(Refusal::BodiesInFlight);
+                    Refusal::BodiesInFlight
                 }
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        Ok((buf.freeze(), held))
+            })
     };
     match tokio::time::timeout(gw.body_timeout, read).await {
         Ok(result) => result,

@@ -305,27 +305,10 @@ struct State<S> {
 impl<S> State<S> {
     /// Holds as much of the budget as `buf` has bytes; false when the budget has no more.
     fn charge(&mut self) -> bool {
-        let Some(budget) = &self.watch.budget else {
-            return true;
-        };
-        let held = self.held.as_ref().map_or(0, |h| h.num_permits());
-        let len = self.buf.len();
-        if len > held {
-            let Ok(more) = Arc::clone(budget)
-                .try_acquire_many_owned(u32::try_from(len - held).unwrap_or(u32::MAX))
-            else {
-                return false;
-            };
-            match self.held.as_mut() {
-                Some(h) => h.merge(more),
-                None => self.held = Some(more),
-            }
-        } else if let Some(h) = self.held.as_mut()
-            && held > len
-        {
-            drop(h.split(held - len));
+        match &self.watch.budget {
+            Some(budget) => crate::budget::hold(budget, &mut self.held, self.buf.len()),
+            None => true,
         }
-        true
     }
 }
 

@@ -13,6 +13,8 @@ use bytes::Bytes;
 use futures::Stream;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+
+use crate::budget::Short;
 use hyper_util::client::legacy::connect::HttpConnector;
 use url::Url;
 
@@ -162,11 +164,7 @@ impl HttpUpstream {
             response_timeout: options.response_timeout,
             idle_timeout: options.idle_timeout,
             max_response_bytes: options.max_response_bytes,
-            replies: std::sync::Arc::new(tokio::sync::Semaphore::new(
-                options
-                    .max_response_bytes_in_flight
-                    .min(tokio::sync::Semaphore::MAX_PERMITS),
-            )),
+            replies: crate::budget::of(options.max_response_bytes_in_flight),
         })
     }
 
@@ -209,28 +207,15 @@ impl HttpUpstream {
         let budget = &self.replies;
         let exchange = async {
             // Read whole, each chunk charged to the budget as it arrives.
-            let read = |mut body: Incoming| async move {
-                let mut buf = bytes::BytesMut::new();
-                let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
-                while let Some(frame) = body.frame().await {
-                    let frame = frame.map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
-                    let Ok(chunk) = frame.into_data() else {
-                        continue;
-                    };
-                    if buf.len() + chunk.len() > max {
-                        return Err(UpstreamError::TooLarge(max));
-                    }
-                    let want = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-                    let more = std::sync::Arc::clone(budget)
-                        .try_acquire_many_owned(want)
-                        .map_err(|_| UpstreamError::OverBudget)?;
-                    match held.as_mut() {
-                        Some(h) => h.merge(more),
-                        None => held = Some(more),
-                    }
-                    buf.extend_from_slice(&chunk);
-                }
-                Ok((buf.freeze(), held.map(std::sync::Arc::new)))
+            let read = |body: Incoming| async move {
+                crate::budget::collect(body, max, budget)
+                    .await
+                    .map(|(bytes, held)| (bytes, held.map(std::sync::Arc::new)))
+                    .map_err(|short| match short {
+                        Short::Unreadable(e) => UpstreamError::Unreachable(describe(&e)),
+                        Short::TooLarge => UpstreamError::TooLarge(max),
+                        Short::OverBudget => UpstreamError::OverBudget,
+                    })
             };
             match self
                 .pool
