@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod dns_rebinding;
+pub mod endpoint;
 pub mod health;
 pub mod jsonrpc;
 pub mod listener;

@@ -14,7 +14,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -272,7 +271,7 @@ async fn refuse(stream: tokio::net::TcpStream, status: StatusCode, text: &'stati
 /// connections to finish their requests.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: crate::endpoint::App,
     limits: Limits,
     stop: impl std::future::Future<Output = ()>,
     grace: Duration,

@@ -13,13 +13,13 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
-use crate::auth::{self, Guard, PresenceState};
+use crate::auth::{Admission, Guard};
 use crate::config::{Plan, Target};
 use crate::dns_rebinding::{self, HostPolicy};
+use crate::endpoint::{App, Front};
 use crate::health::{self, Health};
 use crate::listener::ClientAddress;
-use crate::proxy::{self, Gateway};
-use crate::refusal::retry_after;
+use crate::proxy::Gateway;
 use crate::session::SessionSealer;
 use crate::upstream::Upstream;
 use crate::upstream::http::HttpUpstream;
@@ -28,7 +28,7 @@ use crate::upstream::stdio::StdioUpstream;
 /// A gateway ready to serve: the router and what start-up should report.
 pub struct Prepared {
     /// The application.
-    pub router: Router,
+    pub router: App,
     /// The verifier, to warm up before serving.
     pub verifier: Option<Arc<dyn mcpgate_guard::TokenVerifier>>,
     /// The protected resource URL.
@@ -160,33 +160,18 @@ pub fn prepare_with(
     });
     let health = Arc::new(Health::new(Arc::clone(&gateway), verifier.clone()));
 
-    let mut mcp = Router::new()
-        .route(
-            "/mcp",
-            axum::routing::post(proxy::post)
-                .get(proxy::get)
-                .delete(proxy::delete)
-                .fallback(proxy::other_method),
-        )
-        .with_state(Arc::clone(&gateway));
-    mcp = match auth.guard {
-        Guard::Open => mcp,
-        Guard::PresenceOnly => {
-            let state = Arc::new(PresenceState {
-                resource_metadata: resource.metadata_url().to_string(),
-            });
-            mcp.route_layer(axum::middleware::from_fn_with_state(
-                state,
-                auth::require_presence,
-            ))
-        }
-        Guard::Verify(v) => mcp.route_layer(auth::layer(
+    let admission = match auth.guard {
+        Guard::Open => Admission::Open,
+        Guard::PresenceOnly => Admission::Presence {
+            resource_metadata: resource.metadata_url().to_string(),
+        },
+        Guard::Verify(v) => Admission::verify(
             v,
             &resource,
             allow_anonymous,
             auth.scope_names,
             &auth.required_scopes,
-        )),
+        ),
         Guard::Issuer => unreachable!("replaced by the issuer's verifier above"),
     };
     // Addresses refused for lack of valid credentials too often wait (outside the auth layer,
@@ -224,11 +209,14 @@ pub fn prepare_with(
         verifier: verifier.clone(),
         counts_anonymous: gateway.anonymous.is_some(),
     });
-    let app = Router::new()
-        .merge(mcp)
+    // Unknown paths pass the same front door as the endpoint.
+    let unknown = Router::new()
         .fallback(not_found)
         .layer(CorsWhenAsked(cors_layer()))
-        .layer(axum::middleware::from_fn_with_state(front, front_door));
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&front),
+            front_door,
+        ));
     // Health routes sit outside the Host check (probes reach pods by IP), and so does the public
     // metadata (browser-based clients read it from any origin; it is served with CORS `*`).
     let mut ops = wellknown
@@ -239,21 +227,24 @@ pub fn prepare_with(
         crate::metrics::install();
         ops = ops.route("/metrics", get(crate::metrics::render));
     }
-    let app = ops.merge(app);
+    let rest = ops.merge(unknown);
 
     // Behind a reverse proxy that keeps a path prefix (`https://example.com/team-a/mcp`), the
     // same routes answer under the prefix too.
     let prefix = public_url.path().trim_end_matches('/').to_owned();
-    let mut router = if prefix.is_empty() {
-        app
+    let mut paths = vec!["/mcp".to_owned()];
+    let mut rest = if prefix.is_empty() {
+        rest
     } else {
-        Router::new().nest(&prefix, app.clone()).merge(app)
+        paths.push(format!("{prefix}/mcp"));
+        Router::new().nest(&prefix, rest.clone()).merge(rest)
     };
     // The issuer's routes carry its own path (the public URL's), and its well-known
     // documents sit at the origin's root: merged at the top.
     if let Some(routes) = issuer_routes {
-        router = router.merge(routes);
+        rest = rest.merge(routes);
     }
+    let router = App::new(paths, front, cors_layer(), admission, gateway, rest);
     Ok(Prepared {
         router,
         verifier,
@@ -378,74 +369,19 @@ async fn issuer_door(
     next.run(request).await
 }
 
-/// What every request to `/mcp` (and unknown routes) passes first, in one middleware: the
-/// client's address ([`ClientAddress`]: the peer's, or the one a trusted proxy names), the
-/// Host and Origin checks (DNS rebinding), and the per-address limit on requests without valid
-/// credentials.
-struct Front {
-    hosts: HostPolicy,
-    trusted: Arc<Vec<ipnet::IpNet>>,
-    unauthenticated: Option<Arc<crate::ratelimit::Unauthenticated>>,
-    /// Lets callers whose token it accepted recently through a blocked address.
-    verifier: Option<Arc<dyn mcpgate_guard::TokenVerifier>>,
-    /// Whether requests without credentials are served (anonymous access), and so counted.
-    counts_anonymous: bool,
-}
-
+/// The front door for routed requests (unknown paths).
 async fn front_door(
     axum::extract::State(front): axum::extract::State<Arc<Front>>,
-    mut request: axum::extract::Request,
+    request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let ip = request
-        .extensions()
-        .get::<crate::listener::Peer>()
-        .map(|p| crate::listener::client_address(p.0.ip(), request.headers(), &front.trusted));
-    if let Some(ip) = ip {
-        request.extensions_mut().insert(ClientAddress(ip));
-    }
-    if let Some(refusal) = dns_rebinding::check(&front.hosts, &request) {
-        return refusal;
-    }
-    let Some(limiter) = &front.unauthenticated else {
-        return next.run(request).await;
-    };
-    let blocked = ip.and_then(|ip| limiter.blocked(ip)).filter(|_| {
-        !front.verifier.as_ref().is_some_and(|v| {
-            mcpgate_guard::bearer_token(request.headers(), request.uri())
-                .is_ok_and(|t| v.known_good(t))
-        })
-    });
-    if let (Some(ip), Some(wait)) = (ip, blocked) {
-        crate::metrics::unauthenticated_limited();
-        tracing::info!(target: "mcpgate::auth", address = %ip, "refused: too many requests without valid credentials from this address");
-        let mut r = crate::jsonrpc::error_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            None,
-            crate::jsonrpc::RATE_LIMITED,
-            "Too Many Requests: too many requests without valid credentials from this address",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, retry_after(wait));
-        return r;
-    }
-    // Requests without credentials count too: anonymous access (when on) is bounded per
-    // address like refusals.
-    let anonymous =
-        front.counts_anonymous && !request.headers().contains_key(header::AUTHORIZATION);
-    let response = next.run(request).await;
-    if (response.status() == StatusCode::UNAUTHORIZED || anonymous)
-        && let Some(ip) = ip
-    {
-        limiter.refused(ip);
-    }
-    response
+    front.pass(request, |r| next.run(r)).await
 }
 
 /// Serves until SIGINT/SIGTERM, then lets requests finish for up to `grace`.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: App,
     limits: crate::listener::Limits,
     grace: Duration,
     stdio: Option<Arc<StdioUpstream>>,

@@ -1647,3 +1647,100 @@ fn configuration_errors_never_print_secret_values() {
     assert!(err.contains("line 2"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// Multi-threaded: the raw exchanges block a thread while the upstream (in this process)
+// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_is_one_exact_path_and_every_method_on_it_is_guarded() {
+    // The endpoint is `/mcp` and, behind a path prefix, `/team-a/mcp`, spelt exactly: any other
+    // spelling is another path (404, through the same Host check), never the endpoint.
+    let spy = Spy::start(Behaviour::default()).await;
+    let port = common::free_port();
+    let public = format!("http://127.0.0.1:{port}/team-a");
+    let listen = format!("127.0.0.1:{port}");
+    let gw = Gateway::spawn(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--public-url",
+            &public,
+            "--auth",
+            "static",
+            "--dev",
+            "--upstream-url",
+            &spy.url,
+        ],
+        &[
+            ("MCPGATE_AUTH_STATIC_TOKENS", TOKENS),
+            ("MCPGATE_AUDIT_OUTPUT", "off"),
+        ],
+        port,
+    )
+    .await;
+    let call =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    let raw = |method: &str, target: &str, host: &str| {
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer alice-token\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{call}",
+            call.len()
+        )
+    };
+    let host = format!("127.0.0.1:{port}");
+    for target in [
+        "/mcp/",
+        "//mcp",
+        "/MCP",
+        "/%6Dcp",
+        "/mcp%2F",
+        "/./mcp",
+        "/x/../mcp",
+        "/mcp/.",
+        "/team-a//mcp",
+        "/team-a/mcp/",
+        "/team-amcp",
+        "/Team-A/mcp",
+        "/team-a/%6dcp",
+        "/mcp;x",
+    ] {
+        let reply = raw_exchange(port, raw("POST", target, &host).as_bytes());
+        assert!(reply.starts_with("HTTP/1.1 404"), "{target}: {reply}");
+    }
+    assert!(spy.seen().is_empty(), "{:?}", spy.seen());
+    // Another path passes the front door too: a foreign Host is refused there.
+    let reply = raw_exchange(port, raw("POST", "/mcp/", "evil.example").as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    // The exact spellings are the endpoint, with or without a query.
+    for target in ["/mcp", "/team-a/mcp", "/mcp?x=1"] {
+        let reply = raw_exchange(port, raw("POST", target, &host).as_bytes());
+        assert!(reply.starts_with("HTTP/1.1 200"), "{target}: {reply}");
+    }
+    assert_eq!(spy.seen().len(), 3);
+    // Every method on the endpoint meets the guard first; then only POST, GET and DELETE are
+    // served (405 with `Allow` for the others, HEAD included).
+    let http = reqwest::Client::new();
+    for url in [gw.mcp.clone(), format!("{public}/mcp")] {
+        for method in [
+            "PUT", "PATCH", "HEAD", "OPTIONS", "GET", "DELETE", "TRACE", "FOO",
+        ] {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let r = http.request(method.clone(), &url).send().await.unwrap();
+            assert_eq!(r.status(), 401, "{method} {url}");
+            assert!(
+                r.headers().contains_key("www-authenticate"),
+                "{method} {url}"
+            );
+            let r = http
+                .request(method.clone(), &url)
+                .bearer_auth("alice-token")
+                .send()
+                .await
+                .unwrap();
+            if !matches!(method.as_str(), "GET" | "DELETE") {
+                assert_eq!(r.status(), 405, "{method} {url}");
+                assert_eq!(r.headers()["allow"], "GET, POST, DELETE", "{method} {url}");
+            }
+        }
+    }
+    assert_eq!(spy.seen().len(), 3);
+}

@@ -1,11 +1,12 @@
 //! Invariants that must hold for every input, checked on generated ones (proptest): normal
-//! URIs are stable and decided alike under every spelling, and a filtered list never holds
-//! what the policy hides.
+//! URIs are stable and decided alike under every spelling, a filtered list never holds what
+//! the policy hides, and a bearer token is read from a header as the plain rules say.
 
+use mcpgate_guard::challenge::Denial;
 use mcpgate_guard::policy::lists::{Trim, filter_response};
 use mcpgate_guard::policy::{AuthorizationConfig, Caller, Effect, Kind, Policy, RuleConfig};
 use mcpgate_guard::uri::{normalize, normalize_template};
-use mcpgate_guard::{Principal, Subject};
+use mcpgate_guard::{Principal, Subject, bearer_token};
 use proptest::prelude::*;
 
 /// URI-ish text: schemes, hosts, segments, dots, escapes, slashes, fragments.
@@ -49,7 +50,81 @@ fn deny(patterns: &[&str]) -> Policy {
     Policy::compile(&AuthorizationConfig::default(), &[rule]).unwrap()
 }
 
+/// How a bearer token is read from one `Authorization` value, written as plainly as possible:
+/// visible ASCII, spaces and tabs only; the scheme `Bearer` in any case; spaces around the
+/// token dropped; none left inside it, and no tab.
+fn plain_bearer(value: &[u8]) -> Result<String, String> {
+    let Ok(text) = std::str::from_utf8(value) else {
+        return Err("InvalidRequest(\"Malformed Authorization header\")".into());
+    };
+    if text
+        .chars()
+        .any(|c| !(c == '\t' || (' '..='~').contains(&c)))
+    {
+        return Err("InvalidRequest(\"Malformed Authorization header\")".into());
+    }
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err("MissingToken".into());
+    }
+    let token = rest.trim_matches(' ');
+    if token.is_empty() {
+        return Err("InvalidRequest(\"Empty bearer token\")".into());
+    }
+    if token.contains(' ') || token.contains('\t') {
+        return Err("InvalidRequest(\"Malformed bearer token\")".into());
+    }
+    Ok(token.to_owned())
+}
+
+/// Header values around a token: schemes in several cases, spaces and tabs anywhere, control
+/// and non-ASCII bytes, and tokens long enough to cross the 16-byte runs the reader checks.
+fn authorization_value() -> impl Strategy<Value = Vec<u8>> {
+    let scheme = prop_oneof![
+        Just(b"Bearer".to_vec()),
+        Just(b"bEaReR".to_vec()),
+        Just(b"Basic".to_vec()),
+        Just(b"Bearer\t".to_vec()),
+        Just(Vec::new()),
+    ];
+    let spaces = proptest::collection::vec(prop_oneof![Just(b' '), Just(b'\t')], 0..3);
+    let token = proptest::collection::vec(
+        prop_oneof![
+            8 => proptest::num::u8::ANY.prop_map(|b| b'a' + b % 26),
+            1 => Just(b' '),
+            1 => Just(b'\t'),
+            1 => Just(b'.'),
+            1 => proptest::num::u8::ANY,
+        ],
+        0..90,
+    );
+    (
+        scheme,
+        spaces,
+        token,
+        proptest::collection::vec(Just(b' '), 0..3),
+    )
+        .prop_map(|(s, sp, t, end)| [s, sp, t, end].concat())
+}
+
 proptest! {
+    #[test]
+    fn a_bearer_token_is_read_as_the_plain_rules_say(value in authorization_value()) {
+        let Ok(header) = http::HeaderValue::from_bytes(&value) else {
+            return Ok(()); // not a header value at all (a line break): never reaches the reader
+        };
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, header);
+        let read = bearer_token(&headers, &"/mcp".parse().unwrap())
+            .map(str::to_owned)
+            .map_err(|d| match d {
+                Denial::MissingToken => "MissingToken".to_owned(),
+                Denial::InvalidRequest(why) => format!("InvalidRequest({why:?})"),
+                other => format!("{other:?}"),
+            });
+        prop_assert_eq!(read, plain_bearer(&value));
+    }
+
     #[test]
     fn normal_uris_are_idempotent(text in uri_text()) {
         if let Ok(once) = normalize(&text) {

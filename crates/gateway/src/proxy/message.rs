@@ -585,6 +585,26 @@ pub const MAX_DEPTH: usize = 64;
 /// Whether `body` nests arrays and objects deeper than `max` (strings are skipped: brackets in
 /// them do not count). Linear in the body's length; runs before anything else reads it.
 pub fn nests_deeper_than(body: &[u8], max: usize) -> bool {
+    // Nesting never goes deeper than the body has `[` and `{` bytes, in strings or not: most
+    // bodies have fewer than `max` of them, and are decided by a count that runs sixteen bytes
+    // at a time instead of a scan that looks at each.
+    openers(body) > max && deeper_by_scan(body, max)
+}
+
+/// How many `[` and `{` bytes `body` holds, counted in runs short enough for a byte counter.
+fn openers(body: &[u8]) -> usize {
+    body.chunks(255)
+        .map(|run| {
+            usize::from(
+                run.iter()
+                    .fold(0u8, |n, &b| n + u8::from(b == b'[' || b == b'{')),
+            )
+        })
+        .sum()
+}
+
+/// [`nests_deeper_than`], byte by byte.
+fn deeper_by_scan(body: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -627,6 +647,19 @@ fn valid_id(raw: &RawValue) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn counting_openers_first_decides_nesting_as_the_scan_does(
+            body in "[\\[\\]{}\"\\\\a,:]{0,600}",
+            max in 0usize..70,
+        ) {
+            proptest::prop_assert_eq!(
+                nests_deeper_than(body.as_bytes(), max),
+                deeper_by_scan(body.as_bytes(), max)
+            );
+        }
+    }
 
     #[test]
     fn request_with_name_and_meta_is_read() {
