@@ -38,13 +38,19 @@ impl Owner {
 
     /// The owner for a verified principal.
     pub fn of(principal: &Principal) -> Self {
-        // A token without `sub` speaks for its client: keep such owners apart from users that
-        // happen to have the same name.
+        let (issuer, kind, subject) = Self::identity(principal);
+        Self::from_parts(issuer, kind, subject)
+    }
+
+    /// Who a principal is, as owners tell them apart: its issuer, whether it speaks for a user
+    /// (`u`) or for its client (`c`: a token without `sub`, kept apart from users that happen
+    /// to have the same name), and its subject.
+    pub fn identity(principal: &Principal) -> (&str, u8, &str) {
         let kind = match principal.claims.get("sub").and_then(|v| v.as_str()) {
             Some(sub) if !sub.is_empty() => b'u',
             _ => b'c',
         };
-        Self::from_parts(
+        (
             principal.issuer.as_deref().unwrap_or(""),
             kind,
             principal.subject.as_str(),

@@ -44,6 +44,35 @@ struct ToolEntry {
     validator: Option<Arc<jsonschema::Validator>>,
 }
 
+/// Whose tools a table of what was learnt holds: the principal's identity as [`Owner`] reads
+/// it, as a keyed SipHash-2-4 digest (128 bits, the key drawn once per process, each part
+/// length-prefixed). In process only — sessions, which replicas share, are bound by `Owner`'s
+/// SHA-256 — so it can be cheap: it is computed on every governed call that reads what was
+/// learnt.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Learner(u128);
+
+impl Learner {
+    fn of(principal: &Principal) -> Self {
+        use siphasher::sip128::Hasher128 as _;
+        use std::hash::Hasher as _;
+        static KEY: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            let mut key = [0u8; 16];
+            aws_lc_rs::rand::fill(&mut key).expect("the system's random source works");
+            key
+        });
+        let (issuer, kind, subject) = Owner::identity(principal);
+        let mut hasher = siphasher::sip128::SipHasher24::new_with_key(key);
+        hasher.write_usize(issuer.len());
+        hasher.write(issuer.as_bytes());
+        hasher.write_u8(kind);
+        hasher.write_usize(subject.len());
+        hasher.write(subject.as_bytes());
+        Learner(hasher.finish128().as_u128())
+    }
+}
+
 /// The enforcer.
 pub struct Enforcer {
     policy: Policy,
@@ -52,7 +81,7 @@ pub struct Enforcer {
     /// What each principal's lists said about tools (each principal learns from its own
     /// lists: per-session children and upstreams that tailor tools per user list different
     /// things).
-    tools: moka::sync::Cache<Owner, Arc<RwLock<HashMap<String, ToolEntry>>>>,
+    tools: moka::sync::Cache<Learner, Arc<RwLock<HashMap<String, ToolEntry>>>>,
     audit: Arc<Audit>,
     anonymous: Arc<Principal>,
     /// `resource_metadata` for challenges.
@@ -243,7 +272,7 @@ impl Enforcer {
         // annotations or tags, and to argument validation.
         let table = self
             .learns()
-            .then(|| self.tools.get(&Owner::of(caller.principal)))
+            .then(|| self.tools.get(&Learner::of(caller.principal)))
             .flatten();
         let tools = table.as_ref().map(|t| t.read().expect("tools lock"));
         let entry = (aim.kind == Kind::Tool)
@@ -350,7 +379,7 @@ impl Enforcer {
             |name, facts| learnt.push((name.to_owned(), facts)),
         );
         if !learnt.is_empty() && out.is_ok() && self.learns() {
-            let table = self.tools.get_with(Owner::of(principal), || {
+            let table = self.tools.get_with(Learner::of(principal), || {
                 Arc::new(RwLock::new(HashMap::new()))
             });
             let mut tools = table.write().expect("tools lock");
@@ -390,7 +419,7 @@ impl Enforcer {
             && notification.method.as_deref() == Some("notifications/tools/list_changed")
         {
             let principal: &Principal = who.unwrap_or(&self.anonymous);
-            self.tools.invalidate(&Owner::of(principal));
+            self.tools.invalidate(&Learner::of(principal));
             tracing::debug!(target: "mcpgate::policy", subject = principal.subject.as_str(), "tool list changed: annotations will be learnt again");
         }
     }

@@ -708,11 +708,13 @@ impl Policy {
                 }
             }
         }
-        let mut note = |rule: &Rule, outcome: String| {
+        // What each rule did, for `policy explain`; written only when asked for (the gateway
+        // decides every call without it).
+        let mut note = |rule: &Rule, outcome: &dyn Fn() -> String| {
             if let Some(s) = steps.as_deref_mut() {
                 s.push(Step {
                     rule: rule.name.clone(),
-                    outcome,
+                    outcome: outcome(),
                 });
             }
         };
@@ -724,7 +726,7 @@ impl Policy {
             };
             let selects = rule.selects(target, name_matches);
             if selects == Selects::No {
-                note(rule, "does not select this target".into());
+                note(rule, &|| "does not select this target".into());
                 continue;
             }
             let maybe = selects == Selects::Maybe;
@@ -732,36 +734,34 @@ impl Policy {
                 Effect::Deny => {
                     // A failing expression counts as true here: errors never grant.
                     if self.check(&rule.conditions, caller, &mut facts, false) == Check::Holds {
-                        note(rule, "deny rule applies: DENIED".into());
+                        note(rule, &|| "deny rule applies: DENIED".into());
                         denied_by.push(rule);
                     } else {
-                        note(rule, "deny rule's conditions do not hold".into());
+                        note(rule, &|| "deny rule's conditions do not hold".into());
                     }
                 }
                 Effect::Allow => {
                     requiring.push(rule);
                     match self.check(&rule.conditions, caller, &mut facts, true) {
                         Check::Holds => {
-                            note(
-                                rule,
+                            note(rule, &|| {
                                 if maybe {
                                     "may select this tool (annotations not known yet); conditions hold, but it does not allow on its own".into()
                                 } else {
                                     "allow rule's conditions hold".into()
-                                },
-                            );
+                                }
+                            });
                             if !maybe && allowed_by.is_none() {
                                 allowed_by = Some(rule);
                             }
                         }
                         outcome => {
-                            note(
-                                rule,
+                            note(rule, &|| {
                                 format!(
                                     "allow rule's conditions do not hold: DENIED (needs {})",
                                     describe(&rule.conditions)
-                                ),
-                            );
+                                )
+                            });
                             failing.push((rule, outcome == Check::LacksScopes));
                         }
                     }
