@@ -41,39 +41,25 @@ use crate::refusal::retry_after;
 /// The whole application: see the module's documentation.
 #[derive(Clone)]
 pub struct App {
-    inner: Arc<Inner>,
+    inner: Arc<Parts>,
 }
 
-struct Inner {
+/// What the application is made of.
+pub(crate) struct Parts {
     /// The endpoint's paths: `/mcp`, and `{prefix}/mcp` behind a path prefix.
-    paths: Vec<String>,
-    front: Arc<Front>,
-    cors: CorsLayer,
-    admission: Admission,
-    gateway: Arc<Gateway>,
+    pub(crate) paths: Vec<String>,
+    pub(crate) front: Arc<Front>,
+    pub(crate) cors: CorsLayer,
+    pub(crate) admission: Admission,
+    pub(crate) gateway: Arc<Gateway>,
     /// Every other path.
-    rest: Router,
+    pub(crate) rest: Router,
 }
 
-impl App {
-    /// The endpoint at `paths`, in front of `gateway`; the rest served by `rest`.
-    pub(crate) fn new(
-        paths: Vec<String>,
-        front: Arc<Front>,
-        cors: CorsLayer,
-        admission: Admission,
-        gateway: Arc<Gateway>,
-        rest: Router,
-    ) -> Self {
+impl From<Parts> for App {
+    fn from(parts: Parts) -> Self {
         App {
-            inner: Arc::new(Inner {
-                paths,
-                front,
-                cors,
-                admission,
-                gateway,
-                rest,
-            }),
+            inner: Arc::new(parts),
         }
     }
 }
@@ -107,7 +93,7 @@ where
     }
 }
 
-impl Inner {
+impl Parts {
     /// CORS around the endpoint for a request that carries an `Origin`; the endpoint alone
     /// for the others (MCP clients that are not browsers), whose answers CORS would not
     /// change.

@@ -16,7 +16,7 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use crate::auth::{Admission, Guard};
 use crate::config::{Plan, Target};
 use crate::dns_rebinding::{self, HostPolicy};
-use crate::endpoint::{App, Front};
+use crate::endpoint::{App, Front, Parts};
 use crate::health::{self, Health};
 use crate::listener::ClientAddress;
 use crate::proxy::Gateway;
@@ -244,7 +244,14 @@ pub fn prepare_with(
     if let Some(routes) = issuer_routes {
         rest = rest.merge(routes);
     }
-    let router = App::new(paths, front, cors_layer(), admission, gateway, rest);
+    let router = App::from(Parts {
+        paths,
+        front,
+        cors: cors_layer(),
+        admission,
+        gateway,
+        rest,
+    });
     Ok(Prepared {
         router,
         verifier,

@@ -1655,29 +1655,16 @@ async fn the_endpoint_is_one_exact_path_and_every_method_on_it_is_guarded() {
     // The endpoint is `/mcp` and, behind a path prefix, `/team-a/mcp`, spelt exactly: any other
     // spelling is another path (404, through the same Host check), never the endpoint.
     let spy = Spy::start(Behaviour::default()).await;
-    let port = common::free_port();
-    let public = format!("http://127.0.0.1:{port}/team-a");
-    let listen = format!("127.0.0.1:{port}");
-    let gw = Gateway::spawn(
-        &[
-            "serve",
-            "--listen",
-            &listen,
-            "--public-url",
-            &public,
-            "--auth",
-            "static",
-            "--dev",
-            "--upstream-url",
-            &spy.url,
-        ],
+    let (gw, public) = Gateway::start_under(
+        "/team-a",
+        &["--auth", "static", "--dev", "--upstream-url", &spy.url],
         &[
             ("MCPGATE_AUTH_STATIC_TOKENS", TOKENS),
             ("MCPGATE_AUDIT_OUTPUT", "off"),
         ],
-        port,
     )
     .await;
+    let port = gw.port;
     let call =
         r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
     let raw = |method: &str, target: &str, host: &str| {

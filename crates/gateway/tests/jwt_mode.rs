@@ -402,17 +402,10 @@ async fn public_url_with_a_path_prefix_is_followed_everywhere() {
     let key = TestKey::rsa(1, "k1");
     let idp = FakeIdp::start(jwks(&[&key])).await;
     let upstream = TestUpstream::start(Mode::Sessions).await;
-    let port = common::free_port();
-    let public = format!("http://127.0.0.1:{port}/team-a");
-    let listen = format!("127.0.0.1:{port}");
     let jwks_url = idp.jwks_url();
-    let gw = Gateway::spawn(
+    let (gw, public) = Gateway::start_under(
+        "/team-a",
         &[
-            "serve",
-            "--listen",
-            &listen,
-            "--public-url",
-            &public,
             "--auth",
             "jwt",
             "--issuer-url",
@@ -423,9 +416,9 @@ async fn public_url_with_a_path_prefix_is_followed_everywhere() {
             &upstream.url,
         ],
         &[],
-        port,
     )
     .await;
+    let port = gw.port;
     let resource = format!("{public}/mcp");
     let metadata =
         format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/team-a/mcp");

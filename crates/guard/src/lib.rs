@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod bytes;
 pub mod challenge;
 mod claims;
 #[cfg(feature = "jwt")]

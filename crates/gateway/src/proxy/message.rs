@@ -588,19 +588,7 @@ pub fn nests_deeper_than(body: &[u8], max: usize) -> bool {
     // Nesting never goes deeper than the body has `[` and `{` bytes, in strings or not: most
     // bodies have fewer than `max` of them, and are decided by a count that runs sixteen bytes
     // at a time instead of a scan that looks at each.
-    openers(body) > max && deeper_by_scan(body, max)
-}
-
-/// How many `[` and `{` bytes `body` holds, counted in runs short enough for a byte counter.
-fn openers(body: &[u8]) -> usize {
-    body.chunks(255)
-        .map(|run| {
-            usize::from(
-                run.iter()
-                    .fold(0u8, |n, &b| n + u8::from(b == b'[' || b == b'{')),
-            )
-        })
-        .sum()
+    mcpgate_guard::bytes::count(body, |b| b == b'[' || b == b'{') > max && deeper_by_scan(body, max)
 }
 
 /// [`nests_deeper_than`], byte by byte.

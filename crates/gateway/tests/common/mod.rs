@@ -63,6 +63,21 @@ impl Gateway {
         Self::spawn(&full, env, port).await
     }
 
+    /// Like [`Gateway::start`], with the public URL `http://127.0.0.1:PORT{prefix}` (a reverse
+    /// proxy's path prefix); returns that URL too.
+    pub async fn start_under(
+        prefix: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Gateway, String) {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let public = format!("http://127.0.0.1:{port}{prefix}");
+        let mut full = vec!["serve", "--listen", &listen, "--public-url", &public];
+        full.extend_from_slice(args);
+        (Self::spawn(&full, env, port).await, public)
+    }
+
     /// Starts `mcpgate ARGS` exactly as given (the caller chooses the port).
     pub async fn spawn(args: &[&str], env: &[(&str, &str)], port: u16) -> Gateway {
         let log =
