@@ -24,4 +24,6 @@ pub mod ratelimit;
 pub mod refusal;
 pub mod server;
 pub mod session;
+pub mod threads;
 pub mod upstream;
+pub(crate) mod wake;

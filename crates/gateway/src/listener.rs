@@ -295,6 +295,7 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(limits.header_timeout);
     let builder = Arc::new(builder);
+    let threads = crate::threads::Threads::start()?;
     let mut stop = std::pin::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
@@ -355,12 +356,30 @@ pub async fn serve(
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
         let first_bytes = limits.header_timeout;
-        tokio::spawn(async move {
+        // Served on one of the serving threads, start to end ([`crate::threads`]).
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "connection dropped: cannot hand it to a serving thread");
+                continue;
+            }
+        };
+        threads.next().spawn(async move {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "connection dropped: cannot serve it on this thread");
+                    return;
+                }
+            };
             let io = TokioIo::new(FirstBytes::new(stream, first_bytes));
             let conn = builder
                 .serve_connection_with_upgrades(io, service)
                 .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
+            // Polled through an absorber: hyper's connection and the request it serves hand
+            // each other the request's body and the answer within this task.
+            let conn = std::pin::pin!(watcher.watch(conn));
+            if let Err(e) = crate::wake::Absorbing::new(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(slot);

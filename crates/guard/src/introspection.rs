@@ -31,8 +31,8 @@ use crate::error::{Rejection, TokenError};
 use crate::fetch::read_limited;
 use crate::principal::{ClaimsError, Principal};
 use crate::verifier::{
-    BoxFuture, CachedPrincipal, DEFAULT_MAX_TOKEN_BYTES, TokenDigest, TokenVerifier, UntilDeadline,
-    VerifyResult, check_size, digest,
+    BoxFuture, CachedPrincipal, DEFAULT_MAX_TOKEN_BYTES, DigestHashing, TokenDigest, TokenVerifier,
+    UntilDeadline, VerifyResult, check_size, digest,
 };
 
 /// How the verifier authenticates to the introspection endpoint (RFC 6749 §2.3.1).
@@ -82,7 +82,7 @@ pub struct IntrospectionVerifier {
     client: reqwest::Client,
     timeout: Duration,
     max_token_bytes: usize,
-    cache: Option<moka::future::Cache<TokenDigest, CachedPrincipal>>,
+    cache: Option<moka::future::Cache<TokenDigest, CachedPrincipal, DigestHashing>>,
     cache_ttl: Duration,
 }
 
@@ -151,7 +151,7 @@ impl IntrospectionVerifierBuilder {
             moka::future::Cache::builder()
                 .max_capacity(self.cache_capacity)
                 .expire_after(UntilDeadline)
-                .build()
+                .build_with_hasher(DigestHashing::default())
         });
         Ok(IntrospectionVerifier {
             url: self.url,

@@ -1,7 +1,7 @@
 //! Fixed tokens for development: each maps to a principal.
 //!
-//! Tokens are kept only as SHA-256 digests and looked up by digest, so the table holds
-//! nothing usable and the lookup's timing says nothing about how close a guess was.
+//! Tokens are kept only as keyed digests ([`digest`]) and looked up by digest, so the table
+//! holds nothing usable and the lookup's timing says nothing about how close a guess was.
 //! Never use this in production; `mcpgate` refuses it unless started with `--dev`.
 
 use std::collections::HashMap;
@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use crate::error::{Malformed, TokenError};
 use crate::principal::Principal;
-use crate::verifier::{BoxFuture, TokenDigest, TokenVerifier, VerifyResult, digest};
+use crate::verifier::{BoxFuture, DigestHashing, TokenDigest, TokenVerifier, VerifyResult, digest};
 
 /// A fixed map from token to principal.
 pub struct StaticTokens {
-    tokens: HashMap<TokenDigest, Arc<Principal>>,
+    tokens: HashMap<TokenDigest, Arc<Principal>, DigestHashing>,
 }
 
 impl std::fmt::Debug for StaticTokens {

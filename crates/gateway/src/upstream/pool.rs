@@ -77,7 +77,9 @@ pub enum Answer<T> {
 pub struct Pool {
     connector: Mutex<HttpsConnector<HttpConnector>>,
     target: Uri,
-    idle: Mutex<Vec<Conn>>,
+    /// Idle connections, one list per serving thread ([`crate::threads`]) and one for any
+    /// other: a connection is used on the thread whose runtime drives its socket.
+    idle: Box<[Mutex<Vec<Conn>>]>,
     max_idle: usize,
 }
 
@@ -90,15 +92,22 @@ impl Pool {
         Pool {
             connector: Mutex::new(connector),
             target,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..=crate::threads::count())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             max_idle,
         }
+    }
+
+    /// This thread's idle connections.
+    fn idle(&self) -> &Mutex<Vec<Conn>> {
+        &self.idle[crate::threads::current() % self.idle.len()]
     }
 
     /// An idle connection that is still open, or a new one.
     async fn take(&self) -> Result<(Conn, bool), PoolError> {
         loop {
-            let Some(mut conn) = self.idle.lock().expect("pool lock").pop() else {
+            let Some(mut conn) = self.idle().lock().expect("pool lock").pop() else {
                 break;
             };
             // A connection the upstream closed ends its driver: poll it once to find out.
@@ -141,7 +150,7 @@ impl Pool {
             return;
         }
         conn.idle_since = Instant::now();
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.idle().lock().expect("pool lock");
         if idle.len() < self.max_idle {
             idle.push(conn);
         }
@@ -226,23 +235,32 @@ fn closed() -> PoolError {
 /// Polls `work` and the connection's driver together until `work` is done (`None` when the
 /// connection ended first and `work` could not finish); also says whether the driver ended
 /// (then it must not be polled again).
+///
+/// Each wakes the other as it hands it something (the driver when the answer's head or the
+/// body's bytes are there, the body when it wants more): both are polled through an
+/// [`Absorber`](crate::wake::Absorber), so that such a hand-off is answered by polling the two
+/// again at once rather than the whole task from the top.
 async fn drive<O>(driver: &mut Driver, work: impl Future<Output = O>) -> (Option<O>, bool) {
+    use std::task::Poll;
     let mut work = std::pin::pin!(work);
     let mut ended = false;
+    let absorber = crate::wake::Absorber::new();
     let out = std::future::poll_fn(|cx| {
-        if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
-            return std::task::Poll::Ready(Some(out));
-        }
-        if !ended && driver.as_mut().poll(cx).is_ready() {
-            ended = true;
-            // The connection is over; what `work` waits for will not come unless it is
-            // already there.
-            return match work.as_mut().poll(cx) {
-                std::task::Poll::Ready(out) => std::task::Poll::Ready(Some(out)),
-                std::task::Poll::Pending => std::task::Poll::Ready(None),
-            };
-        }
-        std::task::Poll::Pending
+        absorber.poll(cx, |own| {
+            if let Poll::Ready(out) = work.as_mut().poll(own) {
+                return Poll::Ready(Some(out));
+            }
+            if driver.as_mut().poll(own).is_ready() {
+                ended = true;
+                // The connection is over; what `work` waits for will not come unless it is
+                // already there.
+                return match work.as_mut().poll(own) {
+                    Poll::Ready(out) => Poll::Ready(Some(out)),
+                    Poll::Pending => Poll::Ready(None),
+                };
+            }
+            Poll::Pending
+        })
     })
     .await;
     (out, ended)
