@@ -2,7 +2,10 @@
 # Instructions per forwarded tools/call, counted by callgrind (which counts instructions, not
 # time, so the figure does not depend on what else the machine is doing).
 #
-#   bench/instructions.sh [SECONDS] [-- extra mcpgate serve arguments]
+#   [BIN=DIR] bench/instructions.sh [SECONDS] [-- extra mcpgate serve arguments]
+#
+# The gateway's environment passes through (MCPGATE_POLICY, say); the audit log is off unless
+# MCPGATE_AUDIT_OUTPUT is set.
 #
 # Runs, under `valgrind --tool=callgrind`:
 #   1. the gateway (--auth jwt, RS256 key, audit off, rate limits off) with no request at all,
@@ -23,8 +26,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/mcpgate-target}"
 OUT="${OUT:-/tmp/mcpgate-callgrind}"
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
 command -v valgrind >/dev/null || { echo "valgrind is required" >&2; exit 1; }
-cargo build --release -q -p mcpgate -p mcpgate-testkit --bin mcpgate --bin fixed-upstream --bin mint-token
-BIN="$CARGO_TARGET_DIR/release"
+# BIN=DIR uses binaries already built there (mcpgate, fixed-upstream, mint-token).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p mcpgate -p mcpgate-testkit --bin mcpgate --bin fixed-upstream --bin mint-token
+  BIN="$CARGO_TARGET_DIR/release"
+fi
 mkdir -p "$OUT"
 WORK="$(mktemp -d)"
 PIDS=()
@@ -33,7 +39,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 600); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 ISS="https://idp.example"
-export MCPGATE_AUDIT_OUTPUT=off MCPGATE_RATE_LIMIT='[]'
+export MCPGATE_AUDIT_OUTPUT="${MCPGATE_AUDIT_OUTPUT:-off}" MCPGATE_RATE_LIMIT='[]'
 cat > "$WORK/call.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}'

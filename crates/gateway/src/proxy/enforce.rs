@@ -45,7 +45,7 @@ struct ToolEntry {
 }
 
 /// Whose tools a table of what was learnt holds: the principal's identity as [`Owner`] reads
-/// it, as a keyed SipHash-2-4 digest (128 bits, the key drawn once per process, each part
+/// it, as a keyed SipHash-1-3 digest (128 bits, the key drawn once per process, each part
 /// length-prefixed). In process only — sessions, which replicas share, are bound by `Owner`'s
 /// SHA-256 — so it can be cheap: it is computed on every governed call that reads what was
 /// learnt.
@@ -63,7 +63,7 @@ impl Learner {
             key
         });
         let (issuer, kind, subject) = Owner::identity(principal);
-        let mut hasher = siphasher::sip128::SipHasher24::new_with_key(key);
+        let mut hasher = siphasher::sip128::SipHasher13::new_with_key(key);
         hasher.write_usize(issuer.len());
         hasher.write(issuer.as_bytes());
         hasher.write_u8(kind);

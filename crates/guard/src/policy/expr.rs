@@ -450,6 +450,9 @@ fn check_fields(expr: &IdedExpr) -> Result<(), String> {
     }
 }
 
+/// An expression's remembered result.
+type Remembered = Result<bool, String>;
+
 /// A principal's claims and scopes as CEL values, converted once and then lent to every
 /// expression that reads them (through a variable resolver: no copy per decision).
 #[derive(Debug)]
@@ -459,7 +462,7 @@ pub struct Vals {
     /// Results of expressions that read only the principal.
     memo: std::sync::Mutex<std::collections::HashMap<u64, Result<bool, String>>>,
     /// Results of expressions that read the request too, for the most recent targets.
-    target_memo: std::sync::Mutex<std::collections::VecDeque<(String, Result<bool, String>)>>,
+    target_memo: std::sync::Mutex<std::collections::VecDeque<(Vec<u8>, Remembered)>>,
 }
 
 impl Vals {
@@ -510,24 +513,35 @@ impl<'a> Facts<'a> {
         }
     }
 
-    /// The request's part of a remembered result's key: expression, method and target.
-    fn target_key(&self, expr: u64) -> String {
-        let mut key = format!("{expr}\u{0}{}", self.caller.method);
+    /// The request's part of a remembered result's key: expression, method and target, each
+    /// variable-length part preceded by its length (so that no two requests share a key),
+    /// written byte by byte rather than formatted: this runs on every governed call.
+    fn target_key(&self, expr: u64) -> Vec<u8> {
+        fn part(key: &mut Vec<u8>, bytes: &[u8]) {
+            // A part longer than u32::MAX bytes makes a key over MAX_MEMO_KEY, never kept.
+            key.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+            key.extend_from_slice(bytes);
+        }
+        let mut key = Vec::with_capacity(64);
+        key.extend_from_slice(&expr.to_le_bytes());
+        part(&mut key, self.caller.method.as_bytes());
         if let Some(t) = self.target {
+            key.push(1);
             let a = t.annotations.copied().unwrap_or_default();
-            key.push_str(&format!(
-                "\u{0}{}\u{0}{}\u{0}{:?}{:?}{:?}{:?}",
-                t.kind.as_str(),
-                t.name,
-                a.read_only,
-                a.destructive,
-                a.idempotent,
-                a.open_world
-            ));
-            for tag in t.tags {
-                key.push('\u{0}');
-                key.push_str(tag);
+            for hint in [a.read_only, a.destructive, a.idempotent, a.open_world] {
+                key.push(match hint {
+                    None => 0,
+                    Some(false) => 1,
+                    Some(true) => 2,
+                });
             }
+            part(&mut key, t.kind.as_str().as_bytes());
+            part(&mut key, t.name.as_bytes());
+            for tag in t.tags {
+                part(&mut key, tag.as_bytes());
+            }
+        } else {
+            key.push(0);
         }
         key
     }

@@ -452,6 +452,37 @@ fn remembered_results_never_cross_targets_methods_or_principals() {
     assert!(at(&x, "a", "tools/call"));
 }
 
+#[test]
+fn remembered_results_never_cross_names_tags_or_annotations() {
+    // Where one part ends and the next begins is part of the key: a name and tags that read
+    // the same run together are different targets, and so are the same tool's annotations.
+    let p = policy(
+        "[[policy]]\nwhen = \"target.name == 'ab' && 'c' in target.tags && !target.annotations.destructiveHint\"",
+    )
+    .unwrap();
+    let x = principal(&[], json!({}));
+    let safe = Annotations {
+        destructive: Some(false),
+        ..Annotations::default()
+    };
+    let risky = Annotations {
+        destructive: Some(true),
+        ..Annotations::default()
+    };
+    let (c, bc) = (["c".to_owned()], ["bc".to_owned()]);
+    let at = |name: &str, tags: &[String], annotations: &Annotations| {
+        let target = Target::listed(Kind::Tool, name, Some(annotations), tags);
+        decide(&p, &x, &target).allowed()
+    };
+    for _ in 0..2 {
+        assert!(at("ab", &c, &safe));
+        assert!(!at("a", &bc, &safe));
+        assert!(!at("ab", &c, &risky));
+        assert!(!at("ab", &bc, &safe));
+        assert!(at("ab", &c, &safe));
+    }
+}
+
 fn scopes_of(d: &Decision) -> Vec<String> {
     match &d.verdict {
         Verdict::Challenge { scopes } => scopes.iter().map(|s| s.as_str().to_owned()).collect(),
