@@ -100,7 +100,7 @@ import sys
 g0, g1, gr, u0, u1, ur = map(int, sys.argv[1:])
 g = (g1 - g0) / gr
 u = (u1 - u0) / ur
-print(f"gateway (auth jwt, audit off): {g:,.0f} instructions per tools/call ({gr} calls)")
+print(f"gateway (auth jwt):            {g:,.0f} instructions per tools/call ({gr} calls)")
 print(f"bare upstream:                 {u:,.0f} instructions per request ({ur} requests)")
 print(f"ratio: {g / u:.2f}x (user space only; the kernel's share is about 2x by construction)")
 PY

@@ -33,6 +33,9 @@ pub struct Peer(pub SocketAddr);
 pub struct Limits {
     /// Time for a request head (and most idle time between requests).
     pub header_timeout: Duration,
+    /// Longest a client may leave an answer unread (a write that waits that long fails, and
+    /// the connection closes).
+    pub write_timeout: Duration,
     /// Most connections at once.
     pub max_connections: usize,
     /// Most connections at once from one address (trusted proxies are exempt).
@@ -79,21 +82,54 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
 /// a read that waits past the deadline fails. This covers what comes before hyper's own
 /// request-head timer runs (the sniffing of HTTP/1 against the HTTP/2 preface), so that a
 /// connection that sends nothing, or a byte and then nothing, is closed too.
+///
+/// Writes must make progress too: a write (or flush) that has waited [`Limits::write_timeout`]
+/// for the client to read fails, so that a client that stops reading cannot hold its
+/// connection, and the share of the replies' budget its answer holds, for ever.
 struct FirstBytes<T> {
     inner: T,
     read: usize,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    write_timeout: Duration,
+    /// Armed while a write waits for the client.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// Enough to tell HTTP/1 from HTTP/2 (the preface is 24 bytes); every real request is longer.
 const FIRST_BYTES: usize = 24;
 
 impl<T> FirstBytes<T> {
-    fn new(inner: T, within: Duration) -> Self {
+    fn new(inner: T, within: Duration, write_timeout: Duration) -> Self {
         FirstBytes {
             inner,
             read: 0,
             deadline: Box::pin(tokio::time::sleep(within)),
+            write_timeout,
+            stalled: None,
+        }
+    }
+
+    /// A write's outcome, failed once it has waited for the client past the write timeout.
+    fn progress<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::task::Poll;
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let limit = self.write_timeout;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read nothing of the answer in time",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -129,13 +165,15 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstBytes<T> {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progress(cx, polled)
     }
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress(cx, polled)
     }
     fn poll_shutdown(
         mut self: std::pin::Pin<&mut Self>,
@@ -148,7 +186,8 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstBytes<T> {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progress(cx, polled)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -356,6 +395,7 @@ pub async fn serve(
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
         let first_bytes = limits.header_timeout;
+        let write_timeout = limits.write_timeout;
         // Served on one of the serving threads, start to end ([`crate::threads`]).
         let stream = match stream.into_std() {
             Ok(s) => s,
@@ -372,14 +412,14 @@ pub async fn serve(
                     return;
                 }
             };
-            let io = TokioIo::new(FirstBytes::new(stream, first_bytes));
+            let io = TokioIo::new(FirstBytes::new(stream, first_bytes, write_timeout));
             let conn = builder
                 .serve_connection_with_upgrades(io, service)
                 .into_owned();
-            // Polled through an absorber: hyper's connection and the request it serves hand
-            // each other the request's body and the answer within this task.
-            let conn = std::pin::pin!(watcher.watch(conn));
-            if let Err(e) = crate::wake::Absorbing::new(conn).await {
+            // Not through an absorber (`crate::wake`): hyper's connection yields after a
+            // batch of pipelined requests so that the thread's other connections are served,
+            // and an absorber would take that yield for a hand-off and go on.
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(slot);

@@ -22,7 +22,15 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    // Read here, not by tokio (which panics on a bad value, and starts as many threads as
+    // asked): connections are served by `threads::count()` threads of their own, so the main
+    // runtime (accepting, background work) needs few.
+    if let Some(Err(why)) = mcpgate::threads::configured() {
+        eprintln!("error: {why}");
+        return ExitCode::from(2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(mcpgate::threads::count().min(2))
         .enable_all()
         .build()
         .expect("tokio runtime");

@@ -16,16 +16,28 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// How many serving threads a server starts.
+/// Most serving threads (`TOKIO_WORKER_THREADS` above it is refused).
+pub const MAX: usize = 1024;
+
+/// `TOKIO_WORKER_THREADS`, read: `None` when unset, else a whole number from 1 to [`MAX`] or
+/// the reason it is not one (checked at start-up, before any runtime reads it).
+pub fn configured() -> Option<Result<usize, String>> {
+    let value = std::env::var_os("TOKIO_WORKER_THREADS")?;
+    let text = value.to_string_lossy();
+    Some(match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "TOKIO_WORKER_THREADS must be a whole number from 1 to {MAX} (got {text:?})"
+        )),
+    })
+}
+
+/// How many serving threads a server starts: `TOKIO_WORKER_THREADS`, or one per core.
 pub fn count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
-    *COUNT.get_or_init(|| {
-        std::env::var("TOKIO_WORKER_THREADS")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-            .min(256)
+    *COUNT.get_or_init(|| match configured() {
+        Some(Ok(n)) => n,
+        _ => std::thread::available_parallelism().map_or(1, usize::from),
     })
 }
 

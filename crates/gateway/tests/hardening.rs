@@ -894,6 +894,110 @@ async fn slow_heads_and_stalled_bodies_do_not_hold_connections() {
     assert!(spy.seen().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answer_is_let_go_and_its_share_freed() {
+    // A 24 MiB answer, more than loopback's buffers take, with room for one such answer in
+    // flight: a client that never reads holds it until the gateway lets the client go.
+    let spy = Spy::start(Behaviour {
+        result_text: Some("y".repeat(24 << 20)),
+        ..Behaviour::default()
+    })
+    .await;
+    let room = (32 << 20).to_string();
+    let gw = gateway(
+        &spy.url,
+        &[
+            ("MCPGATE_HTTP_BODY_TIMEOUT", "3s"),
+            ("MCPGATE_UPSTREAM_MAX_RESPONSE_BYTES", &room),
+            ("MCPGATE_UPSTREAM_MAX_RESPONSE_BYTES_IN_FLIGHT", &room),
+        ],
+    )
+    .await;
+    let call =
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    let port = gw.port;
+    // A small receive buffer (set before connecting, it is not grown by the kernel): the
+    // answer cannot all sit in the client's socket unread.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    socket.connect(&to.into()).unwrap();
+    let mut mute: TcpStream = socket.into();
+    mute.write_all(format!("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer alice-token\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{call}", call.len()).as_bytes()).unwrap();
+    // It reads nothing: while the gateway holds its answer, another caller's does not fit …
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, text) = post(&gw, "alice-token", call).await;
+        if status == 503 {
+            break;
+        }
+        assert_eq!(status, 200, "{text:.300}");
+        assert!(
+            Instant::now() < deadline,
+            "the silent client's answer was never held"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // … until, the body timeout after its last read, the gateway closes it and frees its share.
+    loop {
+        let (status, _, text) = post(&gw, "alice-token", call).await;
+        if status == 200 {
+            assert!(text.contains(&"y".repeat(1000)), "{text:.300}");
+            break;
+        }
+        assert_eq!(status, 503, "{text:.300}");
+        assert!(
+            Instant::now() < deadline,
+            "a client that reads nothing holds the replies' budget for ever"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(mute);
+}
+
+#[test]
+fn serving_threads_must_be_a_sensible_number() {
+    for bad in [
+        "0",
+        "-1",
+        "abc",
+        "",
+        "2.5",
+        "1000000",
+        "99999999999999999999",
+    ] {
+        let (code, _, err) = common::run(
+            &[
+                "check-config",
+                "--auth",
+                "none",
+                "--upstream-url",
+                "http://127.0.0.1:9/mcp",
+            ],
+            &[("TOKIO_WORKER_THREADS", bad)],
+        );
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(
+            err.contains("TOKIO_WORKER_THREADS must be a whole number from 1 to 1024"),
+            "{bad:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{bad:?}: {err}");
+    }
+    for good in ["1", " 2 ", "64"] {
+        let (code, _, err) = common::run(
+            &[
+                "check-config",
+                "--auth",
+                "none",
+                "--upstream-url",
+                "http://127.0.0.1:9/mcp",
+            ],
+            &[("TOKIO_WORKER_THREADS", good)],
+        );
+        assert_eq!(code, 0, "{good:?}: {err}");
+    }
+}
+
 /// A connection from `from` (a loopback address) to the gateway.
 fn connect_from(from: &str, port: u16) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();

@@ -30,7 +30,8 @@ pub struct HttpConfig {
     /// Time for a request head to arrive (and most time a kept-alive connection may sit idle).
     #[serde(with = "values::duration")]
     pub header_timeout: Duration,
-    /// Time for a whole request body to arrive.
+    /// Time for a whole request body to arrive; also the longest a client may go without
+    /// reading any of an answer the gateway is sending it (then the connection is closed).
     #[serde(with = "values::duration")]
     pub body_timeout: Duration,
     /// Most connections open at once.
@@ -99,7 +100,7 @@ pub(super) const SETTINGS: &[Setting] = &[
         "http.body_timeout",
         None,
         "duration",
-        "Time for a whole request body to arrive (408 beyond).",
+        "Time for a whole request body to arrive (408 beyond); also the longest a client may go without reading any of an answer being sent to it (then the connection is closed, and what the answer held of the replies' budget is freed).",
     ),
     s(
         "http.max_connections",
@@ -228,6 +229,7 @@ pub(super) fn build(config: &Config, p: &mut Problems) -> Option<HttpPlan> {
         ),
         limits: Limits {
             header_timeout: http.header_timeout,
+            write_timeout: http.body_timeout,
             max_connections: listener::connection_ceiling(http.max_connections),
             per_address: http.max_connections_per_address,
             trusted: Arc::new(trusted),
