@@ -3,7 +3,7 @@
 # off, rate limits off) against the upstream's CPU for the same requests, measured in
 # interleaved rounds in one run, so that a change can be judged on this shared, noisy machine.
 #
-#   [ROUNDS=6] [SECONDS=5] bench/compare.sh OLD_MCPGATE NEW_MCPGATE [ENV=VALUE ...]
+#   [ROUNDS=6] [SECONDS_PER_RUN=5] bench/compare.sh OLD_MCPGATE NEW_MCPGATE [ENV=VALUE ...]
 #
 # ENV=VALUE pairs are set for the gateways (TOKIO_WORKER_THREADS=1, say). Needs wrk; the
 # upstream and mint-token come from the release build (cargo build --release -p mcpgate-testkit).
@@ -20,9 +20,7 @@ WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+source bench/common.sh
 TICK=$(getconf CLK_TCK)
 ISS="https://idp.example"
 UP_PORT=$(free_port)
@@ -34,14 +32,7 @@ env MCPGATE_AUDIT_OUTPUT=off MCPGATE_RATE_LIMIT='[]' "$@" "$OLD" serve --listen 
 env MCPGATE_AUDIT_OUTPUT=off MCPGATE_RATE_LIMIT='[]' "$@" "$NEW" serve --listen "127.0.0.1:$NEW_PORT" --auth jwt \
   --issuer-url "$ISS" --jwt-public-key crates/testkit/keys/rsa1.pub.pem --upstream-url "$UPSTREAM" 2>/dev/null & PIDS+=($!); NEW_PID=$!
 wait_http "http://127.0.0.1:$OLD_PORT/healthz"; wait_http "http://127.0.0.1:$NEW_PORT/healthz"
-cat > "$WORK/call.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Accept"] = "application/json, text/event-stream"
-wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
-LUA
+write_call_lua "$WORK/call.lua"
 # one NAME PORT PID -> "name req/s cpu_us upstream_cpu_us"
 one() {
   local name=$1 port=$2 pid=$3 token before after ub ua reqs

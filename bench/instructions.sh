@@ -36,20 +36,10 @@ WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 600); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+source bench/common.sh
 ISS="https://idp.example"
 export MCPGATE_AUDIT_OUTPUT="${MCPGATE_AUDIT_OUTPUT:-off}" MCPGATE_RATE_LIMIT='[]'
-cat > "$WORK/call.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Accept"] = "application/json, text/event-stream"
-wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
-if os.getenv("TOKEN") ~= nil and os.getenv("TOKEN") ~= "" then
-  wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
-end
-LUA
+write_call_lua "$WORK/call.lua"
 total() { awk '/^summary:/ {print $2}' "$1"; }
 
 # measure NAME LOADED(0|1) -> prints "instructions requests"
@@ -66,7 +56,7 @@ gateway() {
     --jwt-public-key crates/testkit/keys/rsa1.pub.pem --upstream-url "$UPSTREAM" "${EXTRA[@]}" \
     2>"$WORK/$name.log" &
   pid=$!
-  wait_http "http://127.0.0.1:$port/healthz"
+  wait_http "http://127.0.0.1:$port/healthz" 60
   if [ "$loaded" = 1 ]; then
     TOKEN=$("$BIN/mint-token" "$ISS" "http://127.0.0.1:$port/mcp") \
       wrk -t1 -c8 -d"${SECONDS_LOADED}s" -s "$WORK/call.lua" "http://127.0.0.1:$port/mcp" >"$WORK/$name.wrk"
@@ -82,7 +72,7 @@ upstream() {
   valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.out" \
     "$BIN/fixed-upstream" --listen "127.0.0.1:$port" >/dev/null 2>"$WORK/$name.log" &
   pid=$!
-  wait_http "http://127.0.0.1:$port/mcp"
+  wait_http "http://127.0.0.1:$port/mcp" 60
   if [ "$loaded" = 1 ]; then
     wrk -t1 -c8 -d"${SECONDS_LOADED}s" -s "$WORK/call.lua" "http://127.0.0.1:$port/mcp" >"$WORK/$name.wrk"
     reqs=$(awk '/requests in/ {print $1}' "$WORK/$name.wrk")

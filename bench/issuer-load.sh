@@ -23,8 +23,7 @@ WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+source bench/common.sh
 
 UP_PORT=$(free_port); JWT_PORT=$(free_port); ISS_PORT=$(free_port)
 export MCPGATE_AUDIT_OUTPUT=off MCPGATE_RATE_LIMIT='[]'
@@ -64,14 +63,7 @@ request = function()
   return wrk.format("POST", "/authorize/sign-in", nil, body)
 end
 LUA
-cat > "$WORK/call.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Accept"] = "application/json, text/event-stream"
-wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
-LUA
+write_call_lua "$WORK/call.lua"
 # Both tokens must pass before anything is measured.
 for pair in "$JWT_PORT:$JWT_TOKEN" "$ISS_PORT:$ISS_TOKEN"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${pair%%:*}/mcp" -H "authorization: Bearer ${pair#*:}" \
@@ -80,7 +72,6 @@ for pair in "$JWT_PORT:$JWT_TOKEN" "$ISS_PORT:$ISS_TOKEN"; do
   [ "$code" = 200 ] || { echo "token refused on port ${pair%%:*}: $code" >&2; exit 1; }
 done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 run() { # NAME PORT PID TOKEN [flood]
   local name=$1 port=$2 pid=$3 token=$4 flood=${5:-} fpid=""

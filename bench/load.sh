@@ -31,8 +31,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+source bench/common.sh
 
 UP_PORT=$(free_port); NONE_PORT=$(free_port); JWT_PORT=$(free_port); POL_PORT=$(free_port); AUD_PORT=$(free_port)
 export MCPGATE_AUDIT_OUTPUT=off MCPGATE_RATE_LIMIT='[]' 
@@ -56,18 +55,8 @@ TOKEN=$("$BIN/mint-token" "$ISS" "http://127.0.0.1:$JWT_PORT/mcp")
 AUD_TOKEN=$("$BIN/mint-token" "$ISS" "http://127.0.0.1:$AUD_PORT/mcp")
 POL_TOKEN=$("$BIN/mint-token" "$ISS" "http://127.0.0.1:$POL_PORT/mcp")
 
-cat > "$WORK/call.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Accept"] = "application/json, text/event-stream"
-wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
-if os.getenv("TOKEN") ~= nil and os.getenv("TOKEN") ~= "" then
-  wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
-end
-LUA
+write_call_lua "$WORK/call.lua"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 TICK=$(getconf CLK_TCK)
 

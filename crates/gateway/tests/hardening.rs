@@ -957,6 +957,18 @@ async fn a_client_that_never_reads_its_answer_is_let_go_and_its_share_freed() {
 
 #[test]
 fn serving_threads_must_be_a_sensible_number() {
+    let check = |threads: &str| {
+        common::run(
+            &[
+                "check-config",
+                "--auth",
+                "none",
+                "--upstream-url",
+                "http://127.0.0.1:9/mcp",
+            ],
+            &[("TOKIO_WORKER_THREADS", threads)],
+        )
+    };
     for bad in [
         "0",
         "-1",
@@ -966,16 +978,7 @@ fn serving_threads_must_be_a_sensible_number() {
         "1000000",
         "99999999999999999999",
     ] {
-        let (code, _, err) = common::run(
-            &[
-                "check-config",
-                "--auth",
-                "none",
-                "--upstream-url",
-                "http://127.0.0.1:9/mcp",
-            ],
-            &[("TOKIO_WORKER_THREADS", bad)],
-        );
+        let (code, _, err) = check(bad);
         assert_eq!(code, 2, "{bad:?}: {err}");
         assert!(
             err.contains("TOKIO_WORKER_THREADS must be a whole number from 1 to 1024"),
@@ -984,16 +987,7 @@ fn serving_threads_must_be_a_sensible_number() {
         assert!(!err.contains("panicked"), "{bad:?}: {err}");
     }
     for good in ["1", " 2 ", "64"] {
-        let (code, _, err) = common::run(
-            &[
-                "check-config",
-                "--auth",
-                "none",
-                "--upstream-url",
-                "http://127.0.0.1:9/mcp",
-            ],
-            &[("TOKIO_WORKER_THREADS", good)],
-        );
+        let (code, _, err) = check(good);
         assert_eq!(code, 0, "{good:?}: {err}");
     }
 }
